@@ -1,0 +1,154 @@
+"""File-system helpers shared by the formats: header-only image sizes, image
+placement, atomic output directories, progress bars and a process pool.
+
+No torch here (formats import this module).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from .errors import MalformedFileError, MissingFileError, OutputExistsError, check_choice
+
+__all__ = ["IMAGE_MODES", "atomic_output", "image_size", "parallel_map", "place_image", "progress",
+           "default_workers"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+IMAGE_MODES = ("link", "copy", "none")
+# EXIF orientation values that swap width and height (5..8 are the transposing ones).
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of the image as it will be decoded, from the header only.
+
+    No pixels are decoded. EXIF orientations 5-8 (rotations by 90 degrees)
+    swap the two, so the size matches ``ImageOps.exif_transpose`` output.
+
+    Raises:
+        MissingFileError: the file does not exist.
+        MalformedFileError: Pillow cannot identify it as an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # broken EXIF must not hide a readable image
+                orientation = 1
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "image file not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise MalformedFileError(str(path), f"cannot read image header ({err})") from None
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        w, h = h, w
+    return int(w), int(h)
+
+
+def place_image(src: Path, dst: Path, mode: str) -> bool:
+    """Put ``src`` at ``dst`` by ``mode`` (``link``: symlink, ``copy``, ``none``).
+
+    Returns False when the source is missing (the caller counts and reports it).
+    A hard link is not used: it would let a later edit of the output modify the input.
+    """
+    if mode == "none":
+        return True
+    if not src.exists():
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if mode == "link":
+        os.symlink(os.path.abspath(src), dst)
+    else:
+        shutil.copy2(src, dst)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_output(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out``; rename it to ``out`` on success.
+
+    On error the temporary directory is removed and ``out`` is left as it was.
+
+    Raises:
+        OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+        tmp.rename(out)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    else:
+        tmp.rename(out)
+
+
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
+             enabled: bool | None = None) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar when ``enabled`` (default: stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False, dynamic_ncols=True)
+
+
+def default_workers() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def parallel_map(fn: Callable[[Sequence[T]], R], items: Sequence[T], *, workers: int | None = None,
+                 chunk: int = 256, desc: str = "", show_progress: bool | None = None) -> list[R]:
+    """Apply ``fn`` to consecutive chunks of ``items``; results are in chunk order.
+
+    ``fn`` takes a chunk (a list) and returns one result per chunk, so a
+    worker does many small files per round trip. With ``workers <= 1`` or few
+    items it runs in this process (no pool start-up cost).
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    chunks = [list(items[i:i + chunk]) for i in range(0, len(items), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [fn(c) for c in progress(chunks, total=len(chunks), desc=desc, enabled=show_progress)]
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+        return list(progress(pool.map(fn, chunks), total=len(chunks), desc=desc, enabled=show_progress))
+
+
+def check_images_mode(mode: str) -> str:
+    return check_choice("--images mode", mode, IMAGE_MODES)
+
+
+def relpath_posix(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+

@@ -1,0 +1,96 @@
+"""The ``dsprep`` command line: ``dsprep convert | info | validate | split | show | synth | train | eval``.
+
+Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
+(one line), ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)``
+and ``run(args) -> int``. Command modules import heavy libraries (torch,
+matplotlib) inside ``run`` only, so ``dsprep convert`` starts without them.
+
+Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import DsprepError
+
+__all__ = ["main"]
+
+# Literal table: command name -> module. Order is the order of `dsprep --help`.
+COMMANDS = {
+    "convert": "dsprep.commands.convert",
+    "info": "dsprep.commands.info",
+    "validate": "dsprep.commands.validate",
+    "split": "dsprep.commands.split",
+    "show": "dsprep.commands.show",
+    "synth": "dsprep.commands.synth",
+    "train": "dsprep.commands.train",
+    "eval": "dsprep.commands.eval",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsprep", formatter_class=_Formatter,
+        description="Prepare, convert, check and load ImageNet, COCO, PASCAL VOC and Cityscapes datasets.",
+        epilog="Run 'dsprep COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"dsprep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as err:
+            if err.name != modname:
+                raise
+            continue  # command not built yet
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=_Formatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+class _CliLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
+        return f"dsprep: {level}{record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CliLogFormatter())
+    root = logging.getLogger("dsprep")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose)
+    try:
+        return int(args._run(args) or 0)
+    except DsprepError as err:
+        print(f"dsprep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dsprep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``dsprep`` sub-command (see :mod:`dsprep.cli`)."""

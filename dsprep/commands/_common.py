@@ -1,0 +1,43 @@
+"""Argument helpers shared by the sub-commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .._io import IMAGE_MODES
+from ..formats import FORMATS
+from ..records import CATEGORY_ID_POLICIES
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    """``FORMAT ROOT`` positional arguments plus ``--split`` and ``--on-error``."""
+    p.add_argument("format", choices=list(FORMATS), metavar="FORMAT",
+                   help=f"the dataset's format: {', '.join(FORMATS)}")
+    p.add_argument("root", metavar="ROOT",
+                   help="the dataset root (for coco also a single annotation JSON)")
+    p.add_argument("--split", default=None, help="only this split (default: every split found)")
+    p.add_argument("--on-error", choices=["raise", "warn"], default="raise",
+                   help="stop at the first bad item, or skip bad items and print one summary count")
+
+
+def add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for parsing many files (default: all cores)")
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="OUT", help="output directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--images", choices=IMAGE_MODES, default="link",
+                   help="place images in OUT as symlinks, copies, or not at all")
+    p.add_argument("--category-ids", choices=CATEGORY_ID_POLICIES, default="preserve",
+                   help="keep source category ids, or renumber them 0.. or 1.. in category order "
+                        "(the map is written to OUT/category_map.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=1, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")

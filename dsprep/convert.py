@@ -1,0 +1,117 @@
+"""``convert``: parse one format, write another, always through records.
+
+No torch here: the CLI's convert path must start fast.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from ._io import atomic_output, check_images_mode
+from .errors import DatasetNotFoundError, OutputExistsError, check_choice
+from .formats import get_format
+from .records import CATEGORY_ID_POLICIES, Dataset
+
+__all__ = ["convert", "write_dataset", "CATEGORY_MAP_FILE"]
+
+log = logging.getLogger(__name__)
+CATEGORY_MAP_FILE = "category_map.json"
+
+
+def _check_not_inside(out: Path, root: Path) -> None:
+    out_r, root_r = out.resolve(), root.resolve()
+    if out_r == root_r or root_r.is_relative_to(out_r):
+        raise OutputExistsError(f"--out {out} would replace the input {root}; choose another directory")
+
+
+def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: str = "link",
+                  category_ids: str = "preserve", overwrite: bool = False, progress: bool | None = None,
+                  **write_options: Any) -> dict[str, Any]:
+    """Write ``dataset`` as format ``to`` into ``out``, atomically.
+
+    The category-id ``policy`` is applied first and the map
+    ``{"policy", "categories": [{"name", "source_id", "id"}]}`` is written to
+    ``out/category_map.json``.
+
+    Returns:
+        The writer's report plus ``"category_map"``.
+    """
+    fmt = get_format(to)
+    check_images_mode(images)
+    check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
+    remapped, mapping = dataset.remap_categories(category_ids)
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        report = dict(fmt.write(remapped, tmp, images=images, progress=progress, **write_options) or {})
+        cmap = {
+            "policy": category_ids,
+            "source_format": dataset.format,
+            "categories": [{"name": c.name, "source_id": c.id, "id": mapping[c.id]} for c in dataset.categories],
+        }
+        (tmp / CATEGORY_MAP_FILE).write_text(json.dumps(cmap, indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+    report["category_map"] = mapping
+    lost: Mapping[str, int] = report.get("lost") or {}
+    for what, n in sorted(lost.items()):
+        if n:
+            log.warning("%s cannot hold %s: %d dropped from the output (the input is unchanged)", to, what, n)
+    return report
+
+
+def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.PathLike, *,
+            split: str | None = None, images: str = "link", category_ids: str = "preserve",
+            overwrite: bool = False, workers: int | None = None, on_error: str = "raise",
+            progress: bool | None = None, parse_options: Mapping[str, Any] | None = None,
+            write_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Convert the dataset at ``root`` from ``src_format`` to ``to``, writing ``out``.
+
+    Args:
+        src_format, to: format names (``dsprep.formats.FORMATS``).
+        root: the source dataset (directory, or a COCO JSON file).
+        out: the output directory; must not exist unless ``overwrite``.
+        split: convert only this split (default: every split found).
+        images: ``link`` (symlinks), ``copy`` or ``none``.
+        category_ids: ``preserve``, ``contiguous0`` or ``contiguous1``.
+        workers: processes for parsing (default: all cores).
+        on_error: ``raise`` (stop at the first bad item) or ``warn`` (skip and count).
+
+    Returns:
+        A summary: images, objects, categories, splits, seconds, lost, skipped.
+
+    Raises:
+        DatasetNotFoundError: ``root`` does not exist.
+        FormatError: bad input (names the file and what was wrong).
+        OutputExistsError: ``out`` exists and ``overwrite`` is False.
+
+    Example:
+        >>> convert("voc", "VOCdevkit/VOC2012", "coco", "out/")  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    src = get_format(src_format)
+    get_format(to)
+    check_images_mode(images)
+    check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
+    root, out = Path(root), Path(out)
+    if not root.exists():
+        raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {src_format} dataset)")
+    _check_not_inside(out, root)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+    dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress,
+                        **dict(parse_options or {}))
+    if not isinstance(dataset, Dataset):  # a format bug, not user input
+        raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
+    report = write_dataset(dataset, to, out, images=images, category_ids=category_ids,
+                           overwrite=overwrite, progress=progress, **dict(write_options or {}))
+    return {
+        "from": src_format, "to": to, "out": str(out),
+        "images": len(dataset), "objects": dataset.num_objects(), "categories": len(dataset.categories),
+        "splits": {k: len(v) for k, v in dataset.splits.items()},
+        "lost": dict(report.get("lost") or {}),
+        "skipped": int(dataset.info.get("skipped", 0)),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+

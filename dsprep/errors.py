@@ -1,0 +1,149 @@
+"""dsprep's exceptions and the on-error policy for bad input.
+
+The tree::
+
+    DsprepError
+     +-- FormatError (ValueError)            bad input: where, expected, found
+     |    +-- MalformedFileError             not parseable at all (XML/JSON syntax, not COCO)
+     |    +-- InvalidAnnotationError         parseable, but a value is wrong (box, polygon, RLE, category)
+     |    +-- MissingFileError (FileNotFoundError)   a file the annotation points at is absent
+     +-- DatasetNotFoundError (FileNotFoundError)    no dataset where we looked
+     +-- UnknownNameError (ValueError)       unknown format/dataset/split/task; lists valid ones
+     +-- OutputExistsError (FileExistsError) refusing to overwrite without ``overwrite=True``
+
+The second base keeps callers' ``except ValueError`` / ``except FileNotFoundError`` working.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from collections import Counter
+from typing import Iterable
+
+__all__ = [
+    "DatasetNotFoundError",
+    "DsprepError",
+    "ErrorPolicy",
+    "FormatError",
+    "InvalidAnnotationError",
+    "MalformedFileError",
+    "MissingFileError",
+    "OutputExistsError",
+    "UnknownNameError",
+    "check_choice",
+]
+
+log = logging.getLogger(__name__)
+
+
+class DsprepError(Exception):
+    """Base class of every error dsprep raises on purpose."""
+
+
+class FormatError(DsprepError, ValueError):
+    """Bad input. ``str(err)`` reads ``"<where>: <message>"``.
+
+    Args:
+        where: the file, plus line / annotation id where known
+            (``"Annotations/000012.xml:17"``, ``"instances_val.json: annotation id 42"``).
+        message: what was expected and what was found.
+    """
+
+    def __init__(self, where: str, message: str):
+        self.where = str(where)
+        self.message = message
+        super().__init__(f"{self.where}: {message}" if self.where else message)
+
+    def __reduce__(self):  # picklable across process pools
+        return (type(self), (self.where, self.message))
+
+
+class MalformedFileError(FormatError):
+    """The file cannot be read as the format at all."""
+
+
+class InvalidAnnotationError(FormatError):
+    """The file parses, but an annotation value is invalid."""
+
+
+class MissingFileError(FormatError, FileNotFoundError):
+    """A file that the dataset refers to does not exist."""
+
+
+class DatasetNotFoundError(DsprepError, FileNotFoundError):
+    """No dataset was found; the message lists every place looked at."""
+
+
+class UnknownNameError(DsprepError, ValueError):
+    """An unknown format, dataset, split or task name."""
+
+
+class OutputExistsError(DsprepError, FileExistsError):
+    """The output exists and overwriting was not asked for."""
+
+
+def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise :class:`UnknownNameError`.
+
+    The message lists the valid values and suggests the nearest one, e.g.
+    ``Unknown split 'vall'. Valid values are: train, val. Did you mean 'val'?``
+    """
+    valid = list(valid)
+    if value in valid:
+        return value
+    msg = f"Unknown {kind} {value!r}. Valid values are: {', '.join(map(str, valid))}."
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    if close:
+        msg += f" Did you mean {close[0]!r}?"
+    raise UnknownNameError(msg)
+
+
+class ErrorPolicy:
+    """What to do with a bad item: ``"raise"`` (default) or ``"warn"``.
+
+    With ``"warn"`` the bad item is skipped and counted; :meth:`summary` logs a
+    single warning with the count and the first few messages. Parsers call
+    :meth:`handle` from inside their ``except FormatError`` blocks.
+
+    Example:
+        >>> policy = ErrorPolicy("warn")
+        >>> try:
+        ...     raise InvalidAnnotationError("a.xml", "xmax < xmin")
+        ... except FormatError as err:
+        ...     policy.handle(err)
+        >>> policy.count
+        1
+    """
+
+    MODES = ("raise", "warn")
+
+    def __init__(self, mode: str = "raise", *, show: int = 5):
+        self.mode = check_choice("on_error mode", mode, self.MODES)
+        self.show = show
+        self.count = 0
+        self.kinds: Counter[str] = Counter()
+        self.examples: list[str] = []
+
+    def handle(self, err: FormatError) -> None:
+        """Re-raise ``err`` in raise mode; otherwise record it."""
+        if self.mode == "raise":
+            raise err
+        self.count += 1
+        self.kinds[type(err).__name__] += 1
+        if len(self.examples) < self.show:
+            self.examples.append(str(err))
+
+    def merge(self, other: "ErrorPolicy") -> None:
+        """Fold the counts of a worker's policy into this one."""
+        self.count += other.count
+        self.kinds.update(other.kinds)
+        self.examples.extend(other.examples[: max(0, self.show - len(self.examples))])
+
+    def summary(self, what: str = "items") -> str | None:
+        """Log (and return) one line summarising skipped items, or None if none."""
+        if not self.count:
+            return None
+        line = f"skipped {self.count} bad {what} (" + ", ".join(
+            f"{n} {k}" for k, n in self.kinds.most_common()) + "); first: " + " | ".join(self.examples)
+        log.warning(line)
+        return line

@@ -1,0 +1,15 @@
+"""Placeholder: this format is being written (see the open issues)."""
+NAME = "voc"
+DESCRIPTION = "(not implemented yet)"
+
+
+def detect(path) -> bool:
+    raise NotImplementedError
+
+
+def parse(path, **options):
+    raise NotImplementedError("the voc format is not implemented yet")
+
+
+def write(dataset, dest, **options):
+    raise NotImplementedError("the voc format is not implemented yet")

@@ -1,0 +1,475 @@
+"""The one record model every format parses into and writes from.
+
+A :class:`Dataset` holds :class:`Category` entries and a list of image
+:class:`Record` s. Each record keeps its objects as a struct of arrays
+(:class:`Instances`): one ``(N, 4)`` box array per image, not one Python
+object per box.
+
+Conventions (see ``docs/records.md``):
+
+- Boxes are absolute pixel coordinates, 0-based and continuous, ``xyxy``:
+  pixel ``i`` covers ``[i, i+1)``. VOC's 1-based inclusive ``xmin..xmax``
+  becomes ``[xmin-1, xmax]``; COCO's ``[x, y, w, h]`` becomes ``[x, y, x+w, y+h]``.
+- Boxes and keypoints are stored as float64, not float32: float32 would turn
+  COCO's ``473.07`` into ``473.0700073242188`` and break exact round trips.
+  The torch layer hands out float32.
+- ``labels`` hold the *source* category id (COCO's 1..90 with gaps, VOC's
+  1..20); the contiguous training index is derived by
+  :meth:`Dataset.category_index`.
+- Segmentation is kept in the form the source had, one entry per object:
+  ``None``, a list of polygons (each a flat ``[x1, y1, x2, y2, ...]``), an RLE
+  dict ``{"size": [h, w], "counts": str | list[int]}``, or ``bytes`` holding
+  one of those as raw JSON text, decoded only when asked
+  (:func:`decode_segmentation`).
+
+This module imports numpy only: no torch, no Pillow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import check_choice
+
+__all__ = [
+    "BoxFormat",
+    "Category",
+    "Dataset",
+    "Instances",
+    "Record",
+    "CATEGORY_ID_POLICIES",
+    "convert_boxes",
+    "decode_segmentation",
+    "record_id_from_path",
+]
+
+CATEGORY_ID_POLICIES = ("preserve", "contiguous0", "contiguous1")
+
+
+class BoxFormat(str, enum.Enum):
+    """How four box numbers are to be read. Records always hold ``XYXY``."""
+
+    XYXY = "xyxy"  # x1, y1, x2, y2 (continuous, 0-based)
+    XYWH = "xywh"  # COCO: x, y, width, height
+    CXCYWH = "cxcywh"  # centre x, centre y, width, height
+
+
+def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str) -> np.ndarray:
+    """Convert an ``(N, 4)`` array between box formats (returns a new float64 array).
+
+    Example:
+        >>> convert_boxes(np.array([[10, 20, 30, 40]]), "xywh", "xyxy").tolist()
+        [[10.0, 20.0, 40.0, 60.0]]
+    """
+    src, dst = BoxFormat(src), BoxFormat(dst)
+    b = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
+    if src == dst:
+        return b
+    if src == BoxFormat.XYWH:
+        b[:, 2:] += b[:, :2]
+    elif src == BoxFormat.CXCYWH:
+        half = b[:, 2:] / 2
+        b[:, :2], b[:, 2:] = b[:, :2] - half, b[:, :2] + half
+    # b is now xyxy
+    if dst == BoxFormat.XYWH:
+        b[:, 2:] -= b[:, :2]
+    elif dst == BoxFormat.CXCYWH:
+        wh = b[:, 2:] - b[:, :2]
+        b[:, :2] = b[:, :2] + wh / 2
+        b[:, 2:] = wh
+    return b
+
+
+def record_id_from_path(relpath: str) -> str:
+    """The stable record id: the path relative to the dataset root, posix, without extension.
+
+    ``JPEGImages/000005.jpg`` -> ``JPEGImages/000005``. Two ``0001.jpg`` in
+    different folders get two ids.
+    """
+    relpath = relpath.replace("\\", "/")
+    while relpath.startswith("./"):
+        relpath = relpath[2:]
+    head, _, tail = relpath.rpartition("/")
+    stem = tail.rsplit(".", 1)[0] if "." in tail else tail
+    return f"{head}/{stem}" if head else stem
+
+
+def decode_segmentation(segm: Any) -> Any:
+    """Return a segmentation entry in decoded form (raw JSON bytes are parsed)."""
+    if isinstance(segm, (bytes, bytearray, memoryview)):
+        return json.loads(bytes(segm))
+    return segm
+
+
+@dataclass(frozen=True)
+class Category:
+    """A class as the source defines it.
+
+    Attributes:
+        id: the source's id (COCO ``category_id``, VOC canonical 1..20, ImageNet sorted index).
+        name: the source's name (COCO name, VOC name, ImageNet wnid, Cityscapes label name).
+        supercategory: COCO supercategory (or Cityscapes category), ``""`` if none.
+        extra: anything else the source has (COCO ``keypoints`` names and
+            1-based ``skeleton``, panoptic ``isthing``/``color``, ImageNet
+            ``words``, Cityscapes ``trainId``...).
+    """
+
+    id: int
+    name: str
+    supercategory: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _as_array(name: str, value: Any, dtype: Any, shape_tail: tuple[int, ...], n: int | None) -> np.ndarray:
+    arr = np.asarray(value, dtype=dtype)
+    if arr.size == 0 and arr.ndim != 1 + len(shape_tail):
+        arr = arr.reshape((0, *shape_tail))
+    if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != shape_tail:
+        raise ValueError(f"Instances.{name} must have shape (N, {', '.join(map(str, shape_tail)) or ''})"
+                         .replace(", )", ")") + f", but got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"Instances.{name} has {arr.shape[0]} rows, but boxes has {n}")
+    return arr
+
+
+@dataclass(eq=False)
+class Instances:
+    """The objects of one image, as parallel arrays of length N.
+
+    Attributes:
+        boxes: ``(N, 4) float64`` xyxy, 0-based continuous pixels.
+        labels: ``(N,) int64`` source category ids.
+        iscrowd: ``(N,) bool`` (COCO crowd regions).
+        difficult: ``(N,) bool`` (VOC ``difficult``; ignored in evaluation).
+        ids: ``(N,) int64`` source annotation ids (COCO ``id``; ``-1`` where the source has none).
+        area: ``(N,) float64`` the source's stored area (COCO), NaN where unknown.
+        segmentation: ``None`` or a list of N entries (see module docstring).
+        keypoints: ``None`` or ``(N, K, 3) float64`` ``x, y, v`` with COCO's visibility 0/1/2.
+        extra: ``None`` or a list of N dicts of per-object fields only one
+            format has (VOC ``pose``, ``truncated``, ``occluded``, ``parts``,
+            ``actions``, ``attributes``; COCO unknown keys).
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    iscrowd: np.ndarray | None = None
+    difficult: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    area: np.ndarray | None = None
+    segmentation: list | None = None
+    keypoints: np.ndarray | None = None
+    extra: list | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = _as_array("boxes", self.boxes, np.float64, (4,), None)
+        n = self.boxes.shape[0]
+        self.labels = _as_array("labels", self.labels, np.int64, (), n)
+        self.iscrowd = (np.zeros(n, bool) if self.iscrowd is None
+                        else _as_array("iscrowd", self.iscrowd, bool, (), n))
+        self.difficult = (np.zeros(n, bool) if self.difficult is None
+                          else _as_array("difficult", self.difficult, bool, (), n))
+        self.ids = (np.full(n, -1, np.int64) if self.ids is None
+                    else _as_array("ids", self.ids, np.int64, (), n))
+        self.area = (np.full(n, np.nan) if self.area is None
+                     else _as_array("area", self.area, np.float64, (), n))
+        if self.keypoints is not None:
+            kp = np.asarray(self.keypoints, dtype=np.float64)
+            if kp.ndim != 3 or kp.shape[2] != 3 or kp.shape[0] != n:
+                raise ValueError(f"Instances.keypoints must have shape ({n}, K, 3), but got shape {kp.shape}")
+            self.keypoints = kp
+        for name in ("segmentation", "extra"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, list):
+                    value = list(value)
+                    setattr(self, name, value)
+                if len(value) != n:
+                    raise ValueError(f"Instances.{name} has {len(value)} entries, but boxes has {n}")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Instances):
+            return NotImplemented
+        return (np.array_equal(self.boxes, other.boxes) and np.array_equal(self.labels, other.labels)
+                and np.array_equal(self.iscrowd, other.iscrowd)
+                and np.array_equal(self.difficult, other.difficult)
+                and np.array_equal(self.ids, other.ids)
+                and np.array_equal(self.area, other.area, equal_nan=True)
+                and _opt_equal(self.keypoints, other.keypoints)
+                and _segm_list(self.segmentation) == _segm_list(other.segmentation)
+                and (self.extra or None) == (other.extra or None))
+
+    def select(self, keep: np.ndarray | Sequence[int] | Sequence[bool]) -> "Instances":
+        """A new Instances with only the rows in ``keep`` (indices or a boolean mask)."""
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        pick = (lambda lst: None if lst is None else [lst[i] for i in idx])
+        return Instances(
+            boxes=self.boxes[idx], labels=self.labels[idx], iscrowd=self.iscrowd[idx],
+            difficult=self.difficult[idx], ids=self.ids[idx], area=self.area[idx],
+            segmentation=pick(self.segmentation),
+            keypoints=None if self.keypoints is None else self.keypoints[idx],
+            extra=pick(self.extra))
+
+    @classmethod
+    def concat(cls, parts: Sequence["Instances"]) -> "Instances":
+        """Stack several Instances (used by parsers that read object by object)."""
+        if not parts:
+            return cls()
+        if len(parts) == 1:
+            return parts[0]
+
+        def lists(name: str) -> list | None:
+            if all(getattr(p, name) is None for p in parts):
+                return None
+            out: list = []
+            for p in parts:
+                v = getattr(p, name)
+                out.extend(v if v is not None else [None] * len(p))
+            return out
+
+        kps = [p.keypoints for p in parts]
+        if all(k is None for k in kps):
+            keypoints = None
+        else:
+            k = max(x.shape[1] for x in kps if x is not None)
+            keypoints = np.concatenate([x if x is not None else np.zeros((len(p), k, 3))
+                                        for x, p in zip(kps, parts)])
+        return cls(
+            boxes=np.concatenate([p.boxes for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            iscrowd=np.concatenate([p.iscrowd for p in parts]),
+            difficult=np.concatenate([p.difficult for p in parts]),
+            ids=np.concatenate([p.ids for p in parts]),
+            area=np.concatenate([p.area for p in parts]),
+            segmentation=lists("segmentation"), keypoints=keypoints, extra=lists("extra"))
+
+
+def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
+
+
+def _segm_list(segm: list | None) -> list | None:
+    if segm is None or all(s is None for s in segm):
+        return None
+    return [_normalise_segm(decode_segmentation(s)) for s in segm]
+
+
+def _normalise_segm(s: Any) -> Any:
+    if isinstance(s, dict):
+        counts = s.get("counts")
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii")
+        return {"size": list(s.get("size", ())), "counts": counts}
+    if isinstance(s, (list, tuple)):
+        return [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in s]
+    return s
+
+
+@dataclass(eq=False)
+class Record:
+    """One image and everything annotated on it.
+
+    Attributes:
+        id: stable id from the relative path (:func:`record_id_from_path`).
+        path: image path relative to the dataset root, posix separators.
+        width, height: size of the decoded image (EXIF orientation applied);
+            0 when neither the annotation nor the image says.
+        split: the split it was read under (``"train"``, ``"val"``...) or None.
+        label: image-level class (source category id) for classification, or None.
+        instances: the objects (:class:`Instances`).
+        mask_path: semantic mask, relative to the root (VOC SegmentationClass,
+            Cityscapes labelIds), or None.
+        instance_mask_path: instance mask (VOC SegmentationObject, Cityscapes
+            instanceIds, COCO panoptic PNG), or None.
+        captions: image captions (COCO captions).
+        source_id: the id the source format gave the image (COCO's int
+            ``image_id``, Cityscapes' ``frankfurt_000000_000294``), or None.
+        extra: image-level fields only one format has (VOC ``source``/
+            ``owner``/``segmented``, COCO ``license``/``coco_url``,
+            Cityscapes city/sequence/frame).
+    """
+
+    id: str
+    path: str
+    width: int = 0
+    height: int = 0
+    split: str | None = None
+    label: int | None = None
+    instances: Instances = field(default_factory=Instances)
+    mask_path: str | None = None
+    instance_mask_path: str | None = None
+    captions: list[str] = field(default_factory=list)
+    source_id: int | str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self))
+
+    def replace(self, **changes: Any) -> "Record":
+        """A copy with some fields changed (like :func:`dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
+
+
+class Dataset:
+    """Categories plus image records, as parsed from one dataset root.
+
+    Args:
+        categories: the classes, in the source's order.
+        records: the images.
+        splits: split name -> record ids, in the source's order. Splits may
+            overlap (VOC ``trainval`` is ``train`` + ``val``). When omitted it
+            is built from each record's ``split``.
+        info: dataset-level metadata (COCO ``info`` and ``licenses``, VOC year...).
+        root: the directory that record paths are relative to.
+        format: the format name it was parsed from.
+
+    Example:
+        >>> ds = Dataset([Category(1, "cat")], [Record("a", "a.jpg", 8, 8, "train")])
+        >>> len(ds), list(ds.splits)
+        (1, ['train'])
+    """
+
+    def __init__(self, categories: Iterable[Category], records: Iterable[Record], *,
+                 splits: Mapping[str, Sequence[str]] | None = None, info: Mapping[str, Any] | None = None,
+                 root: Any = None, format: str | None = None):
+        self.categories: list[Category] = list(categories)
+        self.records: list[Record] = list(records)
+        if splits is None:
+            built: dict[str, list[str]] = {}
+            for r in self.records:
+                if r.split is not None:
+                    built.setdefault(r.split, []).append(r.id)
+            splits = built
+        self.splits: dict[str, list[str]] = {k: list(v) for k, v in splits.items()}
+        self.info: dict[str, Any] = dict(info or {})
+        self.root = root
+        self.format = format
+        ids = [c.id for c in self.categories]
+        if len(set(ids)) != len(ids):
+            dup = [i for i, n in Counter(ids).items() if n > 1]
+            raise ValueError(f"duplicate category ids {dup[:5]}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> Record:
+        return self.records[i]
+
+    def __repr__(self) -> str:
+        return (f"Dataset(format={self.format!r}, images={len(self.records)}, "
+                f"objects={self.num_objects()}, categories={len(self.categories)}, "
+                f"splits={ {k: len(v) for k, v in self.splits.items()} })")
+
+    def num_objects(self) -> int:
+        return sum(len(r.instances) for r in self.records)
+
+    def record_by_id(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records}
+
+    def category_by_id(self) -> dict[int, Category]:
+        return {c.id: c for c in self.categories}
+
+    def category_by_name(self) -> dict[str, Category]:
+        return {c.name: c for c in self.categories}
+
+    def category_index(self) -> dict[int, int]:
+        """Source category id -> contiguous 0-based training index (in category order)."""
+        return {c.id: i for i, c in enumerate(self.categories)}
+
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def subset(self, split: str) -> "Dataset":
+        """The records of one split, as a new Dataset sharing categories and info."""
+        check_choice("split", split, self.splits)
+        by_id = self.record_by_id()
+        recs = [by_id[i].replace(split=split) for i in self.splits[split] if i in by_id]
+        return Dataset(self.categories, recs, splits={split: [r.id for r in recs]},
+                       info=self.info, root=self.root, format=self.format)
+
+    def remap_categories(self, policy: str) -> tuple["Dataset", dict[int, int]]:
+        """Renumber categories by ``policy``; returns the new dataset and ``{old_id: new_id}``.
+
+        ``preserve`` keeps source ids; ``contiguous0`` numbers categories
+        0..C-1 in category order, ``contiguous1`` 1..C. Labels and image-level
+        labels follow.
+        """
+        check_choice("category-id policy", policy, CATEGORY_ID_POLICIES)
+        if policy == "preserve":
+            return self, {c.id: c.id for c in self.categories}
+        start = 0 if policy == "contiguous0" else 1
+        mapping = {c.id: start + i for i, c in enumerate(self.categories)}
+        lut_keys = np.array(sorted(mapping), dtype=np.int64)
+        lut_vals = np.array([mapping[k] for k in lut_keys], dtype=np.int64)
+
+        def remap(labels: np.ndarray) -> np.ndarray:
+            if labels.size == 0:
+                return labels.copy()
+            pos = np.searchsorted(lut_keys, labels)
+            pos = np.clip(pos, 0, len(lut_keys) - 1)
+            ok = lut_keys[pos] == labels
+            return np.where(ok, lut_vals[pos], labels)
+
+        cats = [dataclasses.replace(c, id=mapping[c.id]) for c in self.categories]
+        recs = []
+        for r in self.records:
+            inst = dataclasses.replace(r.instances, labels=remap(r.instances.labels))
+            label = mapping.get(r.label, r.label) if r.label is not None else None
+            recs.append(r.replace(instances=inst, label=label))
+        return Dataset(cats, recs, splits=self.splits, info=self.info, root=self.root,
+                       format=self.format), mapping
+
+    def torch(self, task: str | None = None, transform: Any = None, **options: Any) -> Any:
+        """A map-style ``torch.utils.data.Dataset`` over these records (see :mod:`dsprep.loaders`).
+
+        torch is imported here, not when records are: this module stays torch-free.
+        """
+        from .loaders import TorchDataset
+
+        return TorchDataset(self, task=task, transform=transform, **options)
+
+    def loader(self, batch_size: int = 32, **options: Any) -> Any:
+        """A ``torch.utils.data.DataLoader`` with the task's collate (see :func:`dsprep.loaders.make_loader`)."""
+        from .loaders import make_loader
+
+        return make_loader(self, batch_size=batch_size, **options)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per split: images, objects, and per-category object counts (by name)."""
+        names = {c.id: c.name for c in self.categories}
+        by_id = self.record_by_id()
+        groups = self.splits or {"all": [r.id for r in self.records]}
+        out: dict[str, Any] = {}
+        for split, ids in groups.items():
+            counts: Counter[int] = Counter()
+            n_obj = 0
+            for rid in ids:
+                r = by_id.get(rid)
+                if r is None:
+                    continue
+                n_obj += len(r.instances)
+                counts.update(r.instances.labels.tolist())
+            labels = Counter(by_id[i].label for i in ids if i in by_id and by_id[i].label is not None)
+            out[split] = {
+                "images": len(ids),
+                "objects": n_obj,
+                "objects_per_category": {names.get(k, str(k)): v for k, v in sorted(counts.items()) if v},
+                "images_per_label": {names.get(k, str(k)): v for k, v in sorted(labels.items())},
+            }
+        return out

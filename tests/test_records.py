@@ -1,0 +1,114 @@
+"""The record model: box conventions, validation, category remapping, splits."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from dsprep import BoxFormat, Category, Dataset, Instances, Record, convert_boxes
+from dsprep.errors import ErrorPolicy, InvalidAnnotationError, UnknownNameError, check_choice
+from dsprep.records import record_id_from_path
+
+
+@pytest.mark.parametrize("src,box,xyxy", [
+    ("xywh", [10, 20, 30, 40], [10, 20, 40, 60]),
+    ("cxcywh", [25, 40, 30, 40], [10, 20, 40, 60]),
+    ("xyxy", [10, 20, 40, 60], [10, 20, 40, 60]),
+])
+def test_convert_boxes_round_trip(src, box, xyxy):
+    out = convert_boxes(np.array([box]), src, BoxFormat.XYXY)
+    assert out.tolist() == [list(map(float, xyxy))]
+    assert convert_boxes(out, "xyxy", src).tolist() == [list(map(float, box))]
+
+
+def test_float64_keeps_coco_decimals_exactly():
+    inst = Instances(boxes=[[473.07, 395.93, 473.07 + 38.65, 395.93 + 28.67]], labels=[18])
+    back = convert_boxes(inst.boxes, "xyxy", "xywh")[0]
+    assert back[0] == 473.07 and back[1] == 395.93
+
+
+def test_instances_validates_shapes_with_expected_and_found():
+    with pytest.raises(ValueError, match=r"shape \(N, 4\), but got shape \(3,\)"):
+        Instances(boxes=[1, 2, 3], labels=[1])
+    with pytest.raises(ValueError, match="labels has 2 rows, but boxes has 1"):
+        Instances(boxes=[[0, 0, 1, 1]], labels=[1, 2])
+    with pytest.raises(ValueError, match="segmentation has 2 entries"):
+        Instances(boxes=[[0, 0, 1, 1]], labels=[1], segmentation=[None, None])
+
+
+def test_instances_defaults_select_and_concat():
+    a = Instances(boxes=[[0, 0, 2, 2], [1, 1, 3, 3]], labels=[1, 2], difficult=[False, True],
+                  extra=[{"pose": "Left"}, {"pose": "Right"}])
+    assert a.iscrowd.tolist() == [False, False] and a.ids.tolist() == [-1, -1]
+    assert np.isnan(a.area).all()
+    b = a.select([False, True])
+    assert b.labels.tolist() == [2] and b.extra == [{"pose": "Right"}] and b.difficult.tolist() == [True]
+    c = Instances.concat([a, Instances(boxes=[[5, 5, 6, 6]], labels=[3], segmentation=[[[5, 5, 6, 5, 6, 6]]])])
+    assert len(c) == 3 and c.segmentation == [None, None, [[5, 5, 6, 5, 6, 6]]]
+    assert c.extra == [{"pose": "Left"}, {"pose": "Right"}, None]
+
+
+def test_raw_json_segmentation_equals_decoded():
+    a = Instances(boxes=[[0, 0, 2, 2]], labels=[1], segmentation=[b"[[0,0,2,0,2,2]]"])
+    b = Instances(boxes=[[0, 0, 2, 2]], labels=[1], segmentation=[[[0.0, 0.0, 2.0, 0.0, 2.0, 2.0]]])
+    assert a == b
+
+
+def test_record_id_keeps_folders():
+    assert record_id_from_path("JPEGImages/000005.jpg") == "JPEGImages/000005"
+    assert record_id_from_path("./a/0001.jpg") != record_id_from_path("./b/0001.jpg")
+    assert record_id_from_path("x\\y.tar.png") == "x/y.tar"
+
+
+def _toy() -> Dataset:
+    cats = [Category(3, "cat"), Category(7, "dog"), Category(9, "cow")]
+    recs = [Record("a", "a.jpg", 8, 8, "train", instances=Instances(boxes=[[0, 0, 1, 1]] * 2, labels=[7, 9])),
+            Record("b", "b.jpg", 8, 8, "val", label=3)]
+    return Dataset(cats, recs, format="toy")
+
+
+@pytest.mark.parametrize("policy,expected", [
+    ("preserve", {3: 3, 7: 7, 9: 9}), ("contiguous0", {3: 0, 7: 1, 9: 2}), ("contiguous1", {3: 1, 7: 2, 9: 3}),
+])
+def test_remap_categories(policy, expected):
+    ds, mapping = _toy().remap_categories(policy)
+    assert mapping == expected
+    assert ds.records[0].instances.labels.tolist() == [expected[7], expected[9]]
+    assert ds.records[1].label == expected[3]
+    assert [c.name for c in ds.categories] == ["cat", "dog", "cow"]
+
+
+def test_splits_subset_and_stats():
+    ds = _toy()
+    assert ds.splits == {"train": ["a"], "val": ["b"]}
+    assert [r.id for r in ds.subset("val")] == ["b"]
+    with pytest.raises(UnknownNameError, match="Did you mean 'val'"):
+        ds.subset("vall")
+    st = ds.stats()
+    assert st["train"]["objects_per_category"] == {"dog": 1, "cow": 1}
+    assert st["val"]["images_per_label"] == {"cat": 1}
+
+
+def test_duplicate_category_ids_rejected():
+    with pytest.raises(ValueError, match="duplicate category ids"):
+        Dataset([Category(1, "a"), Category(1, "b")], [])
+
+
+def test_error_policy_warn_counts_and_raise_raises(caplog):
+    err = InvalidAnnotationError("a.xml:3", "xmax=1 < xmin=4")
+    with pytest.raises(InvalidAnnotationError, match=r"^a\.xml:3: xmax=1"):
+        ErrorPolicy("raise").handle(err)
+    pol = ErrorPolicy("warn")
+    pol.handle(err)
+    pol.handle(err)
+    assert pol.count == 2 and "skipped 2 bad" in pol.summary("objects")
+    with pytest.raises(UnknownNameError):
+        check_choice("mode", "wern", ErrorPolicy.MODES)
+
+
+def test_core_layers_do_not_import_torch():
+    import subprocess
+    code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.convert, dsprep.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
