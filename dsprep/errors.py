@@ -117,7 +117,17 @@ class ErrorPolicy:
 
     MODES = ("raise", "warn")
 
-    def __init__(self, mode: str = "raise", *, show: int = 5):
+    def __new__(cls, mode: "str | ErrorPolicy" = "raise", **kwargs):
+        # ErrorPolicy(policy) returns that same policy, so a caller (``dsprep
+        # validate``) can hand a parser a policy object where a mode string is
+        # accepted and read every problem back from it afterwards.
+        if isinstance(mode, ErrorPolicy):
+            return mode
+        return super().__new__(cls)
+
+    def __init__(self, mode: "str | ErrorPolicy" = "raise", *, show: int = 5):
+        if isinstance(mode, ErrorPolicy):
+            return
         self.mode = check_choice("on_error mode", mode, self.MODES)
         self.show = show
         self.count = 0

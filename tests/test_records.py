@@ -112,3 +112,8 @@ def test_core_layers_do_not_import_torch():
     code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.convert, dsprep.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_error_policy_passes_through_an_existing_policy():
+    pol = ErrorPolicy("warn", show=100)
+    assert ErrorPolicy(pol) is pol and pol.show == 100
