@@ -451,25 +451,51 @@ class Dataset:
         return make_loader(self, batch_size=batch_size, **options)
 
     def stats(self) -> dict[str, Any]:
-        """Counts per split: images, objects, and per-category object counts (by name)."""
+        """Per split: images, objects, per-category object and image counts, COCO size
+        buckets, image size range and boxes per image.
+
+        Size buckets follow COCOeval: by the stored ``area`` where known, else the
+        box area; small < 32^2 <= medium < 96^2 <= large.
+        """
         names = {c.id: c.name for c in self.categories}
         by_id = self.record_by_id()
         groups = self.splits or {"all": [r.id for r in self.records]}
         out: dict[str, Any] = {}
         for split, ids in groups.items():
-            counts: Counter[int] = Counter()
-            n_obj = 0
-            for rid in ids:
-                r = by_id.get(rid)
-                if r is None:
-                    continue
-                n_obj += len(r.instances)
-                counts.update(r.instances.labels.tolist())
-            labels = Counter(by_id[i].label for i in ids if i in by_id and by_id[i].label is not None)
+            recs = [by_id[i] for i in ids if i in by_id]
+            obj_counts: Counter[int] = Counter()
+            img_counts: Counter[int] = Counter()
+            labels: Counter[int] = Counter()
+            per_image = []
+            buckets = Counter({"small": 0, "medium": 0, "large": 0})
+            widths, heights = [], []
+            for r in recs:
+                inst = r.instances
+                per_image.append(len(inst))
+                obj_counts.update(inst.labels.tolist())
+                img_counts.update(set(inst.labels.tolist()))
+                if r.label is not None:
+                    labels[r.label] += 1
+                if r.width and r.height:
+                    widths.append(r.width)
+                    heights.append(r.height)
+                if len(inst):
+                    wh = inst.boxes[:, 2:] - inst.boxes[:, :2]
+                    area = np.where(np.isnan(inst.area), wh[:, 0] * wh[:, 1], inst.area)
+                    buckets["small"] += int((area < 32 ** 2).sum())
+                    buckets["large"] += int((area >= 96 ** 2).sum())
+                    buckets["medium"] += int(((area >= 32 ** 2) & (area < 96 ** 2)).sum())
+            n_obj = int(sum(per_image))
             out[split] = {
-                "images": len(ids),
+                "images": len(recs),
                 "objects": n_obj,
-                "objects_per_category": {names.get(k, str(k)): v for k, v in sorted(counts.items()) if v},
+                "objects_per_category": {names.get(k, str(k)): v for k, v in sorted(obj_counts.items())},
+                "images_per_category": {names.get(k, str(k)): v for k, v in sorted(img_counts.items())},
                 "images_per_label": {names.get(k, str(k)): v for k, v in sorted(labels.items())},
+                "size_buckets": dict(buckets) if n_obj else {},
+                "image_size": ({"width": [min(widths), max(widths)], "height": [min(heights), max(heights)]}
+                               if widths else None),
+                "boxes_per_image": ({"mean": round(n_obj / len(recs), 3), "max": int(max(per_image))}
+                                    if recs else None),
             }
         return out

@@ -34,14 +34,33 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.format} dataset at {args.root}: {len(ds)} images, {ds.num_objects()} objects, "
           f"{len(ds.categories)} categories")
-    names = [c.name for c in ds.categories]
     splits = list(stats)
-    width = max([len("category"), *map(len, names)]) + 2
-    print("".join(["split".ljust(width), *(s.rjust(12) for s in splits)]))
-    print("".join(["images".ljust(width), *(str(stats[s]["images"]).rjust(12) for s in splits)]))
-    print("".join(["objects".ljust(width), *(str(stats[s]["objects"]).rjust(12) for s in splits)]))
+    names = [c.name for c in ds.categories]
+    width = max([len("boxes per image (mean/max)"), *(len(n) + 2 for n in names)]) + 2
+
+    def row(label: str, values) -> None:
+        print(label.ljust(width) + "".join(str(v).rjust(14) for v in values))
+
+    def fmt_range(r) -> str:
+        return "-" if not r else (f"{r[0]}" if r[0] == r[1] else f"{r[0]}-{r[1]}")
+
+    row("split", splits)
+    row("images", [stats[s]["images"] for s in splits])
+    row("objects", [stats[s]["objects"] for s in splits])
+    if ds.num_objects():
+        for b in ("small", "medium", "large"):
+            row(f"  {b} (COCO area)", [stats[s]["size_buckets"].get(b, 0) for s in splits])
+        row("boxes per image (mean/max)",
+            [f"{bp['mean']:.2f}/{bp['max']}" if (bp := stats[s]["boxes_per_image"]) else "-" for s in splits])
+    row("image width", [fmt_range((stats[s]["image_size"] or {}).get("width")) for s in splits])
+    row("image height", [fmt_range((stats[s]["image_size"] or {}).get("height")) for s in splits])
+    has_labels = any(stats[s]["images_per_label"] for s in splits)
+    print()
+    row("category" + (" (images)" if has_labels else " (objects/images)"), splits)
     for name in names:
-        row = [stats[s]["objects_per_category"].get(name, 0) + stats[s]["images_per_label"].get(name, 0)
-               for s in splits]
-        print("".join([("  " + name).ljust(width), *(str(v).rjust(12) for v in row)]))
+        if has_labels:
+            row("  " + name, [stats[s]["images_per_label"].get(name, 0) for s in splits])
+        else:
+            row("  " + name, [f"{stats[s]['objects_per_category'].get(name, 0)}/"
+                              f"{stats[s]['images_per_category'].get(name, 0)}" for s in splits])
     return 0

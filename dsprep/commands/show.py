@@ -1,0 +1,39 @@
+"""dsprep show FORMAT ROOT --out grid.png"""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_source
+
+HELP = "draw a grid of samples with boxes, class names, masks and keypoints"
+DESCRIPTION = """Draw a grid of samples with their boxes, class names, translucent masks,
+keypoints and skeletons (Pillow drawing). Deterministic with --seed.
+
+examples:
+  dsprep show voc VOCdevkit/VOC2012 --out grid.png
+  dsprep show coco coco2017/ --split val --ids val2017/000000000139 --out one.png
+  dsprep show coco coco2017/ --split train --augment --out augmented.png"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
+    p.add_argument("--ids", nargs="+", default=None, help="record ids to draw instead of a random pick")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random pick (and augmentation)")
+    p.add_argument("--cell", type=int, default=256, help="tile size in pixels")
+    p.add_argument("--augment", action="store_true",
+                   help="draw samples as the training pipeline's default augmentation feeds them")
+    p.add_argument("--task", default="detection", choices=["detection", "segmentation", "keypoints"],
+                   help="the pipeline task used with --augment")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..formats import get_format
+    from ..show import show
+
+    ds = get_format(args.format).parse(args.root, split=args.split, on_error=args.on_error, progress=False)
+    path = show(ds, args.out, n=args.num, ids=args.ids, seed=args.seed, cell=args.cell, augment=args.augment,
+                task=args.task)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,112 @@
+"""`validate` finds each planted problem and nothing in a clean dataset; `show` draws;
+`info` counts."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dsprep.cli import main
+from dsprep.records import Category, Dataset, Instances
+from dsprep.show import show
+from dsprep.synth import make_shapes_dataset
+from dsprep.validate import KINDS, validate_dataset
+
+
+@pytest.fixture()
+def clean(tmp_path) -> Dataset:
+    return make_shapes_dataset(tmp_path / "shapes", images=8, seed=1, size=64)
+
+
+def test_clean_dataset_has_no_problems(clean):
+    # every synth category is used at least once with 8 images and seed 1
+    assert validate_dataset(clean, workers=1) == []
+
+
+def _plant(ds: Dataset, tmp_path: Path) -> Dataset:
+    recs = ds.records
+    root = Path(ds.root)
+    (root / recs[0].path).unlink()                                        # missing_image
+    (root / recs[1].path).write_bytes(b"not an image")                    # unreadable_image
+    recs[2] = recs[2].replace(width=65)                                   # size_mismatch
+    i3 = recs[3].instances
+    recs[3] = recs[3].replace(instances=Instances(                        # outside, empty, short polygon
+        boxes=[[-5, 0, 10, 10], [5, 5, 5, 9], [0, 0, 4, 4]], labels=[1, 1, 99],   # 99: unknown_category
+        segmentation=[None, [[0, 0, 1, 1]], {"size": [32, 32], "counts": "PPYo1"}]))  # rle_size_mismatch
+    recs[4] = recs[4].replace(instances=Instances())                      # no_annotations
+    recs[5] = recs[5].replace(id=recs[6].id)                              # duplicate_id
+    recs[7] = recs[7].replace(path=recs[6].path)                          # duplicate_file
+    cats = ds.categories + [Category(42, "unicorn")]                      # unused_category
+    del i3
+    return Dataset(cats, recs, root=root, format="synth")
+
+
+def test_validate_finds_each_planted_problem(clean, tmp_path):
+    problems = validate_dataset(_plant(clean, tmp_path), workers=1)
+    kinds = {p.kind for p in problems}
+    expected = {"missing_image", "unreadable_image", "size_mismatch", "box_outside_image", "empty_box",
+                "short_polygon", "rle_size_mismatch", "unknown_category", "unused_category", "duplicate_id",
+                "duplicate_file", "no_annotations"}
+    assert expected <= kinds, expected - kinds
+    assert kinds <= set(KINDS)
+    msg = {p.kind: str(p) for p in problems}
+    assert "images/shapes_00002: annotation says 65x64, image is 64x64" in msg["size_mismatch"]
+    assert "label 99 is not a category id" in msg["unknown_category"]
+    assert "'unicorn'" in msg["unused_category"]
+
+
+def test_validate_deep_finds_truncated_jpeg(clean):
+    path = Path(clean.root) / clean.records[0].path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert [p.kind for p in validate_dataset(clean, workers=1, deep=False)] == []  # header still fine
+    deep = validate_dataset(clean, workers=1, deep=True)
+    assert [p.kind for p in deep] == ["unreadable_image"] and clean.records[0].id in deep[0].where
+
+
+def test_validate_cli_exit_codes_and_json(clean, tmp_path, monkeypatch, capsys):
+    import dsprep.formats as formats
+
+    bad = _plant(clean, tmp_path)
+
+    class Fake:
+        @staticmethod
+        def parse(root, **kw):
+            return bad
+
+    monkeypatch.setattr(formats, "get_format", lambda name: Fake)
+    assert main(["validate", "voc", str(clean.root), "--json", "--workers", "1"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["duplicate_id"] == 1 and report["problems"] == len(report["items"])
+    assert main(["validate", "voc", str(clean.root), "--workers", "1"]) == 1
+    text = capsys.readouterr().out
+    assert "missing_image (1)" in text and "problems of" in text
+
+
+def test_show_draws_boxes_where_the_objects_are(clean, tmp_path):
+    out = show(clean, tmp_path / "grid.png", ids=[clean.records[0].id], cell=64)
+    grid = np.asarray(Image.open(out).convert("RGB"))
+    assert grid.shape == (64 + 12, 64, 3)
+    plain = show(clean, tmp_path / "a.png", n=4, seed=3)
+    again = show(clean, tmp_path / "b.png", n=4, seed=3)
+    assert Path(plain).read_bytes() == Path(again).read_bytes()
+
+
+def test_show_unknown_id_is_a_clear_error(clean, tmp_path):
+    from dsprep.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown record ids"):
+        show(clean, tmp_path / "x.png", ids=["nope"])
+
+
+def test_info_stats_buckets_and_ranges(clean):
+    st = clean.stats()
+    total = sum(st[s]["objects"] for s in st)
+    assert total == clean.num_objects()
+    for s in st:
+        assert sum(st[s]["size_buckets"].values()) == st[s]["objects"]
+        assert st[s]["image_size"] == {"width": [64, 64], "height": [64, 64]}
+        assert st[s]["boxes_per_image"]["max"] <= 3
