@@ -217,8 +217,38 @@ def _flag(el, where: str) -> int | None:
     return int(v) if v.is_integer() else v  # type: ignore[return-value]
 
 
+_INF = float("inf")
+
+
 def _bndbox(el, where: str) -> list[float]:
-    """``[xmin-1, ymin-1, xmax, ymax]`` from a ``<bndbox>`` (children in any order)."""
+    """``[xmin-1, ymin-1, xmax, ymax]`` from a ``<bndbox>`` (children in any order).
+
+    The fast path for well-formed boxes; anything odd goes to :func:`_bndbox_checked`,
+    which finds the offending element and names its line.
+    """
+    x0 = y0 = x1 = y1 = None
+    try:
+        for c in el:
+            t = c.tag
+            if t == "xmin":
+                x0 = float(c.text)
+            elif t == "ymin":
+                y0 = float(c.text)
+            elif t == "xmax":
+                x1 = float(c.text)
+            elif t == "ymax":
+                y1 = float(c.text)
+    except (TypeError, ValueError):
+        return _bndbox_checked(el, where)
+    if x0 is None or y0 is None or x1 is None or y1 is None or not (
+            x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
+        return _bndbox_checked(el, where)
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    return [x0 - 1.0, y0 - 1.0, x1, y1]
+
+
+def _bndbox_checked(el, where: str) -> list[float]:
+    """:func:`_bndbox` with a check and a clear error for every way a box can be wrong."""
     vals: dict[str, float] = {}
     for c in el:
         tag = c.tag
@@ -254,15 +284,19 @@ def _parse_object(obj, where: str) -> tuple[str, list[float], bool, bool, dict]:
     for c in obj:
         tag = c.tag
         if tag == "name":
-            name = _text(c)
+            t = c.text
+            name = t.strip() if t else ""
         elif tag == "bndbox":
             box = _bndbox(c, where)
         elif tag == "difficult":
-            difficult = bool(_flag(c, where))
+            t = c.text
+            difficult = t == "1" if (t == "0" or t == "1") else bool(_flag(c, where))
         elif tag == "pose":
-            ex["pose"] = _text(c)
+            t = c.text
+            ex["pose"] = t.strip() if t else ""
         elif tag == "truncated" or tag == "occluded":
-            ex[tag] = _flag(c, where)
+            t = c.text
+            ex[tag] = 0 if t == "0" else 1 if t == "1" else _flag(c, where)
         elif tag == "iscrowd":
             crowd = bool(_flag(c, where))
         elif tag == "part":
@@ -299,7 +333,7 @@ def _parse_object(obj, where: str) -> tuple[str, list[float], bool, bool, dict]:
     return name, box, difficult, crowd, ex
 
 
-def _parse_xml_file(path: Path, where: str, policy: ErrorPolicy):
+def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
     """One XML -> (extra, width, height, names, boxes, difficult, crowd, objextras, size_line).
 
     Raises MalformedFileError for a file that is not VOC XML; bad objects go through ``policy``.
@@ -307,7 +341,7 @@ def _parse_xml_file(path: Path, where: str, policy: ErrorPolicy):
     from lxml import etree
 
     try:
-        tree = etree.parse(str(path))
+        tree = etree.parse(path)
     except etree.XMLSyntaxError as err:
         raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
     except OSError as err:
@@ -366,25 +400,42 @@ def _image_relpath(stem: str, extra: Mapping[str, Any]) -> str:
     """``JPEGImages/<id><ext>``: the id is the XML stem (the devkit's rule; the mmdetection
     fixture's 000001.xml says ``<filename>000002.jpg``), the extension the ``<filename>``'s."""
     fn = extra.get("filename") or ""
-    ext = os.path.splitext(fn)[1] if fn else ""
-    return f"{_IMG}/{stem}{ext or '.jpg'}"
+    base, dot, ext = fn.rpartition(".")
+    ext = f".{ext}" if dot and base and "/" not in ext else ".jpg"
+    return f"{_IMG}/{stem}{ext}"
 
 
 def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[str, int], mode: str,
-                 split_of: Mapping[str, str] | None, masks: tuple[frozenset, frozenset],
-                 missing_size: str = "error", segmentation: bool = False, cat_names: Sequence[str] = ()):
-    """Parse a chunk of ``(stem, kind)`` items in a worker. Returns (records, unknown_names, policy)."""
+                 masks: tuple[frozenset, frozenset], missing_size: str = "error", segmentation: bool = False, cat_names: Sequence[str] = ()):
+    """Parse a chunk of ``(stem, kind)`` items (in a worker); see :func:`_records_from_chunk`.
+
+    Labels of names not in ``known`` are -1 and listed in ``"unknown"`` as
+    ``(object index in the chunk, name)``: category ids are assigned in the parent,
+    in file order, so that any number of workers gives the same ids.
+    """
     policy = ErrorPolicy(mode)
     rootp = Path(root)
-    out: list[Record] = []
-    unknown: list[str] = []
-    cls_masks, obj_masks = masks
+    root_s = str(rootp) + "/"
+    unknown: list[tuple[int, str]] = []
+    c_stem: list[str] = []
+    c_rel: list[str] = []
+    c_w: list[int] = []
+    c_h: list[int] = []
+    c_extra: list[dict] = []
+    c_count: list[int] = []
+    c_segm: list[list | None] = []
+    c_boxes: list[list[float]] = []
+    c_labels: list[int] = []
+    c_diff: list[bool] = []
+    c_crowd: list[bool] = []
+    c_oex: list[dict] = []
+    obj_masks = masks[1]
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
         try:
             if kind == "xml":
                 extra, w, h, have_size, names, boxes, diff, crowd, oex = _parse_xml_file(
-                    rootp / where, where, policy)
+                    root_s + where, where, policy)
                 rel = _image_relpath(stem, extra)
             else:  # listed in a split (or has a mask) but has no XML: an image without objects
                 extra, w, h, have_size, names, boxes, diff, crowd, oex = {}, 0, 0, False, [], [], [], [], []
@@ -439,31 +490,57 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                         policy.handle(err)
                         continue
                 keep.append(i)
-                cid = known.get(n)
-                if cid is None:
-                    cid = -1
-                    unknown.append(n)
-                labels.append(cid)
+                labels.append(known.get(n, -1))
             if len(keep) != len(names):
                 pick = lambda lst: [lst[i] for i in keep]  # noqa: E731
                 names, boxes, diff, crowd, oex = pick(names), pick(boxes), pick(diff), pick(crowd), pick(oex)
                 if segm is not None:
                     segm = pick(segm)
-            n = len(names)
-            inst = Instances(
-                boxes=np.array(boxes, np.float64).reshape(n, 4), labels=np.array(labels, np.int64),
-                iscrowd=np.array(crowd, bool), difficult=np.array(diff, bool),
-                extra=oex if any(oex) else None, segmentation=segm)
-            rec = Record(id=f"{_IMG}/{stem}", path=rel, width=w, height=h,
-                         split=split_of.get(stem) if split_of else None, instances=inst, extra=extra,
-                         mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
-                         instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None)
-            if n and any(lab < 0 for lab in labels):
-                rec.extra = dict(extra, _names=names)  # resolved in the parent (category ids are global)
-            out.append(rec)
+            # Flat per-chunk lists: pickling one Record per image back from a worker costs
+            # as much as parsing the XML; flat lists and one array per chunk do not.
+            c_stem.append(stem)
+            c_rel.append(rel)
+            c_w.append(w)
+            c_h.append(h)
+            c_extra.append(extra)
+            c_count.append(len(names))
+            c_segm.append(segm)
+            for i, lab in enumerate(labels):
+                if lab == -1:
+                    unknown.append((len(c_labels) + i, names[i]))
+            c_boxes.extend(boxes)
+            c_labels.extend(labels)
+            c_diff.extend(diff)
+            c_crowd.extend(crowd)
+            c_oex.extend(oex)
         except FormatError as err:
             policy.handle(err)
-    return out, unknown, policy
+    m = len(c_labels)
+    return {"stem": c_stem, "rel": c_rel, "w": c_w, "h": c_h, "extra": c_extra, "count": c_count,
+            "segm": c_segm, "boxes": np.array(c_boxes, np.float64).reshape(m, 4),
+            "labels": np.array(c_labels, np.int64), "difficult": np.array(c_diff, bool),
+            "iscrowd": np.array(c_crowd, bool), "oex": c_oex, "unknown": unknown, "policy": policy}
+
+
+def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
+                        masks: tuple[frozenset, frozenset]) -> list[Record]:
+    """Build the Records of one parsed chunk (in the parent process)."""
+    cls_masks, obj_masks = masks
+    out = []
+    a = 0
+    boxes, labels, diff, crowd, oex = c["boxes"], c["labels"], c["difficult"], c["iscrowd"], c["oex"]
+    for stem, rel, w, h, extra, n, segm in zip(c["stem"], c["rel"], c["w"], c["h"], c["extra"], c["count"],
+                                               c["segm"]):
+        b = a + n
+        ex = oex[a:b]
+        inst = Instances(boxes=boxes[a:b], labels=labels[a:b], iscrowd=crowd[a:b], difficult=diff[a:b],
+                         extra=ex if any(ex) else None, segmentation=segm)
+        out.append(Record(id=f"{_IMG}/{stem}", path=rel, width=w, height=h, split=split_of.get(stem),
+                          instances=inst, extra=extra,
+                          mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
+                          instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None))
+        a = b
+    return out
 
 
 def _mask_rles(root: Path, stem: str, where: str) -> dict[int, tuple[dict, list[float], int]]:
@@ -593,23 +670,19 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     labelmap = _read_labelmap(root)
     names = list(labelmap) if labelmap else list(VOC_CLASSES)
     known = {n: i + 1 for i, n in enumerate(names)}
-    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode,
-                           split_of=split_of, masks=masks, missing_size=missing_size,
+    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode, masks=masks, missing_size=missing_size,
                            segmentation=segmentation, cat_names=tuple(names))
     results = _io.parallel_map(fn, items, workers=workers, chunk=max(64, min(512, len(items) // 8 + 1)),
                                desc="VOC XML", show_progress=progress)
     records: list[Record] = []
-    for recs, unknown, sub in results:
-        policy.merge(sub)
-        for n in unknown:
+    for chunk in results:
+        policy.merge(chunk["policy"])
+        for i, n in chunk["unknown"]:
             if n not in known:
                 known[n] = len(known) + 1
                 names.append(n)
-        for r in recs:
-            nm = r.extra.pop("_names", None) if r.extra else None
-            if nm is not None:
-                r.instances.labels = np.array([known[n] for n in nm], np.int64)
-            records.append(r)
+            chunk["labels"][i] = known[n]
+        records.extend(_records_from_chunk(chunk, split_of, masks))
     categories = [Category(i + 1, n) for i, n in enumerate(names)]
     present = {r.id[len(_IMG) + 1:] for r in records}
     ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
@@ -635,34 +708,48 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
     Devkit meaning: 1 = a non-difficult object of the class is present, 0 = only
     difficult ones, -1 = none. Lists of classes no XML names (datumaro's
     ``background``, ``ignored``) are read too: every ``1`` there is a mismatch.
+    Ids without an XML are not checked. VOC2007 has 80 such files of 2.5k-5k
+    lines, so the comparison is done per file with numpy, not per line.
     """
-    flags: dict[str, dict[int, int]] = {}
-    for r in records:
+    row = {r.id[len(_IMG) + 1:]: i for i, r in enumerate(records)}
+    ncls = max(known.values(), default=0) + 1
+    expected = np.full((len(records) + 1, ncls), -1, np.int8)  # last row: ids without an XML
+    for i, r in enumerate(records):
         inst = r.instances
-        f: dict[int, int] = {}
         for lab, d in zip(inst.labels.tolist(), inst.difficult.tolist()):
-            f[lab] = max(f.get(lab, -1), 0 if d else 1)
-        flags[r.id[len(_IMG) + 1:]] = f
+            if 0 < lab < ncls:
+                expected[i, lab] = max(expected[i, lab], 0 if d else 1)
     bad = 0
     first = None
+    cache: dict[str, tuple[list[str], np.ndarray]] = {}
     for stem, path in per_class.items():
         cls, _, sp = stem.rpartition("_")
-        if sp not in splits and splits:
-            continue
         cid = known.get(cls, 0)
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) < 2 or parts[0].startswith("#") or parts[0] not in flags:
-                    continue
-                try:
-                    v = int(parts[1])
-                except ValueError:
-                    v = None
-                if v != flags[parts[0]].get(cid, -1):
-                    bad += 1
-                    if first is None:
-                        first = f"{_MAIN}/{stem}.txt: {parts[0]} says {parts[1]}"
+        data = path.read_text(encoding="utf-8")
+        if "#" in data:
+            data = "\n".join(t for t in data.splitlines() if not t.lstrip().startswith("#"))
+        tokens = data.split()
+        ids, vals = tokens[0::2], tokens[1::2]
+        if len(ids) != len(vals):
+            log.warning("%s/%s.txt: expected '<id> <-1|0|1>' lines; not checked", _MAIN, stem)
+            continue
+        cached = cache.get(sp)
+        if cached is None or cached[0] != ids:  # the lists of one split share their ids and order
+            cached = cache[sp] = (ids, np.array([row.get(x, len(records)) for x in ids], np.int64))
+        cached_rows = cached[1]
+        try:
+            got = np.array(vals, dtype=np.int64) if vals else np.zeros(0, np.int64)
+        except ValueError:
+            log.warning("%s/%s.txt: a flag is not -1, 0 or 1; not checked", _MAIN, stem)
+            continue
+        exp = expected[cached_rows, cid] if cid else np.full(len(ids), -1, np.int8)
+        diff = (got != exp) & (cached_rows < len(records))
+        n = int(diff.sum())
+        if n:
+            bad += n
+            if first is None:
+                k = int(np.flatnonzero(diff)[0])
+                first = f"{_MAIN}/{stem}.txt: {ids[k]} says {vals[k]}, the XML says {int(exp[k])}"
     if bad:
         log.warning("%d lines of the per-class lists disagree with the XML objects (first: %s)", bad, first)
     return bad
