@@ -256,6 +256,22 @@ def test_box_tolerance_and_full_image_box(tmp_path):
     assert edge.instances.boxes.tolist() == [[0.0, 1.0, 16.0, 12.0], [-1.0, 1.0, 17.0, 5.0]]
 
 
+def test_split_id_without_xml_or_image(tmp_path):
+    info = make_voc(tmp_path, n=2)
+    (info["root"] / "ImageSets/Main/val.txt").write_text("2012_000001\n2012_000777\n")
+    with pytest.raises(MissingFileError, match=r"JPEGImages/2012_000777\.\*: listed in ImageSets but has neither"):
+        voc.parse(info["root"], workers=1)
+    ds = voc.parse(info["root"], workers=1, on_error="warn")
+    assert ds.info["skipped"] == 1 and ds.splits["val"] == ["JPEGImages/2012_000001"]
+
+
+def test_rgb_mask_outside_palette(tmp_path):
+    info = make_voc(tmp_path, n=1, masks=True)
+    Image.new("RGB", (16, 12), (1, 2, 3)).save(info["root"] / "SegmentationObject/2012_000000.png")
+    with pytest.raises(InvalidAnnotationError, match=r"2012_000000\.png: RGB mask has colours outside the VOC palette"):
+        voc.parse(info["root"], workers=1, segmentation=True)
+
+
 def test_missing_size_read_from_image_header(tmp_path):
     info = make_voc(tmp_path, n=1)
     xml = info["root"] / "Annotations/2012_000000.xml"

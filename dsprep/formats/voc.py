@@ -39,7 +39,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -406,7 +406,8 @@ def _image_relpath(stem: str, extra: Mapping[str, Any]) -> str:
 
 
 def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[str, int], mode: str,
-                 masks: tuple[frozenset, frozenset], missing_size: str = "error", segmentation: bool = False, cat_names: Sequence[str] = ()):
+                 masks: tuple[frozenset, frozenset], missing_size: str = "error", segmentation: bool = False,
+                 cat_names: Sequence[str] = ()):
     """Parse a chunk of ``(stem, kind)`` items (in a worker); see :func:`_records_from_chunk`.
 
     Labels of names not in ``known`` are -1 and listed in ``"unknown"`` as
@@ -670,7 +671,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     labelmap = _read_labelmap(root)
     names = list(labelmap) if labelmap else list(VOC_CLASSES)
     known = {n: i + 1 for i, n in enumerate(names)}
-    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode, masks=masks, missing_size=missing_size,
+    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode, masks=masks,
+                           missing_size=missing_size,
                            segmentation=segmentation, cat_names=tuple(names))
     results = _io.parallel_map(fn, items, workers=workers, chunk=max(64, min(512, len(items) // 8 + 1)),
                                desc="VOC XML", show_progress=progress)
