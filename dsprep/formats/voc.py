@@ -1,15 +1,1141 @@
-"""Placeholder: this format is being written (see the open issues)."""
+"""PASCAL VOC: the devkit layout of VOC2007-VOC2012 (and what third-party tools write).
+
+Spec: the VOC2007/VOC2012 devkit documentation (``devkit_doc.pdf``); facts in
+``docs/formats/voc.md``. The tree (``root`` is the ``VOC20XX`` directory; a
+``VOCdevkit`` directory holding exactly one ``VOC20XX`` is accepted too)::
+
+    VOC2012/
+      Annotations/<id>.xml              one per image: size, objects, boxes
+      ImageSets/Main/<split>.txt        ids of a split (train, val, trainval, test)
+      ImageSets/Main/<class>_<split>.txt  "<id> -1|0|1" per image
+      ImageSets/Segmentation/<split>.txt  ids of the segmentation subset
+      JPEGImages/<id>.jpg
+      SegmentationClass/<id>.png        palette PNG: 0 background, 1..20 classes, 255 void
+      SegmentationObject/<id>.png       palette PNG: 1..N = XML object order, 255 void
+
+Conventions:
+
+- VOC boxes are 1-based and inclusive: a full-image box is ``(1, 1, W, H)``.
+  Records hold ``[xmin - 1, ymin - 1, xmax, ymax]`` (0-based continuous, as
+  detectron2's ``load_voc_instances`` does) and :func:`write` adds the 1 back,
+  writing integers where the value is integral and the shortest repr that
+  round-trips otherwise (VOC2012 and labelme write decimals).
+- Categories: the 20 VOC classes keep ids 1..20 in the canonical order
+  (detectron2 ``CLASS_NAMES``); names found in XMLs that are not VOC classes
+  are appended (ids 21.., in order of first appearance in sorted file order).
+  A datumaro ``labelmap.txt`` beside ``Annotations/`` fixes the order instead.
+- Fields only VOC has live in ``Record.extra`` (``folder``, ``filename``,
+  ``source``, ``owner``, ``segmented``, ``depth``, ``unknown_xml``) and in each
+  object's ``Instances.extra`` dict (``pose``, ``truncated``, ``occluded``,
+  ``parts``, ``actions``, ``point``, ``attributes``, ``unknown_xml``).
+  Crowd flags are written as a non-standard ``<iscrowd>1</iscrowd>`` that the
+  devkit ignores and :func:`parse` reads back.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import _io
+from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
+                      MalformedFileError, MissingFileError, check_choice)
+from ..records import Category, Dataset, Instances, Record, decode_segmentation
+
+__all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "write"]
+
+log = logging.getLogger(__name__)
+
 NAME = "voc"
-DESCRIPTION = "(not implemented yet)"
+DESCRIPTION = "PASCAL VOC devkit tree (Annotations/*.xml, ImageSets, Segmentation PNGs)"
+
+# The 20 classes in the canonical order; class index i+1 in SegmentationClass PNGs
+# [detectron2 data/datasets/pascal_voc.py CLASS_NAMES; VOC devkit VOCinit.m].
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
 
 
-def detect(path) -> bool:
-    raise NotImplementedError
+def _voc_palette() -> np.ndarray:
+    """The devkit colour map (``VOClabelcolormap.m``): bits of the index spread over R, G, B."""
+    pal = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
 
 
-def parse(path, **options):
-    raise NotImplementedError("the voc format is not implemented yet")
+VOC_PALETTE = _voc_palette()  # index 255 (void) = (224, 224, 192)
+VOID = 255
+
+_SPLIT_ORDER = ("train", "val", "trainval", "test")
+_ANN, _IMG, _MAIN, _SEGSETS = "Annotations", "JPEGImages", "ImageSets/Main", "ImageSets/Segmentation"
+_SEGCLS, _SEGOBJ = "SegmentationClass", "SegmentationObject"
+# Keys of Instances.extra that VOC can hold; any other per-object key is reported lost.
+_OBJECT_KEYS = ("pose", "truncated", "occluded", "parts", "actions", "point", "attributes", "unknown_xml")
+_IMAGE_KEYS = ("folder", "filename", "source", "owner", "segmented", "depth", "unknown_xml")
+# <database>/<annotation>/<image> directly under <annotation> (labelme) belong in <source>.
+_SOURCE_FIELDS = ("database", "annotation", "image", "flickrid")
+_BOX_TOLERANCE = 1.0  # pixels a box may reach past the image (third-party 0-based writers)
 
 
-def write(dataset, dest, **options):
-    raise NotImplementedError("the voc format is not implemented yet")
+# --------------------------------------------------------------------------- detect / layout
+
+def _find_root(path: Path) -> Path | None:
+    """The VOC20XX directory at ``path``: itself, or the single VOC year inside a VOCdevkit."""
+    if (path / _ANN).is_dir() or (path / _SEGCLS).is_dir():
+        return path
+    if not path.is_dir():
+        return None
+    years = sorted(p for p in path.iterdir() if p.is_dir() and ((p / _ANN).is_dir() or (p / _SEGCLS).is_dir()))
+    if len(years) == 1:
+        return years[0]
+    if len(years) > 1:
+        raise DatasetNotFoundError(
+            f"{path}: holds several VOC trees ({', '.join(p.name for p in years)}); pass one of them as the root")
+    return None
+
+
+def detect(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a VOC tree: ``Annotations/*.xml`` (or, for a segmentation-only
+    tree, ``SegmentationClass/*.png``), directly or in the single ``VOC20XX`` of a ``VOCdevkit``.
+
+    Example:
+        >>> detect("VOCdevkit/VOC2007")  # doctest: +SKIP
+        True
+    """
+    path = Path(path)
+    try:
+        root = _find_root(path)
+    except DatasetNotFoundError:
+        return True  # a VOCdevkit with several years is VOC; parse() asks which one
+    if root is None:
+        return False
+    for sub, ext in ((_ANN, ".xml"), (_SEGCLS, ".png")):
+        d = root / sub
+        if d.is_dir():
+            with os.scandir(d) as it:
+                if any(e.name.endswith(ext) for e in it):
+                    return True
+    return False
+
+
+def _read_list(path: Path) -> list[str]:
+    """Ids of a split file: first token per line; blank lines and ``#`` comments skipped
+    (datumaro voc_dataset3 starts its train.txt with ``# a comment``)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(line.split()[0])
+    return out
+
+
+def _split_key(name: str) -> tuple:
+    return (_SPLIT_ORDER.index(name), "") if name in _SPLIT_ORDER else (len(_SPLIT_ORDER), name)
+
+
+def _read_splits(root: Path, sub: str) -> tuple[dict[str, list[str]], dict[str, Path]]:
+    """``(split lists, per-class lists)`` of an ImageSets folder.
+
+    Split lists are the files without an underscore (``train.txt``); per-class lists
+    are ``<class>_<split>.txt`` (``train_train.txt`` is class train, split train).
+    """
+    d = root / sub
+    if not d.is_dir():
+        return {}, {}
+    splits: dict[str, list[str]] = {}
+    per_class: dict[str, Path] = {}
+    for p in sorted(d.glob("*.txt")):
+        if "_" in p.stem:
+            per_class[p.stem] = p
+        else:
+            splits[p.stem] = _read_list(p)
+    return dict(sorted(splits.items(), key=lambda kv: _split_key(kv[0]))), per_class
+
+
+def _read_labelmap(root: Path) -> list[str] | None:
+    """Class names of a datumaro ``labelmap.txt`` (``name:r,g,b:parts:actions``), background dropped."""
+    path = root / "labelmap.txt"
+    if not path.is_file():
+        return None
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name = line.split(":", 1)[0]
+        if not names and name == "background":
+            names.append(None)  # index 0: background, not a class
+            continue
+        names.append(name)
+    if names and names[0] is None:
+        names = names[1:]
+    return [n for n in names if n is not None]
+
+
+# --------------------------------------------------------------------------- XML reading
+
+def _text(el) -> str:
+    t = el.text
+    return t.strip() if t else ""
+
+
+def _number(el, where: str) -> float:
+    t = el.text
+    try:
+        return float(t)
+    except (TypeError, ValueError):
+        raise InvalidAnnotationError(
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}") from None
+
+
+def _flag(el, where: str) -> int | None:
+    """An integer flag (``0``, ``1``, ``1.0``); None for an empty element (labelme writes ``<truncated/>``)."""
+    t = el.text
+    if t is None or not t.strip():
+        return None
+    try:
+        v = float(t)
+    except ValueError:
+        raise InvalidAnnotationError(
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer flag, found {t.strip()!r}") from None
+    return int(v) if v.is_integer() else v  # type: ignore[return-value]
+
+
+_INF = float("inf")
+
+
+def _bndbox(el, where: str) -> list[float]:
+    """``[xmin-1, ymin-1, xmax, ymax]`` from a ``<bndbox>`` (children in any order).
+
+    The fast path for well-formed boxes; anything odd goes to :func:`_bndbox_checked`,
+    which finds the offending element and names its line.
+    """
+    x0 = y0 = x1 = y1 = None
+    try:
+        for c in el:
+            t = c.tag
+            if t == "xmin":
+                x0 = float(c.text)
+            elif t == "ymin":
+                y0 = float(c.text)
+            elif t == "xmax":
+                x1 = float(c.text)
+            elif t == "ymax":
+                y1 = float(c.text)
+    except (TypeError, ValueError):
+        return _bndbox_checked(el, where)
+    if x0 is None or y0 is None or x1 is None or y1 is None or not (
+            x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
+        return _bndbox_checked(el, where)
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    return [x0 - 1.0, y0 - 1.0, x1, y1]
+
+
+def _bndbox_checked(el, where: str) -> list[float]:
+    """:func:`_bndbox` with a check and a clear error for every way a box can be wrong."""
+    vals: dict[str, float] = {}
+    for c in el:
+        tag = c.tag
+        if tag in ("xmin", "ymin", "xmax", "ymax"):
+            vals[tag] = _number(c, where)
+    if len(vals) != 4:
+        missing = [k for k in ("xmin", "ymin", "xmax", "ymax") if k not in vals]
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}",
+                                     f"<bndbox> needs xmin, ymin, xmax, ymax; missing {', '.join(missing)}")
+    xmin, ymin, xmax, ymax = vals["xmin"], vals["ymin"], vals["xmax"], vals["ymax"]
+    if not (math.isfinite(xmin) and math.isfinite(ymin) and math.isfinite(xmax) and math.isfinite(ymax)):
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<bndbox> has a non-finite value {vals}")
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    if xmax < xmin or ymax < ymin:
+        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin else f"ymax={ymax:g} < ymin={ymin:g}"
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}",
+                                     f"<bndbox> has {which}; expected xmin <= xmax and ymin <= ymax")
+    return [xmin - 1.0, ymin - 1.0, xmax, ymax]
+
+
+def _raw(el) -> str:
+    from lxml import etree
+
+    return etree.tostring(el, encoding="unicode", with_tail=False)
+
+
+def _parse_object(obj, where: str) -> tuple[str, list[float], bool, bool, dict]:
+    name = None
+    box = None
+    difficult = False
+    crowd = False
+    ex: dict[str, Any] = {}
+    for c in obj:
+        tag = c.tag
+        if tag == "name":
+            t = c.text
+            name = t.strip() if t else ""
+        elif tag == "bndbox":
+            box = _bndbox(c, where)
+        elif tag == "difficult":
+            t = c.text
+            difficult = t == "1" if (t == "0" or t == "1") else bool(_flag(c, where))
+        elif tag == "pose":
+            t = c.text
+            ex["pose"] = t.strip() if t else ""
+        elif tag == "truncated" or tag == "occluded":
+            t = c.text
+            ex[tag] = 0 if t == "0" else 1 if t == "1" else _flag(c, where)
+        elif tag == "iscrowd":
+            crowd = bool(_flag(c, where))
+        elif tag == "part":
+            pname, pbox = None, None
+            for pc in c:
+                if pc.tag == "name":
+                    pname = _text(pc)
+                elif pc.tag == "bndbox":
+                    pbox = _bndbox(pc, where)
+            if pbox is None:
+                raise InvalidAnnotationError(f"{where}:{c.sourceline}", "<part> without a <bndbox>")
+            ex.setdefault("parts", []).append({"name": pname or "", "box": pbox})
+        elif tag == "actions":
+            ex["actions"] = {a.tag: _flag(a, where) for a in c if isinstance(a.tag, str)}
+        elif tag == "point":
+            ex["point"] = {p.tag: _number(p, where) for p in c if isinstance(p.tag, str)}
+        elif tag == "attributes":
+            # datumaro: <attributes><attribute><name>n</name><value>v</value></attribute>...
+            attrs: dict[str, str] = {}
+            for a in c:
+                if a.tag == "attribute":
+                    an = a.find("name")
+                    av = a.find("value")
+                    if an is not None:
+                        attrs[_text(an)] = _text(av) if av is not None else ""
+            ex["attributes"] = attrs
+        elif isinstance(tag, str):
+            ex.setdefault("unknown_xml", []).append(_raw(c))
+    if not name:
+        raise InvalidAnnotationError(f"{where}:{obj.sourceline}",
+                                     "<object> has no <name> (or an empty one); expected a class name")
+    if box is None:
+        raise InvalidAnnotationError(f"{where}:{obj.sourceline}", f"<object> {name!r} has no <bndbox>")
+    return name, box, difficult, crowd, ex
+
+
+def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
+    """One XML -> (extra, width, height, names, boxes, difficult, crowd, objextras, size_line).
+
+    Raises MalformedFileError for a file that is not VOC XML; bad objects go through ``policy``.
+    """
+    from lxml import etree
+
+    try:
+        tree = etree.parse(path)
+    except etree.XMLSyntaxError as err:
+        raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
+    except OSError as err:
+        raise MalformedFileError(where, f"cannot read ({err})") from None
+    ann = tree.getroot()
+    if ann.tag != "annotation":
+        raise MalformedFileError(f"{where}:{ann.sourceline}", f"expected root element <annotation>, found <{ann.tag}>")
+    extra: dict[str, Any] = {}
+    width = height = 0
+    have_size = False
+    names: list[str] = []
+    boxes: list[list[float]] = []
+    diff: list[bool] = []
+    crowd: list[bool] = []
+    oex: list[dict] = []
+    for el in ann:
+        tag = el.tag
+        if tag == "object":
+            try:
+                n, b, d, c, ex = _parse_object(el, where)
+            except FormatError as err:
+                policy.handle(err)
+                continue
+            names.append(n)
+            boxes.append(b)
+            diff.append(d)
+            crowd.append(c)
+            oex.append(ex)
+        elif tag == "size":
+            w = h = None
+            for c in el:
+                if c.tag == "width":
+                    w = c
+                elif c.tag == "height":
+                    h = c
+                elif c.tag == "depth":
+                    extra["depth"] = _flag(c, where)
+            if w is not None and h is not None and _text(w) and _text(h):
+                fw, fh = _number(w, where), _number(h, where)
+                width, height = int(fw), int(fh)
+                have_size = width > 0 and height > 0
+        elif tag == "filename" or tag == "folder":
+            extra[tag] = _text(el)
+        elif tag == "segmented":
+            extra["segmented"] = _flag(el, where)
+        elif tag == "source" or tag == "owner":
+            extra[tag] = {c.tag: _text(c) for c in el if isinstance(c.tag, str)}
+        elif tag in _SOURCE_FIELDS:
+            extra.setdefault("source", {})[tag] = _text(el)
+        elif isinstance(tag, str):
+            extra.setdefault("unknown_xml", []).append(_raw(el))
+    return extra, width, height, have_size, names, boxes, diff, crowd, oex
+
+
+def _image_relpath(stem: str, extra: Mapping[str, Any]) -> str:
+    """``JPEGImages/<id><ext>``: the id is the XML stem (the devkit's rule; the mmdetection
+    fixture's 000001.xml says ``<filename>000002.jpg``), the extension the ``<filename>``'s."""
+    fn = extra.get("filename") or ""
+    base, dot, ext = fn.rpartition(".")
+    ext = f".{ext}" if dot and base and "/" not in ext else ".jpg"
+    return f"{_IMG}/{stem}{ext}"
+
+
+def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[str, int], mode: str,
+                 masks: tuple[frozenset, frozenset], missing_size: str = "error", segmentation: bool = False,
+                 cat_names: Sequence[str] = ()):
+    """Parse a chunk of ``(stem, kind)`` items (in a worker); see :func:`_records_from_chunk`.
+
+    Labels of names not in ``known`` are -1 and listed in ``"unknown"`` as
+    ``(object index in the chunk, name)``: category ids are assigned in the parent,
+    in file order, so that any number of workers gives the same ids.
+    """
+    policy = ErrorPolicy(mode)
+    rootp = Path(root)
+    root_s = str(rootp) + "/"
+    unknown: list[tuple[int, str]] = []
+    c_stem: list[str] = []
+    c_rel: list[str] = []
+    c_w: list[int] = []
+    c_h: list[int] = []
+    c_extra: list[dict] = []
+    c_count: list[int] = []
+    c_segm: list[list | None] = []
+    c_boxes: list[list[float]] = []
+    c_labels: list[int] = []
+    c_diff: list[bool] = []
+    c_crowd: list[bool] = []
+    c_oex: list[dict] = []
+    obj_masks = masks[1]
+    for stem, kind in items:
+        where = f"{_ANN}/{stem}.xml"
+        try:
+            if kind == "xml":
+                extra, w, h, have_size, names, boxes, diff, crowd, oex = _parse_xml_file(
+                    root_s + where, where, policy)
+                rel = _image_relpath(stem, extra)
+            else:  # listed in a split (or has a mask) but has no XML: an image without objects
+                extra, w, h, have_size, names, boxes, diff, crowd, oex = {}, 0, 0, False, [], [], [], [], []
+                rel = _find_image(rootp, stem)
+                if rel is None:
+                    raise MissingFileError(f"{_IMG}/{stem}.*", "listed in ImageSets but has neither "
+                                           f"{where} nor an image file")
+                where = rel
+                extra["filename"] = rel.rsplit("/", 1)[1]  # what write() puts in the XML it creates
+            if not have_size:
+                img = rootp / rel
+                if img.is_file():
+                    w, h = _io.image_size(img)
+                elif missing_size == "zero":
+                    w = h = 0  # unknown size, accepted on request (datumaro's voc_dataset2)
+                else:
+                    raise InvalidAnnotationError(
+                        where, f"no <size> (or an empty one) and no image {rel} to read the size from; "
+                        "expected <size><width>W</width><height>H</height></size> (pass "
+                        "missing_size='zero' to accept an unknown size)")
+            segm = None
+            if stem in obj_masks and (kind != "xml" or segmentation):
+                got = _mask_rles(rootp, stem, f"{_SEGOBJ}/{stem}.png")
+                if kind == "xml":  # object k of the XML <-> value k+1 of the PNG
+                    segm = [got[k + 1][0] if k + 1 in got else None for k in range(len(names))]
+                else:  # no XML: the masks are the only annotation; objects come from them
+                    for k in sorted(got):
+                        rle, box, c = got[k]
+                        if not 1 <= c <= len(cat_names):
+                            policy.handle(InvalidAnnotationError(
+                                f"{_SEGOBJ}/{stem}.png", f"object {k} has class index {c} in {_SEGCLS}; "
+                                f"expected 1..{len(cat_names)}"))
+                            continue
+                        names.append(cat_names[c - 1])
+                        boxes.append(box)
+                        diff.append(False)
+                        crowd.append(False)
+                        oex.append({})
+                    segm = [got[k][0] for k in sorted(got) if 1 <= got[k][2] <= len(cat_names)]
+            labels = []
+            keep = []
+            for i, n in enumerate(names):
+                b = boxes[i]
+                if w and h and (b[0] < -_BOX_TOLERANCE or b[1] < -_BOX_TOLERANCE
+                                or b[2] > w + _BOX_TOLERANCE or b[3] > h + _BOX_TOLERANCE):
+                    try:
+                        raise InvalidAnnotationError(
+                            where, f"object {i + 1} ({n!r}) box xmin,ymin,xmax,ymax="
+                            f"{_fmt(b[0] + 1)},{_fmt(b[1] + 1)},{_fmt(b[2])},{_fmt(b[3])} lies outside the "
+                            f"{w}x{h} image; expected 1 <= x <= {w}, 1 <= y <= {h} (1 px tolerance)")
+                    except FormatError as err:
+                        policy.handle(err)
+                        continue
+                keep.append(i)
+                labels.append(known.get(n, -1))
+            if len(keep) != len(names):
+                pick = lambda lst: [lst[i] for i in keep]  # noqa: E731
+                names, boxes, diff, crowd, oex = pick(names), pick(boxes), pick(diff), pick(crowd), pick(oex)
+                if segm is not None:
+                    segm = pick(segm)
+            # Flat per-chunk lists: pickling one Record per image back from a worker costs
+            # as much as parsing the XML; flat lists and one array per chunk do not.
+            c_stem.append(stem)
+            c_rel.append(rel)
+            c_w.append(w)
+            c_h.append(h)
+            c_extra.append(extra)
+            c_count.append(len(names))
+            c_segm.append(segm)
+            for i, lab in enumerate(labels):
+                if lab == -1:
+                    unknown.append((len(c_labels) + i, names[i]))
+            c_boxes.extend(boxes)
+            c_labels.extend(labels)
+            c_diff.extend(diff)
+            c_crowd.extend(crowd)
+            c_oex.extend(oex)
+        except FormatError as err:
+            policy.handle(err)
+    m = len(c_labels)
+    return {"stem": c_stem, "rel": c_rel, "w": c_w, "h": c_h, "extra": c_extra, "count": c_count,
+            "segm": c_segm, "boxes": np.array(c_boxes, np.float64).reshape(m, 4),
+            "labels": np.array(c_labels, np.int64), "difficult": np.array(c_diff, bool),
+            "iscrowd": np.array(c_crowd, bool), "oex": c_oex, "unknown": unknown, "policy": policy}
+
+
+def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
+                        masks: tuple[frozenset, frozenset]) -> list[Record]:
+    """Build the Records of one parsed chunk (in the parent process)."""
+    cls_masks, obj_masks = masks
+    out = []
+    a = 0
+    boxes, labels, diff, crowd, oex = c["boxes"], c["labels"], c["difficult"], c["iscrowd"], c["oex"]
+    for stem, rel, w, h, extra, n, segm in zip(c["stem"], c["rel"], c["w"], c["h"], c["extra"], c["count"],
+                                               c["segm"]):
+        b = a + n
+        ex = oex[a:b]
+        inst = Instances(boxes=boxes[a:b], labels=labels[a:b], iscrowd=crowd[a:b], difficult=diff[a:b],
+                         extra=ex if any(ex) else None, segmentation=segm)
+        out.append(Record(id=f"{_IMG}/{stem}", path=rel, width=w, height=h, split=split_of.get(stem),
+                          instances=inst, extra=extra,
+                          mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
+                          instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None))
+        a = b
+    return out
+
+
+def _mask_rles(root: Path, stem: str, where: str) -> dict[int, tuple[dict, list[float], int]]:
+    """Object index -> (compressed RLE, tight box, class index) from SegmentationObject (+ Class).
+
+    VOC convention: SegmentationObject value k is the k-th ``<object>`` of the XML
+    (1-based); 0 is background and 255 void (borders, difficult regions), which
+    belong to no object. The class of object k is the most frequent
+    SegmentationClass value under it (0 when that mask is absent).
+    """
+    from pycocotools import mask as mask_utils
+
+    obj = _read_mask(root / _SEGOBJ / f"{stem}.png")
+    cls_path = root / _SEGCLS / f"{stem}.png"
+    cls = _read_mask(cls_path) if cls_path.is_file() else None
+    if cls is not None and cls.shape != obj.shape:
+        raise InvalidAnnotationError(where, f"{_SEGCLS} is {cls.shape[1]}x{cls.shape[0]} but {_SEGOBJ} "
+                                     f"is {obj.shape[1]}x{obj.shape[0]}; expected the same size")
+    out = {}
+    for k in np.unique(obj).tolist():
+        if k in (0, VOID):
+            continue
+        m = obj == k
+        ys, xs = np.nonzero(m)
+        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        c = 0
+        if cls is not None:
+            vals = cls[m]
+            vals = vals[(vals != 0) & (vals != VOID)]
+            if vals.size:
+                c = int(np.bincount(vals).argmax())
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        out[k] = ({"size": [int(obj.shape[0]), int(obj.shape[1])], "counts": rle["counts"].decode("ascii")}, box, c)
+    return out
+
+
+def _find_image(root: Path, stem: str) -> str | None:
+    for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"):
+        if (root / _IMG / f"{stem}{ext}").is_file():
+            return f"{_IMG}/{stem}{ext}"
+    return None
+
+
+def _fmt(v: float) -> str:
+    """A VOC coordinate: an integer where integral, else the shortest repr that round-trips."""
+    v = float(v)
+    if v.is_integer() and abs(v) < 2 ** 53:
+        return str(int(v))
+    return repr(v)
+
+
+def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
+          workers: int | None = None, progress: bool | None = None, class_lists: str = "check",
+          missing_size: str = "error", segmentation: bool = False, **options: Any) -> Dataset:
+    """Read a VOC tree into records.
+
+    Args:
+        path: the ``VOC20XX`` directory (or a ``VOCdevkit`` holding exactly one).
+        split: read only this ``ImageSets/Main`` split (records get ``split=split``).
+        on_error: ``"raise"`` (first bad item) or ``"warn"`` (skip bad objects/files; the
+            count is ``dataset.info["skipped"]``).
+        workers: processes for the XMLs (default all cores; results equal ``workers=1``).
+        progress: show a bar (default: when stderr is a terminal).
+        class_lists: ``"check"`` cross-checks ``<class>_<split>.txt`` (1/0/-1) against the
+            objects and counts disagreements in ``info["voc_class_list_mismatches"]``;
+            ``"skip"`` does not read them.
+        missing_size: what to do with an XML without ``<size>`` whose image is absent
+            too: ``"error"`` (InvalidAnnotationError) or ``"zero"`` (width = height = 0).
+        segmentation: also decode ``SegmentationObject`` PNGs into a per-object RLE
+            (object k of the XML = value k in the PNG). Off by default: parsing then
+            reads annotations only. A tree without XMLs (labelme's instance
+            segmentation export) always takes its objects from the masks.
+
+    Returns:
+        A :class:`~dsprep.records.Dataset` (``format="voc"``, ``root`` = the VOC20XX dir).
+
+    Raises:
+        DatasetNotFoundError: no VOC tree at ``path``.
+        FormatError: bad input (the file and XML line are named), in ``"raise"`` mode.
+
+    Example:
+        >>> ds = parse("VOCdevkit/VOC2007", split="val", workers=2)  # doctest: +SKIP
+        >>> ds.records[0].instances.boxes[0]  # doctest: +SKIP
+        array([ 47., 239., 195., 371.])
+    """
+    if options:
+        log.debug("voc.parse ignores options %s", sorted(options))
+    check_choice("class_lists mode", class_lists, ("check", "skip"))
+    check_choice("missing_size mode", missing_size, ("error", "zero"))
+    policy = ErrorPolicy(on_error)
+    path = Path(path)
+    root = _find_root(path) if path.exists() else None
+    if root is None:
+        raise DatasetNotFoundError(f"{path}: not a VOC tree; expected {path}/Annotations/*.xml "
+                                   f"(or a VOCdevkit directory holding one VOC20XX directory)")
+    ann_dir = root / _ANN
+    xml_stems = sorted(n[:-4] for n in os.listdir(ann_dir) if n.endswith(".xml")) if ann_dir.is_dir() else []
+    splits, per_class = _read_splits(root, _MAIN)
+    seg_splits, _ = _read_splits(root, _SEGSETS)
+
+    def listing(sub: str) -> frozenset:
+        d = root / sub
+        return frozenset(n[:-4] for n in os.listdir(d) if n.endswith(".png")) if d.is_dir() else frozenset()
+
+    masks = (listing(_SEGCLS), listing(_SEGOBJ))
+    if not splits and not xml_stems and seg_splits:
+        splits = dict(seg_splits)  # a segmentation-only tree: its lists are the splits
+    if split is not None:
+        check_choice("split", split, splits)
+        splits = {split: splits[split]}
+    # Which images: every XML, plus split-listed ids and mask PNGs without an XML.
+    xml_set = set(xml_stems)
+    if split is not None:
+        wanted = list(dict.fromkeys(splits[split]))
+    else:
+        extra_ids = [s for ids in splits.values() for s in ids if s not in xml_set]
+        if not xml_stems:
+            extra_ids += sorted(masks[0] | masks[1])
+        wanted = xml_stems + list(dict.fromkeys(s for s in extra_ids if s not in xml_set))
+    items = [(s, "xml" if s in xml_set else "image") for s in wanted]
+    # Record.split: a single name (the first split, in train/val/trainval/test order, that lists it).
+    split_of: dict[str, str] = {}
+    for name, ids in splits.items():
+        for s in ids:
+            split_of.setdefault(s, name)
+
+    labelmap = _read_labelmap(root)
+    names = list(labelmap) if labelmap else list(VOC_CLASSES)
+    known = {n: i + 1 for i, n in enumerate(names)}
+    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode, masks=masks,
+                           missing_size=missing_size,
+                           segmentation=segmentation, cat_names=tuple(names))
+    results = _io.parallel_map(fn, items, workers=workers, chunk=max(64, min(512, len(items) // 8 + 1)),
+                               desc="VOC XML", show_progress=progress)
+    records: list[Record] = []
+    for chunk in results:
+        policy.merge(chunk["policy"])
+        for i, n in chunk["unknown"]:
+            if n not in known:
+                known[n] = len(known) + 1
+                names.append(n)
+            chunk["labels"][i] = known[n]
+        records.extend(_records_from_chunk(chunk, split_of, masks))
+    categories = [Category(i + 1, n) for i, n in enumerate(names)]
+    present = {r.id[len(_IMG) + 1:] for r in records}
+    ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
+    info: dict[str, Any] = {"skipped": policy.count}
+    if root.name.upper().startswith("VOC") and root.name[3:].isdigit():
+        info["voc_year"] = root.name[3:]
+    if seg_splits:
+        info["voc_segmentation_splits"] = {k: [f"{_IMG}/{s}" for s in v] for k, v in seg_splits.items()}
+    if per_class:
+        info["voc_class_lists"] = sorted(per_class)
+        if class_lists == "check":
+            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits)
+    if labelmap:
+        info["voc_labelmap"] = True
+    policy.summary("VOC objects/files")
+    return Dataset(categories, records, splits=ds_splits, info=info, root=root, format=NAME)
+
+
+def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
+                       splits: Mapping[str, Any]) -> int:
+    """Count lines of ``<class>_<split>.txt`` that disagree with the objects.
+
+    Devkit meaning: 1 = a non-difficult object of the class is present, 0 = only
+    difficult ones, -1 = none. Lists of classes no XML names (datumaro's
+    ``background``, ``ignored``) are read too: every ``1`` there is a mismatch.
+    Ids without an XML are not checked. VOC2007 has 80 such files of 2.5k-5k
+    lines, so the comparison is done per file with numpy, not per line.
+    """
+    row = {r.id[len(_IMG) + 1:]: i for i, r in enumerate(records)}
+    ncls = max(known.values(), default=0) + 1
+    expected = np.full((len(records) + 1, ncls), -1, np.int8)  # last row: ids without an XML
+    for i, r in enumerate(records):
+        inst = r.instances
+        for lab, d in zip(inst.labels.tolist(), inst.difficult.tolist()):
+            if 0 < lab < ncls:
+                expected[i, lab] = max(expected[i, lab], 0 if d else 1)
+    bad = 0
+    first = None
+    cache: dict[str, tuple[list[str], np.ndarray]] = {}
+    for stem, path in per_class.items():
+        cls, _, sp = stem.rpartition("_")
+        cid = known.get(cls, 0)
+        data = path.read_text(encoding="utf-8")
+        if "#" in data:
+            data = "\n".join(t for t in data.splitlines() if not t.lstrip().startswith("#"))
+        tokens = data.split()
+        ids, vals = tokens[0::2], tokens[1::2]
+        if len(ids) != len(vals):
+            log.warning("%s/%s.txt: expected '<id> <-1|0|1>' lines; not checked", _MAIN, stem)
+            continue
+        cached = cache.get(sp)
+        if cached is None or cached[0] != ids:  # the lists of one split share their ids and order
+            cached = cache[sp] = (ids, np.array([row.get(x, len(records)) for x in ids], np.int64))
+        cached_rows = cached[1]
+        try:
+            got = np.array(vals, dtype=np.int64) if vals else np.zeros(0, np.int64)
+        except ValueError:
+            log.warning("%s/%s.txt: a flag is not -1, 0 or 1; not checked", _MAIN, stem)
+            continue
+        exp = expected[cached_rows, cid] if cid else np.full(len(ids), -1, np.int8)
+        diff = (got != exp) & (cached_rows < len(records))
+        n = int(diff.sum())
+        if n:
+            bad += n
+            if first is None:
+                k = int(np.flatnonzero(diff)[0])
+                first = f"{_MAIN}/{stem}.txt: {ids[k]} says {vals[k]}, the XML says {int(exp[k])}"
+    if bad:
+        log.warning("%d lines of the per-class lists disagree with the XML objects (first: %s)", bad, first)
+    return bad
+
+
+# --------------------------------------------------------------------------- masks
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask PNG as class/instance indices: P and L as stored; RGB through the VOC palette."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "L"):
+                return np.array(im)
+            rgb = np.array(im.convert("RGB"))
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "mask file not found") from None
+    except OSError as err:
+        raise MalformedFileError(str(path), f"cannot read mask PNG ({err})") from None
+    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    pal = (VOC_PALETTE[:, 0].astype(np.int32) << 16) | (VOC_PALETTE[:, 1].astype(np.int32) << 8) | VOC_PALETTE[:, 2]
+    order = np.argsort(pal, kind="stable")
+    pos = np.clip(np.searchsorted(pal[order], key), 0, 255)
+    idx = order[pos]
+    if not np.all(pal[idx] == key):
+        bad = np.unique(rgb[pal[idx] != key].reshape(-1, 3), axis=0)[:3].tolist()
+        raise InvalidAnnotationError(str(path), f"RGB mask has colours outside the VOC palette, e.g. {bad}")
+    return idx.astype(np.uint8)
+
+
+def _save_mask(arr: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    im = Image.fromarray(arr.astype(np.uint8), mode="P")
+    im.putpalette(VOC_PALETTE.ravel().tolist())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, optimize=False)
+
+
+def _rasterise(inst: Instances, h: int, w: int, index_of: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Class and object masks from polygons/RLE (painter's order: later objects on top)."""
+    if inst.segmentation is None or not any(s is not None for s in inst.segmentation):
+        return None
+    from pycocotools import mask as mask_utils
+
+    cls = np.zeros((h, w), np.uint8)
+    obj = np.zeros((h, w), np.uint8)
+    for k, s in enumerate(inst.segmentation):
+        s = decode_segmentation(s)
+        if s is None or (isinstance(s, list) and not s):
+            continue
+        if isinstance(s, dict):
+            counts = s["counts"]
+            rle = mask_utils.frPyObjects(s, *s["size"]) if isinstance(counts, list) else \
+                {"size": s["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+            m = mask_utils.decode(rle)
+        else:
+            polys = [list(map(float, np.asarray(p, np.float64).ravel())) for p in s if len(p) >= 6]
+            if not polys:
+                continue
+            m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
+        if m.ndim == 3:
+            m = m.any(axis=2)
+        m = m.astype(bool)
+        if m.shape != (h, w):
+            continue
+        cls[m] = index_of.get(int(inst.labels[k]), VOID)
+        obj[m] = min(k + 1, 254)
+    return cls, obj
+
+
+# --------------------------------------------------------------------------- writing
+
+def _sub(parent, tag: str, text: Any = None):
+    from lxml import etree
+
+    el = etree.SubElement(parent, tag)
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _box_el(parent, box: Sequence[float]) -> None:
+    bb = _sub(parent, "bndbox")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    _sub(bb, "xmin", _fmt(x0 + 1.0))
+    _sub(bb, "ymin", _fmt(y0 + 1.0))
+    _sub(bb, "xmax", _fmt(x1))
+    _sub(bb, "ymax", _fmt(y1))
+
+
+def _flag_text(v: Any) -> str | None:
+    return None if v is None or v == "" else _fmt(v) if isinstance(v, float) else str(v)
+
+
+def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
+             lost: dict[str, int], exact: bool) -> bytes:
+    """The XML of one record. ``exact`` (the records came from VOC): write the fields the
+    source had and only those, so that parse(write(parse(x))) == parse(x); otherwise write
+    the devkit's shape with its defaults (pose Unspecified, truncated 0, depth 3)."""
+    from lxml import etree
+
+    ex = rec.extra or {}
+    ann = etree.Element("annotation")
+    if "folder" in ex:
+        _sub(ann, "folder", ex["folder"])
+    if not exact or "filename" in ex:
+        _sub(ann, "filename", filename)
+    for key in ("source", "owner"):
+        if isinstance(ex.get(key), Mapping):
+            el = _sub(ann, key)
+            for k, v in ex[key].items():
+                _sub(el, k, v)
+    if rec.width or rec.height:
+        size = _sub(ann, "size")
+        _sub(size, "width", int(rec.width))
+        _sub(size, "height", int(rec.height))
+        if "depth" in ex:
+            _sub(size, "depth", _flag_text(ex["depth"]))
+        elif not exact:
+            _sub(size, "depth", 3)
+    if "segmented" in ex:
+        _sub(ann, "segmented", _flag_text(ex["segmented"]))
+    elif not exact:
+        _sub(ann, "segmented", segmented or 0)
+    inst = rec.instances
+    oex = inst.extra or [None] * len(inst)
+    boxes = inst.boxes.tolist()
+    for k in range(len(inst)):
+        o = oex[k] or {}
+        obj = _sub(ann, "object")
+        lab = int(inst.labels[k])
+        _sub(obj, "name", names.get(lab, str(lab)))
+        _sub(obj, "pose", o.get("pose", "Unspecified")) if (not exact or "pose" in o) else None
+        if not exact or "truncated" in o:
+            _sub(obj, "truncated", _flag_text(o.get("truncated", 0)))
+        if "occluded" in o:
+            _sub(obj, "occluded", _flag_text(o["occluded"]))
+        _sub(obj, "difficult", int(bool(inst.difficult[k])))
+        if inst.iscrowd[k]:
+            _sub(obj, "iscrowd", 1)  # non-standard: the devkit ignores it, parse() reads it back
+        _box_el(obj, boxes[k])
+        for part in o.get("parts") or ():
+            p = _sub(obj, "part")
+            _sub(p, "name", part.get("name", ""))
+            _box_el(p, part["box"])
+        if isinstance(o.get("actions"), Mapping):
+            a = _sub(obj, "actions")
+            for kk, v in o["actions"].items():
+                _sub(a, kk, _flag_text(v))
+        if isinstance(o.get("point"), Mapping):
+            p = _sub(obj, "point")
+            for kk, v in o["point"].items():
+                _sub(p, kk, _fmt(v))
+        if isinstance(o.get("attributes"), Mapping):
+            a = _sub(obj, "attributes")
+            for kk, v in o["attributes"].items():
+                at = _sub(a, "attribute")
+                _sub(at, "name", kk)
+                _sub(at, "value", _attr_text(v))
+        for raw in o.get("unknown_xml") or ():
+            obj.append(etree.fromstring(raw))
+        other = [key for key in o if key not in _OBJECT_KEYS]
+        if other:
+            lost["object fields (" + ", ".join(sorted(other)) + ")"] = \
+                lost.get("object fields (" + ", ".join(sorted(other)) + ")", 0) + 1
+    for raw in ex.get("unknown_xml") or ():
+        ann.append(etree.fromstring(raw))
+    etree.indent(ann, space="  ")
+    return etree.tostring(ann, encoding="utf-8", xml_declaration=False, pretty_print=True)
+
+
+def _attr_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _fmt(v)
+    return str(v)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
+    """The XML/image name of each record: the path stem; clashing stems (two ``0001.jpg`` in
+    different folders) become the record id with ``/`` -> ``_``. Returns (names, renamed)."""
+    stems = [Path(r.path).stem for r in records]
+    count: dict[str, int] = {}
+    for s in stems:
+        count[s] = count.get(s, 0) + 1
+    out, renamed = [], 0
+    used: set[str] = set()
+    for r, s in zip(records, stems):
+        name = s
+        if count[s] > 1:
+            name = _SAFE.sub("_", r.id.replace("/", "_")).strip("_") or s
+            renamed += 1
+        base, i = name, 1
+        while name in used:
+            i += 1
+            name = f"{base}_{i}"
+        used.add(name)
+        out.append(name)
+    return out, renamed
+
+
+def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
+          on_error: str = "raise", **options: Any) -> dict[str, Any]:
+    """Write ``dataset`` as a VOC devkit tree into the existing directory ``dest``.
+
+    Writes ``Annotations/<name>.xml``, ``JPEGImages/<name><ext>`` (by ``images``:
+    ``link``, ``copy`` or ``none``), ``ImageSets/Main/<split>.txt`` and
+    ``<class>_<split>.txt`` for every split, and, for records with masks (mask
+    files, or polygons/RLE that are rasterised), ``SegmentationClass`` /
+    ``SegmentationObject`` palette PNGs and ``ImageSets/Segmentation`` lists.
+    A ``labelmap.txt`` (datumaro's format) is written when the categories are not
+    exactly the 20 VOC classes in order, so that :func:`parse` restores their order.
+
+    Args:
+        dataset: the records.
+        dest: an existing, empty directory.
+        images: how images are placed.
+        on_error: ``"raise"`` on a missing image file, or ``"warn"`` (counted in the report).
+
+    Returns:
+        ``{"images", "objects", "lost": {what: n}, "renamed", "missing_images", "masks"}``.
+
+    Raises:
+        MissingFileError: an image to place does not exist (``on_error="raise"``).
+
+    Example:
+        >>> write(parse("VOC2007"), "out/", images="none")  # doctest: +SKIP
+        {'images': 9963, 'objects': 24640, 'lost': {}, ...}
+    """
+    if options:
+        log.debug("voc.write ignores options %s", sorted(options))
+    _io.check_images_mode(images)
+    policy = ErrorPolicy(on_error)
+    dest = Path(dest)
+    src_root = Path(dataset.root) if dataset.root is not None else None
+    names_by_id = {c.id: c.name for c in dataset.categories}
+    # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data).
+    index_of = {c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(dataset.categories)}
+    lost: dict[str, int] = {}
+    records = dataset.records
+    fnames, renamed = _names_for(records)
+    if renamed:
+        log.warning("voc: %d images share a file name with another; named after their record id instead", renamed)
+    exact = dataset.format == NAME
+    (dest / _ANN).mkdir(parents=True, exist_ok=True)
+    name_of: dict[str, str] = {}
+    mask_names: list[str] = []
+    missing = 0
+    n_obj = 0
+    for rec, name in _io.progress(list(zip(records, fnames)), total=len(records), desc="VOC write",
+                                  enabled=progress):
+        name_of[rec.id] = name
+        ext = os.path.splitext(rec.path)[1] or ".jpg"
+        img_rel = f"{_IMG}/{name}{ext}"
+        if images != "none":
+            src = (src_root / rec.path) if src_root is not None else Path(rec.path)
+            if not _io.place_image(src, dest / img_rel, images):
+                try:
+                    raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
+                                           f"it to {img_rel} (use images='none' to write annotations only)")
+                except FormatError as err:
+                    policy.handle(err)
+                    missing += 1
+        segmented = None
+        has_mask = False
+        inst = rec.instances
+        # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
+        # segmentation=True): SegmentationObject value k is then XML object k by construction.
+        full_segm = (len(inst) and inst.segmentation is not None
+                     and all(x is not None for x in inst.segmentation))
+        made = None
+        if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
+            made = _rasterise(inst, int(rec.height), int(rec.width), index_of)
+        for rel, sub, k in ((rec.mask_path, _SEGCLS, 0), (rec.instance_mask_path, _SEGOBJ, 1)):
+            if rel:  # mask files win for SegmentationClass (they keep the 255 void borders)
+                if made is not None and k == 1:
+                    continue
+                srcm = (src_root / rel) if src_root is not None else Path(rel)
+                _copy_mask(srcm, dest / sub / f"{name}.png")
+                has_mask = True
+        if made is not None:
+            if not rec.mask_path:
+                _save_mask(made[0], dest / _SEGCLS / f"{name}.png")
+            _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
+            has_mask = True
+        if has_mask:
+            mask_names.append(name)
+            segmented = 1
+        ex = rec.extra or {}
+        filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
+        (dest / _ANN / f"{name}.xml").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
+                                                                       exact))
+        n_obj += len(inst)
+        _count_lost(rec, lost)
+    # Split lists.
+    main = dest / _MAIN
+    if dataset.splits:
+        main.mkdir(parents=True, exist_ok=True)
+        by_id = dataset.record_by_id()
+        for split, ids in dataset.splits.items():
+            ids = [i for i in ids if i in name_of]
+            (main / f"{split}.txt").write_text("".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
+            _write_class_lists(main, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
+    if mask_names:
+        segsets = dest / _SEGSETS
+        segsets.mkdir(parents=True, exist_ok=True)
+        have = set(mask_names)
+        src_seg = dataset.info.get("voc_segmentation_splits") if dataset.format == NAME else None
+        groups = src_seg or dataset.splits
+        if groups:
+            for split, ids in groups.items():
+                lines = [name_of[i] for i in ids if i in name_of and name_of[i] in have]
+                (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
+    if [c.name for c in dataset.categories] != list(VOC_CLASSES):
+        _write_labelmap(dest, dataset.categories)
+    policy.summary("images")
+    report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
+                              "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
+    return report
+
+
+def _count_lost(rec: Record, lost: dict[str, int]) -> None:
+    def add(what: str, n: int) -> None:
+        if n:
+            lost[what] = lost.get(what, 0) + n
+
+    inst = rec.instances
+    if inst.keypoints is not None:
+        add("keypoints (objects)", int((inst.keypoints[..., 2] > 0).any(axis=1).sum()))
+    add("captions", len(rec.captions))
+    add("annotation ids", int((inst.ids >= 0).sum()))
+    add("stored areas", int(np.isfinite(inst.area).sum()))
+    if rec.label is not None:
+        add("image-level labels", 1)
+    if rec.source_id is not None:
+        add("source image ids", 1)
+    other = [k for k in (rec.extra or {}) if k not in _IMAGE_KEYS]
+    if other:
+        add("image fields (" + ", ".join(sorted(other)) + ")", 1)
+
+
+def _copy_mask(src: Path, dst: Path) -> None:
+    """A palette PNG is copied as is; an RGB (datumaro) or L mask is re-saved as P with the VOC palette."""
+    import shutil
+
+    from PIL import Image
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Image.open(src) as im:
+            mode = im.mode
+    except FileNotFoundError:
+        raise MissingFileError(str(src), "mask file not found") from None
+    except OSError as err:
+        raise MalformedFileError(str(src), f"cannot read mask PNG ({err})") from None
+    if mode == "P" and src.suffix.lower() == ".png":
+        shutil.copyfile(src, dst)
+    else:
+        _save_mask(_read_mask(src), dst)
+
+
+def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]],
+                       categories: Sequence[Category]) -> None:
+    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit."""
+    for c in categories:
+        if "/" in c.name or "\\" in c.name or not c.name:
+            continue  # not a file name; the per-class list is derivable from the XMLs anyway
+        lines = []
+        for name, inst in rows:
+            sel = inst.labels == c.id
+            flag = -1 if not sel.any() else (1 if (~inst.difficult[sel]).any() else 0)
+            lines.append(f"{name} {flag:2d}\n")
+        (main / f"{c.name}_{split}.txt").write_text("".join(lines), encoding="utf-8")
+
+
+def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
+    lines = ["# label:color_rgb:parts:actions\n", "background:0,0,0::\n"]
+    for i, c in enumerate(categories):
+        r, g, b = VOC_PALETTE[min(i + 1, 255)]
+        lines.append(f"{c.name}:{r},{g},{b}::\n")
+    (dest / "labelmap.txt").write_text("".join(lines), encoding="utf-8")
