@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -105,14 +105,14 @@ def rle_from_counts(counts: np.ndarray, h: int, w: int) -> dict:
     return {"size": [int(h), int(w)], "counts": s}
 
 
-def segments_from_id_map(id_map: np.ndarray, keep: np.ndarray | Sequence[int] | None = None, *,
+def segments_from_id_map(id_map: np.ndarray, keep: Any = None, *,
                          with_rle: bool = True) -> Segments:
     """Boxes, areas and compressed RLEs of every segment (pixel value) of a label map.
 
     Args:
         id_map: ``(H, W)`` integer map (Cityscapes instanceIds, a decoded panoptic PNG).
-        keep: the values to report (default: every value present). Values not
-            present are not reported.
+        keep: the values to report (default: every value present), or a
+            predicate ``f(values) -> bool array`` applied to the run values.
         with_rle: also build each segment's RLE (False: boxes and areas only).
 
     Returns:
@@ -144,7 +144,10 @@ def segments_from_id_map(id_map: np.ndarray, keep: np.ndarray | Sequence[int] | 
     ends = np.concatenate([change, [n]])
     vals = flat[starts]
     if keep is not None:
-        sel = np.isin(vals, np.asarray(keep, dtype=np.int64))
+        if callable(keep):  # a predicate on the run values
+            sel = np.asarray(keep(vals), dtype=bool)
+        else:
+            sel = np.isin(vals, np.asarray(keep, dtype=np.int64))
         starts, ends, vals = starts[sel], ends[sel], vals[sel]
     if vals.size == 0:
         return empty
@@ -198,7 +201,7 @@ def _rle_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: int)
     return rle_from_counts(counts, h, w)
 
 
-def segments_from_png(path: str | os.PathLike, keep: np.ndarray | Sequence[int] | None = None, *,
+def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
                       encoding: str = "id", with_rle: bool = True) -> tuple[Segments, int, int]:
     """:func:`segments_from_id_map` of a label PNG; returns ``(segments, height, width)``.
 
