@@ -352,6 +352,8 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         mask, kind = None, None
     if kind:
         extra["mask_kind"] = kind
+    if opts["instances"] == "panoptic":  # the PNG name createPanopticImgs gives
+        extra["panoptic_file_name"] = f"{frame['base']}_{opts['annotations']}_panoptic.png"
     dummy = frame["split"] == "test" and opts["dummy_test_labels"]
     if dummy:
         extra["dummy_labels"] = True
@@ -432,7 +434,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         if stray:
             log.warning("%s: %d files in %s/%s do not follow the Cityscapes naming and were ignored "
                         "(first: %s)", root, len(stray), annotations, s, stray[0])
-    opts = {"instances": instances, "masks": masks, "label_space": label_space,
+    opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
     chunk = 16 if instances != "none" else 256
     batches = [(root, frames[i:i + chunk], opts) for i in range(0, len(frames), chunk)]
@@ -448,7 +450,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     dummy_splits = sorted({r.split for r in records if r.extra.get("dummy_labels")})
     if dummy_splits:
         log.warning("%s: the %s labels of Cityscapes are dummies (only ego vehicle and rectification "
-                    "border are real); no instances were read for them", root, "/".join(dummy_splits))
+                    "border are real): flagged extra['dummy_labels'], no instances read", root,
+                    "/".join(dummy_splits))
     info: dict[str, Any] = {
         "annotations": annotations,
         "cityscapes_label_space": label_space,
