@@ -436,7 +436,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
                         "(first: %s)", root, len(stray), annotations, s, stray[0])
     opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
-    chunk = 16 if instances != "none" else 256
+    # small batches when pixels are decoded, so that every worker gets a share
+    n_workers = _io.default_workers() if workers is None else max(1, int(workers))
+    chunk = max(1, min(16 if instances != "none" else 256, -(-len(frames) // (4 * n_workers))))
     batches = [(root, frames[i:i + chunk], opts) for i in range(0, len(frames), chunk)]
     results = _io.parallel_map(_load_batches, batches, workers=workers, chunk=1, desc="cityscapes",
                                show_progress=progress)
