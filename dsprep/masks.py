@@ -45,7 +45,7 @@ def encode_mask(mask: np.ndarray) -> dict:
 
     Example:
         >>> encode_mask(np.eye(2, dtype=bool))
-        {'size': [2, 2], 'counts': '0111'}
+        {'size': [2, 2], 'counts': '0120'}
     """
     from pycocotools import mask as mask_utils
 
@@ -69,40 +69,53 @@ def decode_rle(rle: dict) -> np.ndarray:
 def rle_from_counts(counts: np.ndarray, h: int, w: int) -> dict:
     """Compressed RLE (``counts`` as ``str``) from uncompressed Fortran-order counts.
 
-    The compression is pycocotools' ``rleToString`` (maskApi.c): counts from
-    the fourth on (``i > 2`` in maskApi.c) are stored as the difference to the count two before, each
-    value is written in 5-bit groups, low first, with 0x20 as the "more"
-    flag, plus 48 to land in printable ASCII. Done here in numpy because
-    ``frPyObjects`` costs a Python-to-C list conversion per segment.
+    Example:
+        >>> rle_from_counts(np.array([1, 2, 1]), 2, 2)
+        {'size': [2, 2], 'counts': '121'}
     """
-    c = np.asarray(counts, dtype=np.int64)
-    if c.size > 3:
-        c = np.concatenate([c[:3], c[3:] - c[1:-2]])
-    if c.size == 0:
-        return {"size": [int(h), int(w)], "counts": ""}
-    # 5-bit groups per value: go on while the rest is not the sign extension of the group
-    # just written (maskApi.c: more = (c & 0x10) ? x != -1 : x != 0).
-    out_len = np.ones(c.size, dtype=np.int64)
+    return {"size": [int(h), int(w)], "counts": _compress_counts([np.asarray(counts, dtype=np.int64)])[0]}
+
+
+def _compress_counts(counts_list: Sequence[np.ndarray]) -> list[str]:
+    """pycocotools' ``rleToString`` (maskApi.c) for many count arrays at once, in numpy.
+
+    Counts from the fourth on (``i > 2``) are stored as the difference to the
+    count two before; each value is written in 5-bit groups, low first, with
+    0x20 as the "more" flag, plus 48 to land in printable ASCII. Going on
+    while the rest is not the sign extension of the group just written:
+    ``more = (c & 0x10) ? x != -1 : x != 0``. One pass over all segments of
+    an image: ``frPyObjects`` would cost a Python-to-C list conversion per
+    segment, a numpy pass per segment a dozen small-array calls.
+    """
+    lens = np.array([c.size for c in counts_list], dtype=np.int64)
+    if lens.sum() == 0:
+        return ["" for _ in counts_list]
+    c = np.concatenate(counts_list).astype(np.int64)
+    seg_start = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    pos = np.arange(c.size) - np.repeat(seg_start, lens)
     x = c.copy()
-    groups = [x & 0x1F]
-    x >>= 5
-    more = np.where((groups[0] & 0x10) != 0, x != -1, x != 0)
-    active = more
+    d = pos > 2
+    idx = np.flatnonzero(d)
+    x[idx] = c[idx] - c[idx - 2]
+    groups = []
+    out_len = np.zeros(c.size, dtype=np.int64)
+    active = np.ones(c.size, dtype=bool)
     while active.any():
         g = x & 0x1F
         groups.append(g)
-        x = x >> 5
         out_len += active
-        nxt = np.where((g & 0x10) != 0, x != -1, x != 0)
-        active = active & nxt
+        x = x >> 5
+        active = active & np.where((g & 0x10) != 0, x != -1, x != 0)
     k = len(groups)
-    g = np.stack(groups, axis=1)  # (n, k)
-    pos = np.arange(k)[None, :]
-    valid = pos < out_len[:, None]
-    cont = pos < (out_len[:, None] - 1)
-    chars = (g | (cont * 0x20)) + 48
-    s = chars[valid].astype(np.uint8).tobytes().decode("ascii")
-    return {"size": [int(h), int(w)], "counts": s}
+    g = np.stack(groups, axis=1)
+    col = np.arange(k)[None, :]
+    chars = (g | ((col < out_len[:, None] - 1) * 0x20)) + 48
+    data = chars[col < out_len[:, None]].astype(np.uint8).tobytes().decode("ascii")
+    seg_chars = np.add.reduceat(out_len, seg_start) if c.size else np.zeros(len(lens), np.int64)
+    seg_chars = np.where(lens > 0, seg_chars, 0)
+    ends = np.cumsum(seg_chars)
+    starts = ends - seg_chars
+    return [data[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
 
 
 def segments_from_id_map(id_map: np.ndarray, keep: Any = None, *,
@@ -128,7 +141,7 @@ def segments_from_id_map(id_map: np.ndarray, keep: Any = None, *,
     Example:
         >>> s = segments_from_id_map(np.array([[0, 7], [7, 7]]), keep=[7])
         >>> s.values.tolist(), s.boxes.tolist(), s.areas.tolist(), s.rles[0]["counts"]
-        ([7], [[0.0, 0.0, 2.0, 2.0]], [3], '12')
+        ([7], [[0.0, 0.0, 2.0, 2.0]], [3], '13')
     """
     id_map = np.ascontiguousarray(id_map)
     if id_map.ndim != 2:
@@ -167,12 +180,15 @@ def segments_from_id_map(id_map: np.ndarray, keep: Any = None, *,
     boxes = np.stack([np.minimum.reduceat(x0, first), np.minimum.reduceat(y0, first),
                       np.maximum.reduceat(x1, first) + 1, np.maximum.reduceat(y1, first) + 1],
                      axis=1).astype(np.int64)
-    rles = [_rle_in_box(id_map, int(v), b, h, w) for v, b in zip(uvals, boxes)] if with_rle else None
+    rles = None
+    if with_rle:
+        strings = _compress_counts([_counts_in_box(id_map, int(v), b, h, w) for v, b in zip(uvals, boxes)])
+        rles = [{"size": [h, w], "counts": st} for st in strings]
     return Segments(uvals, boxes.astype(np.float64), areas, rles)
 
 
-def _rle_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: int) -> dict:
-    """The compressed RLE of ``id_map == value``, looking only inside ``box`` (xyxy ints)."""
+def _counts_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Uncompressed RLE counts of ``id_map == value``, looking only inside ``box`` (xyxy ints)."""
     bx0, by0, bx1, by1 = (int(v) for v in box)
     ch = by1 - by0
     # one zero row of padding after each column of the crop, so runs never join across columns
@@ -198,7 +214,7 @@ def _rle_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: int)
     counts[-1] = h * w - e[-1]
     if counts[-1] == 0:
         counts = counts[:-1]
-    return rle_from_counts(counts, h, w)
+    return counts
 
 
 def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
