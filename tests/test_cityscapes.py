@@ -323,3 +323,15 @@ def test_segments_helper_agrees_with_pycocotools_on_random_maps():
         for v, rle in zip(seg.values, seg.rles):
             ref = mask_utils.encode(np.asfortranarray((m == v).astype(np.uint8)))
             assert rle["counts"] == ref["counts"].decode()
+
+
+def test_gtcoarse_train_extra_and_write_keeps_the_annotation_type(tmp_path):
+    exp = make_cityscapes(tmp_path / "src", splits=("train_extra",), annotations="gtCoarse")
+    ds = cs.parse(tmp_path / "src", annotations="gtCoarse", instances="things", workers=1)
+    assert list(ds.splits) == ["train_extra"] and len(ds) == exp["images"]
+    assert ds[0].mask_path.endswith("_gtCoarse_labelIds.png") and len(ds[0].instances) == THINGS_PER_FRAME
+    with pytest.raises(DatasetNotFoundError):
+        cs.parse(tmp_path / "src" / "gtCoarse")  # a sub-folder is not a root
+    (tmp_path / "out").mkdir()
+    cs.write(ds, tmp_path / "out", images="none")
+    assert len(list((tmp_path / "out" / "gtCoarse" / "train_extra").rglob("*_gtCoarse_labelTrainIds.png"))) == 4

@@ -506,7 +506,7 @@ def _mask_luts(label_space: str) -> dict[str, list[int]]:
 # --------------------------------------------------------------------------- write
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
-          annotations: str = "gtFine", train_ids: bool = True) -> dict[str, Any]:
+          annotations: str | None = None, train_ids: bool = True) -> dict[str, Any]:
     """Write a Cityscapes tree into the existing directory ``dest``.
 
     For records parsed from Cityscapes: ``leftImg8bit`` placed by ``images``;
@@ -516,11 +516,21 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     Records from another format get their images placed and everything else
     counted as lost (their masks are not in Cityscapes label ids).
 
+    Args:
+        dataset: the records (``dataset.root`` is where their files are).
+        dest: an existing, empty directory.
+        images: ``link``, ``copy`` or ``none``.
+        progress: progress bar (default: on a terminal).
+        annotations: ``gtFine``/``gtCoarse`` (default: what the dataset was read from).
+        train_ids: also write ``*_labelTrainIds.png``.
+
     Returns:
         ``{"images", "objects", "lost"}``.
     """
     from PIL import Image
 
+    if annotations is None:  # keep what was read (gtCoarse stays gtCoarse)
+        annotations = str(dataset.info.get("annotations") or "gtFine")
     check_choice("annotations", annotations, ANNOTATION_TYPES)
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
