@@ -335,3 +335,29 @@ def test_gtcoarse_train_extra_and_write_keeps_the_annotation_type(tmp_path):
     (tmp_path / "out").mkdir()
     cs.write(ds, tmp_path / "out", images="none")
     assert len(list((tmp_path / "out" / "gtCoarse" / "train_extra").rglob("*_gtCoarse_labelTrainIds.png"))) == 4
+
+
+def test_cli_convert_to_coco_panoptic(tmp_path, capsys):
+    from dsprep.cli import main
+
+    make_cityscapes(tmp_path / "cs", splits=("val",))
+    code = main(["convert", "cityscapes", str(tmp_path / "cs"), "--to", "coco-panoptic",
+                 "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"])
+    assert code == 0 and "4 images, 28 objects" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "annotations" / "panoptic_val").glob("*_gtFine_panoptic.png"))) == 4
+
+
+def test_write_foreign_records_reports_what_is_lost(tmp_path):
+    from dsprep.records import Category, Dataset, Instances, Record
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rec = Record("a", "a.jpg", 8, 8, "train", instances=Instances(boxes=[[0, 0, 2, 2]], labels=[1]),
+                 mask_path="a_mask.png")
+    ds = Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco")
+    (tmp_path / "out").mkdir()
+    report = cs.write(ds, tmp_path / "out", images="copy")
+    assert report == {"images": 1, "objects": 0, "lost": {"objects": 1, "semantic masks": 1}}
+    assert (tmp_path / "out/leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg").is_file()
+    back = cs.parse(tmp_path / "out", workers=1)
+    assert [(r.path, r.width, r.height) for r in back] == \
+        [("leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg", 8, 8)]

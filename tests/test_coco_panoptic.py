@@ -110,6 +110,7 @@ def test_round_trip_reproduces_pngs_and_segments_info(sample, tmp_path):
                               np.asarray(Image.open(out / "annotations" / "panoptic_examples" / a["file_name"])))
     back = cp.parse(out, verify="all")
     assert [r.instances for r in back] == [r.instances for r in ds]
+    assert back[0].path == "examples/000000142238.jpg"  # COCO 2017 layout: images in <split>/
     assert (out / "examples" / "000000142238.jpg").is_symlink()
 
 

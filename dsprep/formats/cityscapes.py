@@ -71,6 +71,8 @@ IMAGE_DIR = "leftImg8bit"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 # <city>_<seq>_<frame>; the city is everything before the last two fields
 _BASE_RE = re.compile(r"^(?P<city>.+)_(?P<sequence>[^_]+)_(?P<frame>[^_]+)$")
+# Cityscapes images are PNG; a tree written from another format keeps its images' extension
+_IMAGE_RE = re.compile(r"^(?P<base>.+)_leftImg8bit\.(?:png|jpe?g)$", re.IGNORECASE)
 _GT_KINDS = ("labelIds", "labelTrainIds", "instanceIds", "instanceTrainIds", "color", "polygons")
 DOWNLOAD_PAGE = "https://www.cityscapes-dataset.com/downloads/"
 
@@ -145,10 +147,11 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
     gt_tag = f"_{annotations}_"
     for city in sorted(set(_scandirs(img_dir)) | set(_scandirs(gt_dir))):
         for name in _scanfiles(img_dir / city):
-            if not name.endswith(IMAGE_SUFFIX):
+            m = _IMAGE_RE.match(name)
+            if not m:
                 stray.append(f"{IMAGE_DIR}/{split}/{city}/{name}")
                 continue
-            base = name[: -len(IMAGE_SUFFIX)]
+            base = m["base"]
             f = frames.setdefault((city, base), {"city": city, "base": base, "gt": {}})
             f["image"] = f"{IMAGE_DIR}/{split}/{city}/{name}"
         for name in _scanfiles(gt_dir / city):
@@ -318,7 +321,8 @@ def _frame_size(root: Path, frame: dict) -> tuple[int, int]:
             raise InvalidAnnotationError(gt["polygons"], "expected integer imgWidth and imgHeight") from None
     for rel in (frame["image"], gt.get("labelIds"), gt.get("instanceIds"), gt.get("labelTrainIds")):
         if rel and (root / rel).is_file():
-            return _png_size(root / rel)
+            # JPEGs (trees written from other formats) may carry an EXIF rotation; PNGs do not
+            return _png_size(root / rel) if rel.lower().endswith(".png") else _io.image_size(root / rel)
     return 0, 0
 
 
@@ -547,7 +551,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                          enabled=progress)):
         split = rec.split or "default"
         city, base = _names_for(rec, i)
-        img_rel = f"{IMAGE_DIR}/{split}/{city}/{base}{IMAGE_SUFFIX}"
+        ext = Path(rec.path).suffix.lower() or ".png"
+        img_rel = f"{IMAGE_DIR}/{split}/{city}/{base}_leftImg8bit{ext}"  # never a JPEG named .png
         if _io.place_image(src_root / rec.path, dest / img_rel, images):
             n_img += 1
         else:
