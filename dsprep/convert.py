@@ -100,8 +100,11 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     _check_not_inside(out, root)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
-    dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress,
-                        **dict(parse_options or {}))
+    # A source format may need options for a given target (Cityscapes reads instances only
+    # when they will be written); explicit parse_options win.
+    hook = getattr(src, "parse_options_for", None)
+    options = {**(hook(to) if hook else {}), **dict(parse_options or {})}
+    dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress, **options)
     if not isinstance(dataset, Dataset):  # a format bug, not user input
         raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
     report = write_dataset(dataset, to, out, images=images, category_ids=category_ids,

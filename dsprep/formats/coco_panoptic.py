@@ -1,15 +1,544 @@
-"""Placeholder: this format is being written (see the open issues)."""
+"""COCO panoptic segmentation (https://cocodataset.org/#format-data, "Panoptic Segmentation").
+
+::
+
+    ROOT/
+      annotations/panoptic_<split>.json     images, categories (isthing, color), annotations
+      annotations/panoptic_<split>/*.png    one RGB PNG per image: segment id = R + 256 G + 256^2 B
+      <split>/*.jpg                         the images (also found: images/<split>/, images/)
+
+Each annotation is per image: ``{image_id, file_name, segments_info: [{id,
+category_id, area, bbox [x, y, w, h], iscrowd}]}``; pixel value 0 is void.
+Segment ids reach 16.7 M, so all three channels matter [formats.md, verified
+on panopticapi's sample].
+
+Records: one object per segment, ``boxes`` from ``bbox`` (xywh -> xyxy),
+``labels`` = ``category_id``, ``iscrowd``, ``area`` as stored, ``ids`` = the
+segment id, ``instance_mask_path`` = the PNG and ``Dataset.info
+["instance_mask_encoding"] = "rgb"``: a segment's mask is ``rgb_to_id(png)
+== ids[i]``, decoded lazily by whoever needs pixels (the torch layer, the
+writer). ``parse(..., masks=True)`` decodes every PNG and fills
+``segmentation`` with compressed RLE instead.
+
+Parsing checks the first PNG against its ``segments_info`` (one decode), so
+a tree of panopticapi's 2-channel PNGs (R = category id, G = instance id) is
+rejected at once with a clear message; ``verify="all"`` checks every PNG.
+
+See ``docs/formats/coco-panoptic.md``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _io
+from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
+                      MalformedFileError, MissingFileError, check_choice)
+from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
+
 NAME = "coco-panoptic"
-DESCRIPTION = "(not implemented yet)"
+DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
+
+__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "write", "VERIFY_MODES"]
+
+log = logging.getLogger(__name__)
+
+VERIFY_MODES = ("first", "all", "none")
+MAX_SEGMENT_ID = 256 ** 3 - 1
+_SEGMENT_KEYS = ("id", "category_id", "area", "bbox", "iscrowd")
+_IMAGE_KEYS = ("id", "width", "height", "file_name")
+_TWO_CHANNEL_HINT = ("this looks like panopticapi's 2-channel format (R = category id, G = instance id, "
+                     "B = 0), which is not COCO panoptic; convert it with panopticapi's "
+                     "converters/2channels2panoptic_coco_format.py")
 
 
-def detect(path) -> bool:
-    raise NotImplementedError
+def detect(path: str | os.PathLike) -> bool:
+    """``annotations/panoptic_*.json`` (or a ``panoptic_*.json`` file) beside a PNG folder of the same stem."""
+    p = Path(path)
+    if p.is_file():
+        return p.suffix == ".json" and p.name.startswith("panoptic_") and p.with_suffix("").is_dir()
+    if not p.is_dir():
+        return False
+    for d in (p / "annotations", p):
+        for j in d.glob("panoptic_*.json"):
+            if j.with_suffix("").is_dir():
+                return True
+    return False
 
 
-def parse(path, **options):
-    raise NotImplementedError("the coco_panoptic format is not implemented yet")
+# --------------------------------------------------------------------------- parse
+
+def _annotation_files(path: Path) -> tuple[Path, list[tuple[str, Path]]]:
+    """(root, [(split, json)]) for a root directory or one JSON file."""
+    if path.is_file():
+        root = path.parent.parent if path.parent.name == "annotations" else path.parent
+        return root, [(_split_of(path), path)]
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"{path}: no such file or directory (expected a COCO panoptic root "
+                                   f"with annotations/panoptic_<split>.json, or that JSON file)")
+    for d in (path / "annotations", path):
+        found = sorted(d.glob("panoptic_*.json"))
+        if found:
+            return path, [(_split_of(j), j) for j in found]
+    raise DatasetNotFoundError(f"{path}: no annotations/panoptic_<split>.json found (looked in "
+                               f"{path / 'annotations'} and {path})")
 
 
-def write(dataset, dest, **options):
-    raise NotImplementedError("the coco_panoptic format is not implemented yet")
+def _split_of(json_path: Path) -> str:
+    stem = json_path.stem
+    return stem[len("panoptic_"):] if stem.startswith("panoptic_") else stem
+
+
+def _load_json(path: Path) -> dict:
+    import orjson
+
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as err:
+        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list) \
+            or not isinstance(doc.get("categories"), list):
+        raise MalformedFileError(str(path), "expected a JSON object with 'annotations' and 'categories' lists "
+                                            "(COCO panoptic)")
+    for a in doc["annotations"][:1]:
+        if not isinstance(a, dict) or "segments_info" not in a:
+            raise MalformedFileError(str(path), "annotations have no 'segments_info': this is not a COCO "
+                                                "panoptic file (COCO instances? use format 'coco')")
+    return doc
+
+
+def _image_dir(root: Path, json_path: Path, split: str, first_file: str | None,
+               images_dir: str | os.PathLike | None) -> Path:
+    if images_dir is not None:
+        return Path(images_dir) if Path(images_dir).is_absolute() else root / images_dir
+    candidates = [root / split, root / "images" / split, root / "images", root, json_path.parent]
+    if first_file:
+        for c in candidates:
+            if (c / first_file).is_file():
+                return c
+    for c in candidates[:3]:
+        if c.is_dir():
+            return c
+    return root / split
+
+
+def _categories(doc: dict, where: Path) -> list[Category]:
+    cats = []
+    for c in doc["categories"]:
+        try:
+            extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
+            cats.append(Category(int(c["id"]), str(c["name"]), str(c.get("supercategory", "") or ""), extra))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidAnnotationError(f"{where}: category {c!r}"[:200], "expected id and name") from None
+    return cats
+
+
+def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
+    segs = ann.get("segments_info")
+    if not isinstance(segs, list):
+        raise InvalidAnnotationError(where, f"segments_info must be a list, found {type(segs).__name__}")
+    n = len(segs)
+    boxes = np.zeros((n, 4))
+    labels = np.zeros(n, np.int64)
+    crowd = np.zeros(n, bool)
+    ids = np.zeros(n, np.int64)
+    area = np.full(n, np.nan)
+    extra: list[dict] = []
+    for i, s in enumerate(segs):
+        try:
+            sid = int(s["id"])
+            cid = int(s["category_id"])
+            bbox = s.get("bbox")
+            if bbox is not None:
+                x, y, w, h = (float(v) for v in bbox)
+                boxes[i] = (x, y, x + w, y + h)
+            if s.get("area") is not None:
+                area[i] = float(s["area"])
+            crowd[i] = bool(s.get("iscrowd", 0))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidAnnotationError(f"{where}: segment {s.get('id') if isinstance(s, dict) else i}",
+                                         f"expected id, category_id, bbox [x, y, w, h], area, iscrowd; "
+                                         f"{err!r}") from None
+        if not 0 < sid <= MAX_SEGMENT_ID:
+            raise InvalidAnnotationError(f"{where}: segment {sid}",
+                                         f"segment id must be in 1..{MAX_SEGMENT_ID} (0 is void)")
+        if cid not in cat_ids:
+            raise InvalidAnnotationError(f"{where}: segment {sid}", f"category_id {cid} is not in categories")
+        ids[i], labels[i] = sid, cid
+        extra.append({k: v for k, v in s.items() if k not in _SEGMENT_KEYS})
+    if len(set(ids.tolist())) != n:
+        raise InvalidAnnotationError(where, "segment ids repeat within the image")
+    return Instances(boxes=boxes, labels=labels, iscrowd=crowd, ids=ids, area=area,
+                     extra=extra if any(extra) else None)
+
+
+def _check_png(path: Path, ids: np.ndarray, masks: bool) -> list | None:
+    """Decode one panoptic PNG, check its ids against segments_info; return RLEs if ``masks``."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..masks import rgb_to_id, segments_from_id_map
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA"):
+                raise MalformedFileError(str(path), f"expected an RGB PNG (id = R + 256 G + 256^2 B), "
+                                                    f"found mode {im.mode}")
+            rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "panoptic PNG not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
+    id_map = rgb_to_id(rgb)
+    seg = segments_from_id_map(id_map, None, with_rle=masks)
+    present = set(seg.values.tolist()) - {0}
+    expected = set(ids.tolist())
+    if present != expected:
+        extra_ids = sorted(present - expected)
+        missing = sorted(expected - present)
+        msg = (f"PNG segment ids do not match segments_info: {len(extra_ids)} ids in the PNG but not in the "
+               f"JSON (first {extra_ids[:3]}), {len(missing)} in the JSON but not in the PNG (first {missing[:3]})")
+        if int(rgb[..., 2].max(initial=0)) == 0 and extra_ids:
+            msg += f"; {_TWO_CHANNEL_HINT}"
+        raise InvalidAnnotationError(str(path), msg)
+    if not masks:
+        return None
+    index = {int(v): i for i, v in enumerate(seg.values)}
+    return [seg.rles[index[int(v)]] for v in ids]
+
+
+def _decode_chunk(items: Sequence[tuple]) -> list:
+    out = []
+    for path, ids, masks in items:
+        try:
+            out.append(_check_png(path, ids, masks))
+        except FormatError as err:
+            out.append(err)
+    return out
+
+
+def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
+          workers: int | None = None, progress: bool | None = None, masks: bool = False,
+          verify: str = "first", images_dir: str | os.PathLike | None = None) -> Dataset:
+    """Read COCO panoptic annotations into records.
+
+    Args:
+        path: the root (with ``annotations/panoptic_<split>.json``) or one such JSON file
+            (its PNG folder is the folder of the same stem beside it).
+        split: only this split (``val2017``...); default every JSON found.
+        on_error: ``raise`` or ``warn`` (skip a bad image, count it).
+        workers: processes for decoding PNGs (``masks=True`` / ``verify="all"``).
+        progress: progress bar (default: on a terminal).
+        masks: decode every PNG and store each segment's compressed RLE in ``segmentation``.
+        verify: ``first`` (default: check the first PNG against its segments_info),
+            ``all`` or ``none``.
+        images_dir: where the images are, relative to the root (default: found
+            among ``<split>/``, ``images/<split>/``, ``images/``, the root).
+
+    Returns:
+        A :class:`Dataset`; ``info`` holds the JSON's ``info``/``licenses`` and
+        ``instance_mask_encoding = "rgb"``.
+
+    Raises:
+        DatasetNotFoundError: no panoptic JSON at ``path``.
+        FormatError: a bad file; a 2-channel PNG is named as such.
+
+    Example:
+        >>> ds = parse("coco", split="val2017")  # doctest: +SKIP
+        >>> ds[0].instances.ids[:2]  # doctest: +SKIP
+        array([3937500, 4260062])
+    """
+    check_choice("verify mode", verify, VERIFY_MODES)
+    policy = ErrorPolicy(on_error)
+    root, files = _annotation_files(Path(path))
+    if split is not None:
+        check_choice("split", split, [s for s, _ in files])
+        files = [(s, j) for s, j in files if s == split]
+    categories: list[Category] | None = None
+    records: list[Record] = []
+    splits: dict[str, list[str]] = {}
+    info: dict[str, Any] = {"instance_mask_encoding": "rgb"}
+    for split_name, jpath in files:
+        doc = _load_json(jpath)
+        cats = _categories(doc, jpath)
+        if categories is None:
+            categories = cats
+        elif [c.id for c in cats] != [c.id for c in categories]:
+            log.warning("%s: categories differ from the first split's; keeping the first split's", jpath)
+        for key in ("info", "licenses"):
+            if key in doc and key not in info:
+                info[key] = doc[key]
+        cat_ids = {c.id for c in categories}
+        png_dir = jpath.with_suffix("")
+        images = doc.get("images") or []
+        by_image = {}
+        for a in doc["annotations"]:
+            if isinstance(a, dict) and "image_id" in a:
+                by_image[a["image_id"]] = a
+        img_dir = _image_dir(root, jpath, split_name, images[0].get("file_name") if images else None, images_dir)
+        split_recs: list[Record] = []
+        for img in images:
+            try:
+                split_recs.append(_record(img, by_image.get(img.get("id")), root, img_dir, png_dir, jpath,
+                                          split_name, cat_ids))
+            except FormatError as err:
+                policy.handle(err)
+        known = {img.get("id") for img in images}
+        for a in doc["annotations"]:
+            if isinstance(a, dict) and a.get("image_id") not in known:
+                policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {a.get('image_id')!r}",
+                                                     "no image with this id in 'images'"))
+        split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy)
+        records.extend(split_recs)
+        splits[split_name] = [r.id for r in split_recs]
+    if policy.count:
+        info["skipped"] = policy.count
+        policy.summary("panoptic images")
+    return Dataset(categories or [], records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Path, jpath: Path, split: str,
+            cat_ids: set[int]) -> Record:
+    try:
+        image_id, file_name = img["id"], str(img["file_name"])
+        width, height = int(img.get("width") or 0), int(img.get("height") or 0)
+    except (KeyError, TypeError, ValueError):
+        raise InvalidAnnotationError(f"{jpath}: image {img!r}"[:200], "expected id, file_name, width, height") from None
+    rel = _io.relpath_posix(img_dir / file_name, root)
+    extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
+    if ann is None:
+        log.debug("%s: image %r has no panoptic annotation", jpath, image_id)
+        return Record(record_id_from_path(rel), rel, width, height, split, source_id=image_id, extra=extra)
+    png_name = str(ann.get("file_name") or f"{Path(file_name).stem}.png")
+    extra["panoptic_file_name"] = png_name
+    inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}")
+    return Record(record_id_from_path(rel), rel, width, height, split, instances=inst,
+                  instance_mask_path=_io.relpath_posix(png_dir / png_name, root), source_id=image_id,
+                  extra=extra)
+
+
+def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
+            progress: bool | None, policy: ErrorPolicy) -> list[Record]:
+    with_png = [r for r in recs if r.instance_mask_path]
+    if masks or verify == "all":
+        todo = with_png
+    elif verify == "first":
+        todo = with_png[:1]
+    else:
+        return recs
+    items = [(root / r.instance_mask_path, r.instances.ids, masks) for r in todo]
+    results = [x for chunk in _io.parallel_map(_decode_chunk, items, workers=workers, chunk=8,
+                                               desc="panoptic PNGs", show_progress=progress) for x in chunk]
+    bad: set[str] = set()
+    for r, res in zip(todo, results):
+        if isinstance(res, FormatError):
+            policy.handle(res)
+            bad.add(r.id)
+        elif res is not None:
+            r.instances.segmentation = res
+    return [r for r in recs if r.id not in bad]
+
+
+# --------------------------------------------------------------------------- write
+
+def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None
+          ) -> dict[str, Any]:
+    """Write ``annotations/panoptic_<split>.json`` + PNGs (and ``<split>/`` images) into ``dest``.
+
+    Segment pixels come from, in order of preference:
+
+    1. the record's ``instance_mask_path`` with ``Instances.ids`` naming the
+       segments (COCO panoptic PNGs, Cityscapes instanceIds: the encoding is
+       ``dataset.info["instance_mask_encoding"]``, ``"rgb"`` or ``"id"``):
+       pixels of listed ids keep their id, all others become void, and the
+       stored ``area``/``bbox`` are written as they are (NaN area: counted);
+    2. per-object ``segmentation`` (RLE or polygons), painted in object order
+       (later objects on top) with ids ``Instances.ids`` when they are valid
+       and distinct, else 1..N; area and bbox are counted on the painted map
+       and objects left with no pixel are dropped (reported lost).
+
+    Categories flagged ``ignoreInEval`` (Cityscapes) are not written, and
+    their objects are dropped, as cityscapesScripts' ``createPanopticImgs``
+    does. ``isthing`` comes from the category's ``isthing``, else Cityscapes'
+    ``hasInstances``, else 1. Image ids are the records' ``source_id`` when
+    those are distinct (Cityscapes' string ids stay strings), else 1..N.
+
+    Returns:
+        ``{"images", "objects", "lost"}``.
+    """
+    from PIL import Image
+
+    from ..masks import id_to_rgb
+
+    dest = Path(dest)
+    src_root = Path(dataset.root) if dataset.root is not None else Path(".")
+    encoding = dataset.info.get("instance_mask_encoding")
+    dropped_cats = {c.id for c in dataset.categories if c.extra.get("ignoreInEval")}
+    cats_out = []
+    for c in dataset.categories:
+        if c.id in dropped_cats:
+            continue
+        entry = {"id": c.id, "name": c.name, "supercategory": c.supercategory,
+                 "isthing": int(bool(c.extra.get("isthing", c.extra.get("hasInstances", 1))))}
+        for k, v in c.extra.items():
+            if k not in entry and k in ("color",):
+                entry[k] = list(v) if isinstance(v, (tuple, list)) else v
+        cats_out.append(entry)
+    source_ids = [r.source_id for r in dataset.records]
+    use_source = (all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in source_ids)
+                  and len(set(source_ids)) == len(source_ids))
+    lost: dict[str, int] = {}
+    n_obj = n_img = 0
+
+    def lose(what: str, n: int = 1) -> None:
+        if n:
+            lost[what] = lost.get(what, 0) + n
+
+    by_split: dict[str, list[tuple[int, Record]]] = {}
+    for i, r in enumerate(dataset.records):
+        by_split.setdefault(r.split or "default", []).append((i, r))
+    ann_dir = dest / "annotations"
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    for split, items in by_split.items():
+        png_dir = ann_dir / f"panoptic_{split}"
+        png_dir.mkdir(exist_ok=True)
+        names = [Path(r.path).name for _, r in items]
+        flat_names = len(set(names)) == len(names)
+        images_out, anns_out = [], []
+        used_png: set[str] = set()
+        for (i, rec), name in _io.progress(list(zip(items, names)), total=len(items), desc=f"panoptic {split}",
+                                           enabled=progress):
+            image_id = rec.source_id if use_source else i + 1
+            file_name = name if flat_names else rec.path
+            if _io.place_image(src_root / rec.path, dest / split / file_name, images):
+                n_img += 1
+            else:
+                lose("images (source missing)")
+            png_name = str(rec.extra.get("panoptic_file_name") or f"{Path(file_name).with_suffix('').as_posix()}.png")
+            if png_name in used_png:
+                png_name = f"{i:08d}_{Path(png_name).name}"
+            used_png.add(png_name)
+            img_entry = {"id": image_id, "width": rec.width, "height": rec.height, "file_name": file_name}
+            for k, v in rec.extra.items():
+                if k in ("license", "coco_url", "flickr_url", "date_captured"):
+                    img_entry[k] = v
+            id_map, segs = _segments_for(rec, src_root, encoding, dropped_cats, lose)
+            n_obj += len(segs)
+            out_png = png_dir / png_name
+            out_png.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(id_to_rgb(id_map)).save(out_png)
+            images_out.append(img_entry)
+            anns_out.append({"image_id": image_id, "file_name": png_name, "segments_info": segs})
+        doc = {"info": dataset.info.get("info") or {"description": "written by dsprep"},
+               "licenses": dataset.info.get("licenses") or [],
+               "images": images_out, "annotations": anns_out, "categories": cats_out}
+        _dump_json(ann_dir / f"panoptic_{split}.json", doc)
+    return {"images": n_img, "objects": n_obj, "lost": lost}
+
+
+def _dump_json(path: Path, doc: dict) -> None:
+    import orjson
+
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _num(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cats: set[int],
+                  lose) -> tuple[np.ndarray, list[dict]]:
+    """(segment id map, segments_info) of one record."""
+    from ..masks import read_id_png
+
+    inst = rec.instances
+    keep = np.array([int(lab) not in dropped_cats for lab in inst.labels], dtype=bool)
+    lose("objects of ignoreInEval categories", int((~keep).sum()))
+    inst = inst.select(keep)
+    h, w = int(rec.height), int(rec.width)
+    ids = inst.ids
+    ids_ok = len(inst) == 0 or (bool((ids > 0).all()) and bool((ids <= MAX_SEGMENT_ID).all())
+                                and len(set(ids.tolist())) == len(ids))
+    src = src_root / rec.instance_mask_path if rec.instance_mask_path else None
+    if src is not None and ids_ok and encoding in ("rgb", "id") and src.is_file():
+        id_map = read_id_png(src, encoding).astype(np.int32)
+        if not h:
+            h, w = id_map.shape
+        id_map = np.where(np.isin(id_map, ids), id_map, 0).astype(np.int32)
+        segs = []
+        need = np.isnan(inst.area) | ~np.isfinite(inst.boxes).all(axis=1)
+        counted = _count(id_map, ids[need]) if need.any() else {}
+        for k in range(len(inst)):
+            sid = int(ids[k])
+            if need[k]:
+                area, bbox = counted.get(sid, (0, [0, 0, 0, 0]))
+            else:
+                x0, y0, x1, y1 = inst.boxes[k]
+                area, bbox = _num(inst.area[k]), [_num(x0), _num(y0), _num(x1 - x0), _num(y1 - y0)]
+            segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
+        return id_map, segs
+    # paint per-object masks
+    id_map = np.zeros((h, w), np.int32)
+    seg_ids = ids if ids_ok else np.arange(1, len(inst) + 1)
+    painted = []
+    for k in range(len(inst)):
+        mask = _object_mask(inst.segmentation[k] if inst.segmentation is not None else None, h, w)
+        if mask is None:
+            lose("objects without a mask")
+            continue
+        id_map[mask] = int(seg_ids[k])
+        painted.append(k)
+    counted = _count(id_map, seg_ids[painted]) if painted else {}
+    segs = []
+    for k in painted:
+        sid = int(seg_ids[k])
+        if sid not in counted:
+            lose("objects hidden by later objects")
+            continue
+        area, bbox = counted[sid]
+        segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
+    return id_map, segs
+
+
+def _segment_entry(sid: int, label: int, area, bbox, crowd: bool, inst: Instances, k: int) -> dict:
+    entry = {"id": sid, "category_id": label, "area": area, "bbox": bbox, "iscrowd": int(crowd)}
+    if inst.extra is not None and inst.extra[k]:
+        for key, v in inst.extra[k].items():
+            entry.setdefault(key, v)
+    return entry
+
+
+def _count(id_map: np.ndarray, ids: np.ndarray) -> dict[int, tuple[int, list[int]]]:
+    from ..masks import segments_from_id_map
+
+    seg = segments_from_id_map(id_map, ids, with_rle=False)
+    return {int(v): (int(a), [int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1])])
+            for v, a, b in zip(seg.values, seg.areas, seg.boxes)}
+
+
+def _object_mask(segm: Any, h: int, w: int) -> np.ndarray | None:
+    """Boolean ``(h, w)`` mask of an RLE dict or polygon list, or None."""
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if segm is None or (isinstance(segm, list) and not segm):
+        return None
+    if isinstance(segm, dict):
+        counts = segm.get("counts")
+        size = [int(v) for v in segm.get("size", (h, w))]
+        if isinstance(counts, list):
+            rle = mask_utils.frPyObjects({"size": size, "counts": counts}, *size)
+        else:
+            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        m = mask_utils.decode(rle).astype(bool)
+    else:
+        polys = [list(map(float, p)) for p in segm if len(p) >= 6]
+        if not polys:
+            return None
+        m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
+    if m.shape != (h, w):
+        return None
+    return m
