@@ -117,3 +117,19 @@ def test_core_layers_do_not_import_torch():
 def test_error_policy_passes_through_an_existing_policy():
     pol = ErrorPolicy("warn", show=100)
     assert ErrorPolicy(pol) is pol and pol.show == 100
+
+
+def test_image_size_applies_exif_rotation_for_jpeg_and_png(tmp_path):
+    from PIL import Image
+
+    from dsprep._io import image_size
+
+    im = Image.new("RGB", (40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the decoded image is 20x40
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    im.save(tmp_path / "r.png", exif=exif.tobytes())
+    im.save(tmp_path / "plain.png")
+    assert image_size(tmp_path / "r.jpg") == (20, 40)
+    assert image_size(tmp_path / "r.png") == (20, 40)
+    assert image_size(tmp_path / "plain.png") == (40, 20)
