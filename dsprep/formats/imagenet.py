@@ -83,7 +83,9 @@ class _EmptyInstances(Instances):
 
     def seal(self) -> "_EmptyInstances":
         for name in ("boxes", "labels", "iscrowd", "difficult", "ids", "area"):
-            getattr(self, name).flags.writeable = False
+            view = getattr(self, name).view()  # a view cannot be resized in place
+            view.flags.writeable = False
+            setattr(self, name, view)
         self.__dict__["_sealed"] = True
         return self
 
