@@ -22,7 +22,9 @@ them or ``read_sizes=True`` is passed (header only, EXIF-aware).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import json
 import logging
 import os
@@ -114,8 +116,31 @@ _new = object.__new__
 
 def _record(rid: str, path: str, split: str | None, label: int | None) -> _ListedRecord:
     r = _new(_ListedRecord)
-    r.__dict__ = {"id": rid, "path": path, "split": split, "label": label}
+    r.id = rid
+    r.path = path
+    r.split = split
+    r.label = label
     return r
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while a long list of records is built.
+
+    Each few hundred new objects the collector runs, and as the records pile
+    up it rescans all of them (and the rest of the heap); for 100k records
+    that costs about as much as building them. Records hold no reference
+    cycles, so nothing is left for the collector to free here. Mercurial
+    does the same around its manifest parsing (``util.nogc``). The previous
+    state is restored even on error.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- listing
@@ -150,14 +175,16 @@ def _scan(path: str) -> tuple[list[str], list[str]]:
 
 
 def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list[str],
-                     class_index: dict[str, int], records: list, counts: _Counts) -> None:
+                     class_index: dict[str, int], records: list, ids: list, counts: _Counts) -> None:
     """Append one record per image under ``abs_dir/<class>/`` (nested folders included).
 
     The hot loop: one ``os.scandir`` per folder, ``DirEntry.is_dir()`` from
     the directory entry's type (no ``stat``), strings built by concatenation,
-    no ``Path`` per file.
+    no ``Path`` per file, and four attribute stores per record (see
+    :class:`_ListedRecord`). Record ids are appended to ``ids`` (the split's list).
     """
     append = records.append
+    append_id = ids.append
     new = _new
     cls_ = _ListedRecord
     common = _COMMON_SUFFIXES
@@ -186,9 +213,14 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
             names.sort()
             for name in names:
                 path = rel + name
+                rid = path[:path.rfind(".")]
                 r = new(cls_)
-                r.__dict__ = {"id": path[:path.rfind(".")], "path": path, "split": split, "label": label}
+                r.id = rid
+                r.path = path
+                r.split = split
+                r.label = label
                 append(r)
+                append_id(rid)
             found += len(names)
             if nested:
                 counts.nested += len(names)
@@ -624,23 +656,27 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
 
     # List the images.
     records: list[Record] = []
+    split_ids: dict[str | None, list[str]] = {}
     layout: dict[str, str] = {}
     unlabeled = 0
-    for s in wanted:
-        folder = base / split_dirs[s] if split_dirs[s] else base
-        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
-        dirs, files = scans[s]
-        rec_split = s if validation_split is None else None
-        if s in flat:
-            n_before = len(records)
-            unlabeled += _list_flat(files, prefix, rec_split, records, counts, s, gt_path,
-                                    csv_paths.get(s), tables, class_index, policy)
-            layout[str(s)] = _flat_kind(s, gt_path, csv_paths.get(s), len(records) - n_before)
-        else:
-            counts.stray.extend(prefix + f for f in files if _is_image(f))
-            counts.non_image.extend(prefix + f for f in files if not _is_image(f))
-            _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, records, counts)
-            layout[str(s)] = "class folders"
+    with _gc_paused():
+        for s in wanted:
+            folder = base / split_dirs[s] if split_dirs[s] else base
+            prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+            dirs, files = scans[s]
+            rec_split = s if validation_split is None else None
+            if s in flat:
+                n_before = len(records)
+                unlabeled += _list_flat(files, prefix, rec_split, records, counts, s, gt_path,
+                                        csv_paths.get(s), tables, class_index, policy)
+                layout[str(s)] = _flat_kind(s, gt_path, csv_paths.get(s), len(records) - n_before)
+                split_ids[s] = [r.id for r in records[n_before:]]
+            else:
+                counts.stray.extend(prefix + f for f in files if _is_image(f))
+                counts.non_image.extend(prefix + f for f in files if not _is_image(f))
+                _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, records,
+                                 split_ids.setdefault(s, []), counts)
+                layout[str(s)] = "class folders"
 
     info: dict[str, Any] = {"layout": layout, "class_tables": tables.sources}
     if boxes:
@@ -659,10 +695,13 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     _report(root, counts, unlabeled, info)
     info["skipped"] = policy.count
     policy.summary("images")
-    splits: dict[str, list[str]] = {}
-    for r in records:
-        if r.split is not None:
-            splits.setdefault(r.split, []).append(r.id)
+    if validation_split is not None or len(records) != sum(map(len, split_ids.values())):
+        splits: dict[str, list[str]] = {}
+        for r in records:
+            if r.split is not None:
+                splits.setdefault(r.split, []).append(r.id)
+    else:
+        splits = {s: ids for s, ids in split_ids.items() if s is not None}
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
 
 
