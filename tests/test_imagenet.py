@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,6 +214,15 @@ def test_devkit_map_clsloc_autodiscovered_and_missing_table_is_named(tmp_path):
     assert [ds.categories[r.label].name for r in ds.records] == labels
 
 
+def test_flat_val_folder_as_the_root_finds_the_devkit_beside_it(tmp_path):
+    labels = [SORTED[(4 * i) % 5] for i in range(5)]
+    make_flat_val(tmp_path / "val", labels)
+    write_devkit(tmp_path, labels)
+    ds = imagenet.parse(tmp_path / "val")
+    assert ds.splits == {} and [r.id for r in ds.records][0] == "ILSVRC2012_val_00000001"
+    assert [ds.categories[r.label].name for r in ds.records] == labels
+
+
 def test_bad_ground_truth_names_file_and_line(tmp_path):
     make_flat_val(tmp_path / "val", [SORTED[0]] * 3)
     write_devkit(tmp_path, [SORTED[0]] * 3)
@@ -250,6 +258,16 @@ def test_kaggle_layout_labels_boxes_and_words(tmp_path):
     assert imagenet.detect(tmp_path)
     no_boxes = imagenet.parse(tmp_path, boxes=False)
     assert no_boxes.num_objects() == 0
+
+
+def test_kaggle_csv_passed_as_ground_truth(tmp_path):
+    exp = make_kaggle(tmp_path / "k")
+    moved = tmp_path / "elsewhere.csv"
+    (tmp_path / "k" / "LOC_val_solution.csv").rename(moved)
+    unlabeled = imagenet.parse(tmp_path / "k", split="val")
+    assert unlabeled.info["unlabeled"] == len(unlabeled) == 7
+    ds = imagenet.parse(tmp_path / "k", split="val", ground_truth=moved)
+    assert {r.id.rsplit("/", 1)[1]: ds.categories[r.label].name for r in ds.records} == exp["val_labels"]
 
 
 def test_loc_xml_with_unknown_wnid_and_bad_csv(tmp_path):

@@ -365,7 +365,10 @@ def _read_mapping(path: Path, tables: _Tables) -> None:
 
 def _search_dirs(root: Path) -> list[Path]:
     """Where the devkit and Kaggle metadata files are looked for, in order."""
-    return [root, root / "ILSVRC2012_devkit_t12" / "data", root / "ILSVRC2012_devkit_t12", root.parent]
+    dirs = []
+    for base in (root, root.parent):  # the parent: for a flat val folder given as the root
+        dirs += [base, base / "ILSVRC2012_devkit_t12" / "data", base / "ILSVRC2012_devkit_t12"]
+    return dirs
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -568,8 +571,8 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
             so the same seed gives the same split on any machine.
         ground_truth: the devkit's ``ILSVRC2012_validation_ground_truth.txt``
             or Kaggle's ``LOC_val_solution.csv`` (default: looked for in the
-            root, ``ILSVRC2012_devkit_t12/data/``, ``ILSVRC2012_devkit_t12/`` and
-            the root's parent).
+            root, ``ILSVRC2012_devkit_t12/data/``, ``ILSVRC2012_devkit_t12/``,
+            then the same three under the root's parent).
         mapping: the class table: ``meta.mat`` (needs scipy, the ``meta``
             extra), ``map_clsloc.txt``, ``LOC_synset_mapping.txt`` or an
             ``imagenet_class_index.json`` (default: looked for as above).
