@@ -221,6 +221,9 @@ def test_flat_val_folder_as_the_root_finds_the_devkit_beside_it(tmp_path):
     ds = imagenet.parse(tmp_path / "val")
     assert ds.splits == {} and [r.id for r in ds.records][0] == "ILSVRC2012_val_00000001"
     assert [ds.categories[r.label].name for r in ds.records] == labels
+    # a class tree beside those files does not pick up their table
+    make_tree(tmp_path / "flowers", {"rose": 1, "tulip": 1}, splits=(None,))
+    assert [c.name for c in imagenet.parse(tmp_path / "flowers").categories] == ["rose", "tulip"]
 
 
 def test_bad_ground_truth_names_file_and_line(tmp_path):

@@ -363,16 +363,21 @@ def _read_mapping(path: Path, tables: _Tables) -> None:
     return _read_synset_mapping(path, tables)
 
 
-def _search_dirs(root: Path) -> list[Path]:
-    """Where the devkit and Kaggle metadata files are looked for, in order."""
+def _search_dirs(root: Path, parent: bool = False) -> list[Path]:
+    """Where the devkit and Kaggle metadata files are looked for, in order.
+
+    The root's parent is searched only when the root is itself a flat val
+    folder: a class tree kept beside an unrelated ``map_clsloc.txt`` must not
+    gain 1000 categories.
+    """
     dirs = []
-    for base in (root, root.parent):  # the parent: for a flat val folder given as the root
+    for base in (root, root.parent) if parent else (root,):
         dirs += [base, base / "ILSVRC2012_devkit_t12" / "data", base / "ILSVRC2012_devkit_t12"]
     return dirs
 
 
-def _find(root: Path, name: str) -> Path | None:
-    for d in _search_dirs(root):
+def _find(root: Path, name: str, parent: bool = False) -> Path | None:
+    for d in _search_dirs(root, parent):
         p = d / name
         if p.is_file():
             return p
@@ -630,20 +635,21 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         counts.stray.extend(base_rel + f for f in root_images)
 
     # The class tables, then the categories: sorted union of class folders and table wnids.
+    flat = {s for s, (dirs, files) in scans.items() if not dirs and files}
+    parent = None in flat  # the root is a flat folder: look beside it too
     tables = _Tables()
     if mapping is not None:
         _read_mapping(Path(mapping), tables)
     else:
         for name in (SYNSET_MAPPING_FILE, CLSLOC_FILE):
-            found = _find(root, name)
+            found = _find(root, name, parent)
             if found is not None:
                 _read_mapping(found, tables)
-    flat = {s for s, (dirs, files) in scans.items() if not dirs and files}
-    gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs)
+    gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
-        meta = _find(root, META_FILE)
+        meta = _find(root, META_FILE, parent)
         if meta is None:
-            looked = ", ".join(str(d) for d in _search_dirs(root))
+            looked = ", ".join(str(d) for d in _search_dirs(root, parent))
             raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
                                                  f"(meta.mat or map_clsloc.txt) to become wnids; none found "
                                                  f"in {looked}; pass mapping=")
@@ -708,7 +714,8 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
 
 
-def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict) -> tuple[Path | None, dict]:
+def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict,
+                 parent: bool) -> tuple[Path | None, dict]:
     """The devkit ground truth (for flat val) and Kaggle LOC CSVs per split."""
     csv_paths: dict[str | None, Path] = {}
     gt: Path | None = None
@@ -726,12 +733,12 @@ def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict) -> tuple
         if s is None or s in csv_paths:
             continue
         name = "val" if s == "validation" else s
-        found = _find(root, f"LOC_{name}_solution.csv")
+        found = _find(root, f"LOC_{name}_solution.csv", parent)
         if found is not None:
             csv_paths[s] = found
     if gt is None and any(s in flat for s in ("val", "validation", None)) and not any(
             s in csv_paths for s in flat):
-        gt = _find(root, GROUND_TRUTH_FILE)
+        gt = _find(root, GROUND_TRUTH_FILE, parent)
     return gt, csv_paths
 
 
