@@ -98,8 +98,11 @@ def test_non_image_hidden_and_stray_files_are_counted_not_fatal(tmp_path):
     (tmp_path / "train" / "stray.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "train" / SORTED[1] / "deep" / "er").mkdir(parents=True)
     (tmp_path / "train" / SORTED[1] / "deep" / "er" / "x.png").write_bytes(jpeg_bytes())
+    (tmp_path / "train" / SORTED[2] / "._n01751748_1.JPEG").write_bytes(b"\0")  # only images beside it
+    (tmp_path / "train" / SORTED[2] / ".thumbs").mkdir()
     ds = imagenet.parse(tmp_path)
-    assert ds.info["non_image_files"] == 1 and ds.info["hidden_files"] == 2
+    assert ds.info["non_image_files"] == 1 and ds.info["hidden_files"] == 4
+    assert not [r for r in ds.records if "/." in r.path]
     assert ds.info["stray_files"] == 1 and ds.info["nested_images"] == 1
     ids = {r.id for r in ds.records}
     assert f"train/{SORTED[0]}/UPPER" in ids and f"train/{SORTED[1]}/deep/er/x" in ids

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+from bisect import bisect_left
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,6 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
     :class:`_ListedRecord`). Record ids are appended to ``ids`` (the split's list).
     """
     append = records.append
-    append_id = ids.append
     new = _new
     cls_ = _ListedRecord
     common = _COMMON_SUFFIXES
@@ -195,35 +195,51 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
         found = 0
         while stack:
             folder, rel, nested = stack.pop()
-            names = []
-            subdirs = []
             with os.scandir(folder) as it:
-                for e in it:
-                    name = e.name
-                    if name[0] == ".":
+                entries = list(it)
+            # Comprehensions for the common case (every entry an image file);
+            # the rare entries (folders, other extensions, dot files) take
+            # the slow branches.
+            names = [e.name for e in entries if not e.is_dir()]
+            subdirs = []
+            if len(names) != len(entries):
+                for e in entries:
+                    if e.is_dir():
+                        if e.name[0] == ".":
+                            counts.hidden += 1
+                        else:
+                            subdirs.append((e.name, e.is_symlink()))
+            images = [n for n in names if n.endswith(common)]
+            if len(images) != len(names):
+                images = []
+                for n in names:
+                    if n[0] == ".":
                         counts.hidden += 1
-                    elif e.is_dir():
-                        subdirs.append((name, e.is_symlink()))
-                    elif name.endswith(common) or _is_image(name):
-                        names.append(name)
+                    elif _is_image(n):
+                        images.append(n)
                     else:
-                        counts.non_image.append(rel + name)
+                        counts.non_image.append(rel + n)
             # Sorted, as torchvision's make_dataset lists them: the order must
-            # not depend on the file system.
-            names.sort()
-            for name in names:
-                path = rel + name
-                rid = path[:path.rfind(".")]
+            # not depend on the file system. Dot files that end like images
+            # (macOS "._x.JPEG") sort together: names from "." up to "/".
+            images.sort()
+            lo, hi = bisect_left(images, "."), bisect_left(images, "/")
+            if lo != hi:
+                counts.hidden += hi - lo
+                del images[lo:hi]
+            paths = [rel + n for n in images]
+            folder_ids = [p[:p.rfind(".")] for p in paths]
+            for rid, path in zip(folder_ids, paths):
                 r = new(cls_)
                 r.id = rid
                 r.path = path
                 r.split = split
                 r.label = label
                 append(r)
-                append_id(rid)
-            found += len(names)
+            ids += folder_ids
+            found += len(images)
             if nested:
-                counts.nested += len(names)
+                counts.nested += len(images)
             for d, is_link in sorted(subdirs, reverse=True):
                 sub = os.path.join(folder, d)
                 if is_link:  # a linked folder is entered once: links can make cycles
