@@ -66,6 +66,9 @@ def test_imagenette_fixture_matches_torchvision_order(fixtures):
     for r in ds.records:
         assert ds.categories[r.label].name == r.path.split("/")[1]
     assert ds.info["stray_files"] == ds.info["non_image_files"] == ds.info["nested_images"] == 0
+    # headers only, on real JPEGs (7 of them grayscale): Imagenette's short side is 224
+    sized = imagenet.parse(root, split="val", read_sizes=True, workers=1)
+    assert {min(r.width, r.height) for r in sized.records} == {224}
     assert detect_format(root) == "imagenet" or imagenet.detect(root)
 
 

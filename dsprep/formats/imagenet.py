@@ -694,14 +694,14 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                 n_before = len(records)
                 unlabeled += _list_flat(files, prefix, rec_split, records, counts, s, gt_path,
                                         csv_paths.get(s), tables, class_index, policy)
-                layout[str(s)] = _flat_kind(s, gt_path, csv_paths.get(s), len(records) - n_before)
+                layout[s if s is not None else "(root)"] = _flat_kind(gt_path, csv_paths.get(s))
                 split_ids[s] = [r.id for r in records[n_before:]]
             else:
                 counts.stray.extend(prefix + f for f in files if _is_image(f))
                 counts.non_image.extend(prefix + f for f in files if not _is_image(f))
                 _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, records,
                                  split_ids.setdefault(s, []), counts)
-                layout[str(s)] = "class folders"
+                layout[s if s is not None else "(root)"] = "class folders"
 
     info: dict[str, Any] = {"layout": layout, "class_tables": tables.sources}
     if boxes:
@@ -758,7 +758,7 @@ def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict,
     return gt, csv_paths
 
 
-def _flat_kind(split, gt_path, csv_path, n: int) -> str:
+def _flat_kind(gt_path: Path | None, csv_path: Path | None) -> str:
     if csv_path is not None:
         return f"flat + {csv_path.name}"
     if gt_path is not None:
