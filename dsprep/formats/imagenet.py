@@ -59,7 +59,6 @@ SPLIT_DIRS = ("train", "val", "validation", "test")
 # Folders at the root that hold metadata, not classes or splits.
 _META_DIRS = frozenset({"Annotations", "ILSVRC", "ILSVRC2012_devkit_t12", "ILSVRC2012_devkit_t3", "devkit"})
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})$")
-_WNID = re.compile(r"n\d{8}$")
 
 GROUND_TRUTH_FILE = "ILSVRC2012_validation_ground_truth.txt"
 SYNSET_MAPPING_FILE = "LOC_synset_mapping.txt"
@@ -72,7 +71,7 @@ class _EmptyInstances(Instances):
     """The one shared, read-only ``Instances()`` of every record without boxes.
 
     ImageNet train has 1.28M images and no objects: an ``Instances`` per image
-    would cost about a kilobyte each (six numpy arrays) and ten microseconds to
+    would cost about 850 bytes (six numpy arrays) and ten microseconds to
     build. Records share this one; its arrays are read-only and its attributes
     cannot be reassigned, so sharing cannot leak an edit from one record to
     another. Assign ``record.instances = Instances(...)`` to give a record objects.
@@ -102,9 +101,9 @@ class _ListedRecord(Record):
     Only ``id``, ``path``, ``split`` and ``label`` are set per file; the other
     fields read the dataclass defaults from the class, ``instances`` is the
     shared empty one, and ``captions``/``extra`` are created on first use.
-    Building 100k of these costs about as much as the ``os.scandir`` calls
-    that find them (see ``docs/benchmarks.md``, "ImageNet tree listing").
-    It compares equal to a plain ``Record`` with the same fields.
+    One costs about half a microsecond to build (``docs/benchmarks.md``,
+    "ImageNet tree listing"). It compares equal to a plain ``Record`` with
+    the same fields, and ``replace`` works as on any record.
     """
 
     instances = _NO_OBJECTS
