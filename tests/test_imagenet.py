@@ -396,3 +396,15 @@ def test_listed_records_behave_like_records(tmp_path):
     assert len(ds.records[1].instances) == 0
     import pickle
     assert pickle.loads(pickle.dumps(ds.records[2])) == ds.records[2]
+
+
+def test_write_renames_same_named_files_of_one_class(fixtures, tmp_path):
+    """datumaro's label_1/label_1_1.jpg and label_1/label_1_1/label_1_1.jpg land in one folder."""
+    src = imagenet.parse(fixtures / "datumaro/tests/assets/imagenet_dataset")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert imagenet.write(src, out, images="copy")["images"] == 3
+    assert sorted(p.name for p in (out / "label_1").iterdir()) == ["label_1_1.jpg",
+                                                                   "label_1__label_1_1__label_1_1.jpg"]
+    back = imagenet.parse(out)
+    assert sorted(r.label for r in back.records) == sorted(r.label for r in src.records)
