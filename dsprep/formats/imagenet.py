@@ -738,6 +738,9 @@ def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict,
         g = Path(ground_truth)
         if not g.is_file():
             raise MissingFileError(str(g), "ground-truth file not found")
+        if not flat and g.suffix != ".csv":
+            log.warning("%s: ground_truth=%s is not used: no split here is a flat folder of images "
+                        "(class folders carry their labels)", root, g)
         if g.suffix == ".csv":
             target = next((s for s in flat if s in ("val", "validation")), None)
             target = target if target is not None else next(iter(flat), "val")
