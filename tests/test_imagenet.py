@@ -382,7 +382,7 @@ def test_listed_records_behave_like_records(tmp_path):
     ds = imagenet.parse(tmp_path)
     r = ds.records[0]
     plain = Record(r.id, r.path, 0, 0, "train", r.label)
-    assert r == plain and plain == r
+    assert r == plain and plain == r and repr(r) == repr(plain)
     assert r.replace(width=5).width == 5 and r.width == 0
     r.extra["note"] = 1
     assert ds.records[1].extra == {}  # not shared

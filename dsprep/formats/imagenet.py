@@ -83,6 +83,9 @@ class _EmptyInstances(Instances):
                                  "assign record.instances = Instances(...) instead")
         super().__setattr__(name, value)
 
+    def __repr__(self) -> str:  # shown as what it is to users: an empty Instances
+        return "Instances" + super().__repr__()[len(type(self).__qualname__):]
+
     def seal(self) -> "_EmptyInstances":
         for name in ("boxes", "labels", "iscrowd", "difficult", "ids", "area"):
             view = getattr(self, name).view()  # a view cannot be resized in place
@@ -109,6 +112,9 @@ class _ListedRecord(Record):
     instances = _NO_OBJECTS
     captions = cached_property(lambda self: [])
     extra = cached_property(lambda self: {})
+
+    def __repr__(self) -> str:
+        return "Record" + super().__repr__()[len(type(self).__qualname__):]
 
 
 _new = object.__new__
