@@ -101,10 +101,11 @@ def _coco_expected(split, task, year):
     stem = _COCO_TASK_FILE[task or "instances"]
     out = []
     for s in ([split] if split else ["train", "val"]):
-        need = [f"annotations/{stem}_{s}2017.json", f"{s}2017"]
-        if task == "panoptic":
-            need.append(f"annotations/panoptic_{s}2017")
-        out.append(need)
+        for images in (f"{s}2017", f"images/{s}2017"):  # both trees are common
+            need = [f"annotations/{stem}_{s}2017.json", images]
+            if task == "panoptic":
+                need.append(f"annotations/panoptic_{s}2017")
+            out.append(need)
     return out
 
 
@@ -158,7 +159,7 @@ KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
         name="coco", format="coco", splits=("train", "val"),
         tasks=("instances", "keypoints", "captions", "panoptic"), years=(),
         url="https://cocodataset.org/#download (2017 images and annotations)",
-        layout="the folder holding annotations/ and train2017/, val2017/",
+        layout="the folder holding annotations/ and train2017/, val2017/ (or images/train2017/...)",
         expected=_coco_expected, options=_coco_options, task_formats={"panoptic": "coco-panoptic"}),
     "voc": KnownDataset(
         name="voc", format="voc", splits=("train", "val", "trainval", "test"),

@@ -127,12 +127,17 @@ def test_missing_dataset_lists_places_expected_folders_and_url(places, name, kwa
     assert isinstance(err.value, FileNotFoundError)
 
 
-def test_partial_copies_name_what_is_missing(places):
+def test_partial_copies_name_what_is_missing(places, monkeypatch):
     coco = places.env / "coco"
     (coco / "annotations").mkdir(parents=True)
     (coco / "annotations" / "instances_val2017.json").write_text("{}")
     with pytest.raises(DatasetNotFoundError, match=r"coco: missing val2017\b"):
         load("coco", split="val")
+    (coco / "images" / "val2017").mkdir(parents=True)  # the other common tree is accepted
+    rec = Recorder()
+    monkeypatch.setattr(catalog, "get_format", rec)
+    load("coco", split="val")
+    assert rec.calls == [("coco", coco, {"split": "val2017", "task": "instances"})]
     voc = places.home / "datasets" / "voc" / "VOCdevkit" / "VOC2012"
     (voc / "Annotations").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError) as err:
