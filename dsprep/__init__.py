@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .catalog import load
 from .convert import convert
 from .errors import (DatasetNotFoundError, DsprepError, FormatError, InvalidAnnotationError,
                      MalformedFileError, MissingFileError, OutputExistsError, UnknownNameError)
@@ -27,5 +28,5 @@ __all__ = sorted([
     "BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS",
     "FormatError", "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError",
     "OutputExistsError", "Record", "UnknownNameError", "convert", "convert_boxes", "detect_format",
-    "get_format", "parse", "__version__",
+    "get_format", "load", "parse", "__version__",
 ])
