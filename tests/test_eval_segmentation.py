@@ -142,3 +142,26 @@ def test_voc_style_dataset_counts_background(tmp_path):
     assert res.iou[0] == pytest.approx(2 / 3) and res.iou[2] == pytest.approx(2 / 3) and np.isnan(res.iou[1])
     with pytest.raises(MissingFileError, match="no prediction for image JPEGImages/2007_000033.jpg"):
         evaluate_dataset(ds, tmp_path / "SegmentationClass" / "none", workers=1)
+
+
+def test_eval_segmentation_command(tmp_path, monkeypatch, capsys):
+    import json
+    import types
+
+    import dsprep.formats
+    from dsprep.cli import main
+
+    (tmp_path / "SegmentationClass").mkdir()
+    (tmp_path / "preds").mkdir()
+    Image.fromarray(np.array([[0, 1], [1, 255]], np.uint8)).save(tmp_path / "SegmentationClass/a.png")
+    Image.fromarray(np.array([[0, 1], [0, 1]], np.uint8)).save(tmp_path / "preds/a.png")
+    ds = Dataset([Category(1, "cat")], [Record("JPEGImages/a", "JPEGImages/a.jpg", 2, 2,
+                                               mask_path="SegmentationClass/a.png")], root=tmp_path, format="voc")
+    monkeypatch.setattr(dsprep.formats, "get_format",
+                        lambda name: types.SimpleNamespace(parse=lambda root, **kw: ds))
+    assert main(["eval", "segmentation", "voc", str(tmp_path), str(tmp_path / "preds"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # background TP 1 FP 1 -> 1/2 ; cat TP 1 FN 1 -> 1/2
+    assert out["per_class_iou"] == {"background": 0.5, "cat": 0.5} and out["mIoU"] == 0.5
+    assert main(["eval", "segmentation", "voc", str(tmp_path), str(tmp_path / "preds")]) == 0
+    assert "mIoU 50.00" in capsys.readouterr().out
