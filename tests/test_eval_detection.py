@@ -347,3 +347,9 @@ def test_voc_class_without_ground_truth_is_nan_and_left_out_of_the_mean():
                             {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 1.0}],
                        metric="voc12")
     assert res.per_class["a"] == 1.0 and np.isnan(res.per_class["b"]) and res.stats["mAP"] == 1.0
+
+
+def test_unhashable_ids_are_named():
+    ds = Dataset([Category(1, "a")], [Record("x", "x.jpg", 16, 16, source_id=1)])
+    with pytest.raises(FormatError, match=r"detection 0: expected an int category_id"):
+        coco_evaluate(ds, [{"image_id": 1, "category_id": [1], "bbox": [0, 0, 1, 1], "score": 1.0}])
