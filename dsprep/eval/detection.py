@@ -246,7 +246,7 @@ def _coco_segm(segm: Any, record: Any) -> Any:
             counts = bytes(counts).decode("ascii")
         size = segm.get("size") or [record.height, record.width]
         return {"size": [int(size[0]), int(size[1])], "counts": counts}
-    return [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    return [p if isinstance(p, list) else np.asarray(p, np.float64).ravel().tolist() for p in segm]
 
 
 def _segm_area(segm: Any, record: Any) -> float:
