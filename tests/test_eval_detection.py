@@ -15,6 +15,9 @@ from dsprep.eval.detection import (COCO_STAT_NAMES, coco_evaluate, plot_pr_curve
                                    voc_evaluate)
 from dsprep.records import Category, Dataset, Instances, Record
 
+# pycocotools 2.0.11's mask.decode under numpy 2 warns about __array__(copy=); not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 TINYCOCO = "super-gradients/tests/data/tinycoco/annotations/instances_val2017.json"
 
 
