@@ -1,0 +1,72 @@
+"""dsprep split FORMAT ROOT --ratios train=0.8,val=0.1,test=0.1 --seed 123 --out OUT"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import add_output, add_source, add_workers, print_json
+
+HELP = "re-split a dataset N ways, seeded (optionally stratified by class)"
+DESCRIPTION = """Split a dataset's images N ways and write it, in its own format, to OUT:
+VOC ImageSets/Main/<split>.txt lists, COCO one JSON per split, ImageNet one
+folder per split. The input is never modified. The same seed gives the same
+split on any machine (numpy PCG64 over the sorted image ids).
+
+Every image the parse returns is split once (with --split, only that split's
+images). --stratify keeps class proportions in every split: by image label
+for classification, else by each image's rarest class (--stratify-by).
+
+examples:
+  dsprep split voc VOCdevkit/VOC2012 --ratios train=0.8,val=0.1,test=0.1 --seed 123 --out voc-split/
+  dsprep split imagenet imagenette/ --ratios train=0.9,val=0.1 --stratify --out imnet-split/
+  dsprep split coco instances_train2017.json --ratios train=8,val=1,test=1 --stratify --out coco-split/"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    p.add_argument("--ratios", required=True, metavar="NAME=R,...",
+                   help="split names and ratios, e.g. train=0.8,val=0.1,test=0.1 (or weights 8,1,1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (non-negative)")
+    p.add_argument("--stratify", action="store_true", help="keep class proportions in every split")
+    p.add_argument("--stratify-by", choices=("auto", "label", "rarest", "most_frequent"), default="auto",
+                   help="stratum of an image: its label, its rarest class, or its most frequent class "
+                        "(auto: label if the dataset has image labels, else rarest)")
+    add_output(p)
+    add_workers(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..convert import write_dataset
+    from ..errors import DatasetNotFoundError, OutputExistsError
+    from ..formats import get_format
+    from ..splitting import apply_split, parse_ratios, split_ids, strata_for
+
+    ratios = parse_ratios(args.ratios)  # fail on bad ratios before parsing a large dataset
+    root, out = Path(args.root), Path(args.out)
+    if not root.exists():
+        raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {args.format} dataset)")
+    out_r, root_r = out.resolve(), root.resolve()
+    root_dir = root_r if root_r.is_dir() else root_r.parent
+    if out_r == root_dir or root_dir.is_relative_to(out_r) or out_r.is_relative_to(root_dir):
+        raise OutputExistsError(f"--out {out} is inside or contains the input {root}; "
+                                f"choose a directory outside it (the input is never written to)")
+    fmt = get_format(args.format)
+    ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
+                   progress=False if args.quiet else None)
+    ids = [r.id for r in ds.records]
+    strata = strata_for(ds.records, args.stratify_by) if args.stratify else None
+    parts = split_ids(ids, ratios, args.seed, strata=strata)
+    new = apply_split(ds, parts)
+    report = write_dataset(new, args.format, out, images=args.images, category_ids=args.category_ids,
+                           overwrite=args.overwrite, progress=False if args.quiet else None)
+    summary = {"format": args.format, "out": str(out), "seed": args.seed, "ratios": ratios,
+               "stratified": bool(args.stratify), "images": len(new),
+               "splits": {k: len(v) for k, v in parts.items()}, "lost": dict(report.get("lost") or {})}
+    if args.json:
+        print_json(summary)
+        return 0
+    counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"split {len(new)} images ({counts}), seed {args.seed}"
+          f"{', stratified' if args.stratify else ''} -> {out}")
+    return 0

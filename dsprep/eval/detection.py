@@ -1,0 +1,643 @@
+"""Detection metrics: COCO AP through pycocotools' ``COCOeval``, and PASCAL VOC AP.
+
+Ground truth is a :class:`dsprep.records.Dataset` in any format; predictions
+are a COCO *results* list (a JSON file or the parsed list):
+``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` for boxes, or
+``"segmentation"`` (compressed RLE) instead of / beside ``bbox`` for masks.
+Boxes in results are COCO's ``xywh`` in 0-based continuous pixels, the same
+convention as the records (:mod:`dsprep.records`).
+
+COCO numbers come from ``pycocotools.cocoeval.COCOeval`` itself, fed a
+ground-truth ``COCO`` object built in memory from the records
+(:func:`to_coco_gt`), so they are the reference numbers by construction. The
+conversions that ``COCOeval`` needs but never checks are done here:
+
+- every annotation carries ``iscrowd`` (``COCOeval._prepare`` reads it
+  unconditionally: without it, ``KeyError``);
+- annotation ids run from 1 (id 0 is read as "unmatched" by ``evaluateImg``,
+  which silently lowers AP: 0.949 instead of 1.0 on a self-evaluation);
+- ``info`` and ``licenses`` are present (pycocotools 2.0.9-2.0.10 ``loadRes``
+  raises ``KeyError: 'info'`` without them);
+- ``area`` is the stored area where the source had one (COCO buckets
+  small/medium/large by it), else the mask area, else the box area;
+- ``xyxy`` boxes go back to ``xywh`` exactly (see :func:`_xyxy_to_xywh`);
+- image ids are the records' integer ``source_id`` (COCO's own ids) when every
+  record has one, else 1..N in record order; either way predictions may also
+  name an image by its ``source_id`` string or record id (:class:`ImageIdMap`).
+
+VOC AP follows the devkit rule as detectron2's ``pascal_voc_evaluation.voc_eval``
+implements it; see :func:`voc_evaluate` for the coordinate convention.
+
+This converter lives here, not in ``dsprep.formats.coco``, because formats and
+metrics are separate layers; it may later reuse the COCO writer's dict builder.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import FormatError, MalformedFileError, check_choice
+from ..records import Dataset, decode_segmentation
+
+__all__ = [
+    "COCO_STAT_NAMES",
+    "DetectionResult",
+    "ImageIdMap",
+    "coco_evaluate",
+    "load_predictions",
+    "to_coco_gt",
+    "voc_ap",
+    "voc_evaluate",
+]
+
+log = logging.getLogger(__name__)
+
+# The 12 numbers COCOeval.summarize() prints, in its order (bbox/segm).
+COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
+                   "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+IOU_TYPES = ("bbox", "segm")
+VOC_METRICS = ("voc07", "voc12")
+
+
+@dataclass
+class DetectionResult:
+    """What an evaluation returns.
+
+    Attributes:
+        metric: ``"coco"``, ``"voc07"`` or ``"voc12"``.
+        iou_type: ``"bbox"`` or ``"segm"``.
+        stats: summary numbers (COCO: :data:`COCO_STAT_NAMES`; VOC: ``mAP``).
+            AP values are fractions in [0, 1]; -1 (COCO) or NaN (VOC) where
+            undefined (no ground truth of that kind).
+        per_class: category name -> AP (COCO: AP@[.5:.95]; VOC: AP@0.5).
+        curves: category name -> ``(recall, precision)`` arrays, for plotting
+            (COCO: at IoU 0.5, all areas, 100 detections).
+        counts: ``images``, ``ground_truth``, ``detections``.
+    """
+
+    metric: str
+    iou_type: str
+    stats: dict[str, float]
+    per_class: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN becomes None)."""
+        clean = (lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+        return {"metric": self.metric, "iou_type": self.iou_type,
+                "stats": {k: clean(v) for k, v in self.stats.items()},
+                "per_class": {k: clean(v) for k, v in self.per_class.items()},
+                "counts": dict(self.counts)}
+
+
+class ImageIdMap:
+    """Record <-> integer COCO image id, and the names a prediction may use for an image.
+
+    Integer ids are the records' ``source_id`` when every record has an int
+    one (COCO ground truth keeps COCO's ids), else 1..N in record order.
+    ``explicit`` (record id -> int) overrides both. A prediction's
+    ``image_id`` is resolved as: an int that is a known COCO id; else a string
+    equal to a record's ``source_id``, record id, or image path.
+    """
+
+    def __init__(self, records: Sequence[Any], explicit: Mapping[str, int] | None = None):
+        self.records = list(records)
+        if explicit is not None:
+            missing = [r.id for r in self.records if r.id not in explicit]
+            if missing:
+                raise FormatError("image_ids", f"no integer id given for {len(missing)} record(s), "
+                                               f"e.g. {missing[:3]}")
+            ints = [int(explicit[r.id]) for r in self.records]
+        elif self.records and all(_is_int(r.source_id) for r in self.records):
+            ints = [int(r.source_id) for r in self.records]
+        else:
+            ints = list(range(1, len(self.records) + 1))
+        if len(set(ints)) != len(ints):
+            raise FormatError("ground truth", "two images share one integer image id; "
+                                              "pass an explicit image_ids map")
+        self.ints = ints
+        self._by_int = set(ints)
+        self._by_name: dict[str, int] = {}
+        for r, i in zip(self.records, ints):
+            for key in (r.id, r.path, None if r.source_id is None else str(r.source_id)):
+                if key is not None:
+                    self._by_name.setdefault(key, i)
+
+    def resolve(self, image_id: Any) -> int | None:
+        """The integer id for a prediction's ``image_id``, or None if unknown."""
+        if _is_int(image_id):
+            return int(image_id) if int(image_id) in self._by_int else self._by_name.get(str(image_id))
+        if isinstance(image_id, str):
+            return self._by_name.get(image_id)
+        return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """``xyxy`` -> ``xywh`` without float noise.
+
+    Parsers store COCO's ``[x, y, w, h]`` as ``[x, y, x+w, y+h]``; plain
+    ``(x+w) - x`` may differ from ``w`` in the last bit (473.07 + 38.65 - 473.07
+    is not 38.65). Where ``w`` rounded to 10 decimals still gives back the
+    stored ``x2`` exactly, the rounded value is used: it is the same double the
+    source file held, so the box handed to COCOeval is the original one.
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    out = b.copy()
+    wh = b[:, 2:] - b[:, :2]
+    wh_r = np.round(wh, 10)
+    out[:, 2:] = np.where(b[:, :2] + wh_r == b[:, 2:], wh_r, wh)
+    return out
+
+
+def _records_of(dataset: Dataset, split: str | None) -> list:
+    if split is None:
+        return list(dataset.records)
+    return list(dataset.subset(split).records)
+
+
+def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "bbox",
+               image_ids: Mapping[str, int] | None = None) -> tuple[dict[str, Any], ImageIdMap]:
+    """The ground truth as a COCO instances dict that ``COCOeval`` accepts.
+
+    Args:
+        dataset: ground truth in any format.
+        split: only this split's records.
+        iou_type: ``"segm"`` also needs a segmentation on every object; an
+            object without one gets its box as a polygon (and is counted in a
+            warning).
+        image_ids: explicit record id -> integer image id map (see :class:`ImageIdMap`).
+
+    Returns:
+        ``(coco_dict, id_map)``.
+
+    Example:
+        >>> from dsprep.records import Category, Instances, Record
+        >>> ds = Dataset([Category(1, "cat")], [Record("a", "a.jpg", 8, 8, source_id=7,
+        ...     instances=Instances(boxes=[[1, 2, 5, 6]], labels=[1]))])
+        >>> gt, _ = to_coco_gt(ds)
+        >>> gt["annotations"][0]["bbox"], gt["annotations"][0]["id"], gt["images"][0]["id"]
+        ([1.0, 2.0, 4.0, 4.0], 1, 7)
+    """
+    check_choice("iou type", iou_type, IOU_TYPES)
+    records = _records_of(dataset, split)
+    id_map = ImageIdMap(records, image_ids)
+    images = [{"id": i, "width": int(r.width), "height": int(r.height), "file_name": r.path}
+              for r, i in zip(records, id_map.ints)]
+    annotations: list[dict[str, Any]] = []
+    boxed = 0
+    ann_id = 0
+    for r, img_id in zip(records, id_map.ints):
+        inst = r.instances
+        n = len(inst)
+        if n == 0:
+            continue
+        xywh = _xyxy_to_xywh(inst.boxes).tolist()
+        labels = inst.labels.tolist()
+        crowd = inst.iscrowd.tolist()
+        stored_area = inst.area.tolist()
+        segms = inst.segmentation
+        for j in range(n):
+            ann_id += 1
+            x, y, w, h = xywh[j]
+            ann: dict[str, Any] = {"id": ann_id, "image_id": img_id, "category_id": labels[j],
+                                   "bbox": xywh[j], "iscrowd": int(crowd[j])}
+            segm = decode_segmentation(segms[j]) if segms is not None else None
+            if segm is not None and not (isinstance(segm, list) and len(segm) == 0):
+                segm = _coco_segm(segm, r)
+                ann["segmentation"] = segm
+            elif iou_type == "segm":
+                boxed += 1
+                ann["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
+            area = stored_area[j]
+            if math.isnan(area):
+                area = _segm_area(ann.get("segmentation"), r) if "segmentation" in ann else w * h
+            ann["area"] = float(area)
+            annotations.append(ann)
+    if boxed:
+        log.warning("%d object(s) have no segmentation; their boxes stand in for masks in segm evaluation",
+                    boxed)
+    categories = [{"id": c.id, "name": c.name, "supercategory": c.supercategory or ""}
+                  for c in dataset.categories]
+    gt = {"info": dict(dataset.info.get("info") or {"description": "dsprep ground truth"}),
+          "licenses": list(dataset.info.get("licenses") or []),
+          "images": images, "annotations": annotations, "categories": categories}
+    return gt, id_map
+
+
+def _coco_segm(segm: Any, record: Any) -> Any:
+    """Normalise one segmentation for pycocotools: polygons as float lists, RLE counts as str/list."""
+    if isinstance(segm, dict):
+        counts = segm.get("counts")
+        if isinstance(counts, (bytes, bytearray)):
+            counts = bytes(counts).decode("ascii")
+        size = segm.get("size") or [record.height, record.width]
+        return {"size": [int(size[0]), int(size[1])], "counts": counts}
+    return [p if isinstance(p, list) else np.asarray(p, np.float64).ravel().tolist() for p in segm]
+
+
+def _segm_area(segm: Any, record: Any) -> float:
+    from pycocotools import mask as mask_utils
+
+    h, w = int(record.height), int(record.width)
+    if isinstance(segm, dict):
+        rle = segm if isinstance(segm["counts"], str) else mask_utils.frPyObjects(segm, *segm["size"])
+    else:
+        rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+    if isinstance(rle.get("counts"), str):
+        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return float(mask_utils.area(rle))
+
+
+def load_predictions(predictions: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Read a COCO results JSON (a list of detections); a list is returned as a shallow copy.
+
+    Raises:
+        MalformedFileError: not JSON, or not a list of objects.
+    """
+    if isinstance(predictions, (str, os.PathLike)):
+        path = Path(predictions)
+        try:
+            import orjson
+
+            data = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            from ..errors import MissingFileError
+
+            raise MissingFileError(str(path), "predictions file not found") from None
+        except ValueError as err:
+            raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+        where = str(path)
+    else:
+        data, where = predictions, "predictions"
+    if not isinstance(data, list):
+        raise MalformedFileError(where, f"expected a COCO results list [{{image_id, category_id, bbox, score}}], "
+                                        f"found a JSON {type(data).__name__}")
+    if where == "predictions":  # the caller's list: COCO.loadRes writes into the dicts, so copy them
+        return [dict(d) if isinstance(d, dict) else d for d in data]
+    return data
+
+
+def _check_predictions(preds: list, id_map: ImageIdMap, cat_ids: set[int], iou_type: str,
+                       where: str) -> list[dict[str, Any]]:
+    """Resolve image ids, and refuse unknown image/category ids or missing fields, naming them.
+
+    The common case (every image id a known int, every category known) is
+    checked with set operations and leaves the detections untouched; only
+    otherwise does it go detection by detection.
+    """
+    need = "bbox" if iou_type == "bbox" else "segmentation"
+    try:
+        img_ids = {d["image_id"] for d in preds}
+        det_cats = {d["category_id"] for d in preds}
+        complete = all(need in d and "score" in d for d in preds)
+    except (KeyError, TypeError):
+        complete, img_ids, det_cats = False, set(), set()
+    if not complete or not det_cats and preds:
+        for k, d in enumerate(preds):
+            if not isinstance(d, dict) or need not in d or "score" not in d or "image_id" not in d \
+                    or "category_id" not in d:
+                found = sorted(d) if isinstance(d, dict) else type(d).__name__
+                raise FormatError(f"{where}: detection {k}",
+                                  f"expected image_id, category_id, {need} and score; found {found}")
+            if not isinstance(d["image_id"], (int, str)) or not isinstance(d["category_id"], int):
+                raise FormatError(f"{where}: detection {k}",
+                                  f"expected an int category_id and an int or str image_id; found "
+                                  f"{d['image_id']!r}, {d['category_id']!r}")
+    problems = []
+    bad_img: dict[Any, int] = {}
+    if not (img_ids <= id_map._by_int and all(type(i) is int for i in img_ids)):
+        for d in preds:
+            img = d["image_id"]
+            resolved = id_map.resolve(img)
+            if resolved is None:
+                bad_img[img] = bad_img.get(img, 0) + 1
+            else:
+                d["image_id"] = resolved
+    if bad_img:
+        problems.append(f"{sum(bad_img.values())} detection(s) name image ids that are not in the ground truth: "
+                        + ", ".join(repr(k) for k in list(bad_img)[:10]) + (" ..." if len(bad_img) > 10 else ""))
+    unknown_cats = det_cats - cat_ids
+    if unknown_cats:
+        n = sum(1 for d in preds if d["category_id"] in unknown_cats)
+        problems.append(f"{n} detection(s) name category ids that are not in the ground "
+                        f"truth: " + ", ".join(repr(k) for k in sorted(unknown_cats, key=repr)[:10])
+                        + f" (known: {sorted(cat_ids)[:20]}{' ...' if len(cat_ids) > 20 else ''})")
+    if problems:
+        raise FormatError(where, "; ".join(problems))
+    return preds
+
+
+@contextlib.contextmanager
+def _quiet():
+    """pycocotools prints progress on stdout; a library must not."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector for the duration.
+
+    Reading the results JSON and COCOeval allocate millions of short-lived
+    dicts, lists and arrays (COCOeval keeps one record per image x category x
+    area range); the allocation bursts trigger collections that rescan every
+    live object, a large share of pycocotools' own run time on a
+    val2017-sized case. None of these objects form reference cycles, so
+    reference counting frees them all the same; collection resumes (if it was
+    on) on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
+                  iou_type: str = "bbox", split: str | None = None,
+                  image_ids: Mapping[str, int] | None = None) -> DetectionResult:
+    """COCO AP/AR (pycocotools ``COCOeval``) of ``predictions`` against ``dataset``.
+
+    Args:
+        dataset: ground truth in any format (records).
+        predictions: a COCO results JSON path, or the list itself.
+        iou_type: ``"bbox"`` or ``"segm"``.
+        split: evaluate on this split's images only.
+        image_ids: explicit record id -> integer image id (see :class:`ImageIdMap`).
+
+    Returns:
+        A :class:`DetectionResult` whose ``stats`` are ``COCOeval.stats`` by name.
+
+    Raises:
+        FormatError: a detection names an unknown image or category id, or lacks a field.
+
+    Example:
+        >>> res = coco_evaluate(ds, "detections.json")  # doctest: +SKIP
+        >>> res.stats["AP"], res.stats["AP50"]  # doctest: +SKIP
+    """
+    check_choice("iou type", iou_type, IOU_TYPES)
+    with _gc_paused():
+        return _coco_evaluate(dataset, predictions, iou_type, split, image_ids)
+
+
+def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str | None,
+                   image_ids: Mapping[str, int] | None) -> DetectionResult:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
+    preds = load_predictions(predictions)
+    gt, id_map = to_coco_gt(dataset, split=split, iou_type=iou_type, image_ids=image_ids)
+    cat_ids = {c["id"] for c in gt["categories"]}
+    preds = _check_predictions(preds, id_map, cat_ids, iou_type, where)
+    with _quiet():
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        names = {c["id"]: c["name"] for c in gt["categories"]}
+        if not preds:
+            nan_stats = {k: -1.0 for k in COCO_STAT_NAMES}
+            return DetectionResult("coco", iou_type, nan_stats, {n: -1.0 for n in names.values()},
+                                   counts={"images": len(gt["images"]),
+                                           "ground_truth": len(gt["annotations"]), "detections": 0})
+        coco_dt = coco_gt.loadRes(preds)
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = {k: float(v) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
+    precision = ev.eval["precision"]  # [T, R, K, A, M]
+    rec_thrs = np.asarray(ev.params.recThrs)
+    per_class: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        valid = p[p > -1]
+        name = names[cat_id]
+        per_class[name] = float(valid.mean()) if valid.size else -1.0
+        p50 = precision[0, :, k, 0, -1]
+        if (p50 > -1).any():
+            curves[name] = (rec_thrs.copy(), np.where(p50 > -1, p50, 0.0))
+    return DetectionResult("coco", iou_type, stats, per_class, curves,
+                           counts={"images": len(gt["images"]), "ground_truth": len(gt["annotations"]),
+                                   "detections": len(preds)})
+
+
+# --- PASCAL VOC ------------------------------------------------------------------------------
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> float:
+    """Average precision from a recall/precision curve, by the VOC devkit's rule.
+
+    ``voc07``: the 11-point interpolated AP of VOC2007 (mean over recall
+    thresholds 0, 0.1, ..., 1 of the best precision at recall >= t).
+    ``voc12``: the area under the monotone (upper-envelope) precision curve,
+    VOC2010 onwards.
+
+    Example:
+        >>> voc_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]), "voc12")
+        0.75
+    """
+    check_choice("VOC metric", metric, VOC_METRICS)
+    recall = np.asarray(recall, np.float64)
+    precision = np.asarray(precision, np.float64)
+    if metric == "voc07":
+        ap = 0.0
+        for t in np.arange(0.0, 1.1, 0.1):
+            above = precision[recall >= t]
+            ap += (above.max() if above.size else 0.0) / 11.0
+        return float(ap)
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    # Continuous-coordinate IoU. On records ([xmin-1, ymin-1, xmax, ymax] of
+    # the devkit's 1-based inclusive pixels) this equals the devkit's
+    # "(xmax - xmin + 1)" widths and "+1" intersections exactly: see voc_evaluate.
+    iw = np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0])
+    ih = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    union = ((box[2] - box[0]) * (box[3] - box[1])
+             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
+    return inter / union
+
+
+def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
+                 metric: str = "voc07", iou_threshold: float = 0.5, split: str | None = None,
+                 image_ids: Mapping[str, int] | None = None) -> DetectionResult:
+    """PASCAL VOC AP per class and its mean, ``difficult`` objects ignored.
+
+    The rule is the devkit's (``VOCevaldet.m``), as detectron2's
+    ``pascal_voc_evaluation.voc_eval`` implements it: per class, detections
+    over all images are ranked by score (ties keep input order); each takes
+    the ground-truth box of its image with the highest IoU; IoU > threshold
+    on a not-yet-matched box is a true positive, on an already-matched one a
+    false positive, on a ``difficult`` (or crowd) box neither; anything else
+    is a false positive. Recall is over the non-difficult boxes.
+
+    Coordinates: the devkit measures 1-based inclusive pixels, so a box's
+    width is ``xmax - xmin + 1`` and intersections get ``+1``. Records hold
+    the same box as ``[xmin-1, ymin-1, xmax, ymax]`` (0-based continuous), and
+    predictions in COCO results are in that convention too, so the devkit's
+    ``xmax - xmin + 1`` is exactly our ``x2 - x1`` and its IoU is the plain
+    continuous IoU computed here; no ``+1`` appears (detectron2 adds 1 to
+    predicted xmin/ymin before calling the devkit rule for the same reason).
+
+    Args:
+        metric: ``"voc07"`` (11-point) or ``"voc12"`` (area).
+        iou_threshold: 0.5 in VOC.
+
+    Returns:
+        ``stats = {"mAP": ...}`` (mean over classes with at least one
+        non-difficult box; a class without any has AP NaN, as in the devkit
+        where 0/0 recall is undefined), and per-class AP.
+    """
+    check_choice("VOC metric", metric, VOC_METRICS)
+    where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
+    preds = load_predictions(predictions)
+    records = _records_of(dataset, split)
+    id_map = ImageIdMap(records, image_ids)
+    cat_ids = {c.id for c in dataset.categories}
+    preds = _check_predictions(preds, id_map, cat_ids, "bbox", where)
+
+    # ground truth per (class, image)
+    gt: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in cat_ids}
+    npos = dict.fromkeys(cat_ids, 0)
+    for r, img in zip(records, id_map.ints):
+        inst = r.instances
+        if not len(inst):
+            continue
+        ignore = inst.difficult | inst.iscrowd
+        for c in np.unique(inst.labels).tolist():
+            sel = inst.labels == c
+            gt[c][img] = (inst.boxes[sel], ignore[sel])
+            npos[c] += int((~ignore[sel]).sum())
+
+    by_cat: dict[int, list[dict]] = {c: [] for c in cat_ids}
+    for d in preds:
+        by_cat[d["category_id"]].append(d)
+
+    names = {c.id: c.name for c in dataset.categories}
+    per_class: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in (cat.id for cat in dataset.categories):
+        dets = by_cat[c]
+        n = len(dets)
+        scores = np.array([d["score"] for d in dets], np.float64)
+        order = np.argsort(-scores, kind="stable")
+        boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        imgs = [dets[i]["image_id"] for i in order]
+        boxes = boxes[order]
+        tp = np.zeros(n)
+        fp = np.zeros(n)
+        matched = {img: np.zeros(len(v[0]), bool) for img, v in gt[c].items()}
+        for i in range(n):
+            g = gt[c].get(imgs[i])
+            if g is None or not len(g[0]):
+                fp[i] = 1
+                continue
+            ious = _iou_one_to_many(boxes[i], g[0])
+            j = int(np.argmax(ious))
+            if ious[j] > iou_threshold:
+                if g[1][j]:
+                    continue  # difficult: neither TP nor FP
+                if not matched[imgs[i]][j]:
+                    tp[i] = 1
+                    matched[imgs[i]][j] = True
+                else:
+                    fp[i] = 1
+            else:
+                fp[i] = 1
+        name = names[c]
+        if npos[c] == 0:
+            per_class[name] = float("nan")
+            continue
+        tp_c, fp_c = np.cumsum(tp), np.cumsum(fp)
+        rec = tp_c / npos[c]
+        prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
+        per_class[name] = voc_ap(rec, prec, metric)
+        curves[name] = (rec, prec)
+    valid = [v for v in per_class.values() if not math.isnan(v)]
+    stats = {"mAP": float(np.mean(valid)) if valid else float("nan")}
+    return DetectionResult(metric, "bbox", stats, per_class, curves,
+                           counts={"images": len(records), "ground_truth": sum(len(r.instances) for r in records),
+                                   "detections": len(preds)})
+
+
+def evaluate_detection(dataset: Dataset, predictions: Any, *, metric: str = "coco", iou_type: str = "bbox",
+                       split: str | None = None, image_ids: Mapping[str, int] | None = None) -> DetectionResult:
+    """Dispatch on ``metric``: ``coco`` (bbox or segm), ``voc07`` or ``voc12`` (bbox)."""
+    check_choice("detection metric", metric, ("coco", *VOC_METRICS))
+    if metric == "coco":
+        return coco_evaluate(dataset, predictions, iou_type=iou_type, split=split, image_ids=image_ids)
+    if iou_type != "bbox":
+        raise FormatError("--iou-type", f"VOC AP is defined on boxes only; found iou type {iou_type!r}")
+    return voc_evaluate(dataset, predictions, metric=metric, split=split, image_ids=image_ids)
+
+
+def plot_pr_curves(result: DetectionResult, out_dir: str | os.PathLike) -> list[Path]:
+    """One precision/recall PNG per class into ``out_dir`` (matplotlib if installed, else Pillow)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+    for name, (rec, prec) in result.curves.items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+        path = out / f"pr_{safe}.png"
+        ap = result.per_class.get(name, float("nan"))
+        title = f"{name}  AP={ap:.3f} ({result.metric})"
+        if plt is not None:
+            fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+            ax.plot(rec, prec, drawstyle="steps-post")
+            ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(path)
+            plt.close(fig)
+        else:
+            _pillow_curve(rec, prec, title, path)
+        paths.append(path)
+    return paths
+
+
+def _pillow_curve(rec: Iterable[float], prec: Iterable[float], title: str, path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    size, m = 400, 40
+    im = Image.new("RGB", (size, size), "white")
+    dr = ImageDraw.Draw(im)
+    dr.rectangle([m, m, size - m, size - m], outline="black")
+    span = size - 2 * m
+    pts = [(m + float(r) * span, size - m - float(p) * span) for r, p in zip(rec, prec)]
+    if len(pts) > 1:
+        dr.line(pts, fill=(31, 119, 180), width=2)
+    dr.text((m, 10), title, fill="black")
+    dr.text((size // 2 - 15, size - m + 10), "recall", fill="black")
+    dr.text((2, m - 15), "precision", fill="black")
+    im.save(path)
