@@ -85,6 +85,12 @@ def test_split_argument_and_unknown_split(tmp_path):
         voc.parse(info["root"], split="vall", workers=1)
 
 
+def test_split_argument_without_split_lists(tmp_path):
+    info = make_voc(tmp_path, n=2, splits={})
+    with pytest.raises(Exception, match="has no ImageSets/Main/<split>.txt lists"):
+        voc.parse(info["root"], split="train", workers=1)
+
+
 def test_extra_class_is_appended(tmp_path):
     info = make_voc(tmp_path, n=3, extra_class="unicorn")
     ds = voc.parse(info["root"], workers=1)

@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
-                      MalformedFileError, MissingFileError, check_choice)
+                      MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record, decode_segmentation
 
 __all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "write"]
@@ -684,6 +684,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     if not splits and not xml_stems and seg_splits:
         splits = dict(seg_splits)  # a segmentation-only tree: its lists are the splits
     if split is not None:
+        if not splits:
+            raise UnknownNameError(f"Unknown split {split!r}: {root} has no ImageSets/Main/<split>.txt lists "
+                                   "(every image is read when split is None)")
         check_choice("split", split, splits)
         splits = {split: splits[split]}
     # Which images: every XML, plus split-listed ids and mask PNGs without an XML.
@@ -1176,6 +1179,10 @@ def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]]
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
+    if any(":" in c.name or "\n" in c.name for c in categories):
+        log.warning("voc: a category name holds ':' or a newline; no labelmap.txt written, so parse() "
+                    "will order the categories as VOC classes first, then by first appearance")
+        return
     lines = ["# label:color_rgb:parts:actions\n", "background:0,0,0::\n"]
     for i, c in enumerate(categories):
         r, g, b = VOC_PALETTE[min(i + 1, 255)]
