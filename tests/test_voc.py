@@ -85,6 +85,12 @@ def test_split_argument_and_unknown_split(tmp_path):
         voc.parse(info["root"], split="vall", workers=1)
 
 
+def test_split_argument_without_split_lists(tmp_path):
+    info = make_voc(tmp_path, n=2, splits={})
+    with pytest.raises(Exception, match="has no ImageSets/Main/<split>.txt lists"):
+        voc.parse(info["root"], split="train", workers=1)
+
+
 def test_extra_class_is_appended(tmp_path):
     info = make_voc(tmp_path, n=3, extra_class="unicorn")
     ds = voc.parse(info["root"], workers=1)
@@ -189,6 +195,20 @@ def test_write_foreign_dataset_keeps_boxes_names_crowd(tmp_path):
     assert cls.mode == "P" and cls.getpalette()[255 * 3:256 * 3] == [224, 224, 192]
     assert obj[3, 12] == 2 and np.array(cls)[3, 12] == 3 and obj[4, 4] == 1 and obj[0, 19] == 0
     assert (out / "ImageSets/Segmentation/val.txt").read_text().split() == ["a_0001"]
+
+
+def test_boxes_invert_exactly_across_binades(tmp_path):
+    # x + 1 then - 1 in float is not exact when it crosses a power of two (127.62 -> 128.62)
+    # or starts below 1 (0.62 -> 1.62 -> 0.6200000000000001); the writer and parser do it in decimal.
+    tricky = [0.62, 0.96, 127.62, 1.9999999999999998, 255.71203455771783, 0.1, 63.99999999999999, 3.0]
+    boxes = [[x, y, x + 5.25, y + 7.0] for x, y in zip(tricky, reversed(tricky))]
+    ds = Dataset([Category(1, "cat")], [Record("a", "a.jpg", 300, 300, instances=Instances(
+        boxes=boxes, labels=[1] * len(boxes)))], format="coco")
+    out = tmp_path / "out"
+    out.mkdir()
+    voc.write(ds, out, images="none")
+    assert voc.parse(out, workers=1).records[0].instances.boxes.tolist() == boxes
+    assert "<xmin>1.62</xmin>" in (out / "Annotations/a.xml").read_text()
 
 
 def test_writer_missing_image(tmp_path):
@@ -322,6 +342,7 @@ def test_datumaro_voc_dataset1(fixtures, tmp_path):
     assert ds.info["voc_class_list_mismatches"] > 0
     back, report = _roundtrip(ds, tmp_path)
     assert not _diff(ds, back) and report["lost"] == {}
+    assert _leaves(root / "Annotations/2007_000001.xml") == _leaves(back.root / "Annotations/2007_000001.xml")
     # datumaro's RGB masks are written as palette PNGs with the same class indices
     src_idx = voc._read_mask(root / "SegmentationClass/2007_000001.png")
     out_png = Image.open(back.root / "SegmentationClass/2007_000001.png")
@@ -343,6 +364,8 @@ def test_datumaro_voc_dataset2(fixtures, tmp_path):
     assert a.instances.extra == [{"truncated": 0, "occluded": 1}]
     back, _ = _roundtrip(ds, tmp_path, images="none", missing_size="zero")
     assert not _diff(ds, back) and [c.name for c in back.categories] == [c.name for c in ds.categories]
+    for src in sorted((root / "Annotations").glob("*.xml")):
+        assert _leaves(src) == _leaves(back.root / "Annotations" / src.name), src.name
 
 
 def test_datumaro_voc_dataset3_comment_line(fixtures):

@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,7 +46,7 @@ import numpy as np
 
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
-                      MalformedFileError, MissingFileError, check_choice)
+                      MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record, decode_segmentation
 
 __all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "write"]
@@ -231,9 +232,11 @@ def _bndbox(el, where: str) -> list[float]:
         for c in el:
             t = c.tag
             if t == "xmin":
-                x0 = float(c.text)
+                tx = c.text
+                x0 = float(tx)
             elif t == "ymin":
-                y0 = float(c.text)
+                ty = c.text
+                y0 = float(ty)
             elif t == "xmax":
                 x1 = float(c.text)
             elif t == "ymax":
@@ -244,16 +247,18 @@ def _bndbox(el, where: str) -> list[float]:
             x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
         return _bndbox_checked(el, where)
     # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
-    return [x0 - 1.0, y0 - 1.0, x1, y1]
+    return [_minus1(x0, tx), _minus1(y0, ty), x1, y1]
 
 
 def _bndbox_checked(el, where: str) -> list[float]:
     """:func:`_bndbox` with a check and a clear error for every way a box can be wrong."""
     vals: dict[str, float] = {}
+    texts: dict[str, str] = {}
     for c in el:
         tag = c.tag
         if tag in ("xmin", "ymin", "xmax", "ymax"):
             vals[tag] = _number(c, where)
+            texts[tag] = c.text
     if len(vals) != 4:
         missing = [k for k in ("xmin", "ymin", "xmax", "ymax") if k not in vals]
         raise InvalidAnnotationError(f"{where}:{el.sourceline}",
@@ -266,7 +271,36 @@ def _bndbox_checked(el, where: str) -> list[float]:
         which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin else f"ymax={ymax:g} < ymin={ymin:g}"
         raise InvalidAnnotationError(f"{where}:{el.sourceline}",
                                      f"<bndbox> has {which}; expected xmin <= xmax and ymin <= ymax")
-    return [xmin - 1.0, ymin - 1.0, xmax, ymax]
+    return [_minus1(xmin, texts["xmin"]), _minus1(ymin, texts["ymin"]), xmax, ymax]
+
+
+def _minus1(x: float, text: str) -> float:
+    """``text - 1`` rounded once, so that :func:`_plus1_text` inverts it exactly.
+
+    ``float(text) - 1.0`` rounds twice when the result falls into a finer binade
+    (``1.62 - 1`` gives ``0.6200000000000001``); then the subtraction is done in
+    decimal. Integers and values >= 2 that stay in their binade take the fast path.
+    """
+    if x.is_integer():
+        if len(text) < 16:  # a non-integral decimal rounding to an integer needs 17 digits
+            return x - 1.0
+    elif x >= 2.0:
+        m, e = math.frexp(x - 1.0)
+        # x and x - 1 strictly inside one binade: the grid is the same, x - 1 is exact
+        if e == math.frexp(x)[1] and m != 0.5:
+            return x - 1.0
+    return float(Decimal(text.strip()) - 1)
+
+
+def _plus1_text(x: float) -> str:
+    """The VOC text of a 0-based ``x``: ``x + 1`` computed in decimal from ``repr(x)``,
+    so that :func:`_minus1` of it gives back ``x`` exactly."""
+    x = float(x)
+    if x.is_integer() and abs(x) < 2 ** 53:
+        return str(int(x) + 1)
+    d = Decimal(repr(x)) + 1
+    short = _fmt(float(d))  # the shortest text usually suffices; the exact decimal always does
+    return short if _minus1(float(short), short) == x else str(d)
 
 
 def _raw(el) -> str:
@@ -485,7 +519,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                     try:
                         raise InvalidAnnotationError(
                             where, f"object {i + 1} ({n!r}) box xmin,ymin,xmax,ymax="
-                            f"{_fmt(b[0] + 1)},{_fmt(b[1] + 1)},{_fmt(b[2])},{_fmt(b[3])} lies outside the "
+                            f"{_plus1_text(b[0])},{_plus1_text(b[1])},{_fmt(b[2])},{_fmt(b[3])} lies outside the "
                             f"{w}x{h} image; expected 1 <= x <= {w}, 1 <= y <= {h} (1 px tolerance)")
                     except FormatError as err:
                         policy.handle(err)
@@ -650,6 +684,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     if not splits and not xml_stems and seg_splits:
         splits = dict(seg_splits)  # a segmentation-only tree: its lists are the splits
     if split is not None:
+        if not splits:
+            raise UnknownNameError(f"Unknown split {split!r}: {root} has no ImageSets/Main/<split>.txt lists "
+                                   "(every image is read when split is None)")
         check_choice("split", split, splits)
         splits = {split: splits[split]}
     # Which images: every XML, plus split-listed ids and mask PNGs without an XML.
@@ -838,8 +875,8 @@ def _sub(parent, tag: str, text: Any = None):
 def _box_el(parent, box: Sequence[float]) -> None:
     bb = _sub(parent, "bndbox")
     x0, y0, x1, y1 = (float(v) for v in box)
-    _sub(bb, "xmin", _fmt(x0 + 1.0))
-    _sub(bb, "ymin", _fmt(y0 + 1.0))
+    _sub(bb, "xmin", _plus1_text(x0))
+    _sub(bb, "ymin", _plus1_text(y0))
     _sub(bb, "xmax", _fmt(x1))
     _sub(bb, "ymax", _fmt(y1))
 
@@ -850,9 +887,10 @@ def _flag_text(v: Any) -> str | None:
 
 def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
              lost: dict[str, int], exact: bool) -> bytes:
-    """The XML of one record. ``exact`` (the records came from VOC): write the fields the
-    source had and only those, so that parse(write(parse(x))) == parse(x); otherwise write
-    the devkit's shape with its defaults (pose Unspecified, truncated 0, depth 3)."""
+    """The XML of one record. ``exact`` (the record came from a VOC XML, directly or through
+    another format that kept its extra fields): write the fields the source had and only
+    those, so that parse(write(parse(x))) == parse(x); otherwise write the devkit's shape
+    with its defaults (pose Unspecified, truncated 0, depth 3)."""
     from lxml import etree
 
     ex = rec.extra or {}
@@ -923,6 +961,13 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
         ann.append(etree.fromstring(raw))
     etree.indent(ann, space="  ")
     return etree.tostring(ann, encoding="utf-8", xml_declaration=False, pretty_print=True)
+
+
+def _from_voc(rec: Record) -> bool:
+    """Whether a record carries the image-level fields parse() puts in ``extra`` (so it came
+    from a VOC XML, e.g. VOC -> COCO -> VOC with the COCO writer keeping extra fields)."""
+    ex = rec.extra
+    return bool(ex) and any(k in ex for k in ("filename", "folder", "source", "owner", "segmented", "depth"))
 
 
 def _attr_text(v: Any) -> str:
@@ -1049,7 +1094,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
         (dest / _ANN / f"{name}.xml").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
-                                                                       exact))
+                                                                       exact or _from_voc(rec)))
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
@@ -1134,6 +1179,10 @@ def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]]
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
+    if any(":" in c.name or "\n" in c.name for c in categories):
+        log.warning("voc: a category name holds ':' or a newline; no labelmap.txt written, so parse() "
+                    "will order the categories as VOC classes first, then by first appearance")
+        return
     lines = ["# label:color_rgb:parts:actions\n", "background:0,0,0::\n"]
     for i, c in enumerate(categories):
         r, g, b = VOC_PALETTE[min(i + 1, 255)]
