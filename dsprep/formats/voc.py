@@ -49,7 +49,7 @@ from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnn
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record, decode_segmentation
 
-__all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "write"]
+__all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "parse_options_for", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -625,6 +625,16 @@ def _fmt(v: float) -> str:
     if v.is_integer() and abs(v) < 2 ** 53:
         return str(int(v))
     return repr(v)
+
+
+def parse_options_for(target: str) -> dict[str, Any]:
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+
+    Formats that hold per-object masks (COCO, COCO panoptic) get the
+    ``SegmentationObject`` masks decoded into each object's segmentation, so
+    ``convert voc --to coco`` keeps masks; a plain parse reads annotations only.
+    """
+    return {"segmentation": True} if target in ("coco", "coco-panoptic") else {}
 
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
