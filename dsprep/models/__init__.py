@@ -127,8 +127,7 @@ def create_model(
         model = SegmentationModel(backbone, num_classes,
                                   skip_layer3=seg_options.get("skip_layer3", True))
     if state is not None:
-        report = load_weights(model, state)
-        report.source = str(weights)
+        report = load_weights(model, state, source=str(weights))
         model.weights_report = report
         if report.skipped:
             logger.warning("%s: head replaced for %d classes; skipped %s",

@@ -156,7 +156,8 @@ def _guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
-def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tensor]) -> WeightsReport:
+def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tensor], *,
+                 source: str | None = None) -> WeightsReport:
     """Fill ``model`` from a checkpoint, replacing the head if the class count differs.
 
     Every backbone tensor must be present with the right shape (a checkpoint of
@@ -170,6 +171,8 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
         model: a :class:`~dsprep.models.resnet.ResNet` or
             :class:`~dsprep.models.heads.SegmentationModel`.
         weights: a checkpoint path or a state dict.
+        source: the name used in messages and the report when ``weights`` is a
+            state dict read elsewhere (default ``"<state_dict>"``).
 
     Returns:
         A :class:`WeightsReport` (also logged).
@@ -185,9 +188,10 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
         ['fc.weight', 'fc.bias']
     """
     if isinstance(weights, Mapping):
-        source, state = "<state_dict>", _unwrap(weights, "<state_dict>")
+        source = source or "<state_dict>"
+        state = _unwrap(weights, source)
     else:
-        source, state = str(weights), read_state_dict(weights)
+        source, state = source or str(weights), read_state_dict(weights)
     own = model.state_dict()
     head = tuple(getattr(model, "head_prefixes", ("fc.",)))
     if any(k.startswith("backbone.") for k in own) and not any(k.startswith("backbone.") for k in state):
