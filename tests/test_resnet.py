@@ -26,8 +26,11 @@ from dsprep.models.resnet import ARCHITECTURES, BasicBlock, Bottleneck, ResNet
 STATE_DICT_MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                      "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2"]
 LOGIT_MODELS = ["resnet18", "resnet34", "resnet50", "resnext50_32x4d", "wide_resnet50_2"]
-SE_MODELS = ["se_resnet18", "se_resnet34", "se_resnet50", "se_resnet101", "se_resnet152",
-             "se_resnext50_32x4d", "se_resnext101_32x8d"]
+# Parameter counts of timm 1.0.31's seresnet18 ... seresnext101_32x8d (timm.create_model
+# (name).parameters()); their state dicts load into ours with strict=True, key order equal.
+SE_MODELS = {"se_resnet18": 11779624, "se_resnet34": 21960416, "se_resnet50": 28088024,
+             "se_resnet101": 49326872, "se_resnet152": 66821848,
+             "se_resnext50_32x4d": 27559896, "se_resnext101_32x8d": 93569048}
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +267,7 @@ def test_se_keys_follow_timm(name):
     assert se["layer4.0.se.fc1.weight"].shape == (out // 16, out, 1, 1)
     assert se["layer4.0.se.fc2.bias"].shape == (out,)
     assert se["layer1.0.se.fc1.weight"].shape[0] == (8 if out == 512 else 16)
+    assert sum(p.numel() for p in meta_model(name).parameters()) == SE_MODELS[name]
 
 
 def test_se_gates_the_residual_branch_before_the_addition():
