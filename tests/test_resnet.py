@@ -403,3 +403,13 @@ def test_segmentation_keys_are_torchvision_fcn():
     assert [k for k in keys[len(backbone):] if not k.startswith("classifier.1.")] \
         == ["classifier.0.weight", "classifier.4.weight", "classifier.4.bias"]
     assert model.classifier[0].weight.shape == (512, 2048, 3, 3)
+
+
+
+def test_every_model_has_a_builder():
+    from dsprep.models import resnet
+    assert [name for name in list_models() if not callable(getattr(resnet, name, None))] == []
+    assert set(list_models()) <= set(resnet.__all__)
+    with torch.device("meta"):
+        model = resnet.se_resnext50_32x4d(num_classes=3, zero_init_residual=True)
+    assert model.fc.out_features == 3 and model.cfg.groups == 32 and model.cfg.se

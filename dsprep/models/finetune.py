@@ -95,7 +95,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Example:
         >>> sd = read_state_dict("resnet18-f37072fd.pth")  # doctest: +SKIP
-        >>> sd["fc.weight"].shape
+        >>> sd["fc.weight"].shape  # doctest: +SKIP
         torch.Size([1000, 512])
     """
     path = Path(path)

@@ -46,6 +46,12 @@ __all__ = [
     "ResNet",
     "ResNetConfig",
     "SqueezeExcite",
+    "keep_frozen_bn_in_eval",
+    # one builder per entry of ARCHITECTURES, e.g. resnet50(num_classes=10)
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+    "se_resnet18", "se_resnet34", "se_resnet50", "se_resnet101", "se_resnet152",
+    "se_resnext50_32x4d", "se_resnext101_32x8d",
 ]
 
 
@@ -332,4 +338,3 @@ se_resnet101 = _builder("se_resnet101")
 se_resnet152 = _builder("se_resnet152")
 se_resnext50_32x4d = _builder("se_resnext50_32x4d")
 se_resnext101_32x8d = _builder("se_resnext101_32x8d")
-__all__ += list(ARCHITECTURES)

@@ -113,8 +113,11 @@ def main(argv=None) -> int:
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per contestant")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per contestant")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     try:
         import torchvision
