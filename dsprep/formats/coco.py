@@ -99,6 +99,20 @@ class _AnnLax(_Ann, forbid_unknown_fields=False):
     """The same, accepting unknown keys (read separately into Instances.extra)."""
 
 
+class _Top(msgspec.Struct, forbid_unknown_fields=True):
+    """The usual top level, decoded in one pass with each annotation left as raw text.
+
+    Anything unusual (another top-level key, a missing one, a wrong type)
+    falls back to a dict of raw values, which keeps every key and explains errors.
+    """
+
+    images: msgspec.Raw
+    annotations: list[msgspec.Raw] = []
+    categories: msgspec.Raw = _EMPTY_RAW
+    info: msgspec.Raw = _EMPTY_RAW
+    licenses: msgspec.Raw = _EMPTY_RAW
+
+
 class _RLE(msgspec.Struct):
     size: list[int]
     counts: list[int] | str
@@ -144,8 +158,18 @@ def _byte_position(data: bytes, message: str) -> str:
     return f" at line {line}, column {col}"
 
 
-def _read_top(path: Path, data: Any) -> dict[str, msgspec.Raw]:
-    """The file's top-level keys as raw JSON (nothing below them is decoded yet)."""
+def _read_top(path: Path, data: Any) -> dict[str, Any]:
+    """The file's top-level keys as raw JSON (``annotations``: a list of raw annotations)."""
+    try:
+        fast = msgspec.json.decode(data, type=_Top)
+        top: dict[str, Any] = {"images": fast.images, "annotations": fast.annotations}
+        for key in ("categories", "info", "licenses"):
+            raw = getattr(fast, key)
+            if len(raw):
+                top[key] = raw
+        return top
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass  # the general path below keeps other keys and words the error
     try:
         top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
     except msgspec.ValidationError:
@@ -159,6 +183,11 @@ def _read_top(path: Path, data: Any) -> dict[str, msgspec.Raw]:
     if "images" not in top:
         raise MalformedFileError(str(path), "not a COCO file: expected the keys 'images', 'annotations' and "
                                             f"'categories'; found {sorted(top)[:8]} (no 'images')")
+    if "annotations" in top:
+        try:
+            top["annotations"] = msgspec.json.decode(top["annotations"], type=list[msgspec.Raw])
+        except msgspec.ValidationError as err:
+            raise MalformedFileError(str(path), f"'annotations' must be a list: {_explain(err)}") from None
     return top
 
 
@@ -424,16 +453,20 @@ _SEG_NONE, _SEG_POLY, _SEG_RLE, _SEG_OTHER = 0, 1, 2, 3
 
 
 def _check_segmentations(segs: list[bytes], chunk: int = 1 << 16) -> tuple[dict[int, str], np.ndarray]:
-    """Structural check of raw segmentation JSON, vectorized; returns {index: problem}.
+    """Structural check of raw segmentation JSON, vectorized; returns problems and kinds.
 
-    Polygon lists (``[[x1,y1,...],...]``) must have polygons of >= 3 points
-    and an even number of coordinates: counted from comma positions with
-    numpy over the concatenated text, so 22.5 M vertices cost neither Python
-    floats nor a Python loop. RLE objects (``{...}``) are checked one by one
-    by the caller (there are few); empty entries (``[]``, ``null``, missing) are fine.
+    Every polygon of a polygon list (``[[x1,y1,...],...]``) must have at least
+    3 points. The bracket positions come from numpy over the concatenated
+    text, so 22.5 M vertices cost neither Python floats nor a Python loop.
+    A polygon whose text spans 130 bytes or more holds at least 6 numbers in
+    compact JSON (a number takes at most 24 characters), so only shorter
+    polygons, or every polygon of a chunk that contains whitespace, have
+    their commas counted. RLE objects (``{...}``) are checked one by one by
+    the caller (there are few); ``[]``, ``null`` and a missing key mean none.
 
     Returns:
-        ``{index: problem}`` and the kind of each entry (``_SEG_NONE``, ``_SEG_POLY``, ``_SEG_RLE``, ``_SEG_OTHER``).
+        ``{index: problem}`` and the kind of each entry (``_SEG_NONE``,
+        ``_SEG_POLY``, ``_SEG_RLE``, ``_SEG_OTHER``).
     """
     problems: dict[int, str] = {}
     kinds = np.full(len(segs), _SEG_OTHER, np.int8)
@@ -442,7 +475,8 @@ def _check_segmentations(segs: list[bytes], chunk: int = 1 << 16) -> tuple[dict[
         lens = np.fromiter(map(len, part), np.int64, len(part))
         ends = np.cumsum(lens)
         starts = ends - lens
-        buf = np.frombuffer(b"".join(part), np.uint8)
+        joined = b"".join(part)
+        buf = np.frombuffer(joined, np.uint8)
         nonempty = lens > 0
         first = np.zeros(len(part), np.uint8)
         second = np.zeros(len(part), np.uint8)
@@ -470,20 +504,22 @@ def _check_segmentations(segs: list[bytes], chunk: int = 1 << 16) -> tuple[dict[
             continue
         opens = np.flatnonzero(buf == 91)
         closes = np.flatnonzero(buf == 93)
-        commas = np.flatnonzero(buf == 44)
         # inner '[' = polygon starts: every '[' except the first byte of a polygon list
         inner = opens[~_member(opens, starts[is_poly])]
         owner = np.searchsorted(ends, inner, side="right")
         inner = inner[is_poly[owner]]
         owner = owner[is_poly[owner]]
+        if not len(inner):
+            continue
         close = closes[np.clip(np.searchsorted(closes, inner), 0, len(closes) - 1)]
-        n_coords = np.searchsorted(commas, close) - np.searchsorted(commas, inner) + 1
-        bad = (n_coords < 6) | (n_coords % 2 == 1)
-        for j in np.flatnonzero(bad).tolist():
+        spaced = any(c in joined for c in (b" ", b"\n", b"\t", b"\r"))
+        suspects = np.arange(len(inner)) if spaced else np.flatnonzero(close - inner < 130)
+        for j in suspects.tolist():
+            o, c = int(inner[j]), int(close[j])
+            n = 0 if c == o + 1 else joined.count(b",", o, c) + 1
             i = start + int(owner[j])
-            if i not in problems:
-                problems[i] = (f"polygon with {int(n_coords[j])} coordinates: a polygon needs at least "
-                               "3 (x, y) points")
+            if n < 6 and i not in problems:
+                problems[i] = f"polygon with {n} coordinates: a polygon needs at least 3 (x, y) points"
     return problems, kinds
 
 
@@ -497,12 +533,12 @@ def _check_segmentation(b: bytes) -> str | None:
     if b[:2] == b"[[":
         if b.count(b"[") == 2:
             n = b.count(b",") + 1
-            if n < 6 or n % 2:
+            if n < 6:
                 return f"polygon with {n} coordinates: a polygon needs at least 3 (x, y) points"
             return None
         for k, part in enumerate(b[2:-2].split(b"],[")):
             n = part.count(b",") + 1
-            if n < 6 or n % 2:
+            if n < 6:
                 return f"polygon {k} with {n} coordinates: a polygon needs at least 3 (x, y) points"
         return None
     compact = b"".join(b.split())
@@ -527,14 +563,7 @@ def _parse_file(src: _Source, root: Path, task: str | None, policy: ErrorPolicy,
         if others:
             info["top_level"] = others
         index, keep_img, widths, heights, names = _read_images(images, file, policy)
-        release()
-        if "annotations" in top:
-            try:
-                ann_raws = msgspec.json.decode(top["annotations"], type=list[msgspec.Raw])
-            except msgspec.ValidationError as err:
-                raise MalformedFileError(str(file), f"'annotations' must be a list: {_explain(err)}") from None
-        else:
-            ann_raws = []
+        ann_raws = top.get("annotations", [])
         del top
         release()
         cols = _Columns(file, task, cats, index, heights, widths, policy)
