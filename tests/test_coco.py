@@ -453,3 +453,15 @@ def test_mmdet_sample_without_iscrowd(tmp_path, fixtures):
     assert all(a["iscrowd"] == 0 and "area" in a for a in written["annotations"])
     assert self_eval_ap(out / report["files"][0], "bbox") == 1.0
     assert math.isclose(written["annotations"][0]["area"], raw["annotations"][0]["area"])
+
+
+def test_gc_left_enabled_and_no_annotations_key(tmp_path):
+    import gc
+
+    path = tmp_path / "image_info_test.json"
+    path.write_text(json.dumps({"images": [{"id": 3, "file_name": "a.jpg", "width": 8, "height": 8}],
+                                "categories": [{"id": 1, "name": "x"}]}))
+    assert gc.isenabled()
+    ds = coco.parse(path)
+    assert gc.isenabled()
+    assert len(ds) == 1 and ds.num_objects() == 0 and ds.records[0].source_id == 3

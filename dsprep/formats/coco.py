@@ -39,6 +39,7 @@ import mmap
 import os
 import re
 from contextlib import contextmanager
+from itertools import chain
 from operator import attrgetter, itemgetter
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping, Sequence
@@ -74,7 +75,7 @@ _EMPTY_RAW = msgspec.Raw(b"")
 
 # ----------------------------------------------------------------------------- typed JSON
 
-class _Ann(msgspec.Struct, forbid_unknown_fields=True):
+class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One annotation of an instances / person_keypoints / captions file.
 
     The fast path decodes with ``forbid_unknown_fields``: a file with extra
@@ -356,31 +357,6 @@ def _categories(raw: msgspec.Raw | None, file: Path) -> list[Category]:
     return cats
 
 
-def _fast_instances(**fields: Any) -> Instances:
-    """An Instances from arrays this module has already shaped and typed.
-
-    ``Instances.__init__`` re-validates every array; for 118k images that is
-    seconds of pure overhead, so the validated arrays are set directly.
-    """
-    inst = Instances.__new__(Instances)
-    inst.__dict__.update(fields)
-    return inst
-
-
-def _record_id(rel: str) -> str:
-    """:func:`record_id_from_path`, with a fast path for the usual clean posix path."""
-    if "\\" in rel or rel.startswith("./"):
-        return record_id_from_path(rel)
-    stem, dot, ext = rel.rpartition(".")
-    return stem if dot and "/" not in ext and not stem.endswith("/") else record_id_from_path(rel)
-
-
-def _fast_record(**fields: Any) -> Record:
-    rec = Record.__new__(Record)
-    rec.__dict__.update(fields)
-    return rec
-
-
 _get_id = attrgetter("id")
 _get_image_id = attrgetter("image_id")
 _get_category = attrgetter("category_id")
@@ -391,6 +367,14 @@ _get_difficult = attrgetter("difficult")
 _get_segmentation = attrgetter("segmentation")
 _get_keypoints = attrgetter("keypoints")
 _get_num_keypoints = attrgetter("num_keypoints")
+
+
+def _record_id(rel: str) -> str:
+    """:func:`record_id_from_path`, with a fast path for the usual clean posix path."""
+    if "\\" in rel or rel.startswith("./"):
+        return record_id_from_path(rel)
+    stem, dot, ext = rel.rpartition(".")
+    return stem if dot and "/" not in ext and not stem.endswith("/") else record_id_from_path(rel)
 
 
 def _member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -628,34 +612,37 @@ def _parse_file(src: _Source, root: Path, task: str | None, policy: ErrorPolicy,
     records: list[Record] = []
     prefix, split = src.prefix, src.split
     off = offsets.tolist()
-    empty_boxes = np.zeros((0, 4))
     widths_l, heights_l = widths.tolist(), heights.tolist()
     keep_l = keep_img.tolist()
+    # Instances and Records are built without __init__: the arrays above are already
+    # typed and shaped, and re-validating 118k of them would cost seconds.
+    new_inst, new_rec = Instances.__new__, Record.__new__
+    no_kp = keypoints is None
     for i in _progress(range(n_img), total=n_img, desc=f"coco {file.name}", enabled=show_progress):
         if not keep_l[i]:
             continue
         s, e = off[i], off[i + 1]
+        inst = new_inst(Instances)
         if is_captions or s == e:
-            inst = _fast_instances(
-                boxes=empty_boxes, labels=labels[:0], iscrowd=iscrowd[:0], difficult=difficult[:0],
-                ids=ids[:0], area=area[:0], segmentation=None,
-                keypoints=None if keypoints is None else keypoints[:0], extra=None)
-        else:
-            inst = _fast_instances(
-                boxes=boxes[s:e], labels=labels[s:e], iscrowd=iscrowd[s:e], difficult=difficult[s:e],
-                ids=ids[s:e], area=area[s:e], segmentation=None if seg_sorted is None else seg_sorted[s:e],
-                keypoints=None if keypoints is None else keypoints[s:e],
-                extra=None if extra_sorted is None else extra_sorted[s:e])
+            s = e = 0
+        inst.__dict__ = {
+            "boxes": boxes[s:e], "labels": labels[s:e], "iscrowd": iscrowd[s:e], "difficult": difficult[s:e],
+            "ids": ids[s:e], "area": area[s:e],
+            "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
+            "keypoints": None if no_kp else keypoints[s:e],
+            "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
         rel = prefix + names[i]
         extra = images[i]  # what is left after id/width/height/file_name were popped
         caps: list[str] = []
-        if cap_sorted is not None and s != e:
-            caps = cap_sorted[s:e]
-            extra["caption_ids"] = cap_ids[s:e]
-        records.append(_fast_record(
-            id=_record_id(rel), path=rel, width=widths_l[i], height=heights_l[i],
-            split=split, label=None, instances=inst, mask_path=None, instance_mask_path=None,
-            captions=caps, source_id=iid_of[i], extra=extra))
+        if cap_sorted is not None and off[i] != off[i + 1]:
+            caps = cap_sorted[off[i]:off[i + 1]]
+            extra["caption_ids"] = cap_ids[off[i]:off[i + 1]]
+        rec = new_rec(Record)
+        rec.__dict__ = {
+            "id": _record_id(rel), "path": rel, "width": widths_l[i], "height": heights_l[i], "split": split,
+            "label": None, "instances": inst, "mask_path": None, "instance_mask_path": None, "captions": caps,
+            "source_id": iid_of[i], "extra": extra}
+        records.append(rec)
     return records, cats, info, task
 
 
@@ -665,18 +652,24 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
     n_img = len(images)
     index: dict[Any, int] = {}
     keep_img = np.ones(n_img, bool)
-    widths = np.zeros(n_img, np.int64)
-    heights = np.zeros(n_img, np.int64)
+    widths = [0] * n_img
+    heights = [0] * n_img
     names: list[str] = [""] * n_img
     for i, im in enumerate(images):
-        iid = im.pop("id", None)
-        w, h, fn = im.pop("width", 0), im.pop("height", 0), im.pop("file_name", None)
+        pop = im.pop
+        iid, w, h, fn = pop("id", None), pop("width", 0), pop("height", 0), pop("file_name", None)
+        if (type(iid) is int and type(w) is int and type(h) is int and type(fn) is str and fn
+                and w >= 0 and h >= 0 and iid not in index):  # the usual case, without try/raise
+            index[iid] = i
+            widths[i], heights[i], names[i] = w, h, fn
+            continue
         try:
             if not isinstance(iid, (int, str)) or isinstance(iid, bool):
                 raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id'; found {iid!r}")
             if not isinstance(fn, str) or not fn:
                 raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found {fn!r}")
-            if not (isinstance(w, int) and isinstance(h, int)) or w < 0 or h < 0:
+            if not (isinstance(w, int) and isinstance(h, int)) or w < 0 or h < 0 or \
+                    isinstance(w, bool) or isinstance(h, bool):
                 raise InvalidAnnotationError(f"{file}: image id {iid}",
                                              f"expected int 'width' and 'height' >= 0; found {w!r} x {h!r}")
             if iid in index:
@@ -686,9 +679,10 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
             policy.handle(err)
             keep_img[i] = False
             continue
-        index[iid] = i
+        index[iid] = i  # a string id
         widths[i], heights[i], names[i] = w, h, fn
-    return index, keep_img, widths, heights, names
+    return (index, keep_img, np.array(widths, np.int64).reshape(n_img), np.array(heights, np.int64).reshape(n_img),
+            names)
 
 
 _CHUNK = 65_536  # annotations decoded into structs at a time (bounds the structs alive at once)
@@ -776,7 +770,9 @@ class _Columns:
                         f"{', '.join(map(str, self.known[:12].tolist()))}{', ...' if len(self.known) > 12 else ''})")
             bb = list(map(_get_bbox, anns))
             try:
-                boxes = np.array(bb, np.float64).reshape(n, 4)
+                if not (np.fromiter(map(len, bb), np.int64, n) == 4).all():
+                    raise ValueError("not [x, y, w, h]")
+                boxes = np.fromiter(chain.from_iterable(bb), np.float64, 4 * n).reshape(n, 4)
             except (TypeError, ValueError):
                 boxes = np.zeros((n, 4))
                 for i, b in enumerate(bb):
