@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsprep.errors import InvalidAnnotationError, MalformedFileError, MissingFileError, FormatError
+from dsprep.errors import InvalidAnnotationError, MalformedFileError, MissingFileError
 from dsprep.formats import coco
 from dsprep.records import Category, Dataset, Instances, Record, decode_segmentation
 
@@ -465,3 +465,27 @@ def test_gc_left_enabled_and_no_annotations_key(tmp_path):
     ds = coco.parse(path)
     assert gc.isenabled()
     assert len(ds) == 1 and ds.num_objects() == 0 and ds.records[0].source_id == 3
+
+
+@pytest.mark.parametrize("dump", [
+    lambda d: json.dumps(d, separators=(",", ":")),  # compact, as the real files: the vectorized check
+    lambda d: json.dumps(d, indent=2),  # pretty-printed: every polygon's commas are counted
+], ids=["compact", "indented"])
+@pytest.mark.parametrize("polygon", [[1, 2, 3, 4], [1, 2, 3, 4, 5], [], [1.123456789012345] * 5])
+def test_short_polygon_in_any_json_layout(tmp_path, dump, polygon):
+    def mutate(doc):
+        ann = _first_ann(doc, 0)
+        ann["segmentation"] = [[0, 0, 5, 0, 5, 5, 0, 5], polygon]
+        return dump(doc)
+
+    path = _tree_with(tmp_path, mutate)
+    with pytest.raises(InvalidAnnotationError, match="at least 3") as info:
+        coco.parse(path)
+    assert f"annotation id {_first_ann(json.loads(path.read_text()), 0)['id']}" in str(info.value)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "instances_val.json"
+    path.write_text("")
+    with pytest.raises(MalformedFileError, match="empty"):
+        coco.parse(path)
