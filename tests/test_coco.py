@@ -489,3 +489,21 @@ def test_empty_file(tmp_path):
     path.write_text("")
     with pytest.raises(MalformedFileError, match="empty"):
         coco.parse(path)
+
+
+def test_write_compress_rle(tmp_path, fixtures):
+    from pycocotools import mask as mask_utils
+
+    ds = coco.parse(fixtures / "super-gradients/tests/data/tinycoco", split="val2017")
+    out = tmp_path / "out"
+    out.mkdir()
+    coco.write(ds, out, images="none", compress_rle=True)
+    gt = _load_gt(out / "annotations/instances_val2017.json")
+    crowd = [a for a in gt.dataset["annotations"] if a["iscrowd"]]
+    assert crowd and all(isinstance(a["segmentation"]["counts"], str) for a in crowd)
+    src = {int(i): s for r in ds for i, s, c in zip(r.instances.ids, r.instances.segmentation, r.instances.iscrowd)
+           if c}
+    for a in crowd:
+        raw = decode_segmentation(src[a["id"]])
+        before = mask_utils.decode(mask_utils.frPyObjects(raw, *raw["size"]))
+        assert np.array_equal(gt.annToMask(a), before)

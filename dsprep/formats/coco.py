@@ -1056,6 +1056,20 @@ def _segmentation_out(segm: Any) -> Any:
     return [np.asarray(p, np.float64).ravel().tolist() for p in segm]
 
 
+def _compressed(segm: Any) -> Any:
+    """An RLE with list counts as compressed-string RLE (pycocotools); anything else unchanged."""
+    if segm is None or (isinstance(segm, (bytes, bytearray)) and not segm.startswith(b"{")):
+        return segm
+    segm = decode_segmentation(segm)
+    if isinstance(segm, dict) and not isinstance(segm.get("counts"), (str, bytes)):
+        from pycocotools import mask as mask_utils
+
+        h, w = (int(v) for v in segm["size"])
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": list(segm["counts"])}, h, w)
+        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    return segm
+
+
 def _segmentation_area(segm: Any, h: int, w: int) -> float | None:
     """The pixel area of a polygon list or RLE (pycocotools), or None when there is none."""
     from pycocotools import mask as mask_utils
@@ -1099,7 +1113,7 @@ def _image_ids(recs: Sequence[Record]) -> list[int]:
 
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
-          info: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+          info: Mapping[str, Any] | None = None, compress_rle: bool = False, **options: Any) -> dict[str, Any]:
     """Write ``dataset`` as a COCO 2017 tree into the existing directory ``dest``.
 
     Per split (``dataset.splits``; all records as split ``all`` when there
@@ -1122,6 +1136,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         images: how to place image files; ``none`` writes annotations only.
         progress: show a progress bar (default: on a terminal).
         info: COCO ``info`` to write (default: the dataset's, else a minimal one).
+        compress_rle: write RLE with list counts (uncompressed, as real COCO
+            crowd ground truth has them) as compressed strings. Default: keep
+            the source's form; both are valid COCO.
 
     Returns:
         ``{"images": n, "objects": n, "lost": {what: count}, "files": [...]}``.
@@ -1190,7 +1207,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                                      f"place it as {split}/{name}; use images='none' to write "
                                                      "annotations only)")
         if write_instances:
-            anns = _annotations(recs, img_ids, any_difficult, has_kp, kp_k)
+            anns = _annotations(recs, img_ids, any_difficult, has_kp, kp_k, compress_rle)
             n_objects += len(anns)
             task = "person_keypoints" if has_kp else "instances"
             doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
@@ -1224,7 +1241,7 @@ _STANDARD_ANN_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "
 
 
 def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: bool, has_kp: bool,
-                 kp_k: int) -> list[dict[str, Any]]:
+                 kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
     """COCO annotation dicts for one split, in record order."""
     parts = [r.instances for r in recs]
     n = sum(len(p) for p in parts)
@@ -1257,7 +1274,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: 
                 if area is None:
                     area = w * h
             ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[j],
-                   "segmentation": _segmentation_out(segm), "area": area, "bbox": [x, y, w, h],
+                   "segmentation": _segmentation_out(_compressed(segm) if compress_rle else segm), "area": area, "bbox": [x, y, w, h],
                    "iscrowd": int(crowd[j])}
             extra = extras[j] if extras is not None else None
             if has_kp:
