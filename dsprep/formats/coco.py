@@ -41,7 +41,7 @@ import re
 from contextlib import contextmanager
 from itertools import chain
 from operator import attrgetter, itemgetter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import msgspec
@@ -1094,7 +1094,7 @@ def _segmentation_area(segm: Any, h: int, w: int) -> float | None:
 
 def _unique_names(recs: Sequence[Record]) -> list[str]:
     """file_name per record: the basename when unique within the split, else the relative path."""
-    base = [PurePosixPath(r.path).name for r in recs]
+    base = [r.path.rpartition("/")[2] for r in recs]
     seen: dict[str, int] = {}
     for b in base:
         seen[b] = seen.get(b, 0) + 1
@@ -1178,7 +1178,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     has_captions = any(r.captions for r in dataset.records)
     has_objects = any(len(r.instances) for r in dataset.records)
     write_instances = has_objects or bool(categories) or not has_captions
-    any_difficult = any(r.instances.difficult.any() for r in dataset.records)
+    any_difficult = bool(dataset.records) and bool(
+        np.concatenate([r.instances.difficult for r in dataset.records]).any())
     kp_k = max((r.instances.keypoints.shape[1] for r in dataset.records if r.instances.keypoints is not None),
                default=0)
     lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
@@ -1243,39 +1244,45 @@ _STANDARD_ANN_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "
 def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: bool, has_kp: bool,
                  kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
     """COCO annotation dicts for one split, in record order."""
+    from orjson import Fragment
+
     parts = [r.instances for r in recs]
     n = sum(len(p) for p in parts)
     if n == 0:
         return []
-    boxes = _xywh_exact(np.concatenate([p.boxes for p in parts]))
-    src_ids = np.concatenate([p.ids for p in parts])
-    keep_ids = bool((src_ids >= 1).all()) and len(np.unique(src_ids)) == n
+    cat = np.concatenate
+    boxes = _xywh_exact(cat([p.boxes for p in parts]))
+    src_ids = cat([p.ids for p in parts])
+    sorted_ids = np.sort(src_ids)
+    keep_ids = bool(sorted_ids[0] >= 1) and bool((sorted_ids[1:] != sorted_ids[:-1]).all())
     ann_ids = src_ids.tolist() if keep_ids else list(range(1, n + 1))
     box_list = boxes.tolist()
+    labels = cat([p.labels for p in parts]).tolist()
+    crowd = cat([p.iscrowd for p in parts]).astype(np.int64).tolist()
+    areas = cat([p.area for p in parts]).tolist()
+    diff = cat([p.difficult for p in parts]).astype(np.int64).tolist() if any_difficult else None
     out: list[dict[str, Any]] = []
     k = 0
     for r, iid, inst in zip(recs, img_ids, parts):
         m = len(inst)
         if not m:
             continue
-        labels = inst.labels.tolist()
-        crowd = inst.iscrowd.tolist()
-        areas = inst.area.tolist()
-        diff = inst.difficult.tolist()
         segs = inst.segmentation
         extras = inst.extra
         kps = inst.keypoints
         for j in range(m):
             x, y, w, h = box_list[k]
             segm = segs[j] if segs is not None else None
-            area = areas[j]
+            if compress_rle:
+                segm = _compressed(segm)
+            area = areas[k]
             if area != area:  # NaN: unknown, compute it
                 area = _segmentation_area(segm, r.height, r.width) if segm is not None else None
                 if area is None:
                     area = w * h
-            ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[j],
-                   "segmentation": _segmentation_out(_compressed(segm) if compress_rle else segm), "area": area, "bbox": [x, y, w, h],
-                   "iscrowd": int(crowd[j])}
+            ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],
+                   "segmentation": Fragment(segm) if type(segm) is bytes else _segmentation_out(segm),
+                   "area": area, "bbox": [x, y, w, h], "iscrowd": crowd[k]}
             extra = extras[j] if extras is not None else None
             if has_kp:
                 if kps is not None:
@@ -1286,11 +1293,11 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: 
                     vis = int((kp[:, 2] > 0).sum())
                 else:
                     flat, vis = [0.0] * (3 * kp_k), 0
-                ann["keypoints"] = [int(v) if float(v).is_integer() else v for v in flat]
+                ann["keypoints"] = [int(v) if v.is_integer() else v for v in flat]
                 num = extra.get("num_keypoints") if extra else None
                 ann["num_keypoints"] = int(num) if isinstance(num, int) else vis
-            if any_difficult:
-                ann["difficult"] = int(diff[j])
+            if diff is not None:
+                ann["difficult"] = diff[k]
             if extra:
                 for key, value in extra.items():
                     if key not in ann and key not in _STANDARD_ANN_KEYS:
