@@ -399,18 +399,32 @@ class _IdLookup:
         sorter = np.argsort(ids, kind="stable")
         self.sorted_ids, self.pos = ids[sorter], pos_of[sorter]
 
-    def __call__(self, anns: list) -> np.ndarray:
+    def __call__(self, anns: list, ann_img: np.ndarray | None = None) -> np.ndarray:
         n = len(anns)
         if self.sorted_ids is not None and len(self.sorted_ids):
-            try:
-                ann_img = np.fromiter(map(_get_image_id, anns), np.int64, n)
-            except (TypeError, ValueError, OverflowError):
-                ann_img = None
+            if ann_img is None:
+                try:
+                    ann_img = np.fromiter(map(_get_image_id, anns), np.int64, n)
+                except (TypeError, ValueError, OverflowError):
+                    ann_img = None
             if ann_img is not None:
                 pos = np.clip(np.searchsorted(self.sorted_ids, ann_img), 0, len(self.sorted_ids) - 1)
                 return np.where(self.sorted_ids[pos] == ann_img, self.pos[pos], -1)
         get = self.index.get
         return np.fromiter((get(a.image_id, -1) for a in anns), np.int64, n)
+
+
+_get_ints = attrgetter("id", "image_id", "category_id")
+_get_flags = attrgetter("iscrowd", "difficult", "area")
+
+
+def _columns(items: list, getter: Any, dtype: Any, k: int) -> np.ndarray | None:
+    """``k`` fields of every struct as an ``(n, k)`` array in one C-level pass; None if a value does not fit."""
+    n = len(items)
+    try:
+        return np.fromiter(chain.from_iterable(map(getter, items)), dtype, k * n).reshape(n, k)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _column(items: list, getter: Any, dtype: Any, missing: Any) -> np.ndarray:
@@ -499,20 +513,25 @@ def _check_segmentations(segs: list[bytes], chunk: int = 1 << 16) -> tuple[dict[
             continue
         opens = np.flatnonzero(buf == 91)
         closes = np.flatnonzero(buf == 93)
-        # inner '[' = polygon starts: every '[' except the first byte of a polygon list
-        inner = opens[~_member(opens, starts[is_poly])]
-        owner = np.searchsorted(ends, inner, side="right")
-        inner = inner[is_poly[owner]]
-        owner = owner[is_poly[owner]]
+        # Polygon starts: a '[' right after '[' or ',' (the list's first '[' follows the previous
+        # entry's last byte, never '[' or ','; the '[' of RLE "size"/"counts" follow ':').
+        opens = opens[opens > 0]
+        before = buf[opens - 1]
+        inner = opens[(before == 91) | (before == 44)]
         if not len(inner):
             continue
         close = closes[np.clip(np.searchsorted(closes, inner), 0, len(closes) - 1)]
         spaced = any(c in joined for c in (b" ", b"\n", b"\t", b"\r"))
         suspects = np.arange(len(inner)) if spaced else np.flatnonzero(close - inner < 130)
-        for j in suspects.tolist():
+        if not len(suspects):
+            continue
+        owners = np.searchsorted(ends, inner[suspects], side="right")
+        for j, owner in zip(suspects.tolist(), owners.tolist()):
+            if not is_poly[owner]:
+                continue
             o, c = int(inner[j]), int(close[j])
             n = 0 if c == o + 1 else joined.count(b",", o, c) + 1
-            i = start + int(owner[j])
+            i = start + owner
             if n < 6 and i not in problems:
                 problems[i] = f"polygon with {n} coordinates: a polygon needs at least 3 (x, y) points"
     return problems, kinds
@@ -750,10 +769,11 @@ class _Columns:
         bad: dict[int, str] = {}
         flag = bad.setdefault
 
-        img_idx = self.lookup(anns)
+        ints = _columns(anns, _get_ints, np.int64, 3)  # id, image_id, category_id (usual case: all ints)
+        img_idx = self.lookup(anns, None if ints is None else ints[:, 1])
         for i in np.flatnonzero(img_idx < 0).tolist():
             flag(i, f"image_id {anns[i].image_id!r} is not in 'images'")
-        ids = _column(anns, _get_id, np.int64, -1)
+        ids = ints[:, 0].copy() if ints is not None else _column(anns, _get_id, np.int64, -1)
         if is_captions:
             for i, a in enumerate(anns):
                 if a.caption is None:
@@ -761,7 +781,7 @@ class _Columns:
             labels = np.zeros(n, np.int64)
             boxes = np.zeros((n, 4))
         else:
-            labels = _column(anns, _get_category, np.int64, -1)
+            labels = ints[:, 2].copy() if ints is not None else _column(anns, _get_category, np.int64, -1)
             for i in np.flatnonzero(labels == -1).tolist():
                 if anns[i].category_id is None:
                     flag(i, "missing 'category_id'")
@@ -788,9 +808,13 @@ class _Columns:
                 flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
                         f"found {boxes[i].tolist()}")
             boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
-        iscrowd = _column(anns, _get_iscrowd, bool, False)
-        difficult = _column(anns, _get_difficult, bool, False)
-        area = _column(anns, _get_area, np.float64, math.nan)
+        flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
+        if flags is not None:
+            iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
+        else:
+            iscrowd = _column(anns, _get_iscrowd, bool, False)
+            difficult = _column(anns, _get_difficult, bool, False)
+            area = _column(anns, _get_area, np.float64, math.nan)
 
         segs: list[bytes | None] = [None] * n
         if not is_captions:
