@@ -507,3 +507,22 @@ def test_write_compress_rle(tmp_path, fixtures):
         raw = decode_segmentation(src[a["id"]])
         before = mask_utils.decode(mask_utils.frPyObjects(raw, *raw["size"]))
         assert np.array_equal(gt.annToMask(a), before)
+
+
+def test_benchmark_generator_small_scale(tmp_path):
+    """The train2017-sized generator, at 0.2% scale: valid COCO with the counts it announces."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts/bench/gen_coco_train2017.py"
+    out = tmp_path / "instances_train2017.json"
+    proc = subprocess.run([sys.executable, str(script), str(out), "--scale", "0.002"], capture_output=True,
+                          text=True, check=True)
+    raw = json.loads(out.read_text())
+    assert f"{len(raw['images'])} images, {len(raw['annotations'])} annotations" in proc.stderr
+    ds = coco.parse(out)
+    assert len(ds) == len(raw["images"]) and ds.num_objects() == len(raw["annotations"])
+    assert sum(int(r.instances.iscrowd.sum()) for r in ds) == sum(a["iscrowd"] for a in raw["annotations"]) > 0
+    gt = _load_gt(out)
+    crowd = next(a for a in raw["annotations"] if a["iscrowd"])
+    assert gt.annToMask(crowd).sum() == crowd["area"]  # RLE counts sum to h*w and decode
