@@ -1,15 +1,1331 @@
-"""Placeholder: this format is being written (see the open issues)."""
+"""MS COCO: instances, person_keypoints and captions JSON (read and write).
+
+Layouts read (see ``docs/formats/coco.md``):
+
+- the 2017 tree: ``ROOT/annotations/<task>_<split>.json`` with images in
+  ``ROOT/<split>/`` (or ``ROOT/images/<split>/``, as Datumaro and
+  super-gradients lay it out);
+- Roboflow: ``ROOT/<split>/_annotations.coco.json`` next to the images;
+- a single JSON file; its images are in ``image_dir=`` (default: a sibling
+  ``images/`` folder when there is one, else the JSON's own folder).
+
+Record ids come from the image path relative to the root
+(``val2017/000000000139``); ``Record.source_id`` is COCO's image id.
+
+Speed: a train2017 instances file (118k images, 860k annotations, 22.5 M
+polygon vertices) is decoded by msgspec straight into typed structs, with
+``segmentation`` left as raw JSON text (``msgspec.Raw``) so polygons never
+become Python floats; the per-object fields become one numpy array each,
+grouped by image with a stable argsort; the cyclic GC is paused while the
+millions of new objects are built (it would otherwise walk them again and
+again). Polygons are decoded only on demand (:func:`dsprep.records.decode_segmentation`).
+
+Conventions kept as stored (format facts: ``formats.md`` section 2):
+
+- ``bbox`` ``[x, y, w, h]`` (0-based float pixels) becomes xyxy
+  ``[x, y, x+w, y+h]`` in float64; the writer recovers ``w`` exactly.
+- ``area`` is kept as stored (it is the segment area, not recomputed).
+- keypoint ``skeleton`` is kept as the file stores it: 1-based in real COCO,
+  0-based in Datumaro's output; nothing is renumbered.
+- RLE ``counts`` keep their form (uncompressed int list on real crowd
+  annotations, compressed string in results and panoptic->detection files).
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import mmap
+import os
+import re
+from contextlib import contextmanager
+from itertools import chain
+from operator import attrgetter, itemgetter
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import msgspec
+import numpy as np
+
+from .._io import image_size, place_image, progress as _progress
+from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
+                      MalformedFileError, MissingFileError, check_choice)
+from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
+
+__all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
+
+log = logging.getLogger(__name__)
+
 NAME = "coco"
-DESCRIPTION = "(not implemented yet)"
+DESCRIPTION = "MS COCO JSON: instances, person_keypoints, captions (2017 tree, Roboflow, single file)"
+
+#: Annotation files dsprep reads, by file-name prefix, in the order ``task=None`` picks them.
+TASKS = ("instances", "person_keypoints", "captions")
+_TASK_FILE = re.compile(r"^(instances|person_keypoints|captions)_(.+)\.json$")
+ROBOFLOW_FILE = "_annotations.coco.json"
+
+# Annotation keys with a home in the record model; any other key goes to Instances.extra.
+_KNOWN_ANN_KEYS = frozenset({"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation",
+                             "keypoints", "num_keypoints", "caption", "difficult"})
+_IMAGE_KEYS = ("id", "width", "height", "file_name")
+# Record.extra keys that dsprep itself sets and that the writer does not copy into `images`.
+_INTERNAL_IMAGE_EXTRA = frozenset({"caption_ids"})
+_EMPTY_RAW = msgspec.Raw(b"")
 
 
-def detect(path) -> bool:
-    raise NotImplementedError
+# ----------------------------------------------------------------------------- typed JSON
+
+class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One annotation of an instances / person_keypoints / captions file.
+
+    The fast path decodes with ``forbid_unknown_fields``: a file with extra
+    keys (Datumaro ``attributes``, a stray ``score``) falls back to the path
+    that keeps them, so nothing is dropped silently.
+    """
+
+    image_id: int | str
+    id: int | None = None
+    category_id: int | None = None
+    bbox: list[float] | None = None
+    area: float | None = None
+    iscrowd: int | bool = 0
+    segmentation: msgspec.Raw = _EMPTY_RAW  # raw JSON text, decoded lazily
+    keypoints: list[float] | None = None
+    num_keypoints: int | None = None
+    caption: str | None = None
+    difficult: int | bool = 0  # not COCO: written by dsprep for VOC's flag
 
 
-def parse(path, **options):
-    raise NotImplementedError("the coco format is not implemented yet")
+class _AnnLax(_Ann, forbid_unknown_fields=False):
+    """The same, accepting unknown keys (read separately into Instances.extra)."""
 
 
-def write(dataset, dest, **options):
-    raise NotImplementedError("the coco format is not implemented yet")
+_ANN_DECODER = msgspec.json.Decoder(_Ann)
+
+
+class _Top(msgspec.Struct, forbid_unknown_fields=True):
+    """The usual top level, decoded in one pass with each annotation left as raw text.
+
+    Anything unusual (another top-level key, a missing one, a wrong type)
+    falls back to a dict of raw values, which keeps every key and explains errors.
+    """
+
+    images: msgspec.Raw
+    annotations: list[msgspec.Raw] = []
+    categories: msgspec.Raw = _EMPTY_RAW
+    info: msgspec.Raw = _EMPTY_RAW
+    licenses: msgspec.Raw = _EMPTY_RAW
+
+
+class _RLE(msgspec.Struct):
+    size: list[int]
+    counts: list[int] | str
+
+
+# ----------------------------------------------------------------------------- helpers
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while millions of acyclic objects are created.
+
+    Afterwards the new objects are moved to the permanent generation
+    (``gc.freeze``): records never form cycles, so later collections need not
+    walk them, and DataLoader workers forked from this process do not touch
+    (and copy) their pages.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.freeze()
+            gc.enable()
+
+
+def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> str:
+    if ann_id is not None:
+        return f"{file}: annotation id {ann_id}"
+    if index is not None:
+        return f"{file}: annotations[{index}]"
+    return str(file)
+
+
+def _byte_position(data: bytes, message: str) -> str:
+    m = re.search(r"\(byte (\d+)\)", message)
+    if not m:
+        return ""
+    off = int(m.group(1))
+    head = bytes(data[:off])
+    line = head.count(b"\n") + 1
+    col = off - (head.rfind(b"\n") + 1) + 1
+    return f" at line {line}, column {col}"
+
+
+def _read_top(path: Path, data: Any) -> dict[str, Any]:
+    """The file's top-level keys as raw JSON (``annotations``: a list of raw annotations)."""
+    try:
+        fast = msgspec.json.decode(data, type=_Top)
+        top: dict[str, Any] = {"images": fast.images, "annotations": fast.annotations}
+        for key in ("categories", "info", "licenses"):
+            raw = getattr(fast, key)
+            if len(raw):
+                top[key] = raw
+        return top
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass  # the general path below keeps other keys and words the error
+    try:
+        top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+    except msgspec.ValidationError:
+        kind = msgspec.json.decode(data).__class__.__name__
+        found = {"list": "a JSON array", "str": "a JSON string"}.get(kind, f"a JSON {kind}")
+        hint = " (a COCO results file? results are a list of detections, not ground truth)" if kind == "list" else ""
+        raise MalformedFileError(str(path), "expected a COCO JSON object with 'images', 'annotations' and "
+                                            f"'categories'; found {found}{hint}") from None
+    except msgspec.DecodeError as err:
+        raise MalformedFileError(str(path), f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
+    if "images" not in top:
+        raise MalformedFileError(str(path), "not a COCO file: expected the keys 'images', 'annotations' and "
+                                            f"'categories'; found {sorted(top)[:8]} (no 'images')")
+    if "annotations" in top:
+        try:
+            top["annotations"] = msgspec.json.decode(top["annotations"], type=list[msgspec.Raw])
+        except msgspec.ValidationError as err:
+            raise MalformedFileError(str(path), f"'annotations' must be a list: {_explain(err)}") from None
+    return top
+
+
+def _decode_raw(raw: msgspec.Raw, typ: Any, where: str, what: str) -> Any:
+    try:
+        return msgspec.json.decode(raw, type=typ)
+    except msgspec.ValidationError as err:
+        raise MalformedFileError(where, f"{what}: {_explain(err)}") from None
+
+
+def _explain(err: msgspec.ValidationError) -> str:
+    msg = str(err)
+    return msg.replace("`$", "`").replace("``", "`(top)`")
+
+
+def _peek_is_coco(path: Path) -> bool:
+    """Cheap content check: a JSON object naming 'images' and 'annotations'/'categories'."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            tail = b""
+            if size > 1 << 16:
+                f.seek(max(size - (1 << 16), 1 << 16))
+                tail = f.read()
+    except OSError:
+        return False
+    if not head.lstrip()[:1] == b"{":
+        return False
+    text = head + tail
+    if b'"segments_info"' in text:  # COCO panoptic: its own format
+        return False
+    return b'"images"' in text and (b'"annotations"' in text or b'"categories"' in text)
+
+
+# ----------------------------------------------------------------------------- layout
+
+class _Source(msgspec.Struct):
+    json: Path
+    split: str | None
+    prefix: str  # image folder relative to the root, "" or ending in "/"
+
+
+def _image_prefix(root: Path, split: str) -> str:
+    for rel in (split, f"images/{split}"):
+        if (root / rel).is_dir():
+            return rel + "/"
+    return split + "/"
+
+
+def _task_files(ann_dir: Path) -> dict[str, dict[str, Path]]:
+    found: dict[str, dict[str, Path]] = {}
+    if ann_dir.is_dir():
+        for p in sorted(ann_dir.iterdir()):
+            m = _TASK_FILE.match(p.name)
+            if m and p.is_file():
+                found.setdefault(m.group(1), {})[m.group(2)] = p
+    return found
+
+
+def _layout(path: Path, split: str | None, task: str | None,
+            image_dir: str | os.PathLike | None) -> tuple[Path, list[_Source], str | None]:
+    """Find the annotation files, the root and each split's image folder."""
+    if task is not None:
+        check_choice("COCO task", task, TASKS)
+    if path.is_file():
+        m = _TASK_FILE.match(path.name)
+        file_task = m.group(1) if m else None
+        file_split = m.group(2) if m else None
+        if path.name == ROBOFLOW_FILE:
+            file_split = path.parent.name
+        if task is not None and file_task is not None and task != file_task:
+            raise DatasetNotFoundError(f"{path}: this is a {file_task} file, but task={task!r} was asked for")
+        if split is not None and file_split is not None and split != file_split:
+            check_choice("split", split, [file_split])
+        name_split = file_split if file_split is not None else split
+        if image_dir is not None:
+            return Path(image_dir), [_Source(path, name_split, "")], file_task
+        if path.name == ROBOFLOW_FILE:
+            return path.parent.parent, [_Source(path, name_split, path.parent.name + "/")], file_task
+        tree = path.parent.parent
+        if m and path.parent.name == "annotations" and any(
+                (tree / rel).is_dir() for rel in (file_split, f"images/{file_split}")):
+            return tree, [_Source(path, name_split, _image_prefix(tree, file_split))], file_task
+        root = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+        return root, [_Source(path, name_split, "")], file_task
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"{path}: no such file or directory (expected a COCO JSON file or a "
+                                   "directory with annotations/instances_<split>.json)")
+    by_task = _task_files(path / "annotations")
+    if by_task:
+        chosen = task or next(t for t in TASKS if t in by_task)
+        if chosen not in by_task:
+            raise DatasetNotFoundError(
+                f"{path}: no annotations/{chosen}_<split>.json (found: "
+                + ", ".join(f"{t}_{s}.json" for t, d in by_task.items() for s in d) + ")")
+        files = by_task[chosen]
+        splits = [split] if split is not None else list(files)
+        if split is not None:
+            check_choice("split", split, files)
+        if image_dir is not None:
+            rel = os.path.relpath(image_dir, path)
+            prefix = "" if rel == "." else Path(rel).as_posix() + "/"
+            return path, [_Source(files[s], s, prefix) for s in splits], chosen
+        return path, [_Source(files[s], s, _image_prefix(path, s)) for s in splits], chosen
+    robo = sorted(p for p in path.glob(f"*/{ROBOFLOW_FILE}"))
+    if robo:
+        found = {p.parent.name: p for p in robo}
+        if split is not None:
+            check_choice("split", split, found)
+            found = {split: found[split]}
+        return path, [_Source(p, s, s + "/") for s, p in found.items()], task
+    if (path / ROBOFLOW_FILE).is_file():
+        return path, [_Source(path / ROBOFLOW_FILE, split, "")], task
+    raise DatasetNotFoundError(
+        f"{path}: no COCO annotations found. Looked for {path / 'annotations'}/"
+        f"{{instances,person_keypoints,captions}}_<split>.json, {path}/<split>/{ROBOFLOW_FILE} and "
+        f"{path / ROBOFLOW_FILE}; or pass the JSON file itself")
+
+
+def detect(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like COCO (file patterns and a peek at a JSON's first/last 64 KiB).
+
+    Example:
+        >>> detect("datasets/coco")  # doctest: +SKIP
+        True
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".json" or path.name.startswith("panoptic_"):
+            return False
+        return _peek_is_coco(path)
+    if not path.is_dir():
+        return False
+    if _task_files(path / "annotations"):
+        return True
+    return (path / ROBOFLOW_FILE).is_file() or any(path.glob(f"*/{ROBOFLOW_FILE}"))
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _safe_id(raw: msgspec.Raw | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def _categories(raw: msgspec.Raw | None, file: Path) -> list[Category]:
+    if raw is None:
+        return []
+    items = _decode_raw(raw, list[dict[str, Any]], str(file), "'categories' must be a list of objects")
+    cats = []
+    for i, c in enumerate(items):
+        cid, name = c.get("id"), c.get("name")
+        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str):
+            raise MalformedFileError(f"{file}: categories[{i}]",
+                                     f"expected an int 'id' and a str 'name'; found id={cid!r}, name={name!r}")
+        extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
+        cats.append(Category(cid, name, c.get("supercategory") or "", extra))
+    return cats
+
+
+_get_id = attrgetter("id")
+_get_image_id = attrgetter("image_id")
+_get_category = attrgetter("category_id")
+_get_bbox = attrgetter("bbox")
+_get_area = attrgetter("area")
+_get_iscrowd = attrgetter("iscrowd")
+_get_difficult = attrgetter("difficult")
+_get_segmentation = attrgetter("segmentation")
+_get_keypoints = attrgetter("keypoints")
+_get_num_keypoints = attrgetter("num_keypoints")
+
+
+def _record_id(rel: str) -> str:
+    """:func:`record_id_from_path`, with a fast path for the usual clean posix path."""
+    if "\\" in rel or rel.startswith("./"):
+        return record_id_from_path(rel)
+    stem, dot, ext = rel.rpartition(".")
+    return stem if dot and "/" not in ext and not stem.endswith("/") else record_id_from_path(rel)
+
+
+def _member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a small sorted key set, by binary search."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), bool)
+    pos = np.clip(np.searchsorted(sorted_keys, values), 0, len(sorted_keys) - 1)
+    return sorted_keys[pos] == values
+
+
+class _IdLookup:
+    """Image id -> position in ``images``, for whole arrays of annotation image ids."""
+
+    def __init__(self, index: dict[Any, int]):
+        self.index = index
+        try:
+            ids = np.fromiter(index.keys(), np.int64, len(index))
+        except (TypeError, ValueError, OverflowError):  # string ids
+            self.sorted_ids = None
+            return
+        pos_of = np.fromiter(index.values(), np.int64, len(index))
+        sorter = np.argsort(ids, kind="stable")
+        self.sorted_ids, self.pos = ids[sorter], pos_of[sorter]
+
+    def __call__(self, anns: list, ann_img: np.ndarray | None = None) -> np.ndarray:
+        n = len(anns)
+        if self.sorted_ids is not None and len(self.sorted_ids):
+            if ann_img is None:
+                try:
+                    ann_img = np.fromiter(map(_get_image_id, anns), np.int64, n)
+                except (TypeError, ValueError, OverflowError):
+                    ann_img = None
+            if ann_img is not None:
+                pos = np.clip(np.searchsorted(self.sorted_ids, ann_img), 0, len(self.sorted_ids) - 1)
+                return np.where(self.sorted_ids[pos] == ann_img, self.pos[pos], -1)
+        get = self.index.get
+        return np.fromiter((get(a.image_id, -1) for a in anns), np.int64, n)
+
+
+_get_ints = attrgetter("id", "image_id", "category_id")
+_get_flags = attrgetter("iscrowd", "difficult", "area")
+
+
+def _columns(items: list, getter: Any, dtype: Any, k: int) -> np.ndarray | None:
+    """``k`` fields of every struct as an ``(n, k)`` array in one C-level pass; None if a value does not fit."""
+    n = len(items)
+    try:
+        return np.fromiter(chain.from_iterable(map(getter, items)), dtype, k * n).reshape(n, k)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _column(items: list, getter: Any, dtype: Any, missing: Any) -> np.ndarray:
+    """One field of every struct as an array (C-level map; a Python loop only if a value is None)."""
+    n = len(items)
+    try:
+        return np.fromiter(map(getter, items), dtype, n)
+    except TypeError:
+        return np.fromiter((missing if v is None else v for v in map(getter, items)), dtype, n)
+
+
+def _take(items: list, order: list[int]) -> list:
+    if len(order) < 2:
+        return [items[j] for j in order]
+    return list(itemgetter(*order)(items))
+
+
+def _check_rle(b: bytes, k: int, heights: np.ndarray, widths: np.ndarray) -> str | None:
+    try:
+        rle = msgspec.json.decode(b, type=_RLE)
+    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        return f"invalid RLE segmentation: {err}"
+    h, w = (int(heights[k]), int(widths[k])) if k >= 0 else (0, 0)
+    if len(rle.size) != 2:
+        return f"RLE 'size' must be [height, width]; found {rle.size}"
+    if h and w and rle.size != [h, w]:
+        return f"RLE size {rle.size} ([height, width]) disagrees with the image's {h} x {w}"
+    if isinstance(rle.counts, list) and sum(rle.counts) != rle.size[0] * rle.size[1]:
+        return (f"RLE counts sum to {sum(rle.counts)}, but size {rle.size} has "
+                f"{rle.size[0] * rle.size[1]} pixels")
+    return None
+
+
+_SEG_NONE, _SEG_POLY, _SEG_RLE, _SEG_OTHER = 0, 1, 2, 3
+
+
+def _check_segmentations(segs: list[bytes], chunk: int = 1 << 16) -> tuple[dict[int, str], np.ndarray]:
+    """Structural check of raw segmentation JSON, vectorized; returns problems and kinds.
+
+    Every polygon of a polygon list (``[[x1,y1,...],...]``) must have at least
+    3 points. The bracket positions come from numpy over the concatenated
+    text, so 22.5 M vertices cost neither Python floats nor a Python loop.
+    A polygon whose text spans 130 bytes or more holds at least 6 numbers in
+    compact JSON (a number takes at most 24 characters), so only shorter
+    polygons, or every polygon of a chunk that contains whitespace, have
+    their commas counted. RLE objects (``{...}``) are checked one by one by
+    the caller (there are few); ``[]``, ``null`` and a missing key mean none.
+
+    Returns:
+        ``{index: problem}`` and the kind of each entry (``_SEG_NONE``,
+        ``_SEG_POLY``, ``_SEG_RLE``, ``_SEG_OTHER``).
+    """
+    problems: dict[int, str] = {}
+    kinds = np.full(len(segs), _SEG_OTHER, np.int8)
+    for start in range(0, len(segs), chunk):
+        part = segs[start:start + chunk]
+        lens = np.fromiter(map(len, part), np.int64, len(part))
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        joined = b"".join(part)
+        buf = np.frombuffer(joined, np.uint8)
+        nonempty = lens > 0
+        first = np.zeros(len(part), np.uint8)
+        second = np.zeros(len(part), np.uint8)
+        first[nonempty] = buf[starts[nonempty]]
+        two = lens > 1
+        second[two] = buf[starts[two] + 1]
+        is_poly = (first == 91) & (second == 91)  # "[["
+        empty = (~nonempty) | ((first == 91) & (second == 93) & (lens == 2))
+        k = kinds[start:start + len(part)]
+        k[empty] = _SEG_NONE
+        k[is_poly] = _SEG_POLY
+        k[first == 123] = _SEG_RLE
+        for i in np.flatnonzero(k == _SEG_OTHER).tolist():  # whitespace, null, or not a segmentation at all
+            b = part[i]
+            compact = b"".join(b.split())
+            if compact in (b"null", b"[]"):
+                k[i] = _SEG_NONE
+                continue
+            problem = _check_segmentation(b)
+            if problem:
+                problems[start + i] = problem
+            elif compact[:1] == b"{":
+                k[i] = _SEG_RLE
+        if not is_poly.any():
+            continue
+        opens = np.flatnonzero(buf == 91)
+        closes = np.flatnonzero(buf == 93)
+        # Polygon starts: a '[' right after '[' or ',' (the list's first '[' follows the previous
+        # entry's last byte, never '[' or ','; the '[' of RLE "size"/"counts" follow ':').
+        opens = opens[opens > 0]
+        before = buf[opens - 1]
+        inner = opens[(before == 91) | (before == 44)]
+        if not len(inner):
+            continue
+        close = closes[np.clip(np.searchsorted(closes, inner), 0, len(closes) - 1)]
+        spaced = any(c in joined for c in (b" ", b"\n", b"\t", b"\r"))
+        suspects = np.arange(len(inner)) if spaced else np.flatnonzero(close - inner < 130)
+        if not len(suspects):
+            continue
+        owners = np.searchsorted(ends, inner[suspects], side="right")
+        for j, owner in zip(suspects.tolist(), owners.tolist()):
+            if not is_poly[owner]:
+                continue
+            o, c = int(inner[j]), int(close[j])
+            n = 0 if c == o + 1 else joined.count(b",", o, c) + 1
+            i = start + owner
+            if n < 6 and i not in problems:
+                problems[i] = f"polygon with {n} coordinates: a polygon needs at least 3 (x, y) points"
+    return problems, kinds
+
+
+
+def _check_segmentation(b: bytes) -> str | None:
+    """A cheap structural check of raw segmentation JSON; returns a problem or None.
+
+    Polygons must have >= 3 points and an even number of coordinates. The
+    check counts commas instead of decoding, so 22.5 M vertices cost no floats.
+    """
+    if b[:2] == b"[[":
+        if b.count(b"[") == 2:
+            n = b.count(b",") + 1
+            if n < 6:
+                return f"polygon with {n} coordinates: a polygon needs at least 3 (x, y) points"
+            return None
+        for k, part in enumerate(b[2:-2].split(b"],[")):
+            n = part.count(b",") + 1
+            if n < 6:
+                return f"polygon {k} with {n} coordinates: a polygon needs at least 3 (x, y) points"
+        return None
+    compact = b"".join(b.split())
+    if compact != b:
+        return _check_segmentation(compact)
+    return "segmentation must be a list of polygons or an RLE object; found " + b[:40].decode("utf-8", "replace")
+
+
+def _parse_file(src: _Source, root: Path, task: str | None, policy: ErrorPolicy,
+                show_progress: bool | None) -> tuple[list[Record], list[Category], dict[str, Any], str]:
+    file = src.json
+    with _mapped(file) as (data, release):
+        top = _read_top(file, data)
+        images = _decode_raw(top["images"], list[dict[str, Any]], str(file), "'images' must be a list of objects")
+        cats = _categories(top.get("categories"), file)
+        info: dict[str, Any] = {}
+        for key in ("info", "licenses"):
+            if key in top:
+                info[key] = msgspec.json.decode(top[key])
+        others = {k: msgspec.json.decode(v) for k, v in top.items()
+                  if k not in ("info", "licenses", "images", "annotations", "categories")}
+        if others:
+            info["top_level"] = others
+        index, keep_img, widths, heights, names = _read_images(images, file, policy)
+        ann_raws = top.get("annotations", [])
+        del top
+        release()
+        cols = _Columns(file, task, cats, index, heights, widths, policy)
+        for start in range(0, len(ann_raws), _CHUNK):
+            cols.add(ann_raws[start:start + _CHUNK], start)
+            release()
+        del ann_raws
+    task = cols.task or "instances"
+    (ids, labels, boxes, iscrowd, difficult, area, img_idx, segs, keypoints, num_kp, captions,
+     ann_extra) = cols.finish()
+
+    # ---- drop annotations of dropped images (bad annotations were never added)
+    if not keep_img.all() and len(img_idx):
+        sel = np.flatnonzero(keep_img[img_idx])
+        if len(sel) != len(img_idx):
+            pick = lambda lst: None if lst is None else [lst[j] for j in sel]  # noqa: E731
+            img_idx, ids, labels, boxes = img_idx[sel], ids[sel], labels[sel], boxes[sel]
+            iscrowd, difficult, area = iscrowd[sel], difficult[sel], area[sel]
+            keypoints = None if keypoints is None else keypoints[sel]
+            segs, num_kp, captions, ann_extra = pick(segs), pick(num_kp), pick(captions), pick(ann_extra)
+
+    # ---- group by image: a stable argsort keeps each image's annotations in file order
+    n_img = len(images)
+    order = np.argsort(img_idx, kind="stable")
+    counts = np.bincount(img_idx, minlength=n_img) if len(img_idx) else np.zeros(n_img, np.int64)
+    offsets = np.zeros(n_img + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids, labels, boxes = ids[order], labels[order], boxes[order]
+    iscrowd, difficult, area = iscrowd[order], difficult[order], area[order]
+    if keypoints is not None:
+        keypoints = keypoints[order]
+    ordl = order.tolist()
+    seg_sorted = _take(segs, ordl) if segs is not None else None
+    del segs
+    if num_kp is not None or ann_extra is not None:
+        extra_sorted: list[dict] | None = []
+        for j in ordl:
+            e = dict(ann_extra[j]) if ann_extra is not None else {}
+            if num_kp is not None and num_kp[j] is not None:
+                e["num_keypoints"] = num_kp[j]
+            extra_sorted.append(e)
+    else:
+        extra_sorted = None
+    is_captions = task == "captions"
+    cap_sorted = _take(captions, ordl) if captions is not None else None
+    cap_ids = ids.tolist() if captions is not None else None
+
+    iid_of: list[Any] = [None] * n_img
+    for iid, pos in index.items():
+        iid_of[pos] = iid
+    records: list[Record] = []
+    prefix, split = src.prefix, src.split
+    off = offsets.tolist()
+    widths_l, heights_l = widths.tolist(), heights.tolist()
+    keep_l = keep_img.tolist()
+    # Instances and Records are built without __init__: the arrays above are already
+    # typed and shaped, and re-validating 118k of them would cost seconds.
+    new_inst, new_rec = Instances.__new__, Record.__new__
+    no_kp = keypoints is None
+    for i in _progress(range(n_img), total=n_img, desc=f"coco {file.name}", enabled=show_progress):
+        if not keep_l[i]:
+            continue
+        s, e = off[i], off[i + 1]
+        inst = new_inst(Instances)
+        if is_captions or s == e:
+            s = e = 0
+        inst.__dict__ = {
+            "boxes": boxes[s:e], "labels": labels[s:e], "iscrowd": iscrowd[s:e], "difficult": difficult[s:e],
+            "ids": ids[s:e], "area": area[s:e],
+            "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
+            "keypoints": None if no_kp else keypoints[s:e],
+            "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
+        rel = prefix + names[i]
+        extra = images[i]  # what is left after id/width/height/file_name were popped
+        caps: list[str] = []
+        if cap_sorted is not None and off[i] != off[i + 1]:
+            caps = cap_sorted[off[i]:off[i + 1]]
+            extra["caption_ids"] = cap_ids[off[i]:off[i + 1]]
+        rec = new_rec(Record)
+        rec.__dict__ = {
+            "id": _record_id(rel), "path": rel, "width": widths_l[i], "height": heights_l[i], "split": split,
+            "label": None, "instances": inst, "mask_path": None, "instance_mask_path": None, "captions": caps,
+            "source_id": iid_of[i], "extra": extra}
+        records.append(rec)
+    return records, cats, info, task
+
+
+def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
+                 ) -> tuple[dict[Any, int], np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Pop id/width/height/file_name from each image dict (the rest becomes Record.extra)."""
+    n_img = len(images)
+    index: dict[Any, int] = {}
+    keep_img = np.ones(n_img, bool)
+    widths = [0] * n_img
+    heights = [0] * n_img
+    names: list[str] = [""] * n_img
+    for i, im in enumerate(images):
+        pop = im.pop
+        iid, w, h, fn = pop("id", None), pop("width", 0), pop("height", 0), pop("file_name", None)
+        if (type(iid) is int and type(w) is int and type(h) is int and type(fn) is str and fn
+                and w >= 0 and h >= 0 and iid not in index):  # the usual case, without try/raise
+            index[iid] = i
+            widths[i], heights[i], names[i] = w, h, fn
+            continue
+        try:
+            if not isinstance(iid, (int, str)) or isinstance(iid, bool):
+                raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id'; found {iid!r}")
+            if not isinstance(fn, str) or not fn:
+                raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found {fn!r}")
+            if not (isinstance(w, int) and isinstance(h, int)) or w < 0 or h < 0 or \
+                    isinstance(w, bool) or isinstance(h, bool):
+                raise InvalidAnnotationError(f"{file}: image id {iid}",
+                                             f"expected int 'width' and 'height' >= 0; found {w!r} x {h!r}")
+            if iid in index:
+                raise InvalidAnnotationError(f"{file}: image id {iid}",
+                                             f"duplicate image id (images[{index[iid]}] and images[{i}])")
+        except FormatError as err:
+            policy.handle(err)
+            keep_img[i] = False
+            continue
+        index[iid] = i  # a string id
+        widths[i], heights[i], names[i] = w, h, fn
+    return (index, keep_img, np.array(widths, np.int64).reshape(n_img), np.array(heights, np.int64).reshape(n_img),
+            names)
+
+
+_CHUNK = 65_536  # annotations decoded into structs at a time (bounds the structs alive at once)
+
+
+class _Columns:
+    """Annotation fields accumulated chunk by chunk as arrays (bad annotations are left out)."""
+
+    def __init__(self, file: Path, task: str | None, cats: list[Category], index: dict[Any, int],
+                 heights: np.ndarray, widths: np.ndarray, policy: ErrorPolicy):
+        self.file, self.task, self.index, self.policy = file, task, index, policy
+        self.heights, self.widths = heights, widths
+        self.known = np.array(sorted(c.id for c in cats), np.int64)
+        self.lookup = _IdLookup(index)
+        self.cats_have_keypoints = any("keypoints" in c.extra for c in cats)
+        self.parts: dict[str, list] = {k: [] for k in (
+            "ids", "labels", "boxes", "iscrowd", "difficult", "area", "img_idx")}
+        self.segs: list[bytes | None] = []
+        self.any_seg = False
+        self.kp_parts: list[np.ndarray | None] = []
+        self.num_kp: list[Any] | None = None
+        self.captions: list[str] | None = None
+        self.extra: list[dict] | None = None
+
+    def _decode(self, raws: list[msgspec.Raw], start: int) -> tuple[list[_Ann], list[dict] | None, list[int]]:
+        """Structs for one chunk; the per-annotation path keeps unknown keys and names bad ones."""
+        try:  # one C-level decode per raw annotation: no joined copy of the chunk
+            return list(map(_ANN_DECODER.decode, raws)), None, list(range(start, start + len(raws)))
+        except msgspec.ValidationError:
+            pass  # unknown keys or a bad value: go annotation by annotation
+        anns: list[_Ann] = []
+        extras: list[dict] = []
+        where: list[int] = []
+        for i, r in enumerate(raws, start):
+            try:
+                keys = msgspec.json.decode(r, type=dict[str, msgspec.Raw])
+            except msgspec.ValidationError:
+                self.policy.handle(InvalidAnnotationError(_where(self.file, index=i), "expected an annotation object"))
+                continue
+            ann_id = _safe_id(keys.get("id"))
+            try:
+                ann = msgspec.json.decode(r, type=_AnnLax)
+            except msgspec.ValidationError as err:
+                self.policy.handle(InvalidAnnotationError(_where(self.file, ann_id, i),
+                                                          f"invalid annotation: {_explain(err)}"))
+                continue
+            anns.append(ann)
+            extras.append({k: msgspec.json.decode(v) for k, v in keys.items() if k not in _KNOWN_ANN_KEYS})
+            where.append(i)
+        return anns, (extras if any(extras) else None), where
+
+    def add(self, raws: list[msgspec.Raw], start: int) -> None:
+        anns, extras, where = self._decode(raws, start)
+        if not anns:
+            return
+        n = len(anns)
+        if self.task is None:  # from the first annotation's keys
+            if anns[0].caption is not None:
+                self.task = "captions"
+            elif anns[0].keypoints is not None or self.cats_have_keypoints:
+                self.task = "person_keypoints"
+            else:
+                self.task = "instances"
+        is_captions = self.task == "captions"
+        bad: dict[int, str] = {}
+        flag = bad.setdefault
+
+        ints = _columns(anns, _get_ints, np.int64, 3)  # id, image_id, category_id (usual case: all ints)
+        img_idx = self.lookup(anns, None if ints is None else ints[:, 1])
+        for i in np.flatnonzero(img_idx < 0).tolist():
+            flag(i, f"image_id {anns[i].image_id!r} is not in 'images'")
+        ids = ints[:, 0].copy() if ints is not None else _column(anns, _get_id, np.int64, -1)
+        if is_captions:
+            for i, a in enumerate(anns):
+                if a.caption is None:
+                    flag(i, "a captions annotation needs a 'caption' string")
+            labels = np.zeros(n, np.int64)
+            boxes = np.zeros((n, 4))
+        else:
+            labels = ints[:, 2].copy() if ints is not None else _column(anns, _get_category, np.int64, -1)
+            for i in np.flatnonzero(labels == -1).tolist():
+                if anns[i].category_id is None:
+                    flag(i, "missing 'category_id'")
+            for i in np.flatnonzero(~_member(labels, self.known)).tolist():
+                flag(i, f"unknown category_id {labels[i]} (categories have ids "
+                        f"{', '.join(map(str, self.known[:12].tolist()))}{', ...' if len(self.known) > 12 else ''})")
+            bb = list(map(_get_bbox, anns))
+            try:
+                if not (np.fromiter(map(len, bb), np.int64, n) == 4).all():
+                    raise ValueError("not [x, y, w, h]")
+                boxes = np.fromiter(chain.from_iterable(bb), np.float64, 4 * n).reshape(n, 4)
+            except (TypeError, ValueError):
+                boxes = np.zeros((n, 4))
+                for i, b in enumerate(bb):
+                    if b is None:
+                        flag(i, "missing 'bbox'")
+                    elif len(b) != 4:
+                        flag(i, f"bbox must be [x, y, width, height]; found {len(b)} numbers: {b}")
+                    else:
+                        boxes[i] = b
+            del bb
+            finite = np.isfinite(boxes).all(1)
+            for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
+                flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
+                        f"found {boxes[i].tolist()}")
+            boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
+        flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
+        if flags is not None:
+            iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
+        else:
+            iscrowd = _column(anns, _get_iscrowd, bool, False)
+            difficult = _column(anns, _get_difficult, bool, False)
+            area = _column(anns, _get_area, np.float64, math.nan)
+
+        segs: list[bytes | None] = [None] * n
+        if not is_captions:
+            segs = list(map(bytes, map(_get_segmentation, anns)))
+            problems, kinds = _check_segmentations(segs)
+            for i, problem in problems.items():
+                flag(i, problem)
+            for i in np.flatnonzero(kinds == _SEG_RLE).tolist():
+                problem = _check_rle(segs[i], img_idx[i], self.heights, self.widths)
+                if problem:
+                    flag(i, problem + f" (image id {anns[i].image_id})")
+            if (kinds == _SEG_NONE).all():
+                segs = [None] * n
+            else:
+                self.any_seg = True
+                for i in np.flatnonzero(kinds == _SEG_NONE).tolist():
+                    segs[i] = None
+
+        kps = list(map(_get_keypoints, anns))
+        kp_rows = [] if kps.count(None) == n else [i for i, kp in enumerate(kps) if kp is not None]
+        keypoints = None
+        if kp_rows:
+            k_max = max(len(kps[i]) for i in kp_rows) // 3
+            keypoints = np.zeros((n, k_max, 3))
+            for i in kp_rows:
+                kp = kps[i]
+                if len(kp) % 3 or len(kp) // 3 != k_max:
+                    flag(i, f"keypoints must be {k_max} (x, y, v) triples; found {len(kp)} numbers")
+                    continue
+                keypoints[i] = np.asarray(kp, np.float64).reshape(k_max, 3)
+        del kps
+        num_kp = list(map(_get_num_keypoints, anns)) if (kp_rows or self.num_kp is not None) else None
+        captions = [a.caption for a in anns] if is_captions else None
+
+        keep = np.ones(n, bool)
+        for i in sorted(bad):
+            self.policy.handle(InvalidAnnotationError(_where(self.file, anns[i].id, where[i]), bad[i]))
+            keep[i] = False
+        del anns
+        if bad:
+            sel = np.flatnonzero(keep)
+            pick = lambda lst: None if lst is None else [lst[j] for j in sel]  # noqa: E731
+            ids, labels, boxes, iscrowd, difficult, area, img_idx = (
+                ids[sel], labels[sel], boxes[sel], iscrowd[sel], difficult[sel], area[sel], img_idx[sel])
+            keypoints = None if keypoints is None else keypoints[sel]
+            segs, num_kp, captions, extras = pick(segs), pick(num_kp), pick(captions), pick(extras)
+            n = len(sel)
+        for k, v in zip(("ids", "labels", "boxes", "iscrowd", "difficult", "area", "img_idx"),
+                        (ids, labels, boxes, iscrowd, difficult, area, img_idx)):
+            self.parts[k].append(v)
+        before = len(self.segs)
+        self.segs.extend(segs)
+        self.kp_parts.append(keypoints if keypoints is not None else n)
+        if num_kp is not None:
+            if self.num_kp is None:
+                self.num_kp = [None] * before
+            self.num_kp.extend(num_kp)
+        elif self.num_kp is not None:
+            self.num_kp.extend([None] * n)
+        if captions is not None:
+            if self.captions is None:
+                self.captions = []
+            self.captions.extend(captions)
+        if extras is not None:
+            if self.extra is None:
+                self.extra = [{} for _ in range(before)]
+            self.extra.extend(extras)
+        elif self.extra is not None:
+            self.extra.extend({} for _ in range(n))
+
+    def finish(self) -> tuple:
+        p = self.parts
+        if not p["ids"]:
+            z = np.zeros(0, np.int64)
+            return (z, z.copy(), np.zeros((0, 4)), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0), z.copy(),
+                    None, None, None, self.captions, None)
+        cat = np.concatenate
+        keypoints = None
+        if any(not isinstance(k, int) for k in self.kp_parts):
+            k_max = max(k.shape[1] for k in self.kp_parts if not isinstance(k, int))
+            keypoints = cat([np.zeros((k, k_max, 3)) if isinstance(k, int) else
+                             np.pad(k, ((0, 0), (0, k_max - k.shape[1]), (0, 0))) for k in self.kp_parts])
+        return (cat(p["ids"]), cat(p["labels"]), cat(p["boxes"]), cat(p["iscrowd"]), cat(p["difficult"]),
+                cat(p["area"]), cat(p["img_idx"]), self.segs if self.any_seg else None, keypoints,
+                self.num_kp, self.captions, self.extra)
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[tuple[Any, Any]]:
+    """The file as a read-only memory map, plus ``release()`` that drops its pages from this process.
+
+    Decoding walks the map once for the top-level keys and once per chunk of
+    annotations; dropping the pages in between (``MADV_DONTNEED``; they stay in
+    the page cache, so touching them again costs a minor fault, not a read)
+    keeps the 450 MB of JSON text out of the peak memory while the records are built.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "annotation file not found") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise MalformedFileError(str(path), "invalid JSON: the file is empty")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        can_release = hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED")
+
+        def release() -> None:
+            if can_release:
+                mm.madvise(mmap.MADV_DONTNEED)
+
+        try:
+            yield mm, release
+        finally:
+            try:
+                mm.close()
+            except BufferError:  # a Raw still points into it; the GC closes it later
+                pass
+
+
+def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
+          workers: int | None = None, progress: bool | None = None, task: str | None = None,
+          image_dir: str | os.PathLike | None = None, check_images: bool = False) -> Dataset:
+    """Read a COCO dataset into records.
+
+    Args:
+        path: a dataset root (2017 tree or Roboflow export) or one JSON file.
+        split: read only this split (default: every ``<task>_<split>.json`` found).
+        on_error: ``"raise"`` at the first bad item, or ``"warn"``: skip bad
+            annotations/images, count them in ``dataset.info["skipped"]``.
+        workers: unused (one JSON per split is decoded in this process; it is
+            fast enough that a pool would only add pickling).
+        progress: show a progress bar (default: on a terminal).
+        task: ``"instances"``, ``"person_keypoints"`` or ``"captions"``
+            (default: the first of these that the tree has).
+        image_dir: the image folder for a single JSON file (default: a
+            sibling ``images/`` folder, else the JSON's folder).
+        check_images: also check that every image file exists (and read
+            missing sizes from image headers).
+
+    Returns:
+        A :class:`Dataset` with ``format="coco"``; ``info`` holds COCO's
+        ``info``/``licenses`` and ``task``.
+
+    Raises:
+        DatasetNotFoundError: no COCO annotations at ``path``.
+        MalformedFileError: not JSON, or JSON that is not COCO.
+        InvalidAnnotationError: a bad annotation (names the file and annotation id).
+        MissingFileError: ``check_images`` and an image file is absent.
+
+    Example:
+        >>> ds = parse("coco2017", split="val2017")  # doctest: +SKIP
+        >>> ds.records[0].id, ds.records[0].instances.boxes[:1]  # doctest: +SKIP
+        ('val2017/000000000139', array([[236.98, 142.51, 261.68, 212.01]]))
+    """
+    path = Path(path)
+    policy = ErrorPolicy(on_error)
+    root, sources, task_found = _layout(path, split, task, image_dir)
+    records: list[Record] = []
+    categories: dict[int, Category] = {}
+    info: dict[str, Any] = {}
+    splits: dict[str, list[str]] = {}
+    with _gc_paused():
+        for src in sources:
+            recs, cats, file_info, file_task = _parse_file(src, root, task or task_found, policy, progress)
+            for c in cats:
+                old = categories.get(c.id)
+                if old is None:
+                    categories[c.id] = c
+                elif old.name != c.name:
+                    raise MalformedFileError(str(src.json), f"category id {c.id} is {c.name!r} here but "
+                                                            f"{old.name!r} in another split's file")
+            if not info:
+                info = dict(file_info)
+                info["task"] = file_task
+            if src.split is not None:
+                splits.setdefault(src.split, []).extend(r.id for r in recs)
+            records.extend(recs)
+    if check_images:
+        records = _check_images(records, root, policy)
+        kept = {r.id for r in records}
+        splits = {s: [i for i in ids if i in kept] for s, ids in splits.items()}
+    summary = policy.summary("COCO items")
+    if policy.count:
+        info["skipped"] = policy.count
+        info["skipped_summary"] = summary
+    return Dataset(categories.values(), records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
+    out = []
+    for r in records:
+        p = root / r.path
+        try:
+            if not p.is_file():
+                raise MissingFileError(str(p), f"image file of image id {r.source_id} not found")
+            if not r.width or not r.height:
+                r.width, r.height = image_size(p)
+        except FormatError as err:
+            policy.handle(err)
+            continue
+        out.append(r)
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _xywh_exact(boxes: np.ndarray) -> np.ndarray:
+    """xyxy -> xywh, choosing for each w (h) the shortest decimal with ``x + w == x2``.
+
+    Reading computed ``x2 = x + w`` in float64; ``x2 - x`` can differ from the
+    stored ``w`` in the last bit (0.1 + 0.2 - 0.1 = 0.20000000000000004). The
+    stored value is the shortest decimal that reproduces ``x2``, so trying
+    rounding to 0, 1, ... 15 decimals recovers it exactly in practice.
+    """
+    out = boxes.astype(np.float64, copy=True)
+    for a, b in ((0, 2), (1, 3)):
+        lo, hi = boxes[:, a], boxes[:, b]
+        w = hi - lo
+        best = w.copy()
+        todo = np.ones(len(w), bool)
+        for d in range(16):
+            if not todo.any():
+                break
+            cand = np.round(w, d)
+            ok = todo & (lo + cand == hi)
+            best[ok] = cand[ok]
+            todo &= ~ok
+        out[:, b] = best
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to COCO JSON")
+
+
+def _segmentation_out(segm: Any) -> Any:
+    """A segmentation entry as COCO JSON: raw text passes through unparsed."""
+    import orjson
+
+    if segm is None:
+        return []  # bbox-only; see docs/formats/coco.md ("bbox-only ground truth")
+    if isinstance(segm, (bytes, bytearray, memoryview)):
+        return orjson.Fragment(bytes(segm))
+    if isinstance(segm, dict):
+        counts = segm.get("counts")
+        if isinstance(counts, (bytes, bytearray)):
+            counts = bytes(counts).decode("ascii")
+        elif isinstance(counts, np.ndarray):
+            counts = counts.tolist()
+        size = segm.get("size")
+        return {"size": [int(v) for v in size], "counts": counts}
+    return [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+
+
+def _compressed(segm: Any) -> Any:
+    """An RLE with list counts as compressed-string RLE (pycocotools); anything else unchanged."""
+    if segm is None or (isinstance(segm, (bytes, bytearray)) and not segm.startswith(b"{")):
+        return segm
+    segm = decode_segmentation(segm)
+    if isinstance(segm, dict) and not isinstance(segm.get("counts"), (str, bytes)):
+        from pycocotools import mask as mask_utils
+
+        h, w = (int(v) for v in segm["size"])
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": list(segm["counts"])}, h, w)
+        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    return segm
+
+
+def _segmentation_area(segm: Any, h: int, w: int) -> float | None:
+    """The pixel area of a polygon list or RLE (pycocotools), or None when there is none."""
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if not segm:
+        return None
+    if isinstance(segm, dict):
+        counts = segm["counts"]
+        hh, ww = (int(v) for v in segm["size"])
+        rle = mask_utils.frPyObjects(segm, hh, ww) if isinstance(counts, list) else \
+            {"size": [hh, ww], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return float(mask_utils.area(rle))
+    polys = [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    if not h or not w:  # no image size: rasterise in a canvas that holds the polygons
+        allv = np.concatenate([np.asarray(p) for p in polys])
+        w = int(np.ceil(allv[0::2].max())) + 1
+        h = int(np.ceil(allv[1::2].max())) + 1
+    rles = mask_utils.frPyObjects(polys, h, w)
+    return float(mask_utils.area(mask_utils.merge(rles)))
+
+
+def _unique_names(recs: Sequence[Record]) -> list[str]:
+    """file_name per record: the basename when unique within the split, else the relative path."""
+    base = [r.path.rpartition("/")[2] for r in recs]
+    seen: dict[str, int] = {}
+    for b in base:
+        seen[b] = seen.get(b, 0) + 1
+    return [b if seen[b] == 1 else r.path for b, r in zip(base, recs)]
+
+
+def _image_ids(recs: Sequence[Record]) -> list[int]:
+    """Keep the source image ids when they are unique ints >= 0; otherwise number 1..N.
+
+    Image id 0 is safe in COCOeval (only *annotation* id 0 is not).
+    """
+    src = [r.source_id for r in recs]
+    if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in src) and len(set(src)) == len(src):
+        return src  # type: ignore[return-value]
+    return list(range(1, len(recs) + 1))
+
+
+def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
+          info: Mapping[str, Any] | None = None, compress_rle: bool = False, **options: Any) -> dict[str, Any]:
+    """Write ``dataset`` as a COCO 2017 tree into the existing directory ``dest``.
+
+    Per split (``dataset.splits``; all records as split ``all`` when there
+    are none): ``annotations/instances_<split>.json`` (or
+    ``person_keypoints_<split>.json`` when the dataset has keypoints), plus
+    ``captions_<split>.json`` when records have captions; images placed under
+    ``dest/<split>/<file_name>`` by ``images`` (``link``, ``copy``, ``none``).
+
+    The JSON loads in ``pycocotools.coco.COCO`` and is accepted by
+    ``COCOeval``: ``info`` and ``licenses`` always present; every annotation
+    has ``iscrowd``, ``area``, ``bbox`` ``[x, y, w, h]`` and ``segmentation``;
+    annotation ids start at 1 (source ids kept when all are >= 1 and unique).
+    Per-object fields COCO lacks (VOC ``difficult``, ``pose``, ``truncated``,
+    ``occluded``, ``parts``...) are written as extra annotation keys, which
+    pycocotools ignores and :func:`parse` reads back.
+
+    Args:
+        dataset: the records (category ids as they should appear in the file).
+        dest: an existing, empty directory.
+        images: how to place image files; ``none`` writes annotations only.
+        progress: show a progress bar (default: on a terminal).
+        info: COCO ``info`` to write (default: the dataset's, else a minimal one).
+        compress_rle: write RLE with list counts (uncompressed, as real COCO
+            crowd ground truth has them) as compressed strings. Default: keep
+            the source's form; both are valid COCO.
+
+    Returns:
+        ``{"images": n, "objects": n, "lost": {what: count}, "files": [...]}``.
+
+    Raises:
+        MissingFileError: an image file to place does not exist.
+
+    Example:
+        >>> write(parse("VOC2012-as-coco"), "out")  # doctest: +SKIP
+        {'images': 17125, 'objects': 40138, 'lost': {}, 'files': [...]}
+    """
+    import orjson
+
+    from .._io import check_images_mode
+
+    check_images_mode(images)
+    if options:
+        raise TypeError(f"unknown COCO write option(s): {', '.join(sorted(options))}")
+    dest = Path(dest)
+    (dest / "annotations").mkdir(parents=True, exist_ok=True)
+    by_id = dataset.record_by_id()
+    groups = dataset.splits or {"all": [r.id for r in dataset.records]}
+    root = Path(dataset.root) if dataset.root is not None else None
+    categories = [{"id": int(c.id), "name": c.name, "supercategory": c.supercategory or "",
+                   **{k: v for k, v in c.extra.items() if k not in ("id", "name", "supercategory")}}
+                  for c in dataset.categories]
+    src_info = dataset.info.get("info")
+    coco_info = dict(info) if info is not None else (dict(src_info) if isinstance(src_info, dict) else {
+        "description": f"written by dsprep from {dataset.format or 'records'}", "url": "", "version": "1.0",
+        "year": "", "contributor": "", "date_created": ""})
+    licenses = dataset.info.get("licenses")
+    licenses = licenses if isinstance(licenses, list) else []
+    top_level = dataset.info.get("top_level") if isinstance(dataset.info.get("top_level"), dict) else {}
+    top_level = {k: v for k, v in top_level.items() if k not in ("info", "licenses", "images", "annotations",
+                                                                "categories")}
+    has_kp = any(r.instances.keypoints is not None for r in dataset.records)
+    has_captions = any(r.captions for r in dataset.records)
+    has_objects = any(len(r.instances) for r in dataset.records)
+    write_instances = has_objects or bool(categories) or not has_captions
+    any_difficult = bool(dataset.records) and bool(
+        np.concatenate([r.instances.difficult for r in dataset.records]).any())
+    kp_k = max((r.instances.keypoints.shape[1] for r in dataset.records if r.instances.keypoints is not None),
+               default=0)
+    lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
+            "semantic mask PNGs (mask_path)": sum(r.mask_path is not None for r in dataset.records),
+            "instance mask PNGs (instance_mask_path)": sum(r.instance_mask_path is not None
+                                                           for r in dataset.records)}
+    files: list[str] = []
+    n_images = n_objects = 0
+    for split, rec_ids in groups.items():
+        recs = [by_id[i] for i in rec_ids if i in by_id]
+        names = _unique_names(recs)
+        img_ids = _image_ids(recs)
+        image_entries = []
+        for r, name, iid in zip(recs, names, img_ids):
+            entry = {"id": iid, "width": int(r.width), "height": int(r.height), "file_name": name}
+            for k, v in r.extra.items():
+                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA:
+                    entry[k] = v
+            image_entries.append(entry)
+        if images != "none":
+            for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
+                                     enabled=progress):
+                src = (root / r.path) if root is not None else Path(r.path)
+                if not place_image(src, dest / split / name, images):
+                    raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
+                                                     f"place it as {split}/{name}; use images='none' to write "
+                                                     "annotations only)")
+        if write_instances:
+            anns = _annotations(recs, img_ids, any_difficult, has_kp, kp_k, compress_rle)
+            n_objects += len(anns)
+            task = "person_keypoints" if has_kp else "instances"
+            doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
+                   "annotations": anns, "categories": categories}
+            out = dest / "annotations" / f"{task}_{split}.json"
+            out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+            files.append(out.relative_to(dest).as_posix())
+        if has_captions:
+            caps = []
+            for r, iid in zip(recs, img_ids):
+                cids = r.extra.get("caption_ids")
+                for j, text in enumerate(r.captions):
+                    cid = cids[j] if isinstance(cids, list) and len(cids) == len(r.captions) else None
+                    caps.append({"id": cid, "image_id": iid, "caption": text})
+            ids = [c["id"] for c in caps]
+            if not (all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)):
+                for k, c in enumerate(caps, 1):
+                    c["id"] = k
+            # no 'categories' key: pycocotools indexes category_id of every annotation when it is
+            # present, and captions have none (the real captions_*.json has no 'categories' either)
+            doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
+            out = dest / "annotations" / f"captions_{split}.json"
+            out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+            files.append(out.relative_to(dest).as_posix())
+        n_images += len(recs)
+    return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
+            "files": files}
+
+
+_STANDARD_ANN_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+
+
+def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: bool, has_kp: bool,
+                 kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
+    """COCO annotation dicts for one split, in record order."""
+    from orjson import Fragment
+
+    parts = [r.instances for r in recs]
+    n = sum(len(p) for p in parts)
+    if n == 0:
+        return []
+    cat = np.concatenate
+    boxes = _xywh_exact(cat([p.boxes for p in parts]))
+    src_ids = cat([p.ids for p in parts])
+    sorted_ids = np.sort(src_ids)
+    keep_ids = bool(sorted_ids[0] >= 1) and bool((sorted_ids[1:] != sorted_ids[:-1]).all())
+    ann_ids = src_ids.tolist() if keep_ids else list(range(1, n + 1))
+    box_list = boxes.tolist()
+    labels = cat([p.labels for p in parts]).tolist()
+    crowd = cat([p.iscrowd for p in parts]).astype(np.int64).tolist()
+    areas = cat([p.area for p in parts]).tolist()
+    diff = cat([p.difficult for p in parts]).astype(np.int64).tolist() if any_difficult else None
+    out: list[dict[str, Any]] = []
+    k = 0
+    for r, iid, inst in zip(recs, img_ids, parts):
+        m = len(inst)
+        if not m:
+            continue
+        segs = inst.segmentation
+        extras = inst.extra
+        kps = inst.keypoints
+        for j in range(m):
+            x, y, w, h = box_list[k]
+            segm = segs[j] if segs is not None else None
+            if compress_rle:
+                segm = _compressed(segm)
+            area = areas[k]
+            if area != area:  # NaN: unknown, compute it
+                area = _segmentation_area(segm, r.height, r.width) if segm is not None else None
+                if area is None:
+                    area = w * h
+            ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],
+                   "segmentation": Fragment(segm) if type(segm) is bytes else _segmentation_out(segm),
+                   "area": area, "bbox": [x, y, w, h], "iscrowd": crowd[k]}
+            extra = extras[j] if extras is not None else None
+            if has_kp:
+                if kps is not None:
+                    kp = kps[j]
+                    flat = kp.ravel().tolist()
+                    if kp.shape[0] < kp_k:
+                        flat += [0.0] * (3 * (kp_k - kp.shape[0]))
+                    vis = int((kp[:, 2] > 0).sum())
+                else:
+                    flat, vis = [0.0] * (3 * kp_k), 0
+                ann["keypoints"] = [int(v) if v.is_integer() else v for v in flat]
+                num = extra.get("num_keypoints") if extra else None
+                ann["num_keypoints"] = int(num) if isinstance(num, int) else vis
+            if diff is not None:
+                ann["difficult"] = diff[k]
+            if extra:
+                for key, value in extra.items():
+                    if key not in ann and key not in _STANDARD_ANN_KEYS:
+                        ann[key] = value
+            out.append(ann)
+            k += 1
+    return out
