@@ -126,7 +126,8 @@ class RecordTable:
         InvalidAnnotationError: a label that is not one of the dataset's categories.
     """
 
-    def __init__(self, dataset: Any, *, keypoints: bool = False, segmentation: bool = False):
+    def __init__(self, dataset: Any, *, keypoints: bool = False, segmentation: bool = False,
+                 image_labels: bool = True, object_labels: bool = True):
         recs = dataset.records
         index = dataset.category_index()
         self.num_classes = len(index)
@@ -141,6 +142,8 @@ class RecordTable:
         for i, r in enumerate(recs):
             if r.label is not None:
                 if r.label not in index:
+                    if not image_labels:
+                        continue
                     raise InvalidAnnotationError(r.path, f"image label {r.label!r} is not a category id "
                                                          f"of this dataset (known: {sorted(index)[:10]}...)")
                 self.label[i] = index[r.label]
@@ -167,10 +170,14 @@ class RecordTable:
                 continue
             self.boxes[a:b] = inst.boxes
             pos = np.clip(np.searchsorted(lut_keys, inst.labels), 0, max(len(lut_keys) - 1, 0))
-            if len(lut_keys) == 0 or not np.array_equal(lut_keys[pos], inst.labels):
+            known = lut_keys[pos] == inst.labels if len(lut_keys) else np.zeros(len(inst.labels), bool)
+            if not known.all() and not object_labels:
+                self.labels[a:b] = np.where(known, lut_vals[pos] if len(lut_keys) else -1, -1)
+            elif not known.all():
                 bad = sorted(set(inst.labels.tolist()) - set(lut_keys.tolist()))
                 raise InvalidAnnotationError(r.path, f"object labels {bad} are not category ids of this dataset")
-            self.labels[a:b] = lut_vals[pos]
+            else:
+                self.labels[a:b] = lut_vals[pos]
             self.iscrowd[a:b] = inst.iscrowd
             self.difficult[a:b] = inst.difficult
             extra = inst.extra or [None] * (b - a)
@@ -226,7 +233,9 @@ def _segm_to_mask(segm: bytes, h: int, w: int) -> np.ndarray:
         rle = mask_utils.frPyObjects(s, h, w)
     else:
         rle = {"size": s["size"], "counts": s["counts"].encode("ascii")}
-    m = mask_utils.decode(rle)
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__(copy=)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = mask_utils.decode(rle)
     if m.shape != (h, w):
         raise ValueError(f"RLE of size {m.shape} on an image of size ({h}, {w})")
     return m.astype(np.uint8, copy=False)
@@ -329,7 +338,9 @@ class TorchDataset(tud.Dataset):
         self.epoch = 0
         self.masks = bool(masks)
         want_kp = self.task == "keypoints"
-        self.table = RecordTable(dataset, keypoints=want_kp, segmentation=self.masks)
+        self.table = RecordTable(dataset, keypoints=want_kp, segmentation=self.masks,
+                                 image_labels=self.task == "classification",
+                                 object_labels=self.task in ("crops", "detection", "keypoints"))
         self.num_classes = self.table.num_classes
         self.class_names = [c.name for c in dataset.categories]
         if isinstance(augment, str):
