@@ -216,7 +216,7 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     """
     sx, sy = plan.scale
     if isinstance(image, ImageSource):
-        im, f = image.decode(min(sx, sy))
+        im, f = image.decode(max(sx, sy))  # the less-shrunk axis decides: neither may be upsampled
     elif isinstance(image, Image.Image):
         im, f = image, 1.0
     else:

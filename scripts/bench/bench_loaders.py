@@ -83,55 +83,129 @@ def dsprep_coco(data: Path, masks: bool = False):
     return Dataset(cats, recs, root=data)
 
 
-def _time_loader(loader, count_fn, limit: int | None = None, post=None) -> tuple[float, int]:
-    """Images per second after the first batch (worker start-up excluded)."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0.0
+
+
+def _children() -> list[int]:
+    """Live child processes of this one (the loader's workers)."""
+    me, out = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        out.append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _time_loader(loader, count_fn, limit: int | None = None, post=None) -> tuple[float, int, float]:
+    """(images/s after the first batch, images, CPU ms per image over the whole run).
+
+    Wall-clock rate excludes worker start-up. The CPU figure adds the
+    workers' CPU time (from fork to the last batch; read after every batch,
+    as workers exit when the epoch ends) and the main process's (all its
+    threads) and divides by every image delivered: on a machine shared with
+    other jobs it is the figure that their load does not distort.
+    """
+    main0 = time.process_time()
     it = iter(loader)
     first = next(it)
+    pids = _children()
     if post is not None:
         post(first)
+    n_all = count_fn(first)
     n = 0
+    seen = {p: 0.0 for p in pids}  # last reading: workers exit as soon as the epoch ends
     t0 = time.perf_counter()
     for batch in it:
         if post is not None:
             batch = post(batch)
         n += count_fn(batch)
+        for p in pids:
+            seen[p] = max(seen[p], _cpu_seconds(p))
         if limit and n >= limit:
             break
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - main0 + sum(seen.values())
     del it
-    return n / dt, n
+    return n / dt, n, 1000 * cpu / (n + n_all)
 
 
-def _report(name: str, rate: float, n: int, ref: dict) -> None:
-    ref[name] = rate
-    print(f"  {name:58s} {rate:8.0f} img/s  ({n} images)", flush=True)
+REPEATS = 3
+LIMIT: int | None = None
+
+
+def _interleaved(pipelines: dict, res: dict) -> None:
+    """Run each pipeline REPEATS times, interleaved, and report the best and the median.
+
+    On a shared machine the best of several runs is the least disturbed one;
+    interleaving gives every pipeline the same chances.
+    """
+    runs: dict[str, list[float]] = {k: [] for k in pipelines}
+    cpus: dict[str, list[float]] = {k: [] for k in pipelines}
+    n_seen: dict[str, int] = {}
+    for _ in range(REPEATS):
+        for name, (make, count, post) in pipelines.items():
+            rate, n, cpu_ms = _time_loader(make(), count, limit=LIMIT, post=post)
+            runs[name].append(rate)
+            cpus[name].append(cpu_ms)
+            n_seen[name] = n
+    for name, rates in runs.items():
+        best, med = max(rates), float(np.median(rates))
+        cpu = float(np.median(cpus[name]))
+        res[name] = {"best": best, "median": med, "runs": rates, "cpu_ms_per_image": cpu}
+        print(f"  {name:58s} best {best:6.0f}  median {med:6.0f} img/s | CPU {cpu:5.2f} ms/img "
+              f"({n_seen[name]} images x {len(rates)})", flush=True)
+
+
+def _best_loop(name: str, fn, items, res: dict) -> None:
+    rates, cpus = [], []
+    for _ in range(REPEATS):
+        t, c = time.perf_counter(), time.process_time()
+        for x in items:
+            fn(x)
+        rates.append(len(items) / (time.perf_counter() - t))
+        cpus.append(1000 * (time.process_time() - c) / len(items))
+    cpu = float(np.median(cpus))
+    res[name] = {"best": max(rates), "median": float(np.median(rates)), "runs": rates, "cpu_ms_per_image": cpu}
+    print(f"  {name:58s} best {max(rates):6.0f}  median {float(np.median(rates)):6.0f} img/s | CPU {cpu:5.2f} "
+          f"ms/img ({len(items)} images x {len(rates)})", flush=True)
 
 
 def bench_floor(data: Path, n: int, res: dict) -> None:
-    print("floor (one process):")
-    paths = [data / p for p, _ in _ids_and_paths(data)][:n]
+    print("floor (one process, no framework):")
+    rels = [p for p, _ in _ids_and_paths(data)]
+    rels = [rels[i] for i in np.random.default_rng(0).permutation(len(rels))[:n]]
+    paths = [data / r for r in rels]
     for p in paths[:50]:
         Image.open(p).convert("RGB")
-    t = time.perf_counter()
-    for p in paths:
-        Image.open(p).convert("RGB")
-    _report("PIL full decode", len(paths) / (time.perf_counter() - t), len(paths), res)
+    _best_loop("PIL full decode", lambda p: Image.open(p).convert("RGB"), paths, res)
+    _best_loop("PIL full decode + RandomResizedCrop-like resize to 224",
+               lambda p: Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR, box=(20, 20, 320, 320)),
+               paths, res)
     try:
         import simplejpeg
     except ImportError:
         print("  simplejpeg: not installed")
     else:
-        t = time.perf_counter()
-        for p in paths:
-            simplejpeg.decode_jpeg(p.read_bytes(), colorspace="RGB")
-        _report("simplejpeg decode", len(paths) / (time.perf_counter() - t), len(paths), res)
+        _best_loop("simplejpeg decode", lambda p: simplejpeg.decode_jpeg(p.read_bytes(), colorspace="RGB"),
+                   paths, res)
     masks = json.loads((data / "masks.json").read_text())
-    rels = [p for p, _ in _ids_and_paths(data)][:n]
-    t = time.perf_counter()
-    for r in rels:
+
+    def image_and_mask(r: str) -> None:
         Image.open(data / r).convert("RGB")
         np.asarray(Image.open(data / masks[r]))
-    _report("PIL decode image + mask (segmentation floor)", len(rels) / (time.perf_counter() - t), len(rels), res)
+
+    _best_loop("PIL decode image + mask (segmentation floor)", image_and_mask, rels, res)
 
 
 def bench_cls(data: Path, workers: int, res: dict) -> None:
@@ -142,22 +216,25 @@ def bench_cls(data: Path, workers: int, res: dict) -> None:
     kw = dict(batch_size=64, task="classification", num_workers=workers, pin_memory=False,
               persistent_workers=False)
     count = lambda b: len(b[0])  # noqa: E731
-    _report("dsprep loader (uint8 batches)", *_time_loader(make_loader(ds, **kw), count), res)
-    _report("dsprep loader + to_device(float32, normalise) on CPU",
-            *_time_loader(make_loader(ds, **kw), count, post=lambda b: to_device(b, "cpu")), res)
+    pipes: dict = {
+        "dsprep loader (uint8 batches)": (lambda: make_loader(ds, **kw), count, None),
+        "dsprep loader + to_device(float32, normalise) on CPU":
+            (lambda: make_loader(ds, **kw), count, lambda b: to_device(b, "cpu")),
+    }
     try:
         import torchvision
         from torchvision.transforms import v2
     except ImportError:
         print("  torchvision not installed: skipped")
-        return
-    head = [v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor()]
-    for name, tail in (("torchvision ImageFolder + v2 -> float32 + Normalize",
-                        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]),
-                       ("torchvision ImageFolder + v2 -> uint8", [])):
-        tv = torchvision.datasets.ImageFolder(str(data / "train"), transform=v2.Compose(head + tail))
-        loader = tud.DataLoader(tv, batch_size=64, shuffle=True, num_workers=workers)
-        _report(name, *_time_loader(loader, count), res)
+    else:
+        head = [v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor()]
+        for name, tail in (("torchvision ImageFolder + v2 -> float32 + Normalize",
+                            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]),
+                           ("torchvision ImageFolder + v2 -> uint8", [])):
+            tv = torchvision.datasets.ImageFolder(str(data / "train"), transform=v2.Compose(head + tail))
+            pipes[name] = ((lambda tv=tv: tud.DataLoader(tv, batch_size=64, shuffle=True, num_workers=workers)),
+                           count, None)
+    _interleaved(pipes, res)
 
 
 def bench_det(data: Path, workers: int, res: dict) -> None:
@@ -166,27 +243,32 @@ def bench_det(data: Path, workers: int, res: dict) -> None:
     print(f"detection, flip + resize shorter side 512, batch 8, {workers} workers:")
     ds = dsprep_coco(data)
     count = lambda b: len(b[0])  # noqa: E731
-    loader = make_loader(ds, batch_size=8, task="detection", min_size=512, max_size=None, num_workers=workers,
-                         pin_memory=False, persistent_workers=False)
-    _report("dsprep detection loader (uint8, padded batch)", *_time_loader(loader, count), res)
+    pipes: dict = {"dsprep detection loader (uint8, padded batch)": (
+        lambda: make_loader(ds, batch_size=8, task="detection", min_size=512, max_size=None, num_workers=workers,
+                            pin_memory=False, persistent_workers=False), count, None)}
     try:
         import torchvision
         from torchvision.transforms import v2
     except ImportError:
         print("  torchvision not installed: skipped")
-        return
-    for name, tail in (("torchvision CocoDetection + v2 -> float32", [v2.ToDtype(torch.float32, scale=True)]),
-                       ("torchvision CocoDetection + v2 -> uint8", [])):
-        tf = v2.Compose([v2.RandomHorizontalFlip(), v2.Resize(512, antialias=True), v2.ToImage()] + tail)
+    else:
         import contextlib
         import io
 
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
-            tv = torchvision.datasets.CocoDetection(str(data), str(data / "instances.json"), transforms=tf)
-            tv = torchvision.datasets.wrap_dataset_for_transforms_v2(tv, target_keys=("boxes", "labels", "image_id"))
-        loader = tud.DataLoader(tv, batch_size=8, shuffle=True, num_workers=workers,
-                                collate_fn=lambda b: tuple(zip(*b)))
-        _report(name, *_time_loader(loader, count), res)
+        for name, tail in (("torchvision CocoDetection + v2 -> float32", [v2.ToDtype(torch.float32, scale=True)]),
+                           ("torchvision CocoDetection + v2 -> uint8", [])):
+            tf = v2.Compose([v2.RandomHorizontalFlip(), v2.Resize(512, antialias=True), v2.ToImage()] + tail)
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
+                tv = torchvision.datasets.CocoDetection(str(data), str(data / "instances.json"), transforms=tf)
+                tv = torchvision.datasets.wrap_dataset_for_transforms_v2(tv, target_keys=("boxes", "labels",
+                                                                                          "image_id"))
+            pipes[name] = ((lambda tv=tv: tud.DataLoader(tv, batch_size=8, shuffle=True, num_workers=workers,
+                                                         collate_fn=_tuple_collate)), count, None)
+    _interleaved(pipes, res)
+
+
+def _tuple_collate(batch):
+    return tuple(zip(*batch))
 
 
 class _TVSeg(tud.Dataset):
@@ -213,23 +295,25 @@ def bench_seg(data: Path, workers: int, res: dict) -> None:
     print(f"segmentation, random scale 0.5-2 + crop 512 (pad 255) + flip, batch 8, {workers} workers:")
     ds = dsprep_coco(data, masks=True)
     count = lambda b: len(b[0])  # noqa: E731
-    loader = make_loader(ds, batch_size=8, task="segmentation", num_workers=workers, pin_memory=False,
-                         persistent_workers=False)
-    _report("dsprep segmentation loader (uint8)", *_time_loader(loader, count), res)
+    pipes: dict = {"dsprep segmentation loader (uint8)": (
+        lambda: make_loader(ds, batch_size=8, task="segmentation", num_workers=workers, pin_memory=False,
+                            persistent_workers=False), count, None)}
     try:
         from torchvision import tv_tensors
         from torchvision.transforms import v2
     except ImportError:
         print("  torchvision not installed: skipped")
-        return
-    for name, tail in (("torchvision v2 (Image, Mask) -> float32",
-                        [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)]),
-                       ("torchvision v2 (Image, Mask) -> uint8", [])):
-        tf = v2.Compose([v2.ToImage(), v2.RandomResize(187, 751, antialias=True),
-                         v2.RandomCrop(512, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: 255}),
-                         v2.RandomHorizontalFlip()] + tail)
-        loader = tud.DataLoader(_TVSeg(data, tf), batch_size=8, shuffle=True, num_workers=workers)
-        _report(name, *_time_loader(loader, count), res)
+    else:
+        for name, tail in (("torchvision v2 (Image, Mask) -> float32",
+                            [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)]),
+                           ("torchvision v2 (Image, Mask) -> uint8", [])):
+            tf = v2.Compose([v2.ToImage(), v2.RandomResize(187, 751, antialias=True),
+                             v2.RandomCrop(512, pad_if_needed=True,
+                                           fill={tv_tensors.Image: 0, tv_tensors.Mask: 255}),
+                             v2.RandomHorizontalFlip()] + tail)
+            pipes[name] = ((lambda tf=tf: tud.DataLoader(_TVSeg(data, tf), batch_size=8, shuffle=True,
+                                                         num_workers=workers)), count, None)
+    _interleaved(pipes, res)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -371,9 +455,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-images", type=int, default=118_287)
     ap.add_argument("--mem-boxes", type=int, default=7)
     ap.add_argument("--mem-workers", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per pipeline (best and median shown)")
+    ap.add_argument("--limit", type=int, default=None, help="images per run (default: one epoch)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
     data = Path(args.data)
+    global REPEATS, LIMIT
+    REPEATS, LIMIT = args.repeats, args.limit
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, load {os.getloadavg()}", flush=True)
     res: dict = {}
