@@ -16,21 +16,26 @@ from dsprep.loaders import (Collate, EpochSampler, GroupedBatchSampler, Loader, 
 from dsprep.records import Category, Dataset, Instances, Record
 
 
-def make_dataset(root, n: int = 12, *, sizes=((40, 30), (24, 36)), with_masks: bool = True) -> Dataset:
-    """Tiny JPEGs with two objects each (source category ids 5 and 9), a P mask and a polygon."""
+def make_dataset(root, n: int = 12, *, sizes=((40, 30), (24, 36)), with_masks: bool = True,
+                 write: bool = True) -> Dataset:
+    """Tiny JPEGs with two objects each (source category ids 5 and 9), a P mask and a polygon.
+
+    ``write=False`` builds the same records without writing files (for processes sharing ``root``).
+    """
     rng = np.random.default_rng(0)
     recs = []
     for i in range(n):
         w, h = sizes[i % len(sizes)]
         img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(img).save(root / f"img_{i}.jpg", quality=90)
+        if write:
+            Image.fromarray(img).save(root / f"img_{i}.jpg", quality=90)
         b0 = [2, 3, w // 2, h // 2]
         b1 = [w // 2, h // 3, w - 1, h - 2]
         poly = [b0[0], b0[1], b0[2], b0[1], b0[2], b0[3], b0[0], b0[3]]
         inst = Instances(boxes=[b0, b1], labels=[5, 9], iscrowd=[False, i % 3 == 0], difficult=[i % 2 == 1, False],
                          segmentation=[[poly], {"size": [h, w], "counts": _rle_counts(b1, w, h)}])
         mask_path = None
-        if with_masks:
+        if with_masks and write:
             m = np.zeros((h, w), np.uint8)
             m[b0[1]:b0[3], b0[0]:b0[2]] = 1
             m[b1[1]:b1[3], b1[0]:b1[2]] = 2
@@ -38,6 +43,7 @@ def make_dataset(root, n: int = 12, *, sizes=((40, 30), (24, 36)), with_masks: b
             pm = Image.fromarray(m, "P")
             pm.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [224] * 759)
             pm.save(root / f"mask_{i}.png")
+        if with_masks:
             mask_path = f"mask_{i}.png"
         recs.append(Record(f"img_{i}", f"img_{i}.jpg", w, h, "train", label=5 if i % 2 else 9,
                            instances=inst, mask_path=mask_path))
@@ -296,7 +302,7 @@ def _dist_worker(rank: int, world: int, root: str, port: int, out: str) -> None:
     os.environ["MASTER_PORT"] = str(port)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        ds = make_dataset(__import__("pathlib").Path(root), with_masks=False)
+        ds = make_dataset(__import__("pathlib").Path(root), with_masks=False, write=False)
         loader = make_loader(ds, batch_size=3, task="classification", size=8, num_workers=0)
         ids = [i for _, t in loader for i in t["image_id"]]
         with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
