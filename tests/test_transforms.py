@@ -68,7 +68,7 @@ OPS = [
 def test_mask_and_box_agree_after_every_transform(name, ops, seed):
     s = _scene()
     out = T.Compose(ops)(s, np.random.default_rng(seed))
-    w, h = out["image"].size
+    h, w = out["image"].shape[:2]
     n = len(out["boxes"])
     # every per-object field followed the same selection
     assert len(out["labels"]) == len(out["iscrowd"]) == len(out["masks"]) == n
@@ -142,7 +142,7 @@ def test_same_generator_same_augmentation():
     b = ops(_scene(), np.random.default_rng(7))
     np.testing.assert_array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
     np.testing.assert_array_equal(a["boxes"], b["boxes"])
-    sizes = {ops(_scene(), np.random.default_rng(s))["image"].size for s in range(12)}
+    sizes = {ops(_scene(), np.random.default_rng(s))["image"].shape for s in range(12)}
     assert len(sizes) > 1  # the scale jitter does draw
 
 
@@ -151,7 +151,7 @@ def test_random_resized_crop_output_and_region():
     for seed in range(20):
         out = T.Compose([T.RandomResizedCrop(224)])(s, np.random.default_rng(seed))
         p = out["plan"]
-        assert out["image"].size == (224, 224)
+        assert out["image"].shape == (224, 224, 3)
         assert 0 <= p.x0 < p.x1 <= 500 and 0 <= p.y0 < p.y1 <= 375
         area = (p.x1 - p.x0) * (p.y1 - p.y0) / (500 * 375)
         assert 0.07 <= area <= 1.0
@@ -185,3 +185,15 @@ def test_presets_and_unknown_names():
         T.preset("detecton")
     with pytest.raises(ValueError, match="Valid values are: default, eval, none"):
         T.preset("detection", "train")
+
+
+def test_torch_resampling_follows_pil():
+    y, x = np.mgrid[0:60, 0:80]
+    arr = np.stack([x * 3, y * 4, (x + y) * 2], -1).astype(np.uint8)  # smooth: no wrap-around edges
+    for plan in (T.Plan.identity(80, 60).crop(10, 5, 70, 55).resize(24, 20),   # shrink: antialiased
+                 T.Plan.identity(80, 60).resize(120, 90)):                     # enlarge
+        got = T.resized_crop_image(arr, plan).astype(int)
+        box = (plan.x0, plan.y0, plan.x1, plan.y1)
+        ref = np.asarray(Image.fromarray(arr).resize(plan.size, Image.BILINEAR, box=box)).astype(int)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).mean() < 0.5 and np.abs(got - ref).max() <= 2
