@@ -607,11 +607,15 @@ def _stack_images(images: Sequence[torch.Tensor], pad_to: int = 1) -> torch.Tens
     H, W = max(hs), max(ws)
     if pad_to > 1:
         H, W = -(-H // pad_to) * pad_to, -(-W // pad_to) * pad_to
-    same = all(h == H for h in hs) and all(w == W for w in ws)
-    out = _empty((len(images), H, W, 3), torch.uint8, None if same else 0)
+    out = _empty((len(images), H, W, 3), torch.uint8)
     dst = out.numpy()
     for k, t in enumerate(images):
-        dst[k, :t.shape[1], :t.shape[2]] = t.permute(1, 2, 0).numpy()
+        h, w = int(t.shape[1]), int(t.shape[2])
+        dst[k, :h, :w] = t.permute(1, 2, 0).numpy()
+        if w < W:  # zero only the padding: every byte of the batch is written once
+            dst[k, :h, w:] = 0
+        if h < H:
+            dst[k, h:] = 0
     return out.permute(0, 3, 1, 2)
 
 
@@ -695,8 +699,36 @@ class Collate:
         else:
             batch = collate_classification(samples)
         if self.report_skips:
+            if batch is not None:
+                batch = (batch[0], _pack(batch[1]))
             return batch, [s for s in samples if isinstance(s, Skipped)]
         return batch
+
+
+# A tensor leaves a worker as a shared-memory file descriptor: one socket
+# round trip each. A detection batch of 8 has ~50 small target tensors, and
+# those round trips cost more than the images. Inside the Loader, targets
+# travel as numpy arrays (pickled by value, in the same message) and become
+# tensors again in the main process; only the image batch uses shared memory.
+
+def _pack(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_pack(v) for v in obj]
+    return obj
+
+
+def _unpack(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    if isinstance(obj, dict):
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v) for v in obj]
+    return obj
 
 
 # --------------------------------------------------------------------------- samplers
@@ -848,7 +880,7 @@ class Loader(tud.DataLoader):
                 self.skipped.extend(skipped)
                 if batch is None:
                     continue
-                yield batch
+                yield batch[0], _unpack(batch[1])
             else:
                 yield item
         new = self.skipped[before:]

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -725,5 +725,3 @@ def preset(task: str, augment: str = "default", *, size: int | Sequence[int] | N
             ops = [RandomScale(scale or (0.5, 2.0)), RandomCrop(512 if crop_size is None else crop_size), HFlip()]
     return Compose(ops, fill=fill)
 
-
-AugmentFn = Callable[..., Any]

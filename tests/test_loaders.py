@@ -355,3 +355,12 @@ def test_loader_batches_are_pinned_uint8_channels_last_view(ds):
     assert loader.pin_memory == torch.cuda.is_available()
     images, _ = next(iter(loader))
     assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_package_level_names_load_the_torch_layer_lazily():
+    import dsprep
+    import dsprep.loaders
+
+    assert dsprep.to_device is dsprep.loaders.to_device and dsprep.make_loader is dsprep.loaders.make_loader
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dsprep.nope
