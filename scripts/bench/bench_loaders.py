@@ -396,7 +396,8 @@ def _peak_during(loader) -> dict:
     return peak
 
 
-def bench_mem(n_images: int, boxes_per_image: int, workers: int, res: dict) -> None:
+def bench_mem(n_images: int, boxes_per_image: int, workers: int, res: dict,
+              kinds: tuple[str, ...] = ("list of dicts", "dsprep RecordTable")) -> None:
     from dsprep.loaders import RecordTable
     from dsprep.records import Category, Dataset, Instances, Record
 
@@ -407,7 +408,7 @@ def bench_mem(n_images: int, boxes_per_image: int, workers: int, res: dict) -> N
     def collate(b):
         return len(b)
 
-    for kind in ("list of dicts", "dsprep RecordTable"):
+    for kind in kinds:
         gc.collect()
         if kind == "list of dicts":
             dicts = []
@@ -455,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-images", type=int, default=118_287)
     ap.add_argument("--mem-boxes", type=int, default=7)
     ap.add_argument("--mem-workers", type=int, default=4)
+    ap.add_argument("--mem-kind", choices=["dicts", "dsprep", "both"], default="both",
+                    help="one kind per process gives each a clean parent")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per pipeline (best and median shown)")
     ap.add_argument("--limit", type=int, default=None, help="images per run (default: one epoch)")
     ap.add_argument("--json", help="also write the figures here")
@@ -475,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         elif what == "seg":
             bench_seg(data, args.workers, res)
         elif what == "mem":
-            bench_mem(args.mem_images, args.mem_boxes, args.mem_workers, res)
+            kinds = {"dicts": ("list of dicts",), "dsprep": ("dsprep RecordTable",),
+                     "both": ("list of dicts", "dsprep RecordTable")}[args.mem_kind]
+            bench_mem(args.mem_images, args.mem_boxes, args.mem_workers, res, kinds)
     print(f"load after: {os.getloadavg()}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
