@@ -700,7 +700,9 @@ class Collate:
             batch = collate_classification(samples)
         if self.report_skips:
             if batch is not None:
-                batch = (batch[0], _pack(batch[1]))
+                # images as the contiguous (B, H, W, 3) buffer they are, so that pin_memory
+                # copies it as is; Loader permutes back to (B, 3, H, W) (a free view)
+                batch = (batch[0].permute(0, 2, 3, 1), _pack(batch[1]))
             return batch, [s for s in samples if isinstance(s, Skipped)]
         return batch
 
@@ -880,7 +882,7 @@ class Loader(tud.DataLoader):
                 self.skipped.extend(skipped)
                 if batch is None:
                     continue
-                yield batch[0], _unpack(batch[1])
+                yield batch[0].permute(0, 3, 1, 2), _unpack(batch[1])
             else:
                 yield item
         new = self.skipped[before:]

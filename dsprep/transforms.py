@@ -91,6 +91,33 @@ def flip_map_from_names(names: Sequence[str]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the plan
 
+def _snap_axis(x0: float, x1: float, size: int, out: int) -> tuple[float, float] | None:
+    """Region ``[x0, x1]`` of a source axis ``size`` long shown on ``out`` pixels, snapped (see Plan.snapped)."""
+    if size <= 0 or x1 <= x0:
+        return None
+    k = out / (x1 - x0)  # output pixels per source pixel
+    if x0 >= 0 and x1 <= size:
+        a, b = round(x0), round(x1)
+        return (float(a), float(b)) if b > a else None
+    if x0 < 0 and x1 > size:           # padded on both sides: [0, size] -> [p, p + size k']
+        p, q = round(-x0 * k), round(size * k)
+        if q <= 0:
+            return None
+        k2 = q / size
+        return -p / k2, -p / k2 + out / k2
+    if x0 < 0:                         # padded before: [0, b] -> [p, out]
+        b, p = round(x1), round(-x0 * k)
+        if b <= 0 or p >= out:
+            return None
+        k2 = (out - p) / b
+        return -p / k2, float(b)
+    a, q = round(x0), round((size - x0) * k)  # padded after: [a, size] -> [0, q]
+    if a >= size or q <= 0:
+        return None
+    k2 = q / (size - a)
+    return float(a), a + out / k2
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Where the output comes from: source region ``(x0, y0, x1, y1)`` -> ``out_w x out_h``.
@@ -144,16 +171,20 @@ class Plan:
             out_h=max(1, int(round(bottom - top))))
 
     def snapped(self) -> "Plan":
-        """The same plan on whole source pixels, when its region lies inside the source.
+        """The same plan adjusted so that every edge of the visible source lands on whole pixels.
 
-        Moves the region edges by less than half a source pixel (the output
-        size stays), so that the image can be resampled from an integer crop.
-        Padded regions are returned unchanged.
+        Inside the source, the region's edges are rounded to whole source
+        pixels; where it reaches outside (padding), the scale and offset are
+        nudged so that the image edges fall on whole output pixels. Edges move
+        by less than a pixel and the output size stays. Then the visible part
+        is an integer crop resampled to an integer rectangle, which the fast
+        uint8 kernel can do, and boxes and masks follow the same nudged plan.
         """
-        x0, y0, x1, y1 = round(self.x0), round(self.y0), round(self.x1), round(self.y1)
-        if x0 < 0 or y0 < 0 or x1 > self.src_w or y1 > self.src_h or x1 <= x0 or y1 <= y0:
+        x = _snap_axis(self.x0, self.x1, self.src_w, self.out_w)
+        y = _snap_axis(self.y0, self.y1, self.src_h, self.out_h)
+        if x is None or y is None:
             return self
-        return dataclasses.replace(self, x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1))
+        return dataclasses.replace(self, x0=x[0], x1=x[1], y0=y[0], y1=y[1])
 
     def flip(self) -> "Plan":
         return dataclasses.replace(self, hflip=not self.hflip)
@@ -251,8 +282,14 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     size = (u1 - u0, v1 - v0)
     ibox = tuple(int(round(v)) for v in box)
     integral = all(abs(a - b) < 1e-6 for a, b in zip(box, ibox)) and ibox[2] <= im.width and ibox[3] <= im.height
-    if integral and size == (W, H) and resample == Image.Resampling.BILINEAR and im.mode == "RGB":
-        return _torch_resized_crop(np.asarray(im), ibox, W, H, plan.hflip)
+    if integral and resample == Image.Resampling.BILINEAR and im.mode == "RGB":
+        part_arr = _torch_resized_crop(np.asarray(im), ibox, size[0], size[1], False)
+        if size != (W, H):
+            canvas = np.empty((H, W, 3), np.uint8)
+            canvas[...] = np.asarray(_fill(fill, "RGB"), np.uint8)
+            canvas[v0:v1, u0:u1] = part_arr
+            part_arr = canvas
+        return hflip_image(part_arr) if plan.hflip else part_arr
     if integral and size == (ibox[2] - ibox[0], ibox[3] - ibox[1]):
         part = im if ibox == (0, 0, im.width, im.height) else im.crop(ibox)  # pure crop: no resampling
     else:
