@@ -24,6 +24,15 @@ def parse(format: str, root, **options) -> Dataset:
     return get_format(format).parse(root, **options)
 
 
+def __getattr__(name: str):
+    # The torch layer on first use only: ``import dsprep`` stays torch-free.
+    if name in ("to_device", "make_loader"):
+        from . import loaders
+
+        return getattr(loaders, name)
+    raise AttributeError(f"module 'dsprep' has no attribute {name!r}")
+
+
 __all__ = sorted([
     "BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS",
     "FormatError", "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError",

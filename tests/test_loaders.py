@@ -1,0 +1,366 @@
+"""TorchDataset, collate, samplers, determinism across workers, skipping, distributed, to_device."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dsprep import transforms as T
+from dsprep.errors import FormatError, InvalidAnnotationError, MalformedFileError, UnknownNameError
+from dsprep.loaders import (Collate, EpochSampler, GroupedBatchSampler, Loader, RecordTable, Skipped,
+                            TorchDataset, make_loader, to_device)
+from dsprep.records import Category, Dataset, Instances, Record
+
+
+def make_dataset(root, n: int = 12, *, sizes=((40, 30), (24, 36)), with_masks: bool = True,
+                 write: bool = True) -> Dataset:
+    """Tiny JPEGs with two objects each (source category ids 5 and 9), a P mask and a polygon.
+
+    ``write=False`` builds the same records without writing files (for processes sharing ``root``).
+    """
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        if write:
+            Image.fromarray(img).save(root / f"img_{i}.jpg", quality=90)
+        b0 = [2, 3, w // 2, h // 2]
+        b1 = [w // 2, h // 3, w - 1, h - 2]
+        poly = [b0[0], b0[1], b0[2], b0[1], b0[2], b0[3], b0[0], b0[3]]
+        inst = Instances(boxes=[b0, b1], labels=[5, 9], iscrowd=[False, i % 3 == 0], difficult=[i % 2 == 1, False],
+                         segmentation=[[poly], {"size": [h, w], "counts": _rle_counts(b1, w, h)}])
+        mask_path = None
+        if with_masks and write:
+            m = np.zeros((h, w), np.uint8)
+            m[b0[1]:b0[3], b0[0]:b0[2]] = 1
+            m[b1[1]:b1[3], b1[0]:b1[2]] = 2
+            m[0, :] = 255
+            pm = Image.fromarray(m, "P")
+            pm.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [224] * 759)
+            pm.save(root / f"mask_{i}.png")
+        if with_masks:
+            mask_path = f"mask_{i}.png"
+        recs.append(Record(f"img_{i}", f"img_{i}.jpg", w, h, "train", label=5 if i % 2 else 9,
+                           instances=inst, mask_path=mask_path))
+    cats = [Category(5, "cat", extra={"trainId": 0}), Category(9, "dog", extra={"trainId": 1})]
+    return Dataset(cats, recs, root=root)
+
+
+def _rle_counts(box, w, h):
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((h, w), np.uint8, order="F")
+    m[box[1]:box[3], box[0]:box[2]] = 1
+    return mask_utils.encode(np.asfortranarray(m))["counts"].decode("ascii")
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return make_dataset(tmp_path)
+
+
+def test_classification_labels_are_contiguous(ds):
+    tds = ds.torch(task="classification")
+    img, t = tds[0]
+    assert img.dtype == torch.uint8 and tuple(img.shape) == (3, 30, 40)
+    assert t["label"].dtype == torch.int64 and int(t["label"]) == 1  # source id 9 -> index 1
+    assert int(tds[1][1]["label"]) == 0 and t["image_id"] == "img_0"
+    images, targets = next(iter(ds.loader(batch_size=4, task="classification", num_workers=0)))
+    assert images.shape == (4, 3, 224, 224) and images.dtype == torch.uint8
+    assert set(targets["label"].tolist()) <= {0, 1} and len(targets["image_id"]) == 4
+
+
+def test_detection_target_schema_and_masks(ds):
+    tds = ds.torch(task="detection", masks=True)
+    img, t = tds[0]
+    assert t["boxes"].dtype == torch.float32 and t["boxes"].shape == (2, 4)
+    assert t["boxes"].tolist() == [[2.0, 3.0, 20.0, 15.0], [20.0, 10.0, 39.0, 28.0]]
+    assert t["labels"].tolist() == [0, 1] and t["labels"].dtype == torch.int64
+    assert t["iscrowd"].tolist() == [False, True] and t["difficult"].tolist() == [False, False]
+    assert t["masks"].dtype == torch.uint8 and t["masks"].shape == (2, 30, 40)
+    for k in range(2):  # polygon and RLE both rasterised onto their boxes
+        ys, xs = torch.nonzero(t["masks"][k], as_tuple=True)
+        assert [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1] == t["boxes"][k].tolist()
+    assert t["size"].tolist() == [30, 40] == t["orig_size"].tolist()
+
+
+def test_detection_training_batch_boxes_follow_resize(ds):
+    loader = ds.loader(batch_size=4, task="detection", num_workers=0, min_size=60, max_size=None, masks=True)
+    images, targets = next(iter(loader))
+    assert images.dtype == torch.uint8 and images.shape[0] == 4
+    for k, t in enumerate(targets):
+        h, w = t["size"].tolist()
+        assert min(h, w) == 60
+        oh, ow = t["orig_size"].tolist()
+        assert (images[k, :, h:, :] == 0).all() and (images[k, :, :, w:] == 0).all()  # padding right/bottom
+        boxes = t["boxes"]
+        assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        for j in range(len(boxes)):
+            ys, xs = torch.nonzero(t["masks"][j], as_tuple=True)
+            got = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+            assert torch.allclose(got, boxes[j], atol=1.0)
+
+
+def test_instance_masks_from_instance_png(tmp_path):
+    img = np.zeros((20, 30, 3), np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.jpg")
+    inst = np.zeros((20, 30), np.uint8)
+    inst[2:8, 3:10] = 1      # VOC SegmentationObject: object k has value k (1-based)
+    inst[10:18, 12:28] = 2
+    inst[9, :] = 255         # void border
+    pm = Image.fromarray(inst, "P")
+    pm.putpalette(list(range(256)) * 3)
+    pm.save(tmp_path / "a_obj.png")
+    rec = Record("a", "a.jpg", 30, 20, instances=Instances(boxes=[[3, 2, 10, 8], [12, 10, 28, 18]], labels=[1, 1]),
+                 instance_mask_path="a_obj.png")
+    tds = Dataset([Category(1, "x")], [rec], root=tmp_path).torch(task="detection", masks=True)
+    m = tds[0][1]["masks"]
+    assert m[0].sum() == 6 * 7 and m[1].sum() == 8 * 16 and m[0, 2, 3] == 1 and m[1, 2, 3] == 0
+
+
+def test_segmentation_mask_indices_and_padding(ds):
+    tds = ds.torch(task="segmentation")
+    img, t = tds[0]
+    m = t["mask"]
+    assert m.dtype == torch.uint8 and m.shape == (30, 40)
+    assert m[0].tolist() == [255] * 40          # palette index 255, not its colour
+    assert m[5, 5] == 1 and m[20, 30] == 2 and m[29, 0] == 0
+    images, targets = next(iter(make_loader(ds, batch_size=2, task="segmentation", augment="eval",
+                                            num_workers=0)))
+    masks = targets["mask"]
+    assert images.shape == (2, 3, 36, 40) and masks.shape == (2, 36, 40)
+    assert (masks[0, 30:] == 255).all()          # padded rows of the smaller image: ignore
+    assert (images[0, :, 30:] == 0).all()
+
+
+def test_segmentation_label_lookup(ds):
+    # dict: {stored value: class}; unmapped values become 255
+    t = ds.torch(task="segmentation", mask_lut={1: 7, 2: 8})[0][1]
+    assert t["mask"][5, 5] == 7 and t["mask"][20, 30] == 8 and t["mask"][29, 0] == 255
+    # "train_id": category id -> extra["trainId"] (Cityscapes labelIds -> trainIds)
+    cats = [Category(0, "unlabeled", extra={"trainId": 255}), Category(1, "road", extra={"trainId": 0}),
+            Category(2, "car", extra={"trainId": 13})]
+    ds2 = Dataset(cats, ds.records, root=ds.root)
+    for r in ds2.records:
+        r.instances = Instances()
+    t = ds2.torch(task="segmentation", mask_lut="train_id")[0][1]
+    assert t["mask"][5, 5] == 0 and t["mask"][20, 30] == 13 and t["mask"][29, 0] == 255 and t["mask"][0, 0] == 255
+    # a table in dataset.info is used by default
+    ds3 = Dataset(cats, ds2.records, root=ds.root, info={"mask_lut": list(range(255, -1, -1))})
+    assert ds3.torch(task="segmentation")[0][1]["mask"][5, 5] == 254
+
+
+def test_crops_one_sample_per_object(ds):
+    tds = ds.torch(task="crops", augment="eval", size=16)
+    crowd = sum(int(r.instances.iscrowd.sum()) for r in ds.records)
+    assert len(tds) == 2 * len(ds) - crowd
+    img, t = tds[0]
+    assert tuple(img.shape) == (3, 16, 16) and int(t["label"]) == 0
+    assert t["box"].tolist() == [2.0, 3.0, 20.0, 15.0] and t["image_id"] == "img_0"
+    # the crop shows the object's own pixels
+    src = np.asarray(Image.open(ds.root / "img_0.jpg").convert("RGB").crop((2, 3, 20, 15)).resize((16, 16),
+                                                                                                  Image.BILINEAR))
+    assert np.abs(img.permute(1, 2, 0).numpy().astype(int) - src).mean() < 3
+    assert len(ds.torch(task="crops", crop_crowd=True)) == 2 * len(ds)
+
+
+def test_keypoints_flip_swaps_left_and_right(tmp_path):
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "p.jpg")
+    kp = np.zeros((1, 17, 3))
+    kp[0, 5] = (10, 8, 2)    # left shoulder
+    kp[0, 6] = (16, 8, 2)    # right shoulder
+    names = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+             "left_knee", "right_knee", "left_ankle", "right_ankle"]
+    rec = Record("p", "p.jpg", 40, 20, instances=Instances(boxes=[[8, 2, 20, 18]], labels=[1], keypoints=kp))
+    ds = Dataset([Category(1, "person", extra={"keypoints": names})], [rec], root=tmp_path)
+    tds = ds.torch(task="keypoints", augment=T.Compose([T.HFlip(p=1.0)]))
+    _, t = tds[0]
+    k = t["keypoints"]
+    assert k.dtype == torch.float32 and k.shape == (1, 17, 3)
+    assert k[0, 5].tolist() == [24.0, 8.0, 2.0] and k[0, 6].tolist() == [30.0, 8.0, 2.0]
+    assert t["boxes"].tolist() == [[20.0, 2.0, 32.0, 18.0]]
+
+
+def _batches(loader, epochs=2):
+    out = []
+    for _ in range(epochs):
+        for images, targets in loader:
+            out.append((images.clone(), targets["label"].clone(), list(targets["image_id"])))
+    return out
+
+
+def test_same_seed_same_epoch_whatever_num_workers(ds):
+    kw = dict(batch_size=4, task="classification", size=16, seed=3, persistent_workers=False)
+    a = _batches(make_loader(ds, num_workers=0, **kw))
+    b = _batches(make_loader(ds, num_workers=2, **kw))
+    assert len(a) == len(b) == 6
+    for (ia, la, na), (ib, lb, nb) in zip(a, b):
+        assert na == nb and torch.equal(la, lb) and torch.equal(ia, ib)
+    # a new epoch is a new permutation and new augmentation, not a replay
+    assert [x[2] for x in a[:3]] != [x[2] for x in a[3:]] or not torch.equal(a[0][0], a[3][0])
+    c = _batches(make_loader(ds, num_workers=0, **{**kw, "seed": 4}), epochs=1)
+    assert any(not torch.equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_user_callable_is_seeded_per_sample(ds):
+    def jitter(image, target):
+        target["noise"] = torch.tensor(float(np.random.rand()) + float(torch.rand(())))
+        return image, target
+
+    kw = dict(batch_size=3, task="classification", augment=jitter, persistent_workers=False)
+    a = [t["noise"] for _, t in make_loader(ds, num_workers=0, **kw)]
+    b = [t["noise"] for _, t in make_loader(ds, num_workers=2, **kw)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and len(a) == 4
+    assert len(torch.cat(a).unique()) == 12
+
+
+def test_unreadable_image_raises_naming_the_file(ds):
+    (ds.root / "img_2.jpg").write_bytes((ds.root / "img_2.jpg").read_bytes()[:40])
+    tds = ds.torch(task="classification")
+    with pytest.raises(MalformedFileError, match="img_2.jpg"):
+        tds[2]
+
+
+def test_skip_drops_and_counts_without_substituting(ds):
+    for i in (2, 7):
+        (ds.root / f"img_{i}.jpg").write_bytes(b"not an image")
+    loader = make_loader(ds, batch_size=5, task="classification", size=8, on_error="skip", num_workers=2,
+                         shuffle=False, persistent_workers=False)
+    seen = []
+    sizes = []
+    for images, targets in loader:
+        seen += targets["image_id"]
+        sizes.append(len(images))
+    assert sorted(seen) == sorted(f"img_{i}" for i in range(12) if i not in (2, 7))
+    assert sizes == [4, 4, 2]  # batches shrink: nothing was put in the skipped samples' place
+    assert sorted(s.image_id for s in loader.skipped) == ["img_2", "img_7"]
+    assert all(isinstance(s, Skipped) and "img_" in s.message for s in loader.skipped)
+    # the dataset itself returns the marker
+    assert isinstance(ds.torch(task="classification", on_error="skip")[2], Skipped)
+
+
+def test_size_mismatch_between_annotation_and_image(ds):
+    ds.records[0].width = 80
+    with pytest.raises(InvalidAnnotationError, match="img_0.jpg.*80x30.*40x30"):
+        ds.torch(task="detection")[0]
+
+
+def test_unknown_task_and_label(ds):
+    with pytest.raises(UnknownNameError, match="Did you mean 'detection'"):
+        ds.torch(task="detections")
+    ds.records[3].instances = Instances(boxes=[[0, 0, 1, 1]], labels=[42])
+    with pytest.raises(FormatError, match="img_3.jpg.*\\[42\\]"):
+        ds.torch(task="detection")
+
+
+def test_records_live_in_flat_arrays(ds):
+    tds = ds.torch(task="detection", masks=True)
+    table = tds.table
+    assert isinstance(table, RecordTable)
+    for name, value in vars(table).items():
+        assert not isinstance(value, (list, dict)), f"RecordTable.{name} is a Python container"
+    assert not any(isinstance(v, Dataset) or (isinstance(v, list) and v and isinstance(v[0], Record))
+                   for v in vars(tds).values())
+    assert table.boxes.shape == (24, 4) and table.paths[5] == "img_5.jpg"
+    assert len(pickle.dumps(tds)) < 20_000
+
+
+def test_epoch_sampler_matches_distributed_sampler():
+    from torch.utils.data.distributed import DistributedSampler
+
+    n = 11
+    for rank in range(3):
+        ours = EpochSampler(n, shuffle=True, seed=5, num_replicas=3, rank=rank)
+        ref = DistributedSampler(range(n), num_replicas=3, rank=rank, shuffle=True, seed=5)
+        for epoch in range(2):
+            ref.set_epoch(epoch)
+            keys = list(ours)  # advances its own epoch
+            assert [k % n for k in keys] == list(ref)
+            assert all(k // n == epoch + 1 for k in keys)  # the epoch travels with the index
+
+
+def test_grouped_batches_share_aspect_ratio(ds):
+    tds = ds.torch(task="detection")
+    groups = tds.aspect_groups()
+    assert sorted(set(groups.tolist())) == [0, 1]
+    sampler = GroupedBatchSampler(EpochSampler(len(tds), seed=1), groups, batch_size=4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert sorted(k % len(tds) for b in batches for k in b) == list(range(len(tds)))
+    for b in batches:
+        assert len({int(groups[k % len(tds)]) for k in b}) == 1
+
+
+def _dist_worker(rank: int, world: int, root: str, port: int, out: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ds = make_dataset(__import__("pathlib").Path(root), with_masks=False, write=False)
+        loader = make_loader(ds, batch_size=3, task="classification", size=8, num_workers=0)
+        ids = [i for _, t in loader for i in t["image_id"]]
+        with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+            f.write("\n".join(ids))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_distributed_ranks_see_disjoint_halves(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_dataset(data, with_masks=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_dist_worker, args=(2, str(data), port, str(tmp_path)), nprocs=2, join=True)
+    r0 = (tmp_path / "rank0.txt").read_text().split()
+    r1 = (tmp_path / "rank1.txt").read_text().split()
+    assert len(r0) == len(r1) == 6
+    assert not set(r0) & set(r1)
+    assert sorted(r0 + r1) == sorted(f"img_{i}" for i in range(12))
+
+
+def test_to_device_normalises_like_the_formula():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 8, 6, 3), dtype=torch.uint8, generator=g).permute(0, 3, 1, 2)
+    targets = {"label": torch.tensor([1, 2]), "image_id": ["a", "b"]}
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    ref = (images.double() / 255 - mean.double().view(1, 3, 1, 1)) / std.double().view(1, 3, 1, 1)
+    x, t = to_device((images, targets), "cpu")
+    assert x.dtype == torch.float32 and x.is_contiguous() and x.shape == (2, 3, 8, 6)
+    assert torch.allclose(x.double(), ref, atol=1e-5)
+    assert t["label"].tolist() == [1, 2] and t["image_id"] == ["a", "b"]
+    for dtype, tol in ((torch.float16, 5e-3), (torch.bfloat16, 3e-2)):
+        y = to_device(images, "cpu", dtype=dtype, channels_last=True)
+        assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(y.double(), ref, atol=tol * 4)
+    plain = to_device(images, "cpu", mean=None, std=None)
+    assert torch.allclose(plain, images.float() / 255)
+    assert torch.equal(to_device(images, "cpu", dtype=None), images)
+
+
+def test_loader_batches_are_pinned_uint8_channels_last_view(ds):
+    loader = make_loader(ds, batch_size=4, task="classification", size=16, num_workers=0)
+    assert isinstance(loader, Loader) and isinstance(loader.collate_fn, Collate)
+    assert loader.pin_memory == torch.cuda.is_available()
+    images, _ = next(iter(loader))
+    assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_package_level_names_load_the_torch_layer_lazily():
+    import dsprep
+    import dsprep.loaders
+
+    assert dsprep.to_device is dsprep.loaders.to_device and dsprep.make_loader is dsprep.loaders.make_loader
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dsprep.nope
