@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on built-in sample data (nothing downloaded): generate a small VOC
-# dataset of coloured shapes, convert it to COCO, and summarise it.
+# dataset of coloured shapes, convert it to COCO, summarise it, and sanity-train
+# the bundled ResNet-18 on its object crops (CPU, about a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +10,6 @@ D=.venv/bin/dsprep
 $D synth voc "$OUT/voc" --images 300 --seed 0 --overwrite
 $D convert voc "$OUT/voc" --to coco --out "$OUT/coco" --overwrite
 $D info coco "$OUT/coco"
+rm -rf "$OUT/train"
+$D train coco "$OUT/coco" --task crops --model resnet18 --image-size 64 --epochs 5 --batch-size 32 \
+   --workers 2 --out "$OUT/train"
