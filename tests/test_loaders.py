@@ -349,12 +349,13 @@ def test_to_device_normalises_like_the_formula():
     assert torch.equal(to_device(images, "cpu", dtype=None), images)
 
 
-def test_loader_batches_are_pinned_uint8_channels_last_view(ds):
+def test_loader_batches_are_contiguous_uint8(ds):
     loader = make_loader(ds, batch_size=4, task="classification", size=16, num_workers=0)
     assert isinstance(loader, Loader) and isinstance(loader.collate_fn, Collate)
     assert loader.pin_memory == torch.cuda.is_available()
-    images, _ = next(iter(loader))
-    assert images.is_contiguous(memory_format=torch.channels_last)
+    images, targets = next(iter(loader))
+    assert images.dtype == torch.uint8 and images.is_contiguous() and images.shape == (4, 3, 16, 16)
+    assert targets["label"].dtype == torch.int64  # targets come back as tensors
 
 
 def test_package_level_names_load_the_torch_layer_lazily():
