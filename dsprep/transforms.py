@@ -283,6 +283,9 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     ibox = tuple(int(round(v)) for v in box)
     integral = all(abs(a - b) < 1e-6 for a, b in zip(box, ibox)) and ibox[2] <= im.width and ibox[3] <= im.height
     if integral and resample == Image.Resampling.BILINEAR and im.mode == "RGB":
+        if ibox != (0, 0, im.width, im.height):  # copy out only the crop's pixels
+            im = im.crop(ibox)
+            ibox = (0, 0, im.width, im.height)
         return _torch_resized_crop(np.asarray(im), ibox, (u0, v0, u1, v1), W, H, plan.hflip, fill)
     if integral and size == (ibox[2] - ibox[0], ibox[3] - ibox[1]):
         part = im if ibox == (0, 0, im.width, im.height) else im.crop(ibox)  # pure crop: no resampling
@@ -309,7 +312,8 @@ def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], dst: tu
         t = torch.from_numpy(arr)
     x0, y0, x1, y1 = box
     u0, v0, u1, v1 = dst
-    t = t[y0:y1, x0:x1]
+    if (x0, y0, x1, y1) != (0, 0, arr.shape[1], arr.shape[0]):
+        t = t[y0:y1, x0:x1]
     if (x1 - x0, y1 - y0) == (W, H) and (u0, v0) == (0, 0):  # a pure crop: stay HWC
         if hflip:
             t = t.flip(1)
