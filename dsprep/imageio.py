@@ -66,8 +66,9 @@ def _open(path: str) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
-    # Only images that carry EXIF pay for parsing it.
-    if "exif" not in im.info and im.format not in ("JPEG", "MPO", "TIFF", "WEBP", "PNG"):
+    # Only images that carry EXIF pay for parsing it (JPEG APP1, PNG eXIf and WebP EXIF
+    # chunks land in info["exif"]; TIFF keeps the orientation in its own IFD).
+    if "exif" not in im.info and im.format != "TIFF":
         return 1
     try:
         value = im.getexif().get(0x0112, 1)

@@ -272,8 +272,8 @@ def _build_lut(mask_lut: Any, dataset: Any) -> np.ndarray | None:
 
 
 def _to_tensor_image(image: Any) -> torch.Tensor:
-    # PIL -> numpy is one copy (tobytes); that read-only buffer is wrapped, not copied again:
-    # collate copies it into the batch, and nothing writes to it.
+    # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
+    # of planar data from torch's resampler): collate copies it into the batch.
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
@@ -601,22 +601,21 @@ def _empty(shape: Sequence[int], dtype: torch.dtype, fill: int | None = None) ->
 
 
 def _stack_images(images: Sequence[torch.Tensor], pad_to: int = 1) -> torch.Tensor:
-    """``(3, H, W)`` uint8 tensors -> ``(B, 3, H, W)`` with channels_last strides, zero-padded to the largest."""
+    """``(3, H, W)`` uint8 tensors -> one contiguous ``(B, 3, H, W)``, zero-padded at right/bottom."""
     hs = [int(t.shape[1]) for t in images]
     ws = [int(t.shape[2]) for t in images]
     H, W = max(hs), max(ws)
     if pad_to > 1:
         H, W = -(-H // pad_to) * pad_to, -(-W // pad_to) * pad_to
-    out = _empty((len(images), H, W, 3), torch.uint8)
-    dst = out.numpy()
+    out = _empty((len(images), 3, H, W), torch.uint8)
     for k, t in enumerate(images):
         h, w = int(t.shape[1]), int(t.shape[2])
-        dst[k, :h, :w] = t.permute(1, 2, 0).numpy()
+        out[k, :, :h, :w] = t
         if w < W:  # zero only the padding: every byte of the batch is written once
-            dst[k, :h, w:] = 0
+            out[k, :, :h, w:] = 0
         if h < H:
-            dst[k, h:] = 0
-    return out.permute(0, 3, 1, 2)
+            out[k, :, h:] = 0
+    return out
 
 
 def _stack_masks(masks: Sequence[torch.Tensor], fill: int = 255) -> torch.Tensor:
@@ -700,9 +699,7 @@ class Collate:
             batch = collate_classification(samples)
         if self.report_skips:
             if batch is not None:
-                # images as the contiguous (B, H, W, 3) buffer they are, so that pin_memory
-                # copies it as is; Loader permutes back to (B, 3, H, W) (a free view)
-                batch = (batch[0].permute(0, 2, 3, 1), _pack(batch[1]))
+                batch = (batch[0], _pack(batch[1]))
             return batch, [s for s in samples if isinstance(s, Skipped)]
         return batch
 
@@ -882,7 +879,7 @@ class Loader(tud.DataLoader):
                 self.skipped.extend(skipped)
                 if batch is None:
                     continue
-                yield batch[0].permute(0, 3, 1, 2), _unpack(batch[1])
+                yield batch[0], _unpack(batch[1])
             else:
                 yield item
         new = self.skipped[before:]
@@ -921,7 +918,7 @@ def make_loader(dataset: Any, batch_size: int = 32, *, task: str | None = None, 
 
     Returns:
         a :class:`Loader` yielding ``(images, targets)`` with ``images`` uint8
-        ``(B, 3, H, W)`` (channels_last strides); pass batches to :func:`to_device`.
+        ``(B, 3, H, W)`` contiguous; pass batches to :func:`to_device`.
 
     Example:
         >>> loader = make_loader(ds, batch_size=64, task="classification", num_workers=4)  # doctest: +SKIP

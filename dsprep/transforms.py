@@ -261,7 +261,7 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     of its cost); padded or fractional regions by PIL's ``resize(box=...)``.
 
     Returns:
-        ``(H, W, 3) uint8`` array of ``plan.size``.
+        ``(H, W, 3) uint8`` array of ``plan.size`` (possibly a strided view of planar data).
     """
     sx, sy = plan.scale
     if isinstance(image, ImageSource):
@@ -283,13 +283,10 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     ibox = tuple(int(round(v)) for v in box)
     integral = all(abs(a - b) < 1e-6 for a, b in zip(box, ibox)) and ibox[2] <= im.width and ibox[3] <= im.height
     if integral and resample == Image.Resampling.BILINEAR and im.mode == "RGB":
-        part_arr = _torch_resized_crop(np.asarray(im), ibox, size[0], size[1], False)
-        if size != (W, H):
-            canvas = np.empty((H, W, 3), np.uint8)
-            canvas[...] = np.asarray(_fill(fill, "RGB"), np.uint8)
-            canvas[v0:v1, u0:u1] = part_arr
-            part_arr = canvas
-        return hflip_image(part_arr) if plan.hflip else part_arr
+        if ibox != (0, 0, im.width, im.height):  # copy out only the crop's pixels
+            im = im.crop(ibox)
+            ibox = (0, 0, im.width, im.height)
+        return _torch_resized_crop(np.asarray(im), ibox, (u0, v0, u1, v1), W, H, plan.hflip, fill)
     if integral and size == (ibox[2] - ibox[0], ibox[3] - ibox[1]):
         part = im if ibox == (0, 0, im.width, im.height) else im.crop(ibox)  # pure crop: no resampling
     else:
@@ -304,7 +301,9 @@ def resized_crop_image(image: ImageSource | Image.Image | np.ndarray, plan: Plan
     return np.asarray(out)
 
 
-def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], W: int, H: int, hflip: bool) -> np.ndarray:
+def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], dst: tuple[int, int, int, int],
+                        W: int, H: int, hflip: bool, fill: int | Sequence[int]) -> np.ndarray:
+    """Crop ``box`` of an HWC array, resample it onto ``dst`` of a ``W x H`` canvas, flip."""
     import torch
     import torch.nn.functional as F
 
@@ -312,14 +311,28 @@ def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], W: int,
         warnings.simplefilter("ignore", UserWarning)
         t = torch.from_numpy(arr)
     x0, y0, x1, y1 = box
-    t = t[y0:y1, x0:x1]
-    if (x1 - x0, y1 - y0) != (W, H):
-        # (1, 3, h, w) view with channels_last strides: the uint8 AVX kernel, no layout copy
-        t = F.interpolate(t.permute(2, 0, 1).unsqueeze(0), size=(H, W), mode="bilinear", align_corners=False,
-                          antialias=True)[0].permute(1, 2, 0)
+    u0, v0, u1, v1 = dst
+    if (x0, y0, x1, y1) != (0, 0, arr.shape[1], arr.shape[0]):
+        t = t[y0:y1, x0:x1]
+    if (x1 - x0, y1 - y0) == (W, H) and (u0, v0) == (0, 0):  # a pure crop: stay HWC
+        if hflip:
+            t = t.flip(1)
+        return np.ascontiguousarray(t.numpy())
+    # torch's uint8 antialiased kernel reads a (1, 3, h, w) channels_last view of the HWC
+    # crop and writes planar (3, H, W). The result stays planar: the array returned is its
+    # (H, W, 3) view, so the loader's (3, H, W) tensor is contiguous without a transpose.
+    chw = t.contiguous().permute(2, 0, 1).unsqueeze(0)
+    if (x1 - x0, y1 - y0) != (u1 - u0, v1 - v0):
+        chw = F.interpolate(chw, size=(v1 - v0, u1 - u0), mode="bilinear", align_corners=False, antialias=True)
+    chw = chw[0]
+    if (u1 - u0, v1 - v0) != (W, H):
+        canvas = torch.empty((3, H, W), dtype=torch.uint8)
+        canvas[:] = torch.tensor(_fill(fill, "RGB"), dtype=torch.uint8).view(3, 1, 1)
+        canvas[:, v0:v1, u0:u1] = chw
+        chw = canvas
     if hflip:
-        t = t.flip(1)
-    return np.ascontiguousarray(t.numpy())
+        chw = chw.flip(2)
+    return chw.permute(1, 2, 0).numpy()
 
 
 def _fill(fill: int | Sequence[int], mode: str) -> Any:

@@ -349,12 +349,13 @@ def test_to_device_normalises_like_the_formula():
     assert torch.equal(to_device(images, "cpu", dtype=None), images)
 
 
-def test_loader_batches_are_pinned_uint8_channels_last_view(ds):
+def test_loader_batches_are_contiguous_uint8(ds):
     loader = make_loader(ds, batch_size=4, task="classification", size=16, num_workers=0)
     assert isinstance(loader, Loader) and isinstance(loader.collate_fn, Collate)
     assert loader.pin_memory == torch.cuda.is_available()
-    images, _ = next(iter(loader))
-    assert images.is_contiguous(memory_format=torch.channels_last)
+    images, targets = next(iter(loader))
+    assert images.dtype == torch.uint8 and images.is_contiguous() and images.shape == (4, 3, 16, 16)
+    assert targets["label"].dtype == torch.int64  # targets come back as tensors
 
 
 def test_package_level_names_load_the_torch_layer_lazily():
@@ -364,3 +365,15 @@ def test_package_level_names_load_the_torch_layer_lazily():
     assert dsprep.to_device is dsprep.loaders.to_device and dsprep.make_loader is dsprep.loaders.make_loader
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         dsprep.nope
+
+
+def test_device_loader_on_cpu_converts_every_batch(ds):
+    from dsprep.loaders import DeviceLoader
+
+    loader = make_loader(ds, batch_size=5, task="detection", augment="eval", min_size=16, num_workers=0)
+    batches = list(DeviceLoader(loader, "cpu", dtype=torch.float32, mean=None, std=None))
+    assert len(batches) == 3 and sum(len(b[0]) for b in batches) == 12
+    raw = next(iter(make_loader(ds, batch_size=5, task="detection", augment="eval", min_size=16, num_workers=0)))
+    x, targets = batches[0]
+    assert x.dtype == torch.float32 and torch.allclose(x, raw[0].float() / 255)
+    assert [t["image_id"] for t in targets] == [t["image_id"] for t in raw[1]]
