@@ -377,3 +377,24 @@ def test_device_loader_on_cpu_converts_every_batch(ds):
     x, targets = batches[0]
     assert x.dtype == torch.float32 and torch.allclose(x, raw[0].float() / 255)
     assert [t["image_id"] for t in targets] == [t["image_id"] for t in raw[1]]
+
+
+class _GlobalDraws(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        import random
+
+        return torch.utils.data.get_worker_info().id, float(np.random.rand()), random.random()
+
+
+def test_worker_init_fn_seeds_numpy_and_random_per_worker():
+    from dsprep.loaders import worker_init_fn
+
+    loader = torch.utils.data.DataLoader(_GlobalDraws(), batch_size=None, num_workers=2,
+                                         worker_init_fn=worker_init_fn)
+    first = {}
+    for wid, a, b in loader:
+        first.setdefault(int(wid), (a, b))
+    assert len(first) == 2 and first[0][0] != first[1][0] and first[0][1] != first[1][1]
