@@ -841,9 +841,10 @@ class GroupedBatchSampler(tud.Sampler[list[int]]):
 def worker_init_fn(worker_id: int) -> None:
     """Seed numpy's and ``random``'s global generators from the worker's torch seed.
 
-    torch seeds each worker differently; numpy and ``random`` would otherwise
-    start equal in every forked worker (dsprep's own augmentation does not use
-    them, but user code often does).
+    Recent torch already seeds ``random`` and numpy in its worker loop; this
+    makes it explicit and independent of the torch version (forked workers
+    would otherwise share one numpy state). dsprep's own augmentation does
+    not use global generators; user code often does.
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

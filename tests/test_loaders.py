@@ -379,22 +379,20 @@ def test_device_loader_on_cpu_converts_every_batch(ds):
     assert [t["image_id"] for t in targets] == [t["image_id"] for t in raw[1]]
 
 
-class _GlobalDraws(torch.utils.data.Dataset):
-    def __len__(self):
-        return 4
+def test_worker_init_fn_seeds_numpy_and_random_from_the_worker_seed():
+    import random
 
-    def __getitem__(self, i):
-        import random
-
-        return torch.utils.data.get_worker_info().id, float(np.random.rand()), random.random()
-
-
-def test_worker_init_fn_seeds_numpy_and_random_per_worker():
     from dsprep.loaders import worker_init_fn
 
-    loader = torch.utils.data.DataLoader(_GlobalDraws(), batch_size=None, num_workers=2,
-                                         worker_init_fn=worker_init_fn)
-    first = {}
-    for wid, a, b in loader:
-        first.setdefault(int(wid), (a, b))
-    assert len(first) == 2 and first[0][0] != first[1][0] and first[0][1] != first[1][1]
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    try:
+        torch.manual_seed(2**33 + 7)  # the seed DataLoader gives a worker
+        worker_init_fn(0)
+        got = (np.random.rand(), random.random())
+        np.random.seed((2**33 + 7) % 2**32)
+        random.seed((2**33 + 7) % 2**32)
+        assert got == (np.random.rand(), random.random())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
