@@ -427,34 +427,37 @@ class TorchDataset(tud.Dataset):
             src.close()
             raise InvalidAnnotationError(path, f"the annotation gives size {rw}x{rh}, the image is {w}x{h}; "
                                                f"boxes and masks would not fit the pixels")
-        sample: dict[str, Any] = {"image": src}
-        objs = tb.objects(r)
-        task = self.task
-        plan = None
-        if task in ("detection", "keypoints"):
-            sample["boxes"] = tb.boxes[objs].astype(np.float64)
-            sample["labels"] = tb.labels[objs]
-            sample["iscrowd"] = tb.iscrowd[objs]
-            sample["difficult"] = tb.difficult[objs]
-            if task == "keypoints":
-                sample["keypoints"] = tb.keypoints[objs].astype(np.float64)
-                sample["flip_map"] = self.flip_map
-            if self.masks:
-                sample["masks"] = self._instance_masks(r, objs, w, h, path)
-        elif task == "segmentation":
-            sample["mask"] = self._semantic_mask(r, w, h)
-        elif task == "crops":
-            o = objs.start + int(self.crop_index[i, 1])
-            x0, y0, x1, y1 = tb.boxes[o].astype(np.float64)
-            c = self.crop_context
-            dx, dy = (x1 - x0) * c, (y1 - y0) * c
-            x0, y0, x1, y1 = x0 - dx, y0 - dy, x1 + dx, y1 + dy
-            cw, ch = max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0)))
-            if x1 - x0 <= 0 or y1 - y0 <= 0:
-                src.close()
-                raise InvalidAnnotationError(path, f"object {int(self.crop_index[i, 1])} has an empty box "
-                                                   f"{tb.boxes[o].tolist()}; cannot crop it")
-            plan = T.Plan(w, h, x0, y0, x1, y1, cw, ch)
+        try:
+            sample: dict[str, Any] = {"image": src}
+            objs = tb.objects(r)
+            task = self.task
+            plan = None
+            if task in ("detection", "keypoints"):
+                sample["boxes"] = tb.boxes[objs].astype(np.float64)
+                sample["labels"] = tb.labels[objs]
+                sample["iscrowd"] = tb.iscrowd[objs]
+                sample["difficult"] = tb.difficult[objs]
+                if task == "keypoints":
+                    sample["keypoints"] = tb.keypoints[objs].astype(np.float64)
+                    sample["flip_map"] = self.flip_map
+                if self.masks:
+                    sample["masks"] = self._instance_masks(r, objs, w, h, path)
+            elif task == "segmentation":
+                sample["mask"] = self._semantic_mask(r, w, h)
+            elif task == "crops":
+                o = objs.start + int(self.crop_index[i, 1])
+                x0, y0, x1, y1 = tb.boxes[o].astype(np.float64)
+                c = self.crop_context
+                dx, dy = (x1 - x0) * c, (y1 - y0) * c
+                x0, y0, x1, y1 = x0 - dx, y0 - dy, x1 + dx, y1 + dy
+                cw, ch = max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0)))
+                if x1 - x0 <= 0 or y1 - y0 <= 0:
+                    raise InvalidAnnotationError(path, f"object {int(self.crop_index[i, 1])} has an empty box "
+                                                       f"{tb.boxes[o].tolist()}; cannot crop it")
+                plan = T.Plan(w, h, x0, y0, x1, y1, cw, ch)
+        except BaseException:
+            src.close()  # the file stays open until decoded; a bad mask or box must not leak it
+            raise
         if self._native:
             out = self.transform(sample, self._rng(epoch, i), plan)
             image = _to_tensor_image(out["image"])
@@ -841,9 +844,10 @@ class GroupedBatchSampler(tud.Sampler[list[int]]):
 def worker_init_fn(worker_id: int) -> None:
     """Seed numpy's and ``random``'s global generators from the worker's torch seed.
 
-    torch seeds each worker differently; numpy and ``random`` would otherwise
-    start equal in every forked worker (dsprep's own augmentation does not use
-    them, but user code often does).
+    Recent torch already seeds ``random`` and numpy in its worker loop; this
+    makes it explicit and independent of the torch version (forked workers
+    would otherwise share one numpy state). dsprep's own augmentation does
+    not use global generators; user code often does.
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

@@ -377,3 +377,22 @@ def test_device_loader_on_cpu_converts_every_batch(ds):
     x, targets = batches[0]
     assert x.dtype == torch.float32 and torch.allclose(x, raw[0].float() / 255)
     assert [t["image_id"] for t in targets] == [t["image_id"] for t in raw[1]]
+
+
+def test_worker_init_fn_seeds_numpy_and_random_from_the_worker_seed():
+    import random
+
+    from dsprep.loaders import worker_init_fn
+
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    try:
+        torch.manual_seed(2**33 + 7)  # the seed DataLoader gives a worker
+        worker_init_fn(0)
+        got = (np.random.rand(), random.random())
+        np.random.seed((2**33 + 7) % 2**32)
+        random.seed((2**33 + 7) % 2**32)
+        assert got == (np.random.rand(), random.random())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
