@@ -34,7 +34,6 @@ metrics are separate layers; it may later reuse the COCO writer's dict builder.
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import logging
 import math
@@ -45,6 +44,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..records import Dataset, decode_segmentation
 
@@ -348,27 +348,6 @@ def _quiet():
         yield
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector for the duration.
-
-    Reading the results JSON and COCOeval allocate millions of short-lived
-    dicts, lists and arrays (COCOeval keeps one record per image x category x
-    area range); the allocation bursts trigger collections that rescan every
-    live object, a large share of pycocotools' own run time on a
-    val2017-sized case. None of these objects form reference cycles, so
-    reference counting frees them all the same; collection resumes (if it was
-    on) on exit.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
                   iou_type: str = "bbox", split: str | None = None,
                   image_ids: Mapping[str, int] | None = None) -> DetectionResult:
@@ -392,7 +371,7 @@ def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Ma
         >>> res.stats["AP"], res.stats["AP50"]  # doctest: +SKIP
     """
     check_choice("iou type", iou_type, IOU_TYPES)
-    with _gc_paused():
+    with gc_paused():
         return _coco_evaluate(dataset, predictions, iou_type, split, image_ids)
 
 

@@ -32,7 +32,6 @@ Conventions kept as stored (format facts: ``formats.md`` section 2):
 """
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import mmap
@@ -47,7 +46,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from .._io import image_size, place_image, progress as _progress
+from .._io import gc_paused, image_size, place_image, progress as _progress
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
@@ -123,25 +122,6 @@ class _RLE(msgspec.Struct):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while millions of acyclic objects are created.
-
-    Afterwards the new objects are moved to the permanent generation
-    (``gc.freeze``): records never form cycles, so later collections need not
-    walk them, and DataLoader workers forked from this process do not touch
-    (and copy) their pages.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.freeze()
-            gc.enable()
-
 
 def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> str:
     if ann_id is not None:
@@ -977,7 +957,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     categories: dict[int, Category] = {}
     info: dict[str, Any] = {}
     splits: dict[str, list[str]] = {}
-    with _gc_paused():
+    with gc_paused(freeze=True):
         for src in sources:
             recs, cats, file_info, file_task = _parse_file(src, root, task or task_found, policy, progress)
             for c in cats:

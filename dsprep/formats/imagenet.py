@@ -22,9 +22,7 @@ them or ``read_sizes=True`` is passed (header only, EXIF-aware).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import gc
 import json
 import logging
 import os
@@ -36,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import image_size, parallel_map, place_image
+from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record
@@ -129,27 +127,8 @@ def _record(rid: str, path: str, split: str | None, label: int | None) -> _Liste
     return r
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while a long list of records is built.
-
-    Each few hundred new objects the collector runs, and as the records pile
-    up it rescans all of them (and the rest of the heap); for 100k records
-    that costs about as much as building them. Records hold no reference
-    cycles, so nothing is left for the collector to free here. Mercurial
-    does the same around its manifest parsing (``util.nogc``). The previous
-    state is restored even on error.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 # --------------------------------------------------------------------------- listing
+
 class _Counts:
     """What the listing met besides images in class folders (reported in ``info``)."""
 
@@ -689,7 +668,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     split_ids: dict[str | None, list[str]] = {}
     layout: dict[str, str] = {}
     unlabeled = 0
-    with _gc_paused():
+    with gc_paused():
         for s in wanted:
             folder = base / split_dirs[s] if split_dirs[s] else base
             prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
