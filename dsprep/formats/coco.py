@@ -1188,8 +1188,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                default=0)
     lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
             "semantic mask PNGs (mask_path)": sum(r.mask_path is not None for r in dataset.records),
-            "instance mask PNGs (instance_mask_path)": sum(r.instance_mask_path is not None
-                                                           for r in dataset.records)}
+            # an instance mask PNG is carried when its objects hold their masks (VOC parsed with
+            # segmentation=True, as convert does); only records whose objects have none lose it
+            "instance mask PNGs (instance_mask_path)": sum(
+                r.instance_mask_path is not None and not (
+                    r.instances.segmentation is not None and len(r.instances)
+                    and all(s is not None for s in r.instances.segmentation))
+                for r in dataset.records)}
     files: list[str] = []
     n_images = n_objects = 0
     for split, rec_ids in groups.items():
