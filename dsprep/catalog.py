@@ -126,7 +126,24 @@ def _voc_expected(split, task, year):
 
 
 def _voc_options(split, task, year):
-    return split, {"segmentation": task == "segmentation"}
+    # Segmentation splits are ImageSets/Segmentation's lists, not Main's (VOC2012 val:
+    # 1,449 images, not 5,823): parse every image, then keep the Segmentation list.
+    if task == "segmentation":
+        return None, {"segmentation": True}
+    return split, {"segmentation": False}
+
+
+def _voc_segmentation_splits(ds: Dataset, split: str | None) -> Dataset:
+    """Replace ``ds.splits`` by the ``ImageSets/Segmentation`` lists (images with masks only)."""
+    seg = {k: list(v) for k, v in (ds.info.get("voc_segmentation_splits") or {}).items()}
+    by_id = ds.record_by_id()
+    seg = {k: [i for i in v if i in by_id and by_id[i].mask_path] for k, v in seg.items()}
+    if split is not None:
+        check_choice("voc segmentation split", split, seg)
+        seg = {split: seg[split]}
+    keep = {i for v in seg.values() for i in v}
+    recs = [r.replace(split=split) if split else r for r in ds.records if r.id in keep]
+    return Dataset(ds.categories, recs, splits=seg, info=ds.info, root=ds.root, format=ds.format)
 
 
 def _voc_subdir(root: Path, year: str | None) -> Path:
@@ -280,6 +297,8 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
             fsplit, parse_options = entry.options(split, task, year)
             parse_options.update(options)
             ds = fmt.parse(base, split=fsplit, **parse_options)
+            if name == "voc" and task == "segmentation":
+                ds = _voc_segmentation_splits(ds, split)
             problem = entry.check(ds, base) if entry.check else None
             if problem is None:
                 return ds

@@ -23,9 +23,13 @@ CATEGORY_MAP_FILE = "category_map.json"
 
 
 def _check_not_inside(out: Path, root: Path) -> None:
+    """The input is never modified: OUT may not be, contain, or sit inside the input directory."""
     out_r, root_r = out.resolve(), root.resolve()
     if out_r == root_r or root_r.is_relative_to(out_r):
         raise OutputExistsError(f"--out {out} would replace the input {root}; choose another directory")
+    if root_r.is_dir() and out_r.is_relative_to(root_r):
+        raise OutputExistsError(f"--out {out} is inside the input {root}: writing there would change the "
+                                "input dataset; choose a directory outside it")
 
 
 def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: str = "link",

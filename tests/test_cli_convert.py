@@ -151,3 +151,12 @@ def test_python_dash_m_and_help_do_not_import_torch():
                          capture_output=True, text=True)
     assert out.returncode == 0 and "--category-ids" in out.stdout
     assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
+
+
+def test_convert_refuses_an_output_inside_the_input(shapes_voc, capsys):
+    before = sorted(str(p) for p in shapes_voc.rglob("*"))
+    for out in (shapes_voc / "JPEGImages", shapes_voc / "new-sub"):
+        assert main(["convert", "voc", str(shapes_voc), "--to", "coco", "--out", str(out), "--overwrite",
+                     "--quiet"]) == 2
+        assert "is inside the input" in capsys.readouterr().err
+    assert sorted(str(p) for p in shapes_voc.rglob("*")) == before

@@ -192,3 +192,23 @@ def test_arguments_handed_to_coco_voc_cityscapes_parsers(places, monkeypatch):
     # the VOC2007 folder itself is accepted as root too
     load("voc", split="test", year="2007", root=voc)
     assert rec.calls[-1][1] == voc
+
+
+def test_voc_segmentation_task_uses_the_segmentation_lists(tmp_path):
+    """VOC2012 val is 5,823 images in ImageSets/Main but 1,449 in ImageSets/Segmentation."""
+    import dsprep
+    from dsprep.synth import synth
+
+    root = tmp_path / "VOC2012"
+    synth("voc", root, images=10, seed=1, size=32)
+    main_val = (root / "ImageSets/Main/val.txt").read_text().split()
+    seg_dir = root / "ImageSets/Segmentation"
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    others = [p.stem for p in sorted((root / "JPEGImages").iterdir()) if p.stem not in main_val][:3]
+    (seg_dir / "val.txt").write_text("\n".join(others) + "\n")
+    (seg_dir / "train.txt").write_text("\n".join(main_val) + "\n")
+    ds = dsprep.load("voc", split="val", task="segmentation", root=root)
+    assert sorted(r.id.split("/")[-1] for r in ds) == sorted(others)
+    assert all(r.mask_path for r in ds) and list(ds.splits) == ["val"]
+    det = dsprep.load("voc", split="val", root=root)
+    assert sorted(r.id.split("/")[-1] for r in det) == sorted(main_val)
