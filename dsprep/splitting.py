@@ -206,5 +206,12 @@ def apply_split(dataset: Any, assignment: Mapping[str, Sequence[str]]) -> Any:
         seen.add(r.id)
         records.append(r.replace(split=split_of[r.id]))
     splits = {s: [i for i in ids if i in seen] for s, ids in assignment.items()}
-    return Dataset(dataset.categories, records, splits=splits, info=dataset.info, root=dataset.root,
+    # The source's own split lists no longer apply: without this, a VOC writer would copy the
+    # old ImageSets/Segmentation lists beside the new ImageSets/Main ones.
+    info = {k: v for k, v in dataset.info.items() if k not in _SOURCE_SPLIT_KEYS}
+    return Dataset(dataset.categories, records, splits=splits, info=info, root=dataset.root,
                    format=dataset.format)
+
+
+# Dataset.info keys that describe the source's split lists (format-specific).
+_SOURCE_SPLIT_KEYS = ("voc_segmentation_splits",)

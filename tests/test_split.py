@@ -156,3 +156,21 @@ def test_split_command_writes_through_the_format(tmp_path, monkeypatch, capsys):
     assert not (root / "sub").exists()
     assert main(argv[:4] + ["train=0.5", "--out", str(tmp_path / "o3")]) == 2
     assert "sum to 0.5" in capsys.readouterr().err
+
+
+def test_split_voc_rewrites_the_segmentation_lists_too(tmp_path):
+    import dsprep
+    from dsprep.cli import main
+    from dsprep.synth import synth
+
+    src = tmp_path / "VOC"
+    synth("voc", src, images=12, seed=3, size=32)
+    assert main(["split", "voc", str(src), "--ratios", "a=0.5,b=0.5", "--seed", "1", "--out",
+                 str(tmp_path / "out"), "--quiet"]) == 0
+    out = tmp_path / "out"
+    for name in ("a", "b"):
+        main_ids = (out / "ImageSets/Main" / f"{name}.txt").read_text().split()
+        seg_ids = (out / "ImageSets/Segmentation" / f"{name}.txt").read_text().split()
+        assert sorted(seg_ids) == sorted(main_ids)
+    assert not (out / "ImageSets/Segmentation/train.txt").exists()
+    assert len(dsprep.parse("voc", out)) == 12
