@@ -178,7 +178,9 @@ def test_write_foreign_dataset_keeps_boxes_names_crowd(tmp_path):
     assert report["renamed"] == 2  # two 0001.jpg in different folders
     assert sorted(p.name for p in (out / "Annotations").iterdir()) == ["a_0001.xml", "b_0001.xml"]
     assert report["lost"] == {"keypoints (objects)": 1, "captions": 1, "annotation ids": 2,
-                              "stored areas": 2, "source image ids": 2}
+                              "stored areas": 2, "source image ids": 2,
+                              # car 3 and toothbrush 90 come back as 2 and 3: VOC holds names
+                              "category ids (VOC stores names; re-read ids are 1..N in category order)": 2}
     back = voc.parse(out, workers=1)
     names = {c.id: c.name for c in back.categories}
     assert [c.name for c in back.categories] == ["person", "car", "toothbrush"]  # labelmap.txt order
@@ -422,3 +424,23 @@ def test_mmdetection_voc2007_xml(fixtures, tmp_path):
     assert not _diff(ds, back)
     src = root / "VOC2012/Annotations/000001.xml"
     assert _leaves(src) == _leaves(back.root / "Annotations/000001.xml")
+
+
+def test_write_counts_masks_hidden_by_overlap_and_skips_foreign_mask_pngs(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("L", (20, 10), 26).save(src / "ids.png")  # e.g. a Cityscapes labelIds PNG
+    inst = Instances(boxes=[[0, 0, 10, 10], [2, 2, 8, 8]], labels=[1, 1],
+                     segmentation=[[[0, 0, 10, 0, 10, 10, 0, 10]], [[2, 2, 8, 2, 8, 8, 2, 8]]])
+    recs = [Record("a", "a.jpg", 20, 10, "train", instances=inst),
+            Record("b", "b.jpg", 20, 10, "train", mask_path="ids.png")]
+    ds = Dataset([Category(1, "person")], recs, root=src, format="cityscapes")
+    out = tmp_path / "out"
+    out.mkdir()
+    report = voc.write(ds, out, images="none")
+    # the second square covers the middle of the first: the first loses pixels
+    assert report["lost"]["object mask pixels hidden by later, overlapping objects (objects)"] == 1
+    assert report["lost"]["cityscapes mask PNGs (semantic)"] == 1
+    assert not (out / "SegmentationClass" / "b.png").exists()

@@ -839,14 +839,20 @@ def _save_mask(arr: np.ndarray, path: Path) -> None:
     im.save(path, optimize=False)
 
 
-def _rasterise(inst: Instances, h: int, w: int, index_of: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Class and object masks from polygons/RLE (painter's order: later objects on top)."""
+def _rasterise(inst: Instances, h: int, w: int, index_of: Mapping[int, int],
+               lost: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Class and object masks from polygons/RLE (painter's order: later objects on top).
+
+    One index per pixel cannot hold overlapping objects: pixels of an object
+    covered by a later one are lost from it, and counted in ``lost``.
+    """
     if inst.segmentation is None or not any(s is not None for s in inst.segmentation):
         return None
     from pycocotools import mask as mask_utils
 
     cls = np.zeros((h, w), np.uint8)
     obj = np.zeros((h, w), np.uint8)
+    painted: list[tuple[int, int]] = []  # (object value, its pixel count)
     for k, s in enumerate(inst.segmentation):
         s = decode_segmentation(s)
         if s is None or (isinstance(s, list) and not s):
@@ -868,6 +874,13 @@ def _rasterise(inst: Instances, h: int, w: int, index_of: Mapping[int, int]) -> 
             continue
         cls[m] = index_of.get(int(inst.labels[k]), VOID)
         obj[m] = min(k + 1, 254)
+        painted.append((min(k + 1, 254), int(m.sum())))
+    if lost is not None and painted:
+        final = np.bincount(obj.ravel(), minlength=256)
+        hidden = sum(1 for v, n in painted if final[v] < n)
+        if hidden:
+            lost["object mask pixels hidden by later, overlapping objects (objects)"] = \
+                lost.get("object mask pixels hidden by later, overlapping objects (objects)", 0) + hidden
     return cls, obj
 
 
@@ -1085,10 +1098,16 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                      and all(x is not None for x in inst.segmentation))
         made = None
         if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
-            made = _rasterise(inst, int(rec.height), int(rec.width), index_of)
+            made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
         for rel, sub, k in ((rec.mask_path, _SEGCLS, 0), (rec.instance_mask_path, _SEGOBJ, 1)):
             if rel:  # mask files win for SegmentationClass (they keep the 255 void borders)
                 if made is not None and k == 1:
+                    continue
+                if not exact:
+                    # Another format's mask PNGs (Cityscapes labelIds/instanceIds, panoptic ids)
+                    # do not hold VOC class indices: never copy them as if they did.
+                    what = f"{dataset.format or 'source'} mask PNGs ({'semantic' if k == 0 else 'instance'})"
+                    lost[what] = lost.get(what, 0) + 1
                     continue
                 srcm = (src_root / rel) if src_root is not None else Path(rel)
                 _copy_mask(srcm, dest / sub / f"{name}.png")
@@ -1128,6 +1147,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in dataset.categories] != list(VOC_CLASSES):
         _write_labelmap(dest, dataset.categories)
+    # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
+    # order for the 20 VOC classes). Ids that differ do not survive, and say so.
+    changed = sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1)
+    if changed:
+        lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
     policy.summary("images")
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
