@@ -356,3 +356,18 @@ def test_unhashable_ids_are_named():
     ds = Dataset([Category(1, "a")], [Record("x", "x.jpg", 16, 16, source_id=1)])
     with pytest.raises(FormatError, match=r"detection 0: expected an int category_id"):
         coco_evaluate(ds, [{"image_id": 1, "category_id": [1], "bbox": [0, 0, 1, 1], "score": 1.0}])
+
+
+def test_segm_predictions_as_polygons_are_encoded_for_loadres(fixtures):
+    """pycocotools' loadRes takes compressed RLE only: polygon results are encoded, not a TypeError."""
+    import dsprep
+
+    root = fixtures / "super-gradients/tests/data/tinycoco"
+    gt = json.loads((root / "annotations/instances_val2017.json").read_text())
+    preds = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+              "score": 1.0} for a in gt["annotations"] if not a["iscrowd"]]
+    res = coco_evaluate(dsprep.parse("coco", root, split="val2017"), preds, iou_type="segm")
+    assert res.stats["AP50"] > 0.95
+    with pytest.raises(FormatError, match="segmentation must be an RLE dict or a list of polygons"):
+        coco_evaluate(dsprep.parse("coco", root, split="val2017"),
+                      [{**preds[0], "segmentation": 7}], iou_type="segm")

@@ -341,6 +341,33 @@ def _check_predictions(preds: list, id_map: ImageIdMap, cat_ids: set[int], iou_t
     return preds
 
 
+def _segm_as_rle(preds: list[dict[str, Any]], gt: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """pycocotools' ``loadRes`` takes segm results as compressed RLE only: polygons and
+    uncompressed RLE are encoded here (at the ground-truth image size), anything else is named."""
+    from pycocotools import mask as mask_utils
+
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    for k, d in enumerate(preds):
+        seg = d["segmentation"]
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+            continue
+        h, w = sizes[d["image_id"]]
+        try:
+            if isinstance(seg, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in seg], h, w))
+            elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                rle = mask_utils.frPyObjects(seg, *seg["size"])
+            else:
+                raise TypeError
+        except (TypeError, ValueError, IndexError):
+            raise FormatError(f"{where}: detection {k}", "segmentation must be an RLE dict or a list of "
+                              f"polygons, found {type(seg).__name__}") from None
+        d = dict(d)
+        d["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        preds[k] = d
+    return preds
+
+
 @contextlib.contextmanager
 def _quiet():
     """pycocotools prints progress on stdout; a library must not."""
@@ -385,6 +412,8 @@ def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str
     gt, id_map = to_coco_gt(dataset, split=split, iou_type=iou_type, image_ids=image_ids)
     cat_ids = {c["id"] for c in gt["categories"]}
     preds = _check_predictions(preds, id_map, cat_ids, iou_type, where)
+    if iou_type == "segm":
+        preds = _segm_as_rle(preds, gt, where)
     with _quiet():
         coco_gt = COCO()
         coco_gt.dataset = gt

@@ -413,6 +413,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                            enabled=progress):
             image_id = rec.source_id if use_source else i + 1
             file_name = name if flat_names else rec.path
+            if not (rec.width and rec.height):
+                # a panoptic PNG covers the whole image: its size must be known (ImageNet
+                # records carry none unless parsed with read_sizes=True)
+                raise InvalidAnnotationError(
+                    str(rec.path), f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); "
+                    "coco-panoptic needs it to draw the segment PNG (for imagenet, parse with read_sizes=True)")
             if _io.place_image(src_root / rec.path, dest / split / file_name, images):
                 n_img += 1
             else:

@@ -1085,7 +1085,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             if not _io.place_image(src, dest / img_rel, images):
                 try:
                     raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
-                                           f"it to {img_rel} (use images='none' to write annotations only)")
+                                           f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
                 except FormatError as err:
                     policy.handle(err)
                     missing += 1
