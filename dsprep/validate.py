@@ -189,7 +189,10 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
                     if len(poly) < 6:
                         problems.append(Problem("short_polygon", where,
                                                 f"polygon of {len(poly) // 2} points; expected at least 3"))
-    for c in ds.categories:
+    # Categories are "used" by objects or image labels; a dataset annotated by semantic masks
+    # alone (Cityscapes labelIds without instances) uses them through pixels we do not count.
+    annotated = any(len(r.instances) or r.label is not None for r in ds.records)
+    for c in (ds.categories if annotated else ()):
         if not used[c.id]:
             problems.append(Problem("unused_category", f"category {c.id} {c.name!r}", "no object or image label uses it"))
     if check_files:

@@ -371,3 +371,14 @@ def test_segm_predictions_as_polygons_are_encoded_for_loadres(fixtures):
     with pytest.raises(FormatError, match="segmentation must be an RLE dict or a list of polygons"):
         coco_evaluate(dsprep.parse("coco", root, split="val2017"),
                       [{**preds[0], "segmentation": 7}], iou_type="segm")
+
+
+def test_voc_style_predictions_name_images_by_file_stem():
+    from dsprep.eval.detection import ImageIdMap
+
+    recs = [Record("JPEGImages/000005", "JPEGImages/000005.jpg", 8, 8),
+            Record("a/0001", "a/0001.jpg", 8, 8), Record("b/0001", "b/0001.jpg", 8, 8)]
+    m = ImageIdMap(recs)
+    assert m.resolve("000005") == m.resolve("JPEGImages/000005") == 1
+    assert m.resolve("0001") is None  # two images share that stem: ambiguous, not guessed
+    assert m.resolve("a/0001") == 2

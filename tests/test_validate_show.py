@@ -132,3 +132,9 @@ def test_show_cli_writes_png(clean, tmp_path, monkeypatch, capsys):
     out = tmp_path / "grid.png"
     assert main(["show", "voc", str(clean.root), "--out", str(out), "-n", "3"]) == 0
     assert Image.open(out).size[0] > 0 and "wrote" in capsys.readouterr().out
+
+
+def test_mask_only_dataset_does_not_flag_every_category_unused(clean):
+    recs = [r.replace(instances=Instances(), mask_path=None, captions=["a picture"]) for r in clean.records]
+    ds = Dataset(clean.categories, recs, root=clean.root, format="synth")
+    assert [p for p in validate_dataset(ds, workers=1) if p.kind == "unused_category"] == []

@@ -107,7 +107,8 @@ class ImageIdMap:
     one (COCO ground truth keeps COCO's ids), else 1..N in record order.
     ``explicit`` (record id -> int) overrides both. A prediction's
     ``image_id`` is resolved as: an int that is a known COCO id; else a string
-    equal to a record's ``source_id``, record id, or image path.
+    equal to a record's ``source_id``, record id, image path, or file stem
+    (when no other image has that stem: VOC's ``000005``).
     """
 
     def __init__(self, records: Sequence[Any], explicit: Mapping[str, int] | None = None):
@@ -132,6 +133,14 @@ class ImageIdMap:
             for key in (r.id, r.path, None if r.source_id is None else str(r.source_id)):
                 if key is not None:
                     self._by_name.setdefault(key, i)
+        # File stems ("000005", "shapes_00000") too, where one image alone has that stem:
+        # VOC detections name images by the devkit id, which is the stem.
+        stems: dict[str, list[int]] = {}
+        for r, i in zip(self.records, ints):
+            stems.setdefault(r.path.rsplit("/", 1)[-1].rsplit(".", 1)[0], []).append(i)
+        for stem, ids in stems.items():
+            if len(ids) == 1:
+                self._by_name.setdefault(stem, ids[0])
 
     def resolve(self, image_id: Any) -> int | None:
         """The integer id for a prediction's ``image_id``, or None if unknown."""
