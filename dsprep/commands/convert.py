@@ -13,7 +13,7 @@ written to a temporary directory and renamed to OUT when complete.
 
 examples:
   dsprep convert voc VOCdevkit/VOC2012 --to coco --out voc-coco/
-  dsprep convert coco coco2017/ --to voc --out coco-voc/ --split val --images copy
+  dsprep convert coco coco2017/ --to voc --out coco-voc/ --split val2017 --images copy
   dsprep convert voc VOC2012/ --to coco --out out/ --category-ids contiguous0
 
 What the target format cannot hold (keypoints in VOC, say) is named in a warning

@@ -11,7 +11,7 @@ keypoints and skeletons (Pillow drawing). Deterministic with --seed.
 
 examples:
   dsprep show voc VOCdevkit/VOC2012 --out grid.png
-  dsprep show coco coco2017/ --split val --ids val2017/000000000139 --out one.png
+  dsprep show coco coco2017/ --split val2017 --ids val2017/000000000139 --out one.png
   dsprep show coco coco2017/ --split train --augment --out augmented.png"""
 
 

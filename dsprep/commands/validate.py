@@ -19,7 +19,7 @@ exit status: 0 clean, 1 problems found, 2 unusable input.
 
 examples:
   dsprep validate voc VOCdevkit/VOC2012
-  dsprep validate coco coco2017/ --split val --deep --json"""
+  dsprep validate coco coco2017/ --split val2017 --deep --json"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
