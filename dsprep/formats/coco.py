@@ -1276,16 +1276,19 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             written, shared_img_ids, shared_ann_ids = shared
             img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
             entry_of: dict[str, dict[str, Any]] = {}
-            span_of: dict[str, tuple[int, int]] = {}
-            all_anns: list[dict[str, Any]] = []
+            # each record's annotations as JSON text, serialised once for all the files it is in
+            ann_json: dict[str, bytes] = {}
             if write_instances:
                 all_anns = _annotations(written, shared_img_ids, shared_ann_ids, any_difficult, has_kp, kp_k,
                                         compress_rle)
                 a = 0
                 for r in written:
                     b = a + r.instances.boxes.shape[0]
-                    span_of[r.id] = (a, b)
+                    if b > a:
+                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=_json_default,
+                                                      option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
                     a = b
+                del all_anns
         for split, recs in split_recs.items():
             names = _unique_names(recs)
             if shared is not None:
@@ -1311,16 +1314,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                                          "write annotations only)")
             if write_instances:
                 if shared is not None:
-                    anns = []
-                    for r in recs:
-                        a, b = span_of[r.id]
-                        if b > a:
-                            anns += all_anns[a:b]
+                    chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
+                    anns = orjson.Fragment(b"[" + b",".join(chunks) + b"]")
+                    n_objects += sum(r.instances.boxes.shape[0] for r in recs)
                 else:
                     ids = [r.instances.ids for r in recs]
                     ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
                     anns = _annotations(recs, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
-                n_objects += len(anns)
+                    n_objects += len(anns)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
                 out = dest / "annotations" / f"{task}_{split}.json"
