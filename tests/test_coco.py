@@ -231,6 +231,73 @@ def test_write_renumbers_duplicate_basenames(tmp_path):
     assert [im["id"] for im in doc["images"]] == [1, 2]
 
 
+def _split_dataset(image_ids=(None,) * 4, ann_ids=None) -> Dataset:
+    """Four records, train = 0, 1; val = 2, 3; trainval = all four, interleaved (as VOC lists them)."""
+    recs = []
+    for i in range(4):
+        boxes = [[1.0 + k, 1.0 + i, 6.0 + k, 7.0 + i] for k in range(i % 2 + 1)]
+        ids = None if ann_ids is None else ann_ids[i]
+        recs.append(Record(f"JPEGImages/{i:06d}", f"JPEGImages/{i:06d}.jpg", 16, 16, source_id=image_ids[i],
+                           instances=Instances(boxes, [1 + i % 2] * len(boxes), ids=ids,
+                                               extra=[{"pose": "Left"}] * len(boxes))))
+    names = [r.id for r in recs]
+    splits = {"train": names[:2], "val": names[2:], "trainval": [names[0], names[2], names[1], names[3]]}
+    return Dataset([Category(1, "cat"), Category(2, "dog")], recs, splits=splits, format="voc")
+
+
+def _written_ids(ds: Dataset, out: Path) -> dict:
+    """{split: ({file_name: image id}, {(file_name, bbox): annotation id})}, after checking each file."""
+    out.mkdir()
+    coco.write(ds, out, images="none")
+    got = {}
+    for split in ds.splits:
+        path = out / f"annotations/instances_{split}.json"
+        doc = json.loads(path.read_text())
+        img = {im["id"]: im["file_name"] for im in doc["images"]}
+        ann_ids = [a["id"] for a in doc["annotations"]]
+        assert len(img) == len(doc["images"]) and len(set(ann_ids)) == len(ann_ids) and min(ann_ids) >= 1
+        assert self_eval_ap(path, "bbox") == 1.0
+        got[split] = ({name: i for i, name in img.items()},
+                      {(img[a["image_id"]], tuple(a["bbox"])): a["id"] for a in doc["annotations"]})
+    return got
+
+
+def test_split_files_share_ids_when_the_source_has_none(tmp_path):
+    """No source ids: one dataset-wide numbering, so an image and its objects have the same ids
+    in train and trainval (the writer builds them once for both files)."""
+    ds = _split_dataset()
+    got = _written_ids(ds, tmp_path / "out")
+    train, val, trainval = got["train"], got["val"], got["trainval"]
+    assert {**train[0], **val[0]} == trainval[0] and {**train[1], **val[1]} == trainval[1]
+    assert sorted(trainval[0].values()) == [1, 2, 3, 4] and sorted(trainval[1].values()) == [1, 2, 3, 4, 5, 6]
+    assert train[0] == {"000000.jpg": 1, "000001.jpg": 2}  # numbered in order of first appearance
+    back = {r.path.rpartition("/")[2]: r for r in coco.parse(tmp_path / "out") if r.split == "trainval"}
+    assert len(back) == 4
+    for r in ds.records:
+        b = back[r.path.rpartition("/")[2]].instances
+        assert np.array_equal(b.boxes, r.instances.boxes) and b.extra == r.instances.extra
+
+
+def test_split_files_keep_dataset_wide_source_ids(tmp_path):
+    ds = _split_dataset(image_ids=(10, 0, 12, 13), ann_ids=[[7], [3, 4], [20], [5, 6]])
+    got = _written_ids(ds, tmp_path / "out")
+    assert got["trainval"][0] == {"000000.jpg": 10, "000001.jpg": 0, "000002.jpg": 12, "000003.jpg": 13}
+    assert sorted(got["trainval"][1].values()) == [3, 4, 5, 6, 7, 20]
+    assert {**got["train"][1], **got["val"][1]} == got["trainval"][1]
+
+
+def test_split_files_keep_per_split_source_ids(tmp_path):
+    """Ids unique only within each split (Datumaro numbers every JSON 1..N): each file keeps its own,
+    and a file where they collide (trainval) is numbered 1..N."""
+    ds = _split_dataset(image_ids=(1, 2, 1, 2), ann_ids=[[1], [2, 3], [1], [2, 3]])
+    got = _written_ids(ds, tmp_path / "out")
+    assert got["train"][0] == {"000000.jpg": 1, "000001.jpg": 2}
+    assert got["val"][0] == {"000002.jpg": 1, "000003.jpg": 2}
+    assert sorted(got["val"][1].values()) == [1, 2, 3]
+    assert sorted(got["trainval"][0].values()) == [1, 2, 3, 4]
+    assert sorted(got["trainval"][1].values()) == [1, 2, 3, 4, 5, 6]
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _tree_with(tmp_path, mutate) -> Path:

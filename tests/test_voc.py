@@ -121,6 +121,42 @@ def test_roundtrip_generated_with_masks(tmp_path):
         f"2012_{i:06d}" for i in range(4)]
 
 
+def test_convert_to_coco_shares_ids_across_split_files(tmp_path):
+    """trainval = train + val: an image and its objects have the same ids in every file (ids
+    unique within each); objects with a SegmentationObject mask carry it and its pixel area,
+    objects of images without one are bbox-only."""
+    import json
+
+    from pycocotools.coco import COCO
+
+    from dsprep.convert import convert
+
+    info = make_voc(tmp_path, n=6, masks=True,
+                    splits={"train": [0, 2, 4], "val": [1, 3, 5], "trainval": list(range(6))})
+    for stem in ("2012_000001", "2012_000004"):
+        (info["root"] / "SegmentationObject" / f"{stem}.png").unlink()
+    out = tmp_path / "coco"
+    convert("voc", info["root"], "coco", out, images="none", workers=1)
+    seen = {}
+    for split in ("train", "val", "trainval"):
+        path = out / f"annotations/instances_{split}.json"
+        doc = json.loads(path.read_text())
+        names = {im["id"]: im["file_name"] for im in doc["images"]}
+        ann_ids = [a["id"] for a in doc["annotations"]]
+        assert len(names) == len(doc["images"]) and len(set(ann_ids)) == len(ann_ids) and min(ann_ids) >= 1
+        seen[split] = {(names[a["image_id"]], a["image_id"], a["id"], tuple(a["bbox"]), a["difficult"])
+                       for a in doc["annotations"]}
+    assert seen["train"] | seen["val"] == seen["trainval"] and not seen["train"] & seen["val"]
+    assert len(seen["trainval"]) == info["objects"]
+    gt = COCO(str(out / "annotations/instances_trainval.json"))
+    for a in gt.loadAnns(gt.getAnnIds()):
+        name = gt.imgs[a["image_id"]]["file_name"]
+        if name in ("2012_000001.jpg", "2012_000004.jpg"):
+            assert a["segmentation"] == [] and a["area"] == a["bbox"][2] * a["bbox"][3]
+        else:
+            assert a["segmentation"] and a["area"] == gt.annToMask(a).sum() > 0
+
+
 def test_class_lists_devkit_format(tmp_path):
     info = make_voc(tmp_path, n=4)
     ds = voc.parse(info["root"], workers=1)

@@ -38,7 +38,7 @@ import mmap
 import os
 import re
 from contextlib import contextmanager
-from itertools import chain
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -1099,21 +1099,87 @@ def _segmentation_area(segm: Any, h: int, w: int) -> float | None:
 def _unique_names(recs: Sequence[Record]) -> list[str]:
     """file_name per record: the basename when unique within the split, else the relative path."""
     base = [r.path.rpartition("/")[2] for r in recs]
+    if len(set(base)) == len(base):
+        return base
     seen: dict[str, int] = {}
     for b in base:
         seen[b] = seen.get(b, 0) + 1
     return [b if seen[b] == 1 else r.path for b, r in zip(base, recs)]
 
 
-def _image_ids(recs: Sequence[Record]) -> list[int]:
-    """Keep the source image ids when they are unique ints >= 0; otherwise number 1..N.
+def _keeps_image_ids(recs: Sequence[Record]) -> bool:
+    """Whether these records' source image ids can be written as they are (unique ints >= 0).
 
     Image id 0 is safe in COCOeval (only *annotation* id 0 is not).
     """
     src = [r.source_id for r in recs]
-    if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in src) and len(set(src)) == len(src):
-        return src  # type: ignore[return-value]
+    return all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in src) and len(set(src)) == len(src)
+
+
+def _image_ids(recs: Sequence[Record]) -> list[int]:
+    """Keep the source image ids when they are unique ints >= 0; otherwise number 1..N."""
+    if _keeps_image_ids(recs):
+        return [r.source_id for r in recs]  # type: ignore[misc]
     return list(range(1, len(recs) + 1))
+
+
+def _keeps_ann_ids(ids: np.ndarray) -> bool:
+    """Whether source annotation ids can be written as they are: all >= 1 and unique (id 0
+    makes COCOeval count a match as unmatched)."""
+    if ids.size == 0:
+        return True
+    s = np.sort(ids)
+    return bool(s[0] >= 1) and bool((s[1:] != s[:-1]).all())
+
+
+def _ann_ids(ids: np.ndarray) -> list[int]:
+    return ids.tolist() if _keeps_ann_ids(ids) else list(range(1, len(ids) + 1))
+
+
+def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[int], list[int]] | None:
+    """Image and annotation ids that are the same in every split file, or None.
+
+    Returns ``(records, image_ids, annotation_ids)`` over the records of all
+    splits (each once, in order of first appearance; annotation ids in record
+    order). Source ids are kept when they are valid and unique across the
+    whole dataset; when no split would keep its own source ids, everything is
+    numbered dataset-wide (1..N images, 1..M annotations). None when some
+    split has source ids that are valid within it but collide with another
+    split's (Datumaro writes one JSON per split, each numbered 1..N): those
+    files are then written split by split, each keeping its own ids.
+    """
+    written = list({r.id: r for recs in groups.values() for r in recs}.values())
+    if _keeps_image_ids(written):
+        img_ids = [r.source_id for r in written]
+    elif any(recs and _keeps_image_ids(recs) for recs in groups.values()):
+        return None
+    else:
+        img_ids = list(range(1, len(written) + 1))
+    parts = [r.instances.ids for r in written]
+    ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if _keeps_ann_ids(ids):
+        return written, img_ids, ids.tolist()
+    if ids.size and (ids >= 1).any():  # some split may hold valid ids of its own
+        row = {r.id: i for i, r in enumerate(written)}
+        for recs in groups.values():
+            split_ids = [parts[row[r.id]] for r in recs]
+            split_ids = np.concatenate(split_ids) if split_ids else ids[:0]
+            if split_ids.size and _keeps_ann_ids(split_ids):
+                return None
+    return written, img_ids, list(range(1, len(ids) + 1))
+
+
+def _image_entry(r: Record, iid: Any, name: str) -> dict[str, Any]:
+    entry = {"id": iid, "width": int(r.width), "height": int(r.height), "file_name": name}
+    extra = r.extra
+    if extra:
+        if extra.keys().isdisjoint(_IMAGE_RESERVED):
+            entry.update(extra)
+        else:
+            for k, v in extra.items():
+                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA:
+                    entry[k] = v
+    return entry
 
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
@@ -1130,6 +1196,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     ``COCOeval``: ``info`` and ``licenses`` always present; every annotation
     has ``iscrowd``, ``area``, ``bbox`` ``[x, y, w, h]`` and ``segmentation``;
     annotation ids start at 1 (source ids kept when all are >= 1 and unique).
+    Image and annotation ids are the same in every split file when possible
+    (see :func:`_shared_ids` and docs/formats/coco.md), and each record's
+    entries are then built once for all the files it appears in.
     Per-object fields COCO lacks (VOC ``difficult``, ``pose``, ``truncated``,
     ``occluded``, ``parts``...) are written as extra annotation keys, which
     pycocotools ignores and :func:`parse` reads back.
@@ -1197,79 +1266,145 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r in dataset.records)}
     files: list[str] = []
     n_images = n_objects = 0
-    for split, rec_ids in groups.items():
-        recs = [by_id[i] for i in rec_ids if i in by_id]
-        names = _unique_names(recs)
-        img_ids = _image_ids(recs)
-        image_entries = []
-        for r, name, iid in zip(recs, names, img_ids):
-            entry = {"id": iid, "width": int(r.width), "height": int(r.height), "file_name": name}
-            for k, v in r.extra.items():
-                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA:
-                    entry[k] = v
-            image_entries.append(entry)
-        if images != "none":
-            for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
-                                     enabled=progress):
-                src = (root / r.path) if root is not None else Path(r.path)
-                if not place_image(src, dest / split / name, images):
-                    raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
-                                                     f"place it as {split}/{name}; use images='none' to write "
-                                                     "annotations only)")
-        if write_instances:
-            anns = _annotations(recs, img_ids, any_difficult, has_kp, kp_k, compress_rle)
-            n_objects += len(anns)
-            task = "person_keypoints" if has_kp else "instances"
-            doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
-                   "annotations": anns, "categories": categories}
-            out = dest / "annotations" / f"{task}_{split}.json"
-            out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
-            files.append(out.relative_to(dest).as_posix())
-        if has_captions:
-            caps = []
-            for r, iid in zip(recs, img_ids):
-                cids = r.extra.get("caption_ids")
-                for j, text in enumerate(r.captions):
-                    cid = cids[j] if isinstance(cids, list) and len(cids) == len(r.captions) else None
-                    caps.append({"id": cid, "image_id": iid, "caption": text})
-            ids = [c["id"] for c in caps]
-            if not (all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)):
-                for k, c in enumerate(caps, 1):
-                    c["id"] = k
-            # no 'categories' key: pycocotools indexes category_id of every annotation when it is
-            # present, and captions have none (the real captions_*.json has no 'categories' either)
-            doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
-            out = dest / "annotations" / f"captions_{split}.json"
-            out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
-            files.append(out.relative_to(dest).as_posix())
-        n_images += len(recs)
+    task = "person_keypoints" if has_kp else "instances"
+    with gc_paused():  # tens of thousands of acyclic dicts: see gc_paused
+        split_recs = {split: [by_id[i] for i in rec_ids if i in by_id] for split, rec_ids in groups.items()}
+        # Ids the same in every split file when possible (trainval = train + val in VOC): each
+        # record's image entry and annotation dicts are then built once and shared by the files.
+        shared = _shared_ids(split_recs)
+        if shared is not None:
+            written, shared_img_ids, shared_ann_ids = shared
+            img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
+            entry_of: dict[str, dict[str, Any]] = {}
+            # each record's annotations as JSON text, serialised once for all the files it is in
+            ann_json: dict[str, bytes] = {}
+            if write_instances:
+                all_anns = _annotations(written, shared_img_ids, shared_ann_ids, any_difficult, has_kp, kp_k,
+                                        compress_rle)
+                a = 0
+                for r in written:
+                    b = a + r.instances.boxes.shape[0]
+                    if b > a:
+                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=_json_default,
+                                                      option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+                    a = b
+                del all_anns
+        for split, recs in split_recs.items():
+            names = _unique_names(recs)
+            if shared is not None:
+                img_ids = [img_id_of[r.id] for r in recs]
+                image_entries = []
+                for r, name, iid in zip(recs, names, img_ids):
+                    entry = entry_of.get(r.id)
+                    if entry is None:
+                        entry = entry_of[r.id] = _image_entry(r, iid, name)
+                    elif entry["file_name"] != name:  # a basename unique in one split, not another
+                        entry = {**entry, "file_name": name}
+                    image_entries.append(entry)
+            else:
+                img_ids = _image_ids(recs)
+                image_entries = [_image_entry(r, iid, name) for r, name, iid in zip(recs, names, img_ids)]
+            if images != "none":
+                for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
+                                         enabled=progress):
+                    src = (root / r.path) if root is not None else Path(r.path)
+                    if not place_image(src, dest / split / name, images):
+                        raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
+                                                         f"place it as {split}/{name}; use images='none' to "
+                                                         "write annotations only)")
+            if write_instances:
+                if shared is not None:
+                    chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
+                    anns = orjson.Fragment(b"[" + b",".join(chunks) + b"]")
+                    n_objects += sum(r.instances.boxes.shape[0] for r in recs)
+                else:
+                    ids = [r.instances.ids for r in recs]
+                    ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
+                    anns = _annotations(recs, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
+                    n_objects += len(anns)
+                doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
+                       "annotations": anns, "categories": categories}
+                out = dest / "annotations" / f"{task}_{split}.json"
+                out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                files.append(out.relative_to(dest).as_posix())
+            if has_captions:
+                caps = []
+                for r, iid in zip(recs, img_ids):
+                    cids = r.extra.get("caption_ids")
+                    for j, text in enumerate(r.captions):
+                        cid = cids[j] if isinstance(cids, list) and len(cids) == len(r.captions) else None
+                        caps.append({"id": cid, "image_id": iid, "caption": text})
+                ids = [c["id"] for c in caps]
+                if not (all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)):
+                    for k, c in enumerate(caps, 1):
+                        c["id"] = k
+                # no 'categories' key: pycocotools indexes category_id of every annotation when it is
+                # present, and captions have none (the real captions_*.json has no 'categories' either)
+                doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
+                out = dest / "annotations" / f"captions_{split}.json"
+                out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                files.append(out.relative_to(dest).as_posix())
+            n_images += len(recs)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
 
 
 _STANDARD_ANN_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+_IMAGE_RESERVED = frozenset(_IMAGE_KEYS) | _INTERNAL_IMAGE_EXTRA
+_NO_EXTRA: dict[str, Any] = {}
 
 
-def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: bool, has_kp: bool,
-                 kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
-    """COCO annotation dicts for one split, in record order."""
+def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequence[int], any_difficult: bool,
+                 has_kp: bool, kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
+    """COCO annotation dicts for ``recs``, in record order (``ann_ids`` in the same order)."""
     from orjson import Fragment
 
     parts = [r.instances for r in recs]
-    n = sum(len(p) for p in parts)
+    counts = [p.boxes.shape[0] for p in parts]
+    n = sum(counts)
     if n == 0:
         return []
     cat = np.concatenate
     boxes = _xywh_exact(cat([p.boxes for p in parts]))
-    src_ids = cat([p.ids for p in parts])
-    sorted_ids = np.sort(src_ids)
-    keep_ids = bool(sorted_ids[0] >= 1) and bool((sorted_ids[1:] != sorted_ids[:-1]).all())
-    ann_ids = src_ids.tolist() if keep_ids else list(range(1, n + 1))
+    areas = cat([p.area for p in parts])
+    unknown = np.isnan(areas)
+    # unknown area: the mask's pixel area when there is a mask (below), else the box's
+    filled = np.where(unknown, boxes[:, 2] * boxes[:, 3], areas).tolist()
     box_list = boxes.tolist()
     labels = cat([p.labels for p in parts]).tolist()
     crowd = cat([p.iscrowd for p in parts]).astype(np.int64).tolist()
-    areas = cat([p.area for p in parts]).tolist()
     diff = cat([p.difficult for p in parts]).astype(np.int64).tolist() if any_difficult else None
+    reserved = frozenset(_STANDARD_ANN_KEYS) | ({"keypoints", "num_keypoints"} if has_kp else set()) | (
+        {"difficult"} if diff is not None else set())
+    extras = list(chain.from_iterable(p.extra if p.extra is not None else repeat(None, m)
+                                      for p, m in zip(parts, counts)))
+    if not has_kp and all(e is None or e.keys().isdisjoint(reserved) for e in extras):
+        # the common case, one comprehension: no keypoints, no extra key shadowing a COCO key
+        segms: list[Any] = [None] * n
+        k = 0
+        for r, p, m in zip(recs, parts, counts):
+            if p.segmentation is not None:
+                for j, segm in enumerate(p.segmentation):
+                    if segm is not None:
+                        if compress_rle:
+                            segm = _compressed(segm)
+                        if unknown[k + j]:
+                            area = _segmentation_area(segm, r.height, r.width)
+                            if area is not None:
+                                filled[k + j] = area
+                        segms[k + j] = Fragment(segm) if type(segm) is bytes else _segmentation_out(segm)
+            k += m
+        img_col = list(chain.from_iterable(repeat(iid, m) for iid, m in zip(img_ids, counts)))
+        # bbox-only objects get "segmentation": [] (see docs/formats/coco.md, "bbox-only ground truth")
+        if diff is None:
+            return [{"id": i, "image_id": im, "category_id": c, "segmentation": [] if s is None else s,
+                     "area": a, "bbox": b, "iscrowd": cr, **(e or _NO_EXTRA)}
+                    for i, im, c, s, a, b, cr, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
+                                                        crowd, extras)]
+        return [{"id": i, "image_id": im, "category_id": c, "segmentation": [] if s is None else s,
+                 "area": a, "bbox": b, "iscrowd": cr, "difficult": d, **(e or _NO_EXTRA)}
+                for i, im, c, s, a, b, cr, d, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
+                                                       crowd, diff, extras)]
     out: list[dict[str, Any]] = []
     k = 0
     for r, iid, inst in zip(recs, img_ids, parts):
@@ -1277,22 +1412,21 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[int], any_difficult: 
         if not m:
             continue
         segs = inst.segmentation
-        extras = inst.extra
         kps = inst.keypoints
         for j in range(m):
             x, y, w, h = box_list[k]
             segm = segs[j] if segs is not None else None
             if compress_rle:
                 segm = _compressed(segm)
-            area = areas[k]
-            if area != area:  # NaN: unknown, compute it
-                area = _segmentation_area(segm, r.height, r.width) if segm is not None else None
-                if area is None:
-                    area = w * h
+            area = filled[k]
+            if unknown[k] and segm is not None:
+                mask_area = _segmentation_area(segm, r.height, r.width)
+                if mask_area is not None:
+                    area = mask_area
             ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],
                    "segmentation": Fragment(segm) if type(segm) is bytes else _segmentation_out(segm),
                    "area": area, "bbox": [x, y, w, h], "iscrowd": crowd[k]}
-            extra = extras[j] if extras is not None else None
+            extra = extras[k]
             if has_kp:
                 if kps is not None:
                     kp = kps[j]

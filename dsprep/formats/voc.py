@@ -439,6 +439,12 @@ def _image_relpath(stem: str, extra: Mapping[str, Any]) -> str:
     return f"{_IMG}/{stem}{ext}"
 
 
+def _parse_chunk_gc_paused(items: Sequence[tuple[str, str]], **options: Any) -> dict[str, Any]:
+    """:func:`_parse_chunk` with the cyclic GC paused (in a worker, the parent's pause does not reach)."""
+    with _io.gc_paused():
+        return _parse_chunk(items, **options)
+
+
 def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[str, int], mode: str,
                  masks: tuple[frozenset, frozenset], missing_size: str = "error", segmentation: bool = False,
                  cat_names: Sequence[str] = ()):
@@ -564,16 +570,26 @@ def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
     out = []
     a = 0
     boxes, labels, diff, crowd, oex = c["boxes"], c["labels"], c["difficult"], c["iscrowd"], c["oex"]
+    m = len(labels)
+    ids, area = np.full(m, -1, np.int64), np.full(m, np.nan)  # VOC has neither; one array per chunk
+    # Built without __init__ (as coco.parse does): the arrays are typed and shaped per chunk
+    # already, and validating them again per image costs as much as a fifth of the parse.
+    new_inst, new_rec = Instances.__new__, Record.__new__
     for stem, rel, w, h, extra, n, segm in zip(c["stem"], c["rel"], c["w"], c["h"], c["extra"], c["count"],
                                                c["segm"]):
         b = a + n
         ex = oex[a:b]
-        inst = Instances(boxes=boxes[a:b], labels=labels[a:b], iscrowd=crowd[a:b], difficult=diff[a:b],
-                         extra=ex if any(ex) else None, segmentation=segm)
-        out.append(Record(id=f"{_IMG}/{stem}", path=rel, width=w, height=h, split=split_of.get(stem),
-                          instances=inst, extra=extra,
-                          mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
-                          instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None))
+        inst = new_inst(Instances)
+        inst.__dict__ = {"boxes": boxes[a:b], "labels": labels[a:b], "iscrowd": crowd[a:b], "difficult": diff[a:b],
+                         "ids": ids[a:b], "area": area[a:b], "segmentation": segm, "keypoints": None,
+                         "extra": ex if any(ex) else None}
+        rec = new_rec(Record)
+        rec.__dict__ = {"id": f"{_IMG}/{stem}", "path": rel, "width": w, "height": h, "split": split_of.get(stem),
+                        "label": None, "instances": inst,
+                        "mask_path": f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
+                        "instance_mask_path": f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None,
+                        "captions": [], "source_id": None, "extra": extra}
+        out.append(rec)
         a = b
     return out
 
@@ -718,20 +734,22 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     labelmap = _read_labelmap(root)
     names = list(labelmap) if labelmap else list(VOC_CLASSES)
     known = {n: i + 1 for i, n in enumerate(names)}
-    fn = functools.partial(_parse_chunk, root=str(root), known=known, mode=policy.mode, masks=masks,
+    fn = functools.partial(_parse_chunk_gc_paused, root=str(root), known=known, mode=policy.mode, masks=masks,
                            missing_size=missing_size,
                            segmentation=segmentation, cat_names=tuple(names))
-    results = _io.parallel_map(fn, items, workers=workers, chunk=max(64, min(512, len(items) // 8 + 1)),
-                               desc="VOC XML", show_progress=progress)
-    records: list[Record] = []
-    for chunk in results:
-        policy.merge(chunk["policy"])
-        for i, n in chunk["unknown"]:
-            if n not in known:
-                known[n] = len(known) + 1
-                names.append(n)
-            chunk["labels"][i] = known[n]
-        records.extend(_records_from_chunk(chunk, split_of, masks))
+    # XML trees, per-object dicts and records are acyclic: the cyclic GC would only rescan them
+    with _io.gc_paused():
+        results = _io.parallel_map(fn, items, workers=workers, chunk=max(64, min(512, len(items) // 8 + 1)),
+                                   desc="VOC XML", show_progress=progress)
+        records: list[Record] = []
+        for chunk in results:
+            policy.merge(chunk["policy"])
+            for i, n in chunk["unknown"]:
+                if n not in known:
+                    known[n] = len(known) + 1
+                    names.append(n)
+                chunk["labels"][i] = known[n]
+            records.extend(_records_from_chunk(chunk, split_of, masks))
     categories = [Category(i + 1, n) for i, n in enumerate(names)]
     present = {r.id[len(_IMG) + 1:] for r in records}
     ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
@@ -763,11 +781,13 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
     row = {r.id[len(_IMG) + 1:]: i for i, r in enumerate(records)}
     ncls = max(known.values(), default=0) + 1
     expected = np.full((len(records) + 1, ncls), -1, np.int8)  # last row: ids without an XML
-    for i, r in enumerate(records):
-        inst = r.instances
-        for lab, d in zip(inst.labels.tolist(), inst.difficult.tolist()):
-            if 0 < lab < ncls:
-                expected[i, lab] = max(expected[i, lab], 0 if d else 1)
+    counts = [r.instances.boxes.shape[0] for r in records]
+    if sum(counts):
+        labs = np.concatenate([r.instances.labels for r in records])
+        flags = np.where(np.concatenate([r.instances.difficult for r in records]), 0, 1).astype(np.int8)
+        rows = np.repeat(np.arange(len(records)), counts)
+        ok = (labs > 0) & (labs < ncls)
+        np.maximum.at(expected, (rows[ok], labs[ok]), flags[ok])
     bad = 0
     first = None
     cache: dict[str, tuple[list[str], np.ndarray]] = {}
