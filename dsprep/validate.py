@@ -31,6 +31,7 @@ KINDS = {
     "missing_image": "image file missing",
     "unreadable_image": "image file unreadable",
     "size_mismatch": "annotated size differs from the image's real size (EXIF applied)",
+    "missing_size": "objects on an image whose annotation gives no size",
     "box_outside_image": "box outside the image",
     "empty_box": "empty box (zero or negative width/height)",
     "short_polygon": "polygon with fewer than 3 points",
@@ -162,6 +163,9 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
             used[r.label] += 1
             if r.label not in cats:
                 problems.append(Problem("unknown_category", r.id, f"image label {r.label} is not a category id"))
+        if len(inst) and not (w and h):
+            problems.append(Problem("missing_size", r.id, f"{len(inst)} objects but the annotation gives "
+                                    f"size {w}x{h}; boxes cannot be checked against the image"))
         if len(inst) == 0 and r.label is None and not r.mask_path and not r.captions:
             problems.append(Problem("no_annotations", r.id, "no objects, label, mask or caption"))
         for j, (box, label) in enumerate(zip(inst.boxes, inst.labels.tolist())):

@@ -37,6 +37,7 @@ def _plant(ds: Dataset, tmp_path: Path) -> Dataset:
         boxes=[[-5, 0, 10, 10], [5, 5, 5, 9], [0, 0, 4, 4]], labels=[1, 1, 99],   # 99: unknown_category
         segmentation=[None, [[0, 0, 1, 1]], {"size": [32, 32], "counts": "PPYo1"}]))  # rle_size_mismatch
     recs[4] = recs[4].replace(instances=Instances())                      # no_annotations
+    recs[6] = recs[6].replace(height=0)                                   # missing_size
     recs[5] = recs[5].replace(id=recs[6].id)                              # duplicate_id
     recs[7] = recs[7].replace(path=recs[6].path)                          # duplicate_file
     cats = ds.categories + [Category(42, "unicorn")]                      # unused_category
@@ -49,7 +50,7 @@ def test_validate_finds_each_planted_problem(clean, tmp_path):
     kinds = {p.kind for p in problems}
     expected = {"missing_image", "unreadable_image", "size_mismatch", "box_outside_image", "empty_box",
                 "short_polygon", "rle_size_mismatch", "unknown_category", "unused_category", "duplicate_id",
-                "duplicate_file", "no_annotations"}
+                "duplicate_file", "no_annotations", "missing_size"}
     assert expected <= kinds, expected - kinds
     assert kinds <= set(KINDS)
     msg = {p.kind: str(p) for p in problems}
