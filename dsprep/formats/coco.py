@@ -1310,8 +1310,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     src = (root / r.path) if root is not None else Path(r.path)
                     if not place_image(src, dest / split / name, images):
                         raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
-                                                         f"place it as {split}/{name}; use images='none' to "
-                                                         "write annotations only)")
+                                                         f"place it as {split}/{name}; use --images none "
+                                                         "(images='none' in Python) to write annotations only)")
             if write_instances:
                 if shared is not None:
                     chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
