@@ -418,11 +418,12 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
                 width, height = int(fw), int(fh)
                 have_size = width > 0 and height > 0
         elif tag == "filename" or tag == "folder":
-            extra[tag] = _text(el)
+            extra[tag] = (el.text or "").strip()
         elif tag == "segmented":
             extra["segmented"] = _flag(el, where)
         elif tag == "source" or tag == "owner":
-            extra[tag] = {c.tag: _text(c) for c in el if isinstance(c.tag, str)}
+            # (c.text or "").strip() is _text(c) inlined: six of them per VOC2007 image
+            extra[tag] = {c.tag: (c.text or "").strip() for c in el if isinstance(c.tag, str)}
         elif tag in _SOURCE_FIELDS:
             extra.setdefault("source", {})[tag] = _text(el)
         elif isinstance(tag, str):

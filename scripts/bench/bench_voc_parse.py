@@ -9,7 +9,8 @@ ours: ``dsprep.formats.voc.parse(root, workers=1)`` and ``workers=2``; and, when
 ``dsprep.convert.convert('voc', root, 'coco', out, images='none')``.
 
 Each timing is the best of ``--repeat`` runs (the XMLs are in the page cache
-after the first); ratios are ours / single-process floor.
+after the first), the contenders run round-robin so that a change in the
+machine's load reaches all of them; ratios are ours / single-process floor.
 
 Usage (from the repository root):
     python scripts/bench/gen_voc.py /tmp/bench/VOC2007
@@ -65,14 +66,22 @@ def floor(paths: list[str], out: Path, procs: int) -> None:
 
 def best(fn, repeat: int) -> tuple[float, float]:
     """(best wall seconds, best CPU seconds of this process) over ``repeat`` runs."""
-    walls, cpus = [], []
+    return interleaved([fn], repeat)[0]
+
+
+def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
+    """:func:`best` of each of ``fns``, run round-robin (fn0, fn1, ..., fn0, fn1, ...) so that
+    a change in the machine's load during the run reaches every contender alike."""
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        gc.collect()
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return min(walls), min(cpus)
+        for k, fn in enumerate(fns):
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
+    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 def main() -> None:
@@ -86,16 +95,15 @@ def main() -> None:
     paths = sorted(str(p) for p in (args.root / "Annotations").glob("*.xml"))
     tmp = Path(tempfile.mkdtemp(prefix="bench-voc-"))
     try:
-        rows = []
-        f1 = best(lambda: floor(paths, tmp / "floor.json", 1), args.repeat)
-        f2 = best(lambda: floor(paths, tmp / "floor.json", 2), args.repeat)
-        rows += [("floor: lxml + orjson, 1 process", f1), ("floor: lxml + orjson, 2 processes", f2)]
         ds = voc.parse(args.root, workers=1)
-        o1 = best(lambda: voc.parse(args.root, workers=1), args.repeat)
-        o2 = best(lambda: voc.parse(args.root, workers=2), args.repeat)
-        rows += [("dsprep voc.parse, workers=1", o1), ("dsprep voc.parse, workers=2", o2)]
-        o1s = best(lambda: voc.parse(args.root, workers=1, class_lists="skip"), args.repeat)
-        rows += [("dsprep voc.parse, workers=1, class_lists='skip'", o1s)]
+        contenders = [
+            ("floor: lxml + orjson, 1 process", lambda: floor(paths, tmp / "floor.json", 1)),
+            ("floor: lxml + orjson, 2 processes", lambda: floor(paths, tmp / "floor.json", 2)),
+            ("dsprep voc.parse, workers=1", lambda: voc.parse(args.root, workers=1)),
+            ("dsprep voc.parse, workers=2", lambda: voc.parse(args.root, workers=2)),
+            ("dsprep voc.parse, workers=1, class_lists='skip'",
+             lambda: voc.parse(args.root, workers=1, class_lists="skip")),
+        ]
         try:
             from dsprep.convert import convert
             from dsprep.formats import coco
@@ -107,12 +115,17 @@ def main() -> None:
                         progress=False)
 
             run(1)  # raises NotImplementedError while coco.write is a placeholder
-            rows += [("dsprep convert voc -> coco, workers=1", best(lambda: run(1), args.repeat)),
-                     ("dsprep convert voc -> coco, workers=2", best(lambda: run(2), args.repeat))]
+            contenders += [("dsprep convert voc -> coco, workers=1", lambda: run(1)),
+                           ("dsprep convert voc -> coco, workers=2", lambda: run(2))]
             del coco
         except NotImplementedError:
             print("(convert voc -> coco skipped: dsprep.formats.coco.write is not implemented here)")
-        print(f"{len(paths)} XMLs, {ds.num_objects()} objects; load: {os.getloadavg()}; best of {args.repeat}")
+        # round-robin, so that the floor and ours see the same load (the machine is shared)
+        timings = interleaved([fn for _, fn in contenders], args.repeat)
+        rows = [(name, t) for (name, _), t in zip(contenders, timings)]
+        f1 = rows[0][1]
+        print(f"{len(paths)} XMLs, {ds.num_objects()} objects; load: {os.getloadavg()}; best of {args.repeat}, "
+              "contenders interleaved")
         print(f"{'what':50s} {'wall s':>7s} {'x floor':>8s} {'CPU s':>7s} {'x floor':>8s}")
         for name, (t, c) in rows:
             print(f"{name:50s} {t:7.3f} {t / f1[0]:8.2f} {c:7.3f} {c / f1[1]:8.2f}")
