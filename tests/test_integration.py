@@ -3,6 +3,7 @@ the torch loaders, and cross-format conversions checked against the reference to
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from pycocotools.coco import COCO
 
@@ -84,3 +85,21 @@ def test_voc_masks_survive_conversion_to_coco(fixtures, tmp_path):
     with_masks = [a for a in gt.loadAnns(gt.getAnnIds()) if a["segmentation"]]
     assert with_masks and len(with_masks) == voc.num_objects()
     assert all(gt.annToMask(a).sum() > 0 for a in with_masks)
+
+
+def test_cityscapes_and_panoptic_to_voc_keep_objects_and_masks(fixtures, tmp_path):
+    info = make_cityscapes(tmp_path / "cs", frames=1)
+    report = dsprep.convert("cityscapes", info["root"], "voc", tmp_path / "cs-voc", images="none")
+    voc = dsprep.parse("voc", tmp_path / "cs-voc")
+    assert report["objects"] == voc.num_objects() > 0
+    assert report["lost"]["cityscapes mask PNGs (semantic)"] == len(voc)  # labelIds are not VOC indices
+    src = fixtures / "panopticapi/sample_data/panoptic_examples.json"
+    dsprep.convert("coco-panoptic", src, "voc", tmp_path / "p-voc", images="none")
+    pv = dsprep.parse("voc", tmp_path / "p-voc", segmentation=True)
+    assert pv.num_objects() == 50 and len(list((tmp_path / "p-voc/SegmentationObject").iterdir())) == 2
+
+
+def test_imagenet_to_panoptic_names_the_missing_size(fixtures, tmp_path):
+    with pytest.raises(dsprep.InvalidAnnotationError, match="has no image size"):
+        dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
+    assert not (tmp_path / "p").exists()

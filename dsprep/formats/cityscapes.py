@@ -104,11 +104,11 @@ def decode_instance_ids(values: np.ndarray) -> np.ndarray:
 def parse_options_for(target: str) -> dict[str, Any]:
     """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
 
-    COCO instances need the objects (boxes + RLE masks); COCO panoptic needs
+    COCO instances and VOC need the objects (boxes + RLE masks); COCO panoptic needs
     every evaluated segment, and re-reads the instanceIds pixels itself, so
     no RLE is built for it.
     """
-    if target == "coco":
+    if target in ("coco", "voc"):
         return {"instances": "things"}
     if target == "coco-panoptic":
         return {"instances": "panoptic", "masks": False}

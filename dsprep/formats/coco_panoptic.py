@@ -43,7 +43,7 @@ from ..records import Category, Dataset, Instances, Record, decode_segmentation,
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
 
-__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "write", "VERIFY_MODES"]
+__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "write", "VERIFY_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,15 @@ def _decode_chunk(items: Sequence[tuple]) -> list:
         except FormatError as err:
             out.append(err)
     return out
+
+
+def parse_options_for(target: str) -> dict[str, Any]:
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+
+    COCO instances and VOC hold per-object masks, not the panoptic id PNG: the
+    segments are decoded into RLE (``masks=True``) so they survive.
+    """
+    return {"masks": True} if target in ("coco", "voc") else {}
 
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
