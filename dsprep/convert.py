@@ -16,20 +16,24 @@ from .errors import DatasetNotFoundError, OutputExistsError, check_choice
 from .formats import get_format
 from .records import CATEGORY_ID_POLICIES, Dataset
 
-__all__ = ["convert", "write_dataset", "CATEGORY_MAP_FILE"]
+__all__ = ["CATEGORY_MAP_FILE", "check_output_outside_input", "convert", "write_dataset"]
 
 log = logging.getLogger(__name__)
 CATEGORY_MAP_FILE = "category_map.json"
 
 
-def _check_not_inside(out: Path, root: Path) -> None:
-    """The input is never modified: OUT may not be, contain, or sit inside the input directory."""
-    out_r, root_r = out.resolve(), root.resolve()
+def check_output_outside_input(out: Path, root: Path) -> None:
+    """The input is never modified: OUT may not be, contain, or sit inside the input directory.
+
+    Raises:
+        OutputExistsError: naming both paths.
+    """
+    out_r, root_r = Path(out).resolve(), Path(root).resolve()
     if out_r == root_r or root_r.is_relative_to(out_r):
         raise OutputExistsError(f"--out {out} would replace the input {root}; choose another directory")
     if root_r.is_dir() and out_r.is_relative_to(root_r):
-        raise OutputExistsError(f"--out {out} is inside the input {root}: writing there would change the "
-                                "input dataset; choose a directory outside it")
+        raise OutputExistsError(f"--out {out} is inside the input {root}: the input is never written to; "
+                                "choose a directory outside it")
 
 
 def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: str = "link",
@@ -101,7 +105,7 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     root, out = Path(root), Path(out)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {src_format} dataset)")
-    _check_not_inside(out, root)
+    check_output_outside_input(out, root)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
     # A source format may need options for a given target (Cityscapes reads instances only

@@ -460,42 +460,43 @@ class Dataset:
         names = {c.id: c.name for c in self.categories}
         by_id = self.record_by_id()
         groups = self.splits or {"all": [r.id for r in self.records]}
+
+        def counts(values: np.ndarray) -> dict[str, int]:
+            keys, n = np.unique(values, return_counts=True)
+            return {names.get(k, str(k)): v for k, v in zip(keys.tolist(), n.tolist())}
+
         out: dict[str, Any] = {}
         for split, ids in groups.items():
+            # One concatenation per field, then numpy: a Counter per record cost
+            # 0.3 s on COCO train2017's 118k images.
             recs = [by_id[i] for i in ids if i in by_id]
-            obj_counts: Counter[int] = Counter()
-            img_counts: Counter[int] = Counter()
-            labels: Counter[int] = Counter()
-            per_image = []
-            buckets = Counter({"small": 0, "medium": 0, "large": 0})
-            widths, heights = [], []
-            for r in recs:
-                inst = r.instances
-                per_image.append(len(inst))
-                obj_counts.update(inst.labels.tolist())
-                img_counts.update(set(inst.labels.tolist()))
-                if r.label is not None:
-                    labels[r.label] += 1
-                if r.width and r.height:
-                    widths.append(r.width)
-                    heights.append(r.height)
-                if len(inst):
-                    wh = inst.boxes[:, 2:] - inst.boxes[:, :2]
-                    area = np.where(np.isnan(inst.area), wh[:, 0] * wh[:, 1], inst.area)
-                    buckets["small"] += int((area < 32 ** 2).sum())
-                    buckets["large"] += int((area >= 96 ** 2).sum())
-                    buckets["medium"] += int(((area >= 32 ** 2) & (area < 96 ** 2)).sum())
-            n_obj = int(sum(per_image))
+            per_image = np.array([len(r.instances) for r in recs], np.int64)
+            n_obj = int(per_image.sum())
+            insts = [r.instances for r in recs if len(r.instances)]
+            labels = np.concatenate([x.labels for x in insts]) if insts else np.zeros(0, np.int64)
+            owner = np.repeat(np.arange(len(insts)), [len(x) for x in insts])
+            first_in_image = np.unique(np.stack([owner, labels]), axis=1)[1] if insts else labels
+            sizes = np.array([(r.width, r.height) for r in recs if r.width and r.height], np.int64).reshape(-1, 2)
+            buckets: dict[str, int] = {}
+            if insts:
+                boxes = np.concatenate([x.boxes for x in insts])
+                stored = np.concatenate([x.area for x in insts])
+                wh = boxes[:, 2:] - boxes[:, :2]
+                area = np.where(np.isnan(stored), wh[:, 0] * wh[:, 1], stored)
+                buckets = {"small": int((area < 32 ** 2).sum()),
+                           "medium": int(((area >= 32 ** 2) & (area < 96 ** 2)).sum()),
+                           "large": int((area >= 96 ** 2).sum())}
+            image_labels = np.array([r.label for r in recs if r.label is not None], np.int64)
             out[split] = {
                 "images": len(recs),
                 "objects": n_obj,
-                "objects_per_category": {names.get(k, str(k)): v for k, v in sorted(obj_counts.items())},
-                "images_per_category": {names.get(k, str(k)): v for k, v in sorted(img_counts.items())},
-                "images_per_label": {names.get(k, str(k)): v for k, v in sorted(labels.items())},
-                "size_buckets": dict(buckets) if n_obj else {},
-                "image_size": ({"width": [min(widths), max(widths)], "height": [min(heights), max(heights)]}
-                               if widths else None),
-                "boxes_per_image": ({"mean": round(n_obj / len(recs), 3), "max": int(max(per_image))}
+                "objects_per_category": counts(labels),
+                "images_per_category": counts(first_in_image),
+                "images_per_label": counts(image_labels),
+                "size_buckets": buckets,
+                "image_size": ({"width": [int(sizes[:, 0].min()), int(sizes[:, 0].max())],
+                                "height": [int(sizes[:, 1].min()), int(sizes[:, 1].max())]} if len(sizes) else None),
+                "boxes_per_image": ({"mean": round(n_obj / len(recs), 3), "max": int(per_image.max())}
                                     if recs else None),
             }
         return out

@@ -290,7 +290,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     if cfg.task == "segmentation":
         names, seg_opts = segmentation_classes(train_ds)
         loader_opts = {**seg_opts, "crop_size": cfg.image_size, **cfg.extra}
-        eval_opts = {**seg_opts, **{k: v for k, v in cfg.extra.items()}}
+        eval_opts = {**seg_opts, **cfg.extra}
     else:
         names = train_ds.class_names()
         loader_opts = {"size": cfg.image_size, **cfg.extra}
@@ -351,7 +351,8 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     autocast_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     t_run = time.perf_counter()
     last_val_samples: list = []
-    best_result = None
+    if val_loader is None and is_main and cfg.task != "segmentation":
+        log.info("no validation split: no per-class report will be written")
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         ddp_model.train()
@@ -407,7 +408,6 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
                 _atomic_save({k: v for k, v in state.items() if k not in ("optimizer", "scheduler")},
                              out / "best.pt")
                 if val_loader is not None and cfg.task != "segmentation":
-                    best_result = res
                     _write_class_report(res, out)
                 _write_grids(cfg.task, last_val_samples, names, out)
             _write_metrics(out, cfg, names, history, best)
@@ -415,8 +415,6 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
             echo(_epoch_line(entry, cfg.epochs, best_key))
         if world > 1:
             torch.distributed.barrier()
-    if best_result is None and is_main and cfg.task != "segmentation":
-        log.info("no validation split: no per-class report written")
     summary = {"best": best, "last": history[-1] if history else {}, "out": str(out), "classes": names,
                "seconds": time.perf_counter() - t_run}
     if world > 1:

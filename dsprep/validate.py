@@ -82,27 +82,16 @@ def _check_files(items: Sequence[tuple[str, str, int, int, bool]]) -> list[Probl
     return out
 
 
-def _voc_palette_colours() -> set[tuple[int, int, int]]:
-    """The 256 colours of the VOC palette (bit-interleaved colour map of the devkit)."""
-    cols = set()
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cols.add((r, g, b))
-    return cols
-
-
 def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
     from PIL import Image
 
     fmt = ds.format
     has_instances = {c.id: bool(c.extra.get("hasInstances")) for c in ds.categories if "hasInstances" in c.extra}
-    palette = _voc_palette_colours() if fmt == "voc" else None
+    palette = None
+    if fmt == "voc":
+        from .formats.voc import VOC_PALETTE
+
+        palette = {tuple(map(int, c)) for c in VOC_PALETTE}
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)

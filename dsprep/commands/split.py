@@ -37,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import write_dataset
-    from ..errors import DatasetNotFoundError, OutputExistsError
+    from ..convert import check_output_outside_input, write_dataset
+    from ..errors import DatasetNotFoundError
     from ..formats import get_format
     from ..splitting import apply_split, parse_ratios, split_ids, strata_for
 
@@ -46,11 +46,8 @@ def run(args: argparse.Namespace) -> int:
     root, out = Path(args.root), Path(args.out)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {args.format} dataset)")
-    out_r, root_r = out.resolve(), root.resolve()
-    root_dir = root_r if root_r.is_dir() else root_r.parent
-    if out_r == root_dir or root_dir.is_relative_to(out_r) or out_r.is_relative_to(root_dir):
-        raise OutputExistsError(f"--out {out} is inside or contains the input {root}; "
-                                f"choose a directory outside it (the input is never written to)")
+    # a single annotation file (COCO JSON): its whole folder counts as the input
+    check_output_outside_input(out, root if root.is_dir() else root.resolve().parent)
     fmt = get_format(args.format)
     ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
                    progress=False if args.quiet else None)
