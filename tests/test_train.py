@@ -67,7 +67,7 @@ def test_train_learns_and_loss_falls(shapes, tmp_path):
     # 5 balanced shapes: chance is 0.2. (Validation accuracy needs more steps than a unit
     # test affords, for BatchNorm's running statistics to settle: scripts/bench/sanity_train.py.)
     assert hist[-1]["train"]["top1"] >= 0.5
-    assert res["best"]["epoch"] in (1, 2, 3, 4)
+    assert res["best"]["epoch"] == max(range(1, 5), key=lambda e: (hist[e - 1]["val"]["top1"], e))
 
 
 def test_train_is_deterministic_on_cpu_and_resumes(shapes, tmp_path):
@@ -122,7 +122,5 @@ def test_torchrun_two_cpu_processes(shapes, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("epoch 1/1") == 1  # rank 0 alone reports
     m = json.loads((out / "metrics.json").read_text())
-    n_train = len(dsprep.parse("coco", shapes).subset("train").torch(task="crops"))
-    # each rank saw half: the reported images/s counts both, the epoch covered every crop once
-    assert m["epochs"][0]["train"]["loss"] > 0
-    assert n_train > 0
+    assert [e["epoch"] for e in m["epochs"]] == [1] and m["epochs"][0]["train"]["loss"] > 0
+    assert create_model("resnet18", weights=out / "best.pt").fc.out_features == 5

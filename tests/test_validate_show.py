@@ -139,3 +139,17 @@ def test_mask_only_dataset_does_not_flag_every_category_unused(clean):
     recs = [r.replace(instances=Instances(), mask_path=None, captions=["a picture"]) for r in clean.records]
     ds = Dataset(clean.categories, recs, root=clean.root, format="synth")
     assert [p for p in validate_dataset(ds, workers=1) if p.kind == "unused_category"] == []
+
+
+def test_validate_finds_voc_mask_colours_outside_the_palette(clean):
+    root = Path(clean.root)
+    ok = np.zeros((64, 64, 3), np.uint8)
+    ok[:8, :8] = (128, 0, 0)  # aeroplane: in the palette
+    bad = ok.copy()
+    bad[10:12, 10:12] = (1, 2, 3)
+    Image.fromarray(ok).save(root / "ok.png")
+    Image.fromarray(bad).save(root / "bad.png")
+    recs = [clean.records[0].replace(mask_path="ok.png"), clean.records[1].replace(mask_path="bad.png")]
+    ds = Dataset(clean.categories, recs, root=root, format="voc")
+    found = [p for p in validate_dataset(ds, workers=1) if p.kind == "mask_colour_not_in_palette"]
+    assert [p.where for p in found] == [recs[1].id] and "(1, 2, 3)" in found[0].message
