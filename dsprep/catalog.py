@@ -49,6 +49,8 @@ class KnownDataset:
         subdir: ``(root, year) -> root`` to descend into (VOC's ``VOCdevkit/VOC2012``).
         check: ``(dataset, root) -> problem or None`` after parsing, for partial
             copies that only parsing reveals (ImageNet's flat val without labels).
+        post: ``(dataset, split, task) -> dataset`` after parsing, where a task
+            selects its own split lists (VOC segmentation: ``ImageSets/Segmentation``).
     """
 
     name: str
@@ -63,6 +65,7 @@ class KnownDataset:
     task_formats: Mapping[str, str] = field(default_factory=dict)
     subdir: Callable[[Path, str | None], Path] | None = None
     check: Callable[[Dataset, Path], str | None] | None = None
+    post: Callable[[Dataset, str | None, str | None], Dataset] | None = None
 
     def format_for(self, task: str | None) -> str:
         return self.task_formats.get(task or "", self.format)
@@ -133,8 +136,11 @@ def _voc_options(split, task, year):
     return split, {"segmentation": False}
 
 
-def _voc_segmentation_splits(ds: Dataset, split: str | None) -> Dataset:
-    """Replace ``ds.splits`` by the ``ImageSets/Segmentation`` lists (images with masks only)."""
+def _voc_segmentation_splits(ds: Dataset, split: str | None, task: str | None) -> Dataset:
+    """For ``task="segmentation"``: ``ds.splits`` become the ``ImageSets/Segmentation`` lists
+    (images with masks only)."""
+    if task != "segmentation":
+        return ds
     seg = {k: list(v) for k, v in (ds.info.get("voc_segmentation_splits") or {}).items()}
     by_id = ds.record_by_id()
     seg = {k: [i for i in v if i in by_id and by_id[i].mask_path] for k, v in seg.items()}
@@ -183,7 +189,8 @@ KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
         tasks=("detection", "segmentation"), years=("2012", "2007"),
         url="http://host.robots.ox.ac.uk/pascal/VOC/ (VOC2007, VOC2012)",
         layout="the devkit's VOCdevkit folder, or its VOC2007/VOC2012 folder",
-        expected=_voc_expected, options=_voc_options, subdir=_voc_subdir),
+        expected=_voc_expected, options=_voc_options, subdir=_voc_subdir,
+        post=_voc_segmentation_splits),
     "cityscapes": KnownDataset(
         name="cityscapes", format="cityscapes", splits=("train", "val", "test"),
         tasks=("semantic", "instance", "panoptic"), years=(),
@@ -297,8 +304,8 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
             fsplit, parse_options = entry.options(split, task, year)
             parse_options.update(options)
             ds = fmt.parse(base, split=fsplit, **parse_options)
-            if name == "voc" and task == "segmentation":
-                ds = _voc_segmentation_splits(ds, split)
+            if entry.post:
+                ds = entry.post(ds, split, task)
             problem = entry.check(ds, base) if entry.check else None
             if problem is None:
                 return ds

@@ -541,7 +541,7 @@ def _check_segmentation(b: bytes) -> str | None:
     return "segmentation must be a list of polygons or an RLE object; found " + b[:40].decode("utf-8", "replace")
 
 
-def _parse_file(src: _Source, root: Path, task: str | None, policy: ErrorPolicy,
+def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
                 show_progress: bool | None) -> tuple[list[Record], list[Category], dict[str, Any], str]:
     file = src.json
     with _mapped(file) as (data, release):
@@ -569,15 +569,8 @@ def _parse_file(src: _Source, root: Path, task: str | None, policy: ErrorPolicy,
     (ids, labels, boxes, iscrowd, difficult, area, img_idx, segs, keypoints, num_kp, captions,
      ann_extra) = cols.finish()
 
-    # ---- drop annotations of dropped images (bad annotations were never added)
-    if not keep_img.all() and len(img_idx):
-        sel = np.flatnonzero(keep_img[img_idx])
-        if len(sel) != len(img_idx):
-            pick = lambda lst: None if lst is None else [lst[j] for j in sel]  # noqa: E731
-            img_idx, ids, labels, boxes = img_idx[sel], ids[sel], labels[sel], boxes[sel]
-            iscrowd, difficult, area = iscrowd[sel], difficult[sel], area[sel]
-            keypoints = None if keypoints is None else keypoints[sel]
-            segs, num_kp, captions, ann_extra = pick(segs), pick(num_kp), pick(captions), pick(ann_extra)
+    # (annotations of dropped images were never added: a dropped image is not in `index`,
+    # so _Columns.add flags their image id as unknown)
 
     # ---- group by image: a stable argsort keeps each image's annotations in file order
     n_img = len(images)
@@ -959,7 +952,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     splits: dict[str, list[str]] = {}
     with gc_paused(freeze=True):
         for src in sources:
-            recs, cats, file_info, file_task = _parse_file(src, root, task or task_found, policy, progress)
+            recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress)
             for c in cats:
                 old = categories.get(c.id)
                 if old is None:
@@ -1066,11 +1059,10 @@ def _compressed(segm: Any) -> Any:
         return segm
     segm = decode_segmentation(segm)
     if isinstance(segm, dict) and not isinstance(segm.get("counts"), (str, bytes)):
-        from pycocotools import mask as mask_utils
+        from ..masks import rle_from_counts
 
         h, w = (int(v) for v in segm["size"])
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": list(segm["counts"])}, h, w)
-        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        return rle_from_counts(np.asarray(segm["counts"]), h, w)
     return segm
 
 
