@@ -121,36 +121,36 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
 
     from .errors import UnknownNameError
 
-    by_id = ds.record_by_id()
+    position = {r.id: k for k, r in enumerate(ds.records)}
     if ids:
-        missing = [i for i in ids if i not in by_id]
+        missing = [i for i in ids if i not in position]
         if missing:
             raise UnknownNameError(f"unknown record ids {missing[:5]}; ids look like {ds.records[0].id!r}"
                                    if ds.records else f"unknown record ids {missing[:5]}; the dataset is empty")
-        picks = [ds.records.index(by_id[i]) for i in ids]
+        picks = [position[i] for i in ids]
     else:
         rng = np.random.default_rng(seed)
         picks = sorted(rng.choice(len(ds), size=min(n, len(ds)), replace=False).tolist()) if len(ds) else []
     tiles = []
     root = Path(ds.root or ".")
     tds = ds.torch(task=task, augment="default", seed=seed) if augment else None
+    source_id_of = {j: c.id for j, c in enumerate(ds.categories)}  # contiguous index -> source id
+    name_of = {c.id: c.name for c in ds.categories}
     for i in picks:
         rec = ds.records[i]
         if tds is not None:
             image, target = tds[i]
             im = Image.fromarray(image.permute(1, 2, 0).numpy())
-            inv = {j: c.id for j, c in enumerate(ds.categories)}
             masks = target.get("masks")
             tile = draw_record(im, rec, ds.categories, boxes=target["boxes"].numpy(),
-                               labels=[inv[int(l)] for l in target["labels"]],
+                               labels=[source_id_of[int(l)] for l in target["labels"]],
                                masks=None if masks is None else [m.numpy().astype(bool) for m in masks],
                                keypoints=None if target.get("keypoints") is None else target["keypoints"].numpy())
         else:
             im = _load_image(root / rec.path)
             caption = rec.captions[0] if rec.captions else None
             if rec.label is not None:
-                caption = ds.category_by_id().get(rec.label, rec.label)
-                caption = getattr(caption, "name", caption)
+                caption = name_of.get(rec.label, str(rec.label))
             tile = draw_record(im, rec, ds.categories, caption=caption)
         tile.thumbnail((cell, cell))
         canvas = Image.new("RGB", (cell, cell + 12), (32, 32, 32))

@@ -120,7 +120,8 @@ def _seg_confusion(logits: torch.Tensor, mask: torch.Tensor, c: int) -> np.ndarr
     gt = mask.flatten().long()
     keep = gt != 255
     idx = gt[keep] * c + pred[keep].clamp_(0, c - 1)
-    return torch.bincount(idx.cpu(), minlength=c * c).reshape(c, c).numpy()
+    # count on the device; only the c*c matrix crosses to the host, not one index per pixel
+    return torch.bincount(idx, minlength=c * c).reshape(c, c).cpu().numpy()
 
 
 def _epoch_metrics(task: str, c: int, names: list[str], ys: list, preds: list, cm: np.ndarray | None,
@@ -271,7 +272,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
     from .loaders import make_loader, to_device
-    from .models import create_model
+    from .models import create_model, trainable_parameters
 
     check_choice("task", cfg.task, TASKS)
     device = _pick_device(cfg.device)
@@ -313,11 +314,11 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
 
     model = create_model(cfg.model, num_classes=c, weights=cfg.weights,
                          task="segmentation" if cfg.task == "segmentation" else "classification",
-                         finetune=cfg.finetune if cfg.weights or cfg.finetune != "all" else None)
+                         finetune=cfg.finetune)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable_parameters(model)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_loader))
     total = cfg.epochs * steps_per_epoch

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import check_output_outside_input, write_dataset
-    from ..errors import DatasetNotFoundError
+    from ..errors import DatasetNotFoundError, OutputExistsError
     from ..formats import get_format
     from ..splitting import apply_split, parse_ratios, split_ids, strata_for
 
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {args.format} dataset)")
     # a single annotation file (COCO JSON): its whole folder counts as the input
     check_output_outside_input(out, root if root.is_dir() else root.resolve().parent)
+    if out.exists() and not args.overwrite:  # before parsing a large dataset, as convert does
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
     fmt = get_format(args.format)
     ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
                    progress=False if args.quiet else None)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsprep.models.resnet import ResNet, keep_frozen_bn_in_eval
+from dsprep.models.resnet import ResNet
 
 __all__ = ["FCNHead", "SegmentationModel"]
 
@@ -84,9 +84,3 @@ class SegmentationModel(nn.Module):
             out = F.interpolate(out, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             out = out + skip
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-
-    def train(self, mode: bool = True) -> "SegmentationModel":
-        super().train(mode)
-        if mode:
-            keep_frozen_bn_in_eval(self)
-        return self
