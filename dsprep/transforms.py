@@ -683,6 +683,8 @@ class Compose:
         self.ops = list(ops)
         self.fill = fill
         self.mask_fill = mask_fill
+        # the ops that change pixel values after the render (found once, not per sample)
+        self._colour_ops = [op for op in self.ops if type(op).pixels is not Transform.pixels]
 
     def __repr__(self) -> str:
         return f"Compose({self.ops!r})"
@@ -700,10 +702,9 @@ class Compose:
             plan = op.plan(plan, sample, rng)
         plan = plan.snapped()
         out = render(sample, plan, fill=self.fill, mask_fill=self.mask_fill)
-        colour = [op for op in self.ops if type(op).pixels is not Transform.pixels]
-        if colour:
+        if self._colour_ops:
             image = Image.fromarray(out["image"])
-            for op in colour:
+            for op in self._colour_ops:
                 image = op.pixels(image, rng)
             out["image"] = np.asarray(image)
         out["plan"] = plan

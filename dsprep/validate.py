@@ -98,12 +98,20 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
             if not rel:
                 continue
             path = root / rel
+            # Pixels are read only where a check needs them: RGB masks of a VOC tree (palette
+            # colours) and instance masks of a dataset with hasInstances (Cityscapes); a palette
+            # PNG holds palette indices by construction. Otherwise the header proves it readable.
             try:
                 with Image.open(path) as im:
                     mode = im.mode
-                    arr = np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)
+                    need_pixels = ((palette is not None and mode != "P")
+                                   or (attr == "instance_mask_path" and bool(has_instances)))
+                    arr = (np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)
+                           if need_pixels else None)
             except (OSError, ValueError) as err:
                 yield Problem("unreadable_mask", r.id, f"{rel}: {err}")
+                continue
+            if arr is None:
                 continue
             if palette is not None and arr.ndim == 3:
                 colours = {tuple(map(int, c)) for c in np.unique(arr.reshape(-1, 3), axis=0)}
