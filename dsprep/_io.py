@@ -147,7 +147,7 @@ def atomic_output(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
 
 
 def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
-             enabled: bool | None = None) -> Iterable[T]:
+             enabled: bool | None = None, unit: str = "file") -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when ``enabled`` (default: stderr is a terminal)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -155,7 +155,7 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def default_workers() -> int:

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,14 +246,6 @@ def _seg_grid(samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], pa
 
 # -- the loop -------------------------------------------------------------------------------------
 
-def _bar(it: Any, total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True, unit="batch")
-
-
 def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
           echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``train_ds``, validating on ``val_ds`` each epoch.
@@ -272,6 +263,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
     from .loaders import make_loader, to_device
+    from ._io import progress
     from .models import create_model, trainable_parameters
 
     check_choice("task", cfg.task, TASKS)
@@ -360,8 +352,8 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         t0 = time.perf_counter()
         loss_sum, n_seen, ys, ps = 0.0, 0, [], []
         cm = np.zeros((c, c), np.int64) if cfg.task == "segmentation" else None
-        show_bar = is_main and (sys.stderr.isatty() if cfg.progress is None else cfg.progress)
-        for images, targets in _bar(train_loader, len(train_loader), f"epoch {epoch + 1}/{cfg.epochs}", show_bar):
+        for images, targets in progress(train_loader, total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                                        enabled=cfg.progress if is_main else False, unit="batch"):
             x = to_device(images, device, dtype=torch.float32, channels_last=channels_last)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=amp):
                 logits = ddp_model(x)

@@ -49,16 +49,16 @@ __all__ = [
     "segmentation_metrics",
 ]
 
+from ..formats._cityscapes_labels import LABELS as _CS_LABELS
+
 log = logging.getLogger(__name__)
 IGNORE = 255
 
-# Cityscapes label id -> train id (cityscapesScripts labels.py); 255 = ignored in eval.
-_CS_LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
-                      24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-# The 19 evaluated classes, in train-id order.
-CITYSCAPES_EVAL_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-                           "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
-                           "truck", "bus", "train", "motorcycle", "bicycle")
+# From the one Cityscapes label table (formats/_cityscapes_labels.py, cityscapesScripts labels.py):
+# label id -> train id for the 19 evaluated classes, and their names in train-id order.
+_CS_LABEL_TO_TRAIN = {lab.id: lab.trainId for lab in _CS_LABELS if not lab.ignoreInEval and lab.trainId >= 0}
+CITYSCAPES_EVAL_CLASSES = tuple(lab.name for lab in sorted(
+    (lab for lab in _CS_LABELS if not lab.ignoreInEval and lab.trainId >= 0), key=lambda lab: lab.trainId))
 # cityscapesScripts evaluation/evalPixelLevelSemanticLabeling.py, args.avgClassSize (pixels,
 # averaged over the training set); only the 8 evaluated instance classes are used here.
 CITYSCAPES_AVG_CLASS_SIZE = {"bicycle": 4672.3249222261, "caravan": 36771.8241758242,
@@ -66,7 +66,8 @@ CITYSCAPES_AVG_CLASS_SIZE = {"bicycle": 4672.3249222261, "caravan": 36771.824175
                              "bus": 35732.1511111111, "train": 67583.7075812274, "car": 12794.0202738185,
                              "person": 3462.4756337644, "truck": 27855.1264367816,
                              "trailer": 16926.9763313609}
-_CS_INSTANCE_TRAIN_IDS = tuple(range(11, 19))  # person .. bicycle (hasInstances and evaluated)
+_CS_INSTANCE_TRAIN_IDS = tuple(sorted(lab.trainId for lab in _CS_LABELS
+                                      if lab.hasInstances and not lab.ignoreInEval))  # person .. bicycle
 
 
 def make_lut(mapping: Mapping[int, int] | None, *, size: int = 65536, default: int = IGNORE) -> np.ndarray:
