@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 from .errors import MalformedFileError, MissingFileError, OutputExistsError, check_choice
 
 __all__ = ["IMAGE_MODES", "atomic_output", "default_workers", "gc_paused", "image_size", "parallel_map",
-           "place_image", "progress"]
+           "place_image", "progress", "read_json_object"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,6 +27,26 @@ R = TypeVar("R")
 IMAGE_MODES = ("link", "copy", "none")
 # EXIF orientation values that swap width and height (5..8 are the transposing ones).
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """Parse a JSON file whose top level must be an object (orjson).
+
+    Raises:
+        MissingFileError: no such file.
+        MalformedFileError: not valid JSON, or not an object at the top.
+    """
+    import orjson
+
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "file not found") from None
+    except orjson.JSONDecodeError as err:
+        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise MalformedFileError(str(path), f"expected a JSON object, found {type(doc).__name__}")
+    return doc
 
 
 @contextlib.contextmanager

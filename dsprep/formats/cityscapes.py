@@ -272,7 +272,7 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool) -> tuple[I
         path = root / gt["instanceIds"]
         id_map = _read_label_png(path)
     elif "polygons" in gt:
-        id_map = instance_map_from_polygons(_read_json(root / gt["polygons"]), gt["polygons"])
+        id_map = instance_map_from_polygons(_io.read_json_object(root / gt["polygons"]), gt["polygons"])
     else:
         return Instances(), 0, 0
     h, w = id_map.shape
@@ -298,23 +298,11 @@ def _read_label_png(path: Path) -> np.ndarray:
         raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
 
 
-def _read_json(path: Path) -> dict:
-    import orjson
-
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as err:
-        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
-    if not isinstance(doc, dict):
-        raise MalformedFileError(str(path), f"expected a JSON object, found {type(doc).__name__}")
-    return doc
-
-
 def _frame_size(root: Path, frame: dict) -> tuple[int, int]:
     """(width, height) from polygons.json, else a PNG header (image, then labels)."""
     gt = frame["gt"]
     if "polygons" in gt:
-        doc = _read_json(root / gt["polygons"])
+        doc = _io.read_json_object(root / gt["polygons"])
         try:
             return int(doc["imgWidth"]), int(doc["imgHeight"])
         except (KeyError, TypeError, ValueError):
@@ -564,7 +552,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
         elif rec.extra.get("polygons_path"):  # labelIds drawn from the polygons, as json2labelImg does
-            ids = _label_map_from_polygons(_read_json(src_root / rec.extra["polygons_path"]),
+            ids = _label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
                                            rec.extra["polygons_path"])
             Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
             if train_ids:

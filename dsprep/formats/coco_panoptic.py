@@ -94,13 +94,8 @@ def _split_of(json_path: Path) -> str:
 
 
 def _load_json(path: Path) -> dict:
-    import orjson
-
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as err:
-        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list) \
+    doc = _io.read_json_object(path)
+    if not isinstance(doc.get("annotations"), list) \
             or not isinstance(doc.get("categories"), list):
         raise MalformedFileError(str(path), "expected a JSON object with 'annotations' and 'categories' lists "
                                             "(COCO panoptic)")
