@@ -75,6 +75,23 @@ def gc_paused(*, freeze: bool = False) -> Iterator[None]:
             gc.enable()
 
 
+def exif_orientation(im) -> int:
+    """The EXIF orientation (1..8) of an opened PIL image, without decoding its pixels.
+
+    Only images that carry EXIF pay for parsing it (JPEG APP1, PNG eXIf and WebP
+    EXIF chunks land in ``im.info["exif"]``; TIFF keeps it in its own IFD). Pillow's
+    PNG ``getexif()`` would otherwise decode every pixel looking for a trailing eXIf
+    chunk (63 ms for a 2048x1024 Cityscapes PNG). A broken EXIF block reads as 1.
+    """
+    if "exif" not in im.info and im.format != "TIFF":
+        return 1
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not hide a readable image
+        return 1
+    return int(value) if value in range(1, 9) else 1
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` of the image as it will be decoded, from the header only.
 
@@ -90,21 +107,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            try:
-                if im.format == "PNG":
-                    # Pillow's PNG getexif() decodes every pixel to reach a trailing
-                    # eXIf chunk (63 ms for a 2048x1024 Cityscapes PNG); an eXIf
-                    # chunk before the image data is already in im.info.
-                    raw = im.info.get("exif")
-                    orientation = 1
-                    if raw:
-                        exif = Image.Exif()
-                        exif.load(raw)
-                        orientation = exif.get(0x0112, 1)
-                else:
-                    orientation = im.getexif().get(0x0112, 1)
-            except Exception:  # broken EXIF must not hide a readable image
-                orientation = 1
+            orientation = exif_orientation(im)
     except FileNotFoundError:
         raise MissingFileError(str(path), "image file not found") from None
     except (UnidentifiedImageError, OSError) as err:

@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._io import exif_orientation
 from .errors import MalformedFileError, MissingFileError
 
 __all__ = ["ImageSource", "decode_image", "decode_mask", "open_image"]
@@ -66,15 +67,8 @@ def _open(path: str) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
-    # Only images that carry EXIF pay for parsing it (JPEG APP1, PNG eXIf and WebP EXIF
-    # chunks land in info["exif"]; TIFF keeps the orientation in its own IFD).
-    if "exif" not in im.info and im.format != "TIFF":
-        return 1
-    try:
-        value = im.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block must not hide a readable image
-        return 1
-    return int(value) if value in _ORIENTATION_OPS else 1
+    value = exif_orientation(im)
+    return value if value in _ORIENTATION_OPS else 1
 
 
 class ImageSource:
