@@ -84,7 +84,8 @@ def _imagenet_options(split, task, year):
 
 def _imagenet_check(ds: Dataset, base: Path) -> str | None:
     """A flat val folder without its labels is a partial copy, not an unlabeled dataset."""
-    unlabeled = sum(1 for r in ds.records if r.label is None and r.split in ("train", "val"))
+    unlabeled = sum(1 for label, split in zip(ds.column("label"), ds.column("split"))
+                    if label is None and split in ("train", "val"))
     if not unlabeled:
         return None
     from .formats.imagenet import GROUND_TRUTH_FILE, _search_dirs

@@ -128,27 +128,30 @@ class RecordTable:
 
     def __init__(self, dataset: Any, *, keypoints: bool = False, segmentation: bool = False,
                  image_labels: bool = True, object_labels: bool = True):
-        recs = dataset.records
+        # Columns, not records: a lazily listed dataset (ImageNet) builds no Record per image.
+        col = dataset.column
+        paths = col("path")
         index = dataset.category_index()
         self.num_classes = len(index)
         self.root = "" if dataset.root is None else os.fspath(dataset.root)
-        self.ids = _Strings(r.id for r in recs)
-        self.paths = _Strings(r.path for r in recs)
-        self.mask_paths = _Strings(r.mask_path for r in recs)
-        self.instance_mask_paths = _Strings(r.instance_mask_path for r in recs)
-        self.width = np.array([r.width for r in recs], np.int32)
-        self.height = np.array([r.height for r in recs], np.int32)
-        self.label = np.full(len(recs), -1, np.int64)
-        for i, r in enumerate(recs):
-            if r.label is not None:
-                if r.label not in index:
+        self.ids = _Strings(col("id"))
+        self.paths = _Strings(paths)
+        self.mask_paths = _Strings(col("mask_path"))
+        self.instance_mask_paths = _Strings(col("instance_mask_path"))
+        self.width = np.array(col("width"), np.int32)
+        self.height = np.array(col("height"), np.int32)
+        self.label = np.full(len(paths), -1, np.int64)
+        for i, label in enumerate(col("label")):
+            if label is not None:
+                if label not in index:
                     if not image_labels:
                         continue
-                    raise InvalidAnnotationError(r.path, f"image label {r.label!r} is not a category id "
-                                                         f"of this dataset (known: {sorted(index)[:10]}...)")
-                self.label[i] = index[r.label]
-        counts = np.array([len(r.instances) for r in recs], np.int64)
-        self.obj_start = np.zeros(len(recs) + 1, np.int64)
+                    raise InvalidAnnotationError(paths[i], f"image label {label!r} is not a category id "
+                                                           f"of this dataset (known: {sorted(index)[:10]}...)")
+                self.label[i] = index[label]
+        instances = col("instances")
+        counts = np.fromiter(map(len, instances), np.int64, len(instances))
+        self.obj_start = np.zeros(len(instances) + 1, np.int64)
         np.cumsum(counts, out=self.obj_start[1:])
         m = int(self.obj_start[-1])
         self.boxes = np.zeros((m, 4), np.float32)
@@ -160,11 +163,10 @@ class RecordTable:
         lut_vals = np.array([index[k] for k in lut_keys], np.int64)
         k = 0
         if keypoints:
-            k = max((r.instances.keypoints.shape[1] for r in recs if r.instances.keypoints is not None), default=0)
+            k = max((inst.keypoints.shape[1] for inst in instances if inst.keypoints is not None), default=0)
         self.keypoints = np.zeros((m, k, 3), np.float32) if keypoints else None
         segms: list[bytes | None] = []
-        for i, r in enumerate(recs):
-            inst = r.instances
+        for i, inst in enumerate(instances):
             a, b = self.obj_start[i], self.obj_start[i + 1]
             if a == b:
                 continue
@@ -175,7 +177,7 @@ class RecordTable:
                 self.labels[a:b] = np.where(known, lut_vals[pos] if len(lut_keys) else -1, -1)
             elif not known.all():
                 bad = sorted(set(inst.labels.tolist()) - set(lut_keys.tolist()))
-                raise InvalidAnnotationError(r.path, f"object labels {bad} are not category ids of this dataset")
+                raise InvalidAnnotationError(paths[i], f"object labels {bad} are not category ids of this dataset")
             else:
                 self.labels[a:b] = lut_vals[pos]
             self.iscrowd[a:b] = inst.iscrowd
@@ -559,14 +561,14 @@ class TorchDataset(tud.Dataset):
 
 
 def _infer_task(dataset: Any) -> str:
-    recs = dataset.records
-    if any(r.label is not None for r in recs):
+    if any(label is not None for label in dataset.column("label")):
         return "classification"
-    if any(r.instances.keypoints is not None for r in recs):
+    instances = dataset.column("instances")
+    if any(inst.keypoints is not None for inst in instances):
         return "keypoints"
-    if any(len(r.instances) for r in recs):
+    if any(map(len, instances)):
         return "detection"
-    if any(r.mask_path for r in recs):
+    if any(dataset.column("mask_path")):
         return "segmentation"
     raise ValueError("cannot tell the task from the records (no image labels, objects or mask paths); "
                      f"pass task= one of {', '.join(TASKS)}")

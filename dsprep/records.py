@@ -42,6 +42,7 @@ __all__ = [
     "Category",
     "Dataset",
     "Instances",
+    "LazyRecords",
     "Record",
     "CATEGORY_ID_POLICIES",
     "convert_boxes",
@@ -322,6 +323,40 @@ class Record:
         """A copy with some fields changed (like :func:`dataclasses.replace`)."""
         return dataclasses.replace(self, **changes)
 
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+
+
+class LazyRecords:
+    """Records a parser has listed but not yet built, for :class:`Dataset` to build on first use.
+
+    Listing ImageNet train (1.28M files) costs about as much as walking the
+    folders; building a :class:`Record` and its id and path strings per file
+    costs as much again, and ~400 bytes a record. A parser that returns a
+    subclass lets ``len(ds)``, ``ds.splits``, ``ds.column(...)`` and the
+    loaders (which read columns) work from its compact listing; the records
+    are built, once, when ``ds.records`` (or iteration, indexing) is first
+    used, and from then on the Dataset holds an ordinary list.
+
+    Subclasses implement ``__len__`` and :meth:`build`; :meth:`column` and
+    :meth:`split_ids` answer without building where they can (by default they
+    cannot, and the Dataset builds its records to answer).
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def build(self) -> list[Record]:
+        """Every record, in order, as a new list (called at most once per Dataset)."""
+        raise NotImplementedError
+
+    def column(self, name: str) -> list | None:
+        """``[getattr(r, name) for r in records]`` without building them, or None if it cannot."""
+        return None
+
+    def split_ids(self) -> dict[str, list[str]] | None:
+        """Split name -> ids of the records with that ``split``, in order, or None if it cannot."""
+        return None
+
 
 class Dataset:
     """Categories plus image records, as parsed from one dataset root.
@@ -342,18 +377,16 @@ class Dataset:
         (1, ['train'])
     """
 
-    def __init__(self, categories: Iterable[Category], records: Iterable[Record], *,
+    def __init__(self, categories: Iterable[Category], records: Iterable[Record] | "LazyRecords", *,
                  splits: Mapping[str, Sequence[str]] | None = None, info: Mapping[str, Any] | None = None,
                  root: Any = None, format: str | None = None):
         self.categories: list[Category] = list(categories)
-        self.records: list[Record] = list(records)
-        if splits is None:
-            built: dict[str, list[str]] = {}
-            for r in self.records:
-                if r.split is not None:
-                    built.setdefault(r.split, []).append(r.id)
-            splits = built
-        self.splits: dict[str, list[str]] = {k: list(v) for k, v in splits.items()}
+        # A LazyRecords is kept as it is until .records is first read (see LazyRecords).
+        self._records: list[Record] | LazyRecords = (records if isinstance(records, LazyRecords)
+                                                     else list(records))
+        # None: derived from the records' ``split`` on first read of .splits.
+        self._splits: dict[str, list[str]] | None = (None if splits is None
+                                                     else {k: list(v) for k, v in splits.items()})
         self.info: dict[str, Any] = dict(info or {})
         self.root = root
         self.format = format
@@ -362,8 +395,59 @@ class Dataset:
             dup = [i for i, n in Counter(ids).items() if n > 1]
             raise ValueError(f"duplicate category ids {dup[:5]}")
 
+    @property
+    def records(self) -> list[Record]:
+        """The images, a list of :class:`Record` (built here, once, if the parser listed them lazily)."""
+        recs = self._records
+        if isinstance(recs, LazyRecords):
+            recs = self._records = recs.build()
+        return recs
+
+    @records.setter
+    def records(self, value: Iterable[Record]) -> None:
+        if self._splits is None:  # splits stay those of the records given at construction
+            self._splits = self._splits_from_records()
+        self._records = list(value)
+
+    @property
+    def splits(self) -> dict[str, list[str]]:
+        """Split name -> record ids, in the source's order (may overlap)."""
+        if self._splits is None:
+            self._splits = self._splits_from_records()
+        return self._splits
+
+    @splits.setter
+    def splits(self, value: Mapping[str, Sequence[str]]) -> None:
+        self._splits = {k: list(v) for k, v in value.items()}
+
+    def _splits_from_records(self) -> dict[str, list[str]]:
+        if isinstance(self._records, LazyRecords):
+            listed = self._records.split_ids()
+            if listed is not None:
+                return listed
+        built: dict[str, list[str]] = {}
+        for r in self.records:
+            if r.split is not None:
+                built.setdefault(r.split, []).append(r.id)
+        return built
+
+    def column(self, name: str) -> list:
+        """One field of every record, in record order: ``[getattr(r, name) for r in ds.records]``.
+
+        For lazily listed records (ImageNet) the values come from the listing
+        without building a :class:`Record` per image, which is how the loaders
+        read a 1.28M-image tree. Treat the values as read-only.
+        """
+        if name not in _RECORD_FIELDS:
+            raise AttributeError(f"Record has no field {name!r} (fields: {', '.join(_RECORD_FIELDS)})")
+        if isinstance(self._records, LazyRecords):
+            listed = self._records.column(name)
+            if listed is not None:
+                return listed
+        return [getattr(r, name) for r in self.records]
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._records)
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
@@ -372,12 +456,12 @@ class Dataset:
         return self.records[i]
 
     def __repr__(self) -> str:
-        return (f"Dataset(format={self.format!r}, images={len(self.records)}, "
+        return (f"Dataset(format={self.format!r}, images={len(self)}, "
                 f"objects={self.num_objects()}, categories={len(self.categories)}, "
                 f"splits={ {k: len(v) for k, v in self.splits.items()} })")
 
     def num_objects(self) -> int:
-        return sum(len(r.instances) for r in self.records)
+        return sum(map(len, self.column("instances")))
 
     def record_by_id(self) -> dict[str, Record]:
         return {r.id: r for r in self.records}

@@ -1,6 +1,7 @@
 """ImageNet / ILSVRC2012 and class-subfolder trees: parse, write, round trips, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -408,3 +409,53 @@ def test_write_renames_same_named_files_of_one_class(fixtures, tmp_path):
                                                                    "label_1__label_1_1__label_1_1.jpg"]
     back = imagenet.parse(out)
     assert sorted(r.label for r in back.records) == sorted(r.label for r in src.records)
+
+
+def test_listing_builds_no_records_until_asked_and_its_columns_are_the_records(tmp_path, monkeypatch):
+    make_tree(tmp_path, splits=("train",))
+    nested = tmp_path / "train" / SORTED[1] / "extra"
+    nested.mkdir()
+    (nested / "deep.JPEG").write_bytes(jpeg_bytes())
+    labels = [SORTED[(2 * i) % 5] for i in range(4)]
+    make_flat_val(tmp_path / "val", labels)  # flat val labelled by the devkit: records built as read
+    write_devkit(tmp_path, labels)
+    (tmp_path / "val" / "extra_photo.JPEG").write_bytes(jpeg_bytes())  # not in the ground truth
+    builds = []
+    real_build = imagenet._Listing.build
+    monkeypatch.setattr(imagenet._Listing, "build", lambda self: builds.append(1) or real_build(self))
+
+    ds = imagenet.parse(tmp_path)
+    from dsprep.loaders import RecordTable
+    n, splits, table = len(ds), ds.splits, RecordTable(ds)
+    fields = [f.name for f in dataclasses.fields(Record)]
+    cols = {f: ds.column(f) for f in fields}
+    assert builds == [] and "objects=0" in repr(ds)  # len, splits, repr, columns, the loaders' table
+
+    recs = ds.records
+    assert builds == [1] and ds.records is recs and len(recs) == n == 12 + 1 + 5
+    for f in fields:
+        assert cols[f] == [getattr(r, f) for r in recs], f
+    assert splits == {s: [r.id for r in recs if r.split == s] for s in ("train", "val")}
+    assert f"train/{SORTED[1]}/extra/deep" in splits["train"]
+    assert [r.label for r in recs if r.split == "val"] == [SORTED.index(w) for w in labels] + [None]
+    assert ds.records[0] is recs[0] and ds[0] is recs[0]  # built once, then an ordinary list
+    recs[0].width = 7
+    assert ds.column("width")[0] == 7 and builds == [1]
+    again = RecordTable(ds)
+    for name in ("ids", "paths", "mask_paths"):
+        assert [getattr(again, name)[i] for i in range(n)] == [getattr(table, name)[i] for i in range(n)]
+    assert np.array_equal(again.label, table.label) and np.array_equal(again.obj_start, table.obj_start)
+    with pytest.raises(AttributeError, match="no field 'paths'"):
+        ds.column("paths")
+
+
+def test_listing_keeps_an_empty_split_folder_and_builds_when_boxes_change_records(tmp_path):
+    make_tree(tmp_path, splits=("train",))
+    (tmp_path / "val").mkdir()
+    ds = imagenet.parse(tmp_path)
+    assert ds.splits["val"] == [] and len(ds.splits["train"]) == len(ds)
+    kaggle = tmp_path / "kaggle"
+    make_kaggle(kaggle)
+    ds = imagenet.parse(kaggle)
+    boxed = [r for r in ds.records if len(r.instances)]
+    assert boxed and ds.column("instances") == [r.instances for r in ds.records]

@@ -8,7 +8,7 @@ import pytest
 
 from dsprep import BoxFormat, Category, Dataset, Instances, Record, convert_boxes
 from dsprep.errors import ErrorPolicy, InvalidAnnotationError, UnknownNameError, check_choice
-from dsprep.records import record_id_from_path
+from dsprep.records import LazyRecords, record_id_from_path
 
 
 @pytest.mark.parametrize("src,box,xyxy", [
@@ -88,6 +88,34 @@ def test_splits_subset_and_stats():
     st = ds.stats()
     assert st["train"]["objects_per_category"] == {"dog": 1, "cow": 1}
     assert st["val"]["images_per_label"] == {"cat": 1}
+
+
+class _Counted(LazyRecords):
+    """Three records, split train/val/none, counting how often they are built."""
+
+    def __init__(self):
+        self.builds = 0
+
+    def __len__(self):
+        return 3
+
+    def build(self):
+        self.builds += 1
+        return [Record(i, f"{i}.jpg", split=s) for i, s in (("a", "train"), ("b", "val"), ("c", None))]
+
+
+def test_lazy_records_are_built_once_on_first_use_and_splits_derive_from_them():
+    lazy = _Counted()
+    ds = Dataset([Category(1, "cat")], lazy)
+    assert len(ds) == 3 and lazy.builds == 0
+    assert ds.splits == {"train": ["a"], "val": ["b"]} and lazy.builds == 1  # no split_ids(): built
+    first = ds.records
+    assert ds.column("split") == ["train", "val", None] and [r.id for r in ds] == ["a", "b", "c"]
+    assert ds.records is first and lazy.builds == 1
+    ds.records = [first[2]]  # replacing the records keeps the splits of construction, as for a list
+    assert ds.splits == {"train": ["a"], "val": ["b"]} and len(ds) == 1
+    ds = Dataset([], _Counted(), splits={"all": ["c", "a"]})
+    assert ds.splits == {"all": ["c", "a"]} and [r.id for r in ds.subset("all")] == ["c", "a"]
 
 
 def test_duplicate_category_ids_rejected():

@@ -37,7 +37,7 @@ import numpy as np
 from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, Record
+from ..records import Category, Dataset, Instances, LazyRecords, Record
 
 NAME = "imagenet"
 DESCRIPTION = ("ImageNet/ILSVRC2012 and any class-subfolder (ImageFolder) tree; "
@@ -97,7 +97,7 @@ _NO_OBJECTS = _EmptyInstances().seal()
 
 
 class _ListedRecord(Record):
-    """A :class:`Record` built cheaply by the listing loop.
+    """A :class:`Record` built cheaply (by :meth:`_Listing.build` and the flat-folder listing).
 
     Only ``id``, ``path``, ``split`` and ``label`` are set per file; the other
     fields read the dataclass defaults from the class, ``instances`` is the
@@ -125,6 +125,92 @@ def _record(rid: str, path: str, split: str | None, label: int | None) -> _Liste
     r.split = split
     r.label = label
     return r
+
+
+class _Listing(LazyRecords):
+    """What the listing found, kept compact until the Dataset's records are first used.
+
+    Per class folder: the path prefix (``train/n01440764/``), the sorted file
+    names the scan returned, the label and the split; nothing per file beyond
+    the name. Records of flat folders (labelled by a ground-truth file) are
+    built as they are read and kept as they are. ``build`` makes one
+    :class:`_ListedRecord` per file; ``column`` gives ids, paths, labels and
+    splits without building records (the loaders read those).
+    """
+
+    def __init__(self, splits: list[str]) -> None:
+        self.splits = splits  # the split folders listed, in order: in split_ids even when empty
+        # (prefix, names, label, split) for a class folder, or (None, records, None, None)
+        self.parts: list[tuple[str | None, list, int | None, str | None]] = []
+        self.n = 0
+
+    def add_folder(self, prefix: str, names: list[str], label: int, split: str | None) -> None:
+        if names:
+            self.parts.append((prefix, names, label, split))
+            self.n += len(names)
+
+    def add_records(self, records: list[Record]) -> None:
+        if records:
+            self.parts.append((None, records, None, None))
+            self.n += len(records)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def build(self) -> list[Record]:
+        out: list[Record] = []
+        append = out.append
+        new, cls_ = _new, _ListedRecord
+        with gc_paused():
+            for prefix, names, label, split in self.parts:
+                if prefix is None:
+                    out += names
+                    continue
+                # The hot loop: strings by comprehension, then four attribute stores a record
+                # (see _ListedRecord).
+                paths = [prefix + n for n in names]
+                for path, rid in zip(paths, [p[:p.rfind(".")] for p in paths]):
+                    r = new(cls_)
+                    r.id = rid
+                    r.path = path
+                    r.split = split
+                    r.label = label
+                    append(r)
+        return out
+
+    def column(self, name: str) -> list:
+        out: list = []
+        for prefix, names, label, split in self.parts:
+            if prefix is None:
+                out += [getattr(r, name) for r in names]
+            elif name == "path":
+                out += [prefix + n for n in names]
+            elif name == "id":
+                out += [prefix + n[:n.rfind(".")] for n in names]
+            elif name in ("label", "split"):
+                out += [label if name == "label" else split] * len(names)
+            elif name in ("captions", "extra"):  # created per record, as build() would
+                out += [[] if name == "captions" else {} for _ in names]
+            else:  # a field every listed record reads from the class: width 0, no objects...
+                out += [getattr(_ListedRecord, name)] * len(names)
+        return out
+
+    def split_ids(self, records: list[Record] | None = None) -> dict[str, list[str]]:
+        """Split -> record ids, of these records or (default) of the listing, listed splits first."""
+        out: dict[str, list[str]] = {s: [] for s in self.splits}
+        if records is None:
+            for prefix, names, label, split in self.parts:
+                if prefix is None:
+                    for r in names:
+                        if r.split is not None:
+                            out.setdefault(r.split, []).append(r.id)
+                elif split is not None:
+                    out.setdefault(split, []).extend(prefix + n[:n.rfind(".")] for n in names)
+        else:
+            for r in records:
+                if r.split is not None:
+                    out.setdefault(r.split, []).append(r.id)
+        return out
 
 
 # --------------------------------------------------------------------------- listing
@@ -160,17 +246,14 @@ def _scan(path: str) -> tuple[list[str], list[str]]:
 
 
 def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list[str],
-                     class_index: dict[str, int], records: list, ids: list, counts: _Counts) -> None:
-    """Append one record per image under ``abs_dir/<class>/`` (nested folders included).
+                     class_index: dict[str, int], listing: _Listing, counts: _Counts) -> None:
+    """Add every image under ``abs_dir/<class>/`` (nested folders included) to ``listing``.
 
     The hot loop: one ``os.scandir`` per folder, ``DirEntry.is_dir()`` from
-    the directory entry's type (no ``stat``), strings built by concatenation,
-    no ``Path`` per file, and four attribute stores per record (see
-    :class:`_ListedRecord`). Record ids are appended to ``ids`` (the split's list).
+    the directory entry's type (no ``stat``), no ``Path`` and no record per
+    file: the folder's sorted names go to the listing as they are (see
+    :class:`_Listing`).
     """
-    append = records.append
-    new = _new
-    cls_ = _ListedRecord
     common = _COMMON_SUFFIXES
     seen_links: set[str] = set()
     for cname in classes:
@@ -211,16 +294,7 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
             if lo != hi:
                 counts.hidden += hi - lo
                 del images[lo:hi]
-            paths = [rel + n for n in images]
-            folder_ids = [p[:p.rfind(".")] for p in paths]
-            for rid, path in zip(folder_ids, paths):
-                r = new(cls_)
-                r.id = rid
-                r.path = path
-                r.split = split
-                r.label = label
-                append(r)
-            ids += folder_ids
+            listing.add_folder(rel, images, label, split)
             found += len(images)
             if nested:
                 counts.nested += len(images)
@@ -664,8 +738,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                   for i, c in enumerate(classes)]
 
     # List the images.
-    records: list[Record] = []
-    split_ids: dict[str | None, list[str]] = {}
+    listing = _Listing([s for s in wanted if s is not None] if validation_split is None else [])
     layout: dict[str, str] = {}
     unlabeled = 0
     with gc_paused():
@@ -675,28 +748,31 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
             dirs, files = scans[s]
             rec_split = s if validation_split is None else None
             if s in flat:
-                n_before = len(records)
-                unlabeled += _list_flat(files, prefix, rec_split, records, counts, s, gt_path,
+                flat_records: list[Record] = []
+                unlabeled += _list_flat(files, prefix, rec_split, flat_records, counts, s, gt_path,
                                         csv_paths.get(s), tables, class_index, policy)
+                listing.add_records(flat_records)
                 layout[s if s is not None else "(root)"] = _flat_kind(gt_path, csv_paths.get(s))
-                split_ids[s] = [r.id for r in records[n_before:]]
             else:
                 counts.stray.extend(prefix + f for f in files if _is_image(f))
                 counts.non_image.extend(prefix + f for f in files if not _is_image(f))
-                _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, records,
-                                 split_ids.setdefault(s, []), counts)
+                _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, listing, counts)
                 layout[s if s is not None else "(root)"] = "class folders"
 
+    # The records stay a compact listing (built on first use of ds.records) unless a step
+    # below has to change them.
+    records: list[Record] | _Listing = listing
     info: dict[str, Any] = {"layout": layout, "class_tables": tables.sources}
     if boxes:
-        n_boxed = _attach_boxes(root, base, base_rel, split_dirs, wanted, records, csv_paths, annotations,
-                                class_index, policy, workers, progress)
+        n_boxed, records = _attach_boxes(root, base, base_rel, split_dirs, wanted, listing, csv_paths,
+                                         annotations, class_index, policy, workers, progress)
         if n_boxed:
             info["box_convention"] = ("ILSVRC LOC numbers kept as they are (xmin, ymin, xmax, ymax read as "
                                       "0-based continuous); see docs/formats/imagenet.md")
     if read_sizes:
-        records = _read_sizes(root, records, policy, workers, progress)
+        records = _read_sizes(root, _built(records), policy, workers, progress)
     if validation_split is not None:
+        records = _built(records)
         _seeded_split(records, validation_split, seed)
         if split is not None:
             records = [r for r in records if r.split == split]
@@ -704,14 +780,12 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     _report(root, counts, unlabeled, info)
     info["skipped"] = policy.count
     policy.summary("images")
-    if validation_split is not None or len(records) != sum(map(len, split_ids.values())):
-        splits: dict[str, list[str]] = {}
-        for r in records:
-            if r.split is not None:
-                splits.setdefault(r.split, []).append(r.id)
-    else:
-        splits = {s: ids for s, ids in split_ids.items() if s is not None}
+    splits = None if records is listing else listing.split_ids(records)
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _built(records: "list[Record] | _Listing") -> list[Record]:
+    return records.build() if isinstance(records, _Listing) else records
 
 
 def _label_files(root: Path, ground_truth, flat: set, split_dirs: dict,
@@ -801,10 +875,14 @@ def _wnid_index(wnid: str, class_index: dict[str, int], where: str) -> int:
                                             f"table)") from None
 
 
-def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wanted: list, records: list,
+def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wanted: list, listing: _Listing,
                   csv_paths: dict, annotations, class_index: dict[str, int], policy: ErrorPolicy,
-                  workers, progress) -> int:
-    """Give records their LOC boxes: from the split's LOC CSV, else from LOC XMLs. Returns #records boxed."""
+                  workers, progress) -> tuple[int, list[Record] | _Listing]:
+    """Give records their LOC boxes: from the split's LOC CSV, else from LOC XMLs.
+
+    Returns the number of records boxed and the records: the listing itself,
+    unbuilt, when there are no box files or none matched.
+    """
     ann_root = None
     if annotations is not None:
         ann_root = Path(annotations)
@@ -817,7 +895,8 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
                 ann_root = cand
                 break
     if ann_root is None and not any(s in csv_paths for s in wanted):
-        return 0
+        return 0, listing
+    records = listing.build()
     by_split: dict[str | None, dict[str, int]] = {}
     for i, r in enumerate(records):
         stem = r.path[r.path.rfind("/") + 1:r.path.rfind(".")]
@@ -868,7 +947,7 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
             if w > 0 and h > 0:
                 r.width, r.height = w, h
             boxed += 1
-    return boxed
+    return boxed, (records if boxed else listing)
 
 
 def _split_of(r: Record, base_rel: str, split_dirs: dict):

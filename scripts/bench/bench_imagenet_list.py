@@ -6,8 +6,16 @@ default) in a temporary folder, then times, interleaved, best of ``--repeat``:
 - floor: a bare ``os.scandir`` walk, the least any listing does: the sorted class
   folders, one ``scandir`` per folder, and a ``(path, class index)`` tuple per file
   (torchvision's ``make_dataset`` minus its extension check and sorting);
-- ours: ``dsprep.formats.imagenet.parse(root)``, which returns a ``Dataset`` with one
-  ``Record`` per image (id, path, label, split), sorted per folder, extensions checked.
+- ours: ``dsprep.formats.imagenet.parse(root)``: scans, filters (extensions, dot
+  files, nested folders) and sorts every folder and returns a ``Dataset`` whose
+  records are a compact listing (per folder: prefix, sorted names, label), built
+  into ``Record`` objects on first use of ``ds.records`` (``LazyRecords``);
+- ours+paths: parse, then ``ds.column("path")`` and ``ds.column("label")``: the
+  floor's output (a path string and a label per file), as the loaders read it;
+- ours+records: parse, then ``ds.records``: a ``Record`` per image built.
+
+It also reports the memory the returned Dataset holds (``tracemalloc``), listed
+and with its records built.
 
 The page cache is warm for both (the tree was just written), so this measures
 the CPU cost of listing, the part a library adds. parse pauses the cyclic
@@ -32,10 +40,12 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from dsprep._io import gc_paused  # noqa: E402
 from dsprep.formats import imagenet  # noqa: E402
 
 
@@ -61,8 +71,9 @@ def floor(root: str) -> list:
 
 
 def staged(root: str, stage: int) -> list:
-    """parse's listing loop cut short, for ``--breakdown``: 1 = scandir, filter and sort the
-    names; 2 = also build each record's id and path strings; 3 = also the Record objects."""
+    """A listing loop cut short, for ``--breakdown``: 1 = scandir, filter and sort the names
+    (what parse does per folder); 2 = also build each record's id and path strings;
+    3 = also the Record objects (2 and 3: what building ``ds.records`` adds)."""
     from dsprep.formats.imagenet import _COMMON_SUFFIXES, _ListedRecord
 
     with os.scandir(root) as it:
@@ -115,10 +126,19 @@ def main() -> int:
             print(f"tree: {args.classes} folders x {args.per_class} empty files = {n} in "
                   f"{time.perf_counter() - t0:.1f} s at {tmp}")
         train = str(tmp / "train")
-        wall: dict[str, list[float]] = {"floor": [], "ours": []}
-        cpu: dict[str, list[float]] = {"floor": [], "ours": []}
+        def with_paths():
+            ds = imagenet.parse(tmp)
+            return list(zip(ds.column("path"), ds.column("label")))
+
+        def with_records():
+            return imagenet.parse(tmp).records
+
+        runs = {"floor": lambda: floor(train), "ours": lambda: imagenet.parse(tmp),
+                "ours+paths": with_paths, "ours+records": with_records}
+        wall: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.repeat):
-            for name, fn in (("floor", lambda: floor(train)), ("ours", lambda: imagenet.parse(tmp))):
+            for name, fn in runs.items():
                 gc.collect()
                 t, c = time.perf_counter(), time.process_time()
                 out = fn()
@@ -130,10 +150,22 @@ def main() -> int:
                 del out
         for label, times in (("wall", wall), ("cpu", cpu)):
             for name, ts in times.items():
-                print(f"{label:4s} {name:6s} best {min(ts) * 1e3:7.1f} ms  median "
-                      f"{statistics.median(ts) * 1e3:7.1f} ms  ({n / min(ts) / 1e6:.2f} M files/s)")
-            print(f"{label:4s} ours / floor: best {min(times['ours']) / min(times['floor']):.2f}x, median "
-                  f"{statistics.median(times['ours']) / statistics.median(times['floor']):.2f}x (target <= 1.3x)")
+                ratio = "" if name == "floor" else (
+                    f"  {min(ts) / min(times['floor']):.2f}x best, "
+                    f"{statistics.median(ts) / statistics.median(times['floor']):.2f}x median")
+                print(f"{label:4s} {name:12s} best {min(ts) * 1e3:7.1f} ms  median "
+                      f"{statistics.median(ts) * 1e3:7.1f} ms  ({n / min(ts) / 1e6:.2f} M files/s){ratio}")
+        print("target: ours (the listing) <= 1.3x the floor")
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        ds = imagenet.parse(tmp)
+        listed = tracemalloc.get_traced_memory()[0] - base
+        ds.records
+        built = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        del ds
+        print(f"memory held by the Dataset: {listed / 2**20:.1f} MiB listed, {built / 2**20:.1f} MiB with its "
+              f"records built ({listed / n:.0f} / {built / n:.0f} bytes per image)")
         if args.breakdown:
             stages = {1: "scandir + filter + sort names", 2: "+ id and path strings", 3: "+ Record objects"}
             best = {k: float("inf") for k in stages}
@@ -141,7 +173,7 @@ def main() -> int:
                 for k in stages:
                     gc.collect()
                     c = time.process_time()
-                    with imagenet._gc_paused():
+                    with gc_paused():
                         out = staged(train, k)
                     gc.collect(1)
                     best[k] = min(best[k], time.process_time() - c)
