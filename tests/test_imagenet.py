@@ -459,3 +459,24 @@ def test_listing_keeps_an_empty_split_folder_and_builds_when_boxes_change_record
     ds = imagenet.parse(kaggle)
     boxed = [r for r in ds.records if len(r.instances)]
     assert boxed and ds.column("instances") == [r.instances for r in ds.records]
+
+
+def test_subset_of_a_listing_stays_unbuilt_and_equals_the_subset_of_built_records(tmp_path, monkeypatch):
+    make_tree(tmp_path, splits=("train",))
+    labels = [SORTED[i % 5] for i in range(3)]
+    make_flat_val(tmp_path / "val", labels)
+    write_devkit(tmp_path, labels)
+    built = imagenet.parse(tmp_path)
+    assert len(built.records) == 15  # built, then subset: the ordinary path
+    expected = {s: built.subset(s) for s in ("train", "val")}
+    builds = []
+    real_build = imagenet._Listing.build
+    monkeypatch.setattr(imagenet._Listing, "build", lambda self: builds.append(1) or real_build(self))
+    ds = imagenet.parse(tmp_path)
+    for s, want in expected.items():
+        part = ds.subset(s)
+        assert len(part) == len(want) and part.splits == want.splits and builds == []
+        assert part.records == want.records and builds == [1]
+        builds.clear()
+        part.records[0].width = 9  # the subset shares no record with its parent
+    assert {r.width for r in ds.records} == {0}

@@ -83,6 +83,10 @@ def test_splits_subset_and_stats():
     ds = _toy()
     assert ds.splits == {"train": ["a"], "val": ["b"]}
     assert [r.id for r in ds.subset("val")] == ["b"]
+    sub = ds.subset("val")
+    assert sub.records[0] == ds.records[1].replace(split="val") and sub.records[0] is not ds.records[1]
+    sub.records[0].width = 99
+    assert ds.records[1].width != 99
     with pytest.raises(UnknownNameError, match="Did you mean 'val'"):
         ds.subset("vall")
     st = ds.stats()

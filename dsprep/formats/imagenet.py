@@ -195,6 +195,15 @@ class _Listing(LazyRecords):
                 out += [getattr(_ListedRecord, name)] * len(names)
         return out
 
+    def subset(self, split: str) -> "_Listing":
+        out = _Listing([split])
+        for prefix, names, label, s in self.parts:
+            if prefix is None:
+                out.add_records([r.replace(split=split) for r in names if r.split == split])
+            elif s == split:
+                out.add_folder(prefix, names, label, s)
+        return out
+
     def split_ids(self, records: list[Record] | None = None) -> dict[str, list[str]]:
         """Split -> record ids, of these records or (default) of the listing, listed splits first."""
         out: dict[str, list[str]] = {s: [] for s in self.splits}
