@@ -248,9 +248,13 @@ def test_bad_ground_truth_names_file_and_line(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Kaggle (variant B) and LOC boxes
-def test_kaggle_layout_labels_boxes_and_words(tmp_path):
+def test_kaggle_layout_labels_boxes_and_words(tmp_path, monkeypatch):
     exp = make_kaggle(tmp_path)
+    reads = []
+    real_read = imagenet._read_loc_csv
+    monkeypatch.setattr(imagenet, "_read_loc_csv", lambda path: reads.append(path) or real_read(path))
     ds = imagenet.parse(tmp_path)
+    assert len(reads) == len(set(reads)) == 1  # LOC_val_solution.csv: labels and boxes from one read
     assert set(ds.splits) == {"train", "val", "test"}
     assert ds.categories[0].extra["words"] == "tench, Tinca tinca"
     val = {r.id.rsplit("/", 1)[1]: r for r in ds.records if r.split == "val"}

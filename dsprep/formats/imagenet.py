@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from bisect import bisect_left
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -747,6 +747,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                   for i, c in enumerate(classes)]
 
     # List the images.
+    read_csv = lru_cache(maxsize=None)(_read_loc_csv)  # a flat val's CSV gives labels, then boxes
     listing = _Listing([s for s in wanted if s is not None] if validation_split is None else [])
     layout: dict[str, str] = {}
     unlabeled = 0
@@ -759,7 +760,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
             if s in flat:
                 flat_records: list[Record] = []
                 unlabeled += _list_flat(files, prefix, rec_split, flat_records, counts, s, gt_path,
-                                        csv_paths.get(s), tables, class_index, policy)
+                                        csv_paths.get(s), read_csv, tables, class_index, policy)
                 listing.add_records(flat_records)
                 layout[s if s is not None else "(root)"] = _flat_kind(gt_path, csv_paths.get(s))
             else:
@@ -774,7 +775,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     info: dict[str, Any] = {"layout": layout, "class_tables": tables.sources}
     if boxes:
         n_boxed, records = _attach_boxes(root, base, base_rel, split_dirs, wanted, listing, csv_paths,
-                                         annotations, class_index, policy, workers, progress)
+                                         read_csv, annotations, class_index, policy, workers, progress)
         if n_boxed:
             info["box_convention"] = ("ILSVRC LOC numbers kept as they are (xmin, ymin, xmax, ymax read as "
                                       "0-based continuous); see docs/formats/imagenet.md")
@@ -837,10 +838,10 @@ def _flat_kind(gt_path: Path | None, csv_path: Path | None) -> str:
 
 
 def _list_flat(files: list[str], prefix: str, split: str | None, records: list, counts: _Counts,
-               split_key, gt_path: Path | None, csv_path: Path | None, tables: _Tables,
+               split_key, gt_path: Path | None, csv_path: Path | None, read_csv, tables: _Tables,
                class_index: dict[str, int], policy: ErrorPolicy) -> int:
     """Records for a flat folder; labels from the LOC CSV or the devkit ground truth. Returns #unlabeled."""
-    by_stem: dict[str, list] = _read_loc_csv(csv_path) if csv_path is not None else {}
+    by_stem: dict[str, list] = read_csv(csv_path) if csv_path is not None else {}
     truth = _read_ground_truth(gt_path) if gt_path is not None and csv_path is None else None
     unlabeled = 0
     for name in sorted(files):
@@ -885,7 +886,7 @@ def _wnid_index(wnid: str, class_index: dict[str, int], where: str) -> int:
 
 
 def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wanted: list, listing: _Listing,
-                  csv_paths: dict, annotations, class_index: dict[str, int], policy: ErrorPolicy,
+                  csv_paths: dict, read_csv, annotations, class_index: dict[str, int], policy: ErrorPolicy,
                   workers, progress) -> tuple[int, list[Record] | _Listing]:
     """Give records their LOC boxes: from the split's LOC CSV, else from LOC XMLs.
 
@@ -916,7 +917,7 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
         if not index:
             continue
         if s in csv_paths:
-            rows = _read_loc_csv(csv_paths[s])
+            rows = read_csv(csv_paths[s])
             for stem, objs in rows.items():
                 i = index.get(stem)
                 if i is None:
