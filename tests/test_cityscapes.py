@@ -122,11 +122,15 @@ def test_polygon_rules_group_and_unknown_label():
         cs.instance_map_from_polygons(doc, "x_gtFine_polygons.json")
 
 
-def test_instances_from_polygons_when_pngs_are_absent(tmp_path):
+def test_instances_from_polygons_when_pngs_are_absent(tmp_path, monkeypatch):
     make_cityscapes(tmp_path / "png", splits=("val",), polygons=False)
     make_cityscapes(tmp_path / "poly", splits=("val",), pngs=False)
     a = cs.parse(tmp_path / "png", instances="things", workers=1)
+    reads = []
+    real_read = cs._io.read_json_object
+    monkeypatch.setattr(cs._io, "read_json_object", lambda path: reads.append(path) or real_read(path))
     b = cs.parse(tmp_path / "poly", instances="things", workers=1)
+    assert len(reads) == len(set(reads)) == len(b)  # each polygons.json read once: size and objects
     assert [r.instances for r in a] == [r.instances for r in b]
     assert all(r.mask_path is None and r.instance_mask_path is None for r in b)
     assert all((r.width, r.height) == (W, H) for r in b)  # from polygons.json imgWidth/imgHeight

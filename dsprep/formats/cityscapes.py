@@ -263,16 +263,17 @@ def _keep_values(values: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray,
     return v, cls, crowd
 
 
-def _frame_instances(root: Path, frame: dict, mode: str, masks: bool) -> tuple[Instances, int, int]:
-    """Objects of one frame from its instanceIds PNG, else its polygons.json."""
+def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
+                     polygons: dict | None) -> tuple[Instances, int, int]:
+    """Objects of one frame from its instanceIds PNG, else its polygons.json (``polygons``, read)."""
     from ..masks import segments_from_id_map
 
     gt = frame["gt"]
     if "instanceIds" in gt:
         path = root / gt["instanceIds"]
         id_map = _read_label_png(path)
-    elif "polygons" in gt:
-        id_map = instance_map_from_polygons(_io.read_json_object(root / gt["polygons"]), gt["polygons"])
+    elif polygons is not None:
+        id_map = instance_map_from_polygons(polygons, gt["polygons"])
     else:
         return Instances(), 0, 0
     h, w = id_map.shape
@@ -298,13 +299,12 @@ def _read_label_png(path: Path) -> np.ndarray:
         raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
 
 
-def _frame_size(root: Path, frame: dict) -> tuple[int, int]:
-    """(width, height) from polygons.json, else a PNG header (image, then labels)."""
+def _frame_size(root: Path, frame: dict, polygons: dict | None) -> tuple[int, int]:
+    """(width, height) from polygons.json (``polygons``, read), else a PNG header (image, then labels)."""
     gt = frame["gt"]
-    if "polygons" in gt:
-        doc = _io.read_json_object(root / gt["polygons"])
+    if polygons is not None:
         try:
-            return int(doc["imgWidth"]), int(doc["imgHeight"])
+            return int(polygons["imgWidth"]), int(polygons["imgHeight"])
         except (KeyError, TypeError, ValueError):
             raise InvalidAnnotationError(gt["polygons"], "expected integer imgWidth and imgHeight") from None
     for rel in (frame["image"], gt.get("labelIds"), gt.get("instanceIds"), gt.get("labelTrainIds")):
@@ -348,10 +348,11 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
     dummy = frame["split"] == "test" and opts["dummy_test_labels"]
     if dummy:
         extra["dummy_labels"] = True
-    width, height = _frame_size(root, frame)
+    polygons = _io.read_json_object(root / gt["polygons"]) if "polygons" in gt else None  # read once
+    width, height = _frame_size(root, frame, polygons)
     inst = Instances()
     if opts["instances"] != "none" and not dummy:
-        inst, h, w = _frame_instances(root, frame, opts["instances"], opts["masks"])
+        inst, h, w = _frame_instances(root, frame, opts["instances"], opts["masks"], polygons)
         if h and not height:
             width, height = w, h
         elif h and (h, w) != (height, width):

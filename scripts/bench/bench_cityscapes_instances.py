@@ -100,7 +100,7 @@ def floor(paths):
 def extract(root, frames):
     n = 0
     for f in frames:
-        inst, _, _ = cs._frame_instances(root, f, "things", True)
+        inst, _, _ = cs._frame_instances(root, f, "things", True, None)
         n += len(inst)
     return n
 
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                 np.asarray(Image.open(p))
                 t_floor[i, r] = time.perf_counter() - t
                 t = time.perf_counter()
-                inst, _, _ = cs._frame_instances(root, f, "things", True)
+                inst, _, _ = cs._frame_instances(root, f, "things", True, None)
                 t_ours[i, r] = time.perf_counter() - t
                 objects += len(inst)
         # Whole-tree parse: each pass right after a floor pass over the same files; the
