@@ -16,6 +16,7 @@ Root resolution, first hit wins:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +47,8 @@ class KnownDataset:
             list of paths relative to the root that must all exist.
         options: ``(split, task, year) -> (format split, parse options)``.
         task_formats: task -> format name where a task has its own format.
-        subdir: ``(root, year) -> root`` to descend into (VOC's ``VOCdevkit/VOC2012``).
+        subdir: ``(root, year) -> root`` to descend into (VOC's ``VOCdevkit/VOC2012``);
+            ``year`` is None unless the caller asked for one.
         check: ``(dataset, root) -> problem or None`` after parsing, for partial
             copies that only parsing reveals (ImageNet's flat val without labels).
         post: ``(dataset, split, task) -> dataset`` after parsing, where a task
@@ -154,11 +156,18 @@ def _voc_segmentation_splits(ds: Dataset, split: str | None, task: str | None) -
 
 
 def _voc_subdir(root: Path, year: str | None) -> Path:
-    """Accept the ``VOCdevkit`` folder, the ``VOC20XX`` folder, or a folder holding ``VOCdevkit``."""
+    """Accept the ``VOCdevkit`` folder, the ``VOC20XX`` folder, or a folder holding ``VOCdevkit``.
+
+    ``year`` is None when not asked for: 2012 below a devkit folder, or whichever
+    ``VOC20XX`` folder ``root`` is. An asked year must be the year of that folder.
+    """
     want = f"VOC{year or '2012'}"
     for cand in (root / want, root / "VOCdevkit" / want):
         if cand.is_dir():
             return cand
+    if year is not None and re.fullmatch(r"VOC\d{4}", root.name) and root.name != want:
+        raise DatasetNotFoundError(f"{root} is the {root.name} folder, but year={year!r} was asked; pass "
+                                   f"year={root.name[3:]!r}, or the VOCdevkit folder holding {want}")
     return root
 
 
@@ -289,14 +298,15 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
         if not entry.years:
             raise UnknownNameError(f"{name} has no years; drop year={year!r}")
         year = check_choice(f"{name} year", str(year), entry.years)
-    elif entry.years:
+    asked_year = year
+    if year is None and entry.years:
         year = entry.years[0]
     fmt = get_format(format or entry.format_for(task))
 
     alternatives = entry.expected(split, task, year)
     looked: list[str] = []
     for cand in candidate_roots(name, root):
-        base = entry.subdir(cand, year) if entry.subdir else cand
+        base = entry.subdir(cand, asked_year) if entry.subdir else cand
         if not cand.is_dir():
             looked.append(f"  {cand}: does not exist")
             continue

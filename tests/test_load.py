@@ -192,6 +192,11 @@ def test_arguments_handed_to_coco_voc_cityscapes_parsers(places, monkeypatch):
     # the VOC2007 folder itself is accepted as root too
     load("voc", split="test", year="2007", root=voc)
     assert rec.calls[-1][1] == voc
+    load("voc", split="test", root=voc)  # no year asked: the folder's own
+    assert rec.calls[-1][1] == voc
+    with pytest.raises(DatasetNotFoundError, match=r"VOC2007 is the VOC2007 folder, but year='2012' was asked; "
+                                                   r"pass year='2007'"):
+        load("voc", split="test", year="2012", root=voc)
 
 
 def test_voc_segmentation_task_uses_the_segmentation_lists(tmp_path):
