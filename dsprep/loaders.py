@@ -244,7 +244,7 @@ def _segm_to_mask(segm: bytes, h: int, w: int) -> np.ndarray:
 
 
 def _build_lut(mask_lut: Any, dataset: Any) -> np.ndarray | None:
-    """``mask_lut`` option -> a lookup array (value -> class), or None for raw values."""
+    """``mask_lut`` option -> one lookup array (value -> class), or None for raw values."""
     if isinstance(mask_lut, str):
         if mask_lut == "auto":
             mask_lut = dataset.info.get("mask_lut")
@@ -271,6 +271,36 @@ def _build_lut(mask_lut: Any, dataset: Any) -> np.ndarray | None:
     if lut.size == 0:
         raise ValueError("mask_lut is empty")
     return lut
+
+
+def _build_luts(mask_lut: Any, dataset: Any) -> tuple[list[np.ndarray | None], np.ndarray | None]:
+    """``mask_lut`` option -> (lookup arrays, per record the index of its array; None: the first for all).
+
+    Masks of one dataset can come in several kinds whose pixel values mean
+    different things: a Cityscapes tree parsed with ``label_space="trainId"``
+    has ``labelTrainIds`` PNGs where they exist and ``labelIds`` elsewhere.
+    Such a parser sets ``info["mask_luts"]`` (kind -> 256 entries, file value
+    -> the dataset's label space, named by ``info["cityscapes_label_space"]``)
+    and ``record.extra["mask_kind"]``; ``"auto"`` then applies each record's
+    own, and ``"train_id"`` maps every kind to train ids.
+    """
+    kinds = dataset.info.get("mask_luts")
+    if not (isinstance(mask_lut, str) and mask_lut in ("auto", "train_id", "trainId") and kinds):
+        return [_build_lut(mask_lut, dataset)], None
+    space = dataset.info.get("cityscapes_label_space", "id")
+    names = sorted(kinds)
+    luts: list[np.ndarray | None] = []
+    for name in names:
+        lut = np.asarray(kinds[name], np.int64)
+        if mask_lut != "auto" and space == "id":  # values -> label ids -> train ids
+            lut = _build_lut("train_id", dataset)[lut]
+        luts.append(None if np.array_equal(lut, np.arange(len(lut))) else lut)
+    # a record of no known kind: raw values for "auto", the category table for "train_id"
+    luts.append(None if mask_lut == "auto" else _build_lut("train_id", dataset))
+    index = {name: i for i, name in enumerate(names)}
+    which = np.array([index.get((e or {}).get("mask_kind"), len(names)) for e in dataset.column("extra")],
+                     np.int8)
+    return luts, which
 
 
 def _to_tensor_image(image: Any) -> torch.Tensor:
@@ -306,10 +336,13 @@ class TorchDataset(tud.Dataset):
         masks: detection: also give instance masks (from each object's
             polygons/RLE, else from the record's instance mask PNG, else the box).
         mask_lut: segmentation: ``"auto"`` (``dataset.info["mask_lut"]`` if
-            present, else raw mask values), ``"train_id"`` (category id ->
-            ``extra["trainId"]``, as Cityscapes labelIds -> trainIds; unmapped
-            values become 255), a dict ``{value: class}`` (unmapped -> 255)
-            or an array indexed by mask value; None for raw values.
+            present; a Cityscapes dataset's masks to the label space it was
+            parsed in, each by its kind, ``info["mask_luts"]``; else raw mask
+            values), ``"train_id"`` (category id -> ``extra["trainId"]``, as
+            Cityscapes labelIds -> trainIds, unmapped values become 255; a
+            Cityscapes ``labelTrainIds`` mask is kept as train ids), a dict
+            ``{value: class}`` (unmapped -> 255) or an array indexed by mask
+            value; None for raw values.
         flip_map: keypoints: the permutation a horizontal flip applies; by
             default from the first category with ``extra["keypoints"]`` names
             (left/right swap), else COCO person's for 17 points.
@@ -354,7 +387,8 @@ class TorchDataset(tud.Dataset):
             self.augment_name = "custom"
             self.transform = augment
         self._native = isinstance(self.transform, T.Compose)
-        self.mask_lut = _build_lut(mask_lut, dataset) if self.task == "segmentation" else None
+        self.mask_luts, self.mask_lut_of = (_build_luts(mask_lut, dataset) if self.task == "segmentation"
+                                            else ([None], None))
         self.flip_map = None
         if want_kp:
             self.flip_map = np.asarray(flip_map if flip_map is not None else _default_flip_map(dataset, self.table))
@@ -525,8 +559,8 @@ class TorchDataset(tud.Dataset):
         m = decode_mask(path)
         if m.shape != (h, w):
             raise InvalidAnnotationError(path, f"mask is {m.shape[1]}x{m.shape[0]}, its image is {w}x{h}")
-        if self.mask_lut is not None:
-            lut = self.mask_lut
+        lut = self.mask_luts[0 if self.mask_lut_of is None else self.mask_lut_of[r]]
+        if lut is not None:
             m = lut[np.minimum(m, len(lut) - 1)] if int(m.max(initial=0)) >= len(lut) else lut[m]
             m = m.astype(np.uint8) if int(lut.max()) <= 255 and int(lut.min()) >= 0 else m
         return m

@@ -55,6 +55,32 @@ def test_imagenette_classification_labels_follow_sorted_wnids(fixtures):
         assert int(target["label"]) == wnids.index(folder)
 
 
+def test_cityscapes_masks_of_both_kinds_reach_the_loader_in_the_asked_label_space(tmp_path):
+    """A trainId parse takes labelTrainIds PNGs where they exist and labelIds elsewhere:
+    the loader maps each by its own kind, so every target is in train ids."""
+    from PIL import Image
+
+    from dsprep.formats import _cityscapes_labels as L
+
+    info = make_cityscapes(tmp_path / "cs", splits=("val",), frames=2)
+    to_train = np.asarray(L.id_to_train_id_lut(), np.uint8)
+    label_files = sorted((info["root"] / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))
+    ids = {p.name[:-len("_gtFine_labelIds.png")]: np.asarray(Image.open(p)) for p in label_files}
+    first = label_files[0]  # only this frame gets its createTrainIdLabelImgs PNG
+    Image.fromarray(to_train[ids[first.name[:-len("_gtFine_labelIds.png")]]]).save(
+        str(first).replace("_labelIds.png", "_labelTrainIds.png"))
+    for space, option, want in (("trainId", "auto", "train"), ("trainId", "train_id", "train"),
+                                ("id", "train_id", "train"), ("id", "auto", "id")):
+        ds = dsprep.load("cityscapes", split="val", root=info["root"], label_space=space)
+        assert len({r.extra["mask_kind"] for r in ds}) == (2 if space == "trainId" else 1)
+        tds = ds.torch(task="segmentation", augment="none", mask_lut=option)
+        for i, r in enumerate(ds.records):
+            got = tds[i][1]["mask"].numpy()
+            base = r.path.rsplit("/", 1)[1][:-len("_leftImg8bit.png")]
+            expected = to_train[ids[base]] if want == "train" else ids[base]
+            assert np.array_equal(got, expected), (space, option, r.extra["mask_kind"])
+
+
 def test_cityscapes_segmentation_in_train_ids_and_to_coco(tmp_path):
     info = make_cityscapes(tmp_path / "cs", frames=1)
     ds = dsprep.load("cityscapes", split="val", root=info["root"])
