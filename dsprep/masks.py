@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .records import decode_segmentation
+
 __all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_id_png", "segments_from_png", "rgb_to_id",
-           "id_to_rgb", "rasterise_polygons", "rle_from_counts"]
+           "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
+           "segmentation_area"]
 
 log = logging.getLogger(__name__)
 
@@ -280,3 +284,135 @@ def rasterise_polygons(width: int, height: int, shapes: Iterable[tuple[Sequence,
     for polygon, value in shapes:
         draw.polygon([(p[0], p[1]) for p in polygon], fill=int(value))
     return np.asarray(img, dtype=np.int32)
+
+
+# --------------------------------------------------------------------------- object segmentations
+# One object's ``segmentation`` (records.py): None, a list of polygons (each a flat
+# [x1, y1, x2, y2, ...]), an RLE dict {"size": [h, w], "counts": str | bytes | list[int]},
+# or raw JSON bytes of one of those. Read as pycocotools' COCO.annToRLE/annToMask do,
+# except that polygons of fewer than 3 points (6 numbers) are dropped first: they enclose
+# no pixel, and pycocotools' frPyObjects takes a leading 4-number polygon for a box and
+# refuses a 2-number one.
+
+
+def _pycoco_rle(segm: Any, h: int, w: int) -> dict | None:
+    """pycocotools RLE (``counts`` as bytes) of a segmentation entry, or None when it has no shape."""
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if segm is None:
+        return None
+    if isinstance(segm, dict):
+        if "counts" not in segm:
+            raise ValueError(f"RLE dict without 'counts' (keys {sorted(segm)})")
+        size = segm.get("size") or (h, w)  # no size: the image's (as panopticapi/COCO results assume)
+        hh, ww = int(size[0]), int(size[1])
+        counts = segm["counts"]
+        if isinstance(counts, str):
+            return {"size": [hh, ww], "counts": counts.encode("ascii")}
+        if isinstance(counts, (bytes, bytearray)):
+            return {"size": [hh, ww], "counts": bytes(counts)}
+        if isinstance(counts, (list, tuple, np.ndarray)):  # uncompressed, as annToRLE does
+            return mask_utils.frPyObjects({"size": [hh, ww], "counts": list(counts)}, hh, ww)
+        raise TypeError(f"RLE counts must be a str or a list of ints, found {type(counts).__name__}")
+    if not isinstance(segm, (list, tuple)):
+        raise TypeError(f"segmentation must be a list of polygons or an RLE dict, found {type(segm).__name__}")
+    polys = [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    polys = [p for p in polys if len(p) >= 6]
+    if not polys:
+        return None
+    return mask_utils.merge(mask_utils.frPyObjects(polys, int(h), int(w)))
+
+
+def segmentation_rle(segm: Any, h: int, w: int) -> dict | None:
+    """Compressed COCO RLE (``counts`` as ``str``) of one object's segmentation entry.
+
+    Polygons are rasterised at the image size ``(h, w)`` and merged into one
+    mask; an RLE keeps its own ``size`` (the image's when it has none).
+
+    Args:
+        segm: None, a list of flat polygons, an RLE dict (str, bytes or list
+            counts), or raw JSON bytes of either.
+        h: image height.
+        w: image width.
+
+    Returns:
+        ``{"size": [h, w], "counts": str}``, or None when the entry has no
+        shape (None, ``[]``, or only polygons of fewer than 3 points).
+
+    Raises:
+        ValueError, TypeError: a malformed entry.
+
+    Example:
+        >>> segmentation_rle([[0, 0, 2, 0, 2, 2, 0, 2]], 2, 2)
+        {'size': [2, 2], 'counts': '04'}
+    """
+    rle = _pycoco_rle(segm, h, w)
+    if rle is None:
+        return None
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "raise") -> np.ndarray | None:
+    """Binary ``(h, w)`` uint8 mask of one object's segmentation entry (see :func:`segmentation_rle`).
+
+    Args:
+        segm: the entry.
+        h: image height.
+        w: image width.
+        on_size_mismatch: ``"raise"`` (ValueError) or ``"none"`` (return None)
+            when an RLE's size is not ``(h, w)``.
+
+    Returns:
+        The mask, or None when the entry has no shape.
+
+    Example:
+        >>> segmentation_mask({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2).tolist()
+        [[0, 1], [1, 0]]
+    """
+    from pycocotools import mask as mask_utils
+
+    rle = _pycoco_rle(segm, h, w)
+    if rle is None:
+        return None
+    if (int(rle["size"][0]), int(rle["size"][1])) != (int(h), int(w)):
+        if on_size_mismatch == "none":
+            return None
+        raise ValueError(f"RLE of size ({int(rle['size'][0])}, {int(rle['size'][1])}) on an image of size "
+                         f"({int(h)}, {int(w)})")
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__(copy=)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = mask_utils.decode(rle)
+    return m.astype(np.uint8, copy=False)
+
+
+def segmentation_area(segm: Any, h: int, w: int) -> float | None:
+    """Pixel count of one object's segmentation entry (pycocotools ``mask.area``).
+
+    An RLE counts at its own size. ``h`` or ``w`` of 0 means an unknown
+    image size: polygons are then rasterised on a canvas that holds them.
+
+    Returns:
+        The area; None when the entry is None or ``[]``; 0.0 for only
+        polygons of fewer than 3 points.
+
+    Example:
+        >>> segmentation_area([[0, 0, 4, 0, 4, 2, 0, 2]], 0, 0)
+        8.0
+    """
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if segm is None or (isinstance(segm, (list, tuple)) and len(segm) == 0):
+        return None
+    if isinstance(segm, (list, tuple)) and (not h or not w):
+        pts = [np.asarray(p, np.float64).ravel() for p in segm]
+        pts = np.concatenate([p for p in pts if p.size >= 6] or [np.zeros(0)])
+        if pts.size == 0:
+            return 0.0
+        w = int(np.ceil(pts[0::2].max())) + 1
+        h = int(np.ceil(pts[1::2].max())) + 1
+    rle = _pycoco_rle(segm, h, w)
+    return 0.0 if rle is None else float(mask_utils.area(rle))
