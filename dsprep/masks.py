@@ -18,7 +18,7 @@ import numpy as np
 
 from .records import decode_segmentation
 
-__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_id_png", "segments_from_png", "rgb_to_id",
+__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_label_png", "read_id_png", "segments_from_png", "rgb_to_id",
            "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
            "segmentation_area"]
 
@@ -235,21 +235,66 @@ def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
     return segments_from_id_map(id_map, keep, with_rle=with_rle), id_map.shape[0], id_map.shape[1]
 
 
+LABEL_PNG_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
+
+
+def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
+    """Decode a single-channel label PNG to an ``(H, W)`` array of its stored values.
+
+    Palette (``P``) and grey (``L``) PNGs give ``uint8`` (the palette index,
+    never the colour), 16-bit grey (``I;16``) ``uint16``, 32-bit ``I``
+    ``int32``, and 1-bit ``uint8`` 0/1. Pillow's warnings (decompression
+    bomb) are silenced: a label map is as large as its image.
+
+    Args:
+        path: the PNG.
+        what: how error messages name the file's kind ("label PNG", "label mask"...).
+
+    Raises:
+        MissingFileError: no such file.
+        MalformedFileError: unreadable or truncated, or not a single-channel
+            image (an RGB "colour" mask is not a label map).
+
+    Example:
+        >>> read_label_png("gtFine/val/a/a_000000_000019_gtFine_instanceIds.png").dtype  # doctest: +SKIP
+        dtype('uint16')
+    """
+    from PIL import Image
+
+    from .errors import MalformedFileError, MissingFileError
+
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                if im.mode not in LABEL_PNG_MODES:
+                    raise MalformedFileError(path, f"expected a single-channel {what} (mode P, L or 16-bit "
+                                                   f"I;16), found mode {im.mode}")
+                im.load()
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise MissingFileError(path, f"{what} not found") from None
+    except MalformedFileError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise MalformedFileError(path, f"cannot read {what}, truncated or corrupt ({err})") from None
+    return arr.astype(np.uint8) if arr.dtype == bool else arr
+
+
 def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
     """Decode a label PNG to an integer ``(H, W)`` array.
 
     ``encoding="id"``: a single-channel PNG (8-bit ``L``/``P``, 16-bit
-    ``I;16``, 32-bit ``I``) whose value is the id. ``encoding="rgb"``: COCO
-    panoptic, id = R + 256 G + 256^2 B.
+    ``I;16``, 32-bit ``I``) whose value is the id (:func:`read_label_png`).
+    ``encoding="rgb"``: COCO panoptic, id = R + 256 G + 256^2 B.
     """
     from PIL import Image
 
+    if encoding != "rgb":
+        return read_label_png(path)
     with Image.open(path) as im:
-        if encoding == "rgb":
-            return rgb_to_id(np.asarray(im.convert("RGB")))
-        if im.mode in ("RGB", "RGBA"):
-            raise ValueError(f"{path}: expected a single-channel label PNG, found mode {im.mode}")
-        return np.asarray(im)
+        return rgb_to_id(np.asarray(im.convert("RGB")))
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:

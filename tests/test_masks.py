@@ -156,3 +156,67 @@ def test_voc_object_masks_match_per_value_encoding(tmp_path):
         vals = vals[(vals != 0) & (vals != 255)]
         assert c == (int(np.bincount(vals).argmax()) if vals.size else 0)
     assert got[3][2] == 0
+
+
+# --------------------------------------------------------------------------- label PNGs
+
+def _save(path, arr, mode=None, palette=False):
+    from PIL import Image
+
+    im = Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
+    if palette:
+        im.putpalette([255 - (i % 256) for i in range(768)])
+    im.save(path)
+    return path
+
+
+def test_read_label_png_keeps_stored_values(tmp_path):
+    from dsprep.eval.segmentation import read_label_image
+    from dsprep.imageio import decode_mask
+    from dsprep.masks import read_id_png, read_label_png
+
+    ids = np.arange(H * W, dtype=np.uint16).reshape(H, W) * 60 + 7  # up to 46087: needs 16 bits
+    grey = (np.arange(H * W) % 256).astype(np.uint8).reshape(H, W)
+    p16 = _save(tmp_path / "i16.png", ids)
+    pl = _save(tmp_path / "l.png", grey, "L")
+    pp = _save(tmp_path / "p.png", grey, "P", palette=True)
+    p1 = _save(tmp_path / "one.png", grey > 100)
+    got = read_label_png(p16)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, ids)
+    for path in (pl, pp):  # a palette PNG gives its indices, not its colours
+        got = read_label_png(path)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, grey)
+    got = read_label_png(p1)
+    assert got.dtype == np.uint8 and set(np.unique(got).tolist()) == {0, 1}
+    np.testing.assert_array_equal(got, (grey > 100).astype(np.uint8))
+    # the other readers are this one: decode_mask widens 16-bit values to int32
+    assert decode_mask(p16).dtype == np.int32
+    np.testing.assert_array_equal(decode_mask(p16), ids)
+    np.testing.assert_array_equal(decode_mask(pp), grey)
+    np.testing.assert_array_equal(read_label_image(p16), ids)
+    np.testing.assert_array_equal(read_id_png(p16), ids)
+
+
+def test_read_label_png_errors_name_the_file(tmp_path):
+    from dsprep.errors import MalformedFileError, MissingFileError
+    from dsprep.masks import read_id_png, read_label_png
+
+    rgb = _save(tmp_path / "colour.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(MalformedFileError, match=r"colour\.png.*single-channel label PNG.*found mode RGB"):
+        read_label_png(rgb)
+    with pytest.raises(MalformedFileError, match=r"colour\.png.*single-channel"):
+        read_id_png(rgb)
+    with pytest.raises(MissingFileError, match=r"nothere\.png.*instance map not found"):
+        read_label_png(tmp_path / "nothere.png", "instance map")
+    noise = np.random.default_rng(0).integers(0, 65535, (64, 64), dtype=np.uint16)
+    good = _save(tmp_path / "good.png", noise)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(MalformedFileError, match=r"cut\.png.*truncated or corrupt"):
+        read_label_png(cut)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png at all")
+    with pytest.raises(MalformedFileError, match=r"junk\.png"):
+        read_label_png(junk)
