@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ._io import exif_orientation
 from .errors import MalformedFileError, MissingFileError
+from .masks import read_label_png
 
 __all__ = ["ImageSource", "decode_image", "decode_mask", "open_image"]
 
@@ -197,9 +198,6 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(im)
 
 
-_MASK_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
-
-
 def decode_mask(path: str | os.PathLike) -> np.ndarray:
     """Decode a label mask PNG to an ``(H, W)`` array of its stored values.
 
@@ -215,25 +213,5 @@ def decode_mask(path: str | os.PathLike) -> np.ndarray:
         >>> decode_mask("SegmentationClass/2007_000032.png").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    path = os.fspath(path)
-    im = _open(path)
-    try:
-        if im.mode not in _MASK_MODES:
-            raise MalformedFileError(path, f"expected a single-channel label mask (P, L or 16-bit "
-                                           f"grey PNG), found mode {im.mode!r}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im.load()
-        arr = np.asarray(im)
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        if isinstance(err, MalformedFileError):
-            raise
-        raise MalformedFileError(path, f"truncated or corrupt mask ({err})") from None
-    finally:
-        im.close()
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if arr.dtype != np.uint8:
-        return arr.astype(np.int32)
-    return arr
-
+    arr = read_label_png(path, "label mask")
+    return arr if arr.dtype == np.uint8 else arr.astype(np.int32)

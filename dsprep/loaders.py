@@ -45,6 +45,7 @@ import torch.utils.data as tud
 from . import transforms as T
 from .errors import FormatError, InvalidAnnotationError, check_choice
 from .imageio import ImageSource, decode_mask
+from .masks import segmentation_mask
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "TASKS", "Collate", "DeviceLoader", "EpochSampler",
@@ -220,27 +221,6 @@ class Skipped:
     index: int
     image_id: str
     message: str
-
-
-def _segm_to_mask(segm: bytes, h: int, w: int) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    s = json.loads(segm)
-    if isinstance(s, list):
-        polys = [list(map(float, p)) for p in s if len(p) >= 6]
-        if not polys:
-            return np.zeros((h, w), np.uint8)
-        rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
-    elif isinstance(s.get("counts"), list):
-        rle = mask_utils.frPyObjects(s, h, w)
-    else:
-        rle = {"size": s["size"], "counts": s["counts"].encode("ascii")}
-    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__(copy=)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        m = mask_utils.decode(rle)
-    if m.shape != (h, w):
-        raise ValueError(f"RLE of size {m.shape} on an image of size ({h}, {w})")
-    return m.astype(np.uint8, copy=False)
 
 
 def _build_lut(mask_lut: Any, dataset: Any) -> np.ndarray | None:
@@ -575,9 +555,11 @@ class TorchDataset(tud.Dataset):
             segm = tb.segm.bytes(o) if tb.segm is not None else None
             if segm is not None:
                 try:
-                    out[j] = _segm_to_mask(segm, h, w)
+                    m = segmentation_mask(segm, h, w)
                 except (ValueError, KeyError, TypeError) as err:
                     raise InvalidAnnotationError(f"{path}: object {j}", f"bad segmentation ({err})") from None
+                if m is not None:  # None: no polygon of 3 points or more, an empty mask
+                    out[j] = m
                 continue
             rel = tb.instance_mask_paths[r]
             if rel is not None:

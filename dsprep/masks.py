@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_id_png", "segments_from_png", "rgb_to_id",
-           "id_to_rgb", "rasterise_polygons", "rle_from_counts"]
+from .records import decode_segmentation
+
+__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_label_png", "read_id_png", "segments_from_png", "rgb_to_id",
+           "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
+           "segmentation_area"]
 
 log = logging.getLogger(__name__)
 
@@ -231,21 +235,66 @@ def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
     return segments_from_id_map(id_map, keep, with_rle=with_rle), id_map.shape[0], id_map.shape[1]
 
 
+LABEL_PNG_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
+
+
+def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
+    """Decode a single-channel label PNG to an ``(H, W)`` array of its stored values.
+
+    Palette (``P``) and grey (``L``) PNGs give ``uint8`` (the palette index,
+    never the colour), 16-bit grey (``I;16``) ``uint16``, 32-bit ``I``
+    ``int32``, and 1-bit ``uint8`` 0/1. Pillow's warnings (decompression
+    bomb) are silenced: a label map is as large as its image.
+
+    Args:
+        path: the PNG.
+        what: how error messages name the file's kind ("label PNG", "label mask"...).
+
+    Raises:
+        MissingFileError: no such file.
+        MalformedFileError: unreadable or truncated, or not a single-channel
+            image (an RGB "colour" mask is not a label map).
+
+    Example:
+        >>> read_label_png("gtFine/val/a/a_000000_000019_gtFine_instanceIds.png").dtype  # doctest: +SKIP
+        dtype('uint16')
+    """
+    from PIL import Image
+
+    from .errors import MalformedFileError, MissingFileError
+
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                if im.mode not in LABEL_PNG_MODES:
+                    raise MalformedFileError(path, f"expected a single-channel {what} (mode P, L or 16-bit "
+                                                   f"I;16), found mode {im.mode}")
+                im.load()
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise MissingFileError(path, f"{what} not found") from None
+    except MalformedFileError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise MalformedFileError(path, f"cannot read {what}, truncated or corrupt ({err})") from None
+    return arr.astype(np.uint8) if arr.dtype == bool else arr
+
+
 def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
     """Decode a label PNG to an integer ``(H, W)`` array.
 
     ``encoding="id"``: a single-channel PNG (8-bit ``L``/``P``, 16-bit
-    ``I;16``, 32-bit ``I``) whose value is the id. ``encoding="rgb"``: COCO
-    panoptic, id = R + 256 G + 256^2 B.
+    ``I;16``, 32-bit ``I``) whose value is the id (:func:`read_label_png`).
+    ``encoding="rgb"``: COCO panoptic, id = R + 256 G + 256^2 B.
     """
     from PIL import Image
 
+    if encoding != "rgb":
+        return read_label_png(path)
     with Image.open(path) as im:
-        if encoding == "rgb":
-            return rgb_to_id(np.asarray(im.convert("RGB")))
-        if im.mode in ("RGB", "RGBA"):
-            raise ValueError(f"{path}: expected a single-channel label PNG, found mode {im.mode}")
-        return np.asarray(im)
+        return rgb_to_id(np.asarray(im.convert("RGB")))
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
@@ -280,3 +329,135 @@ def rasterise_polygons(width: int, height: int, shapes: Iterable[tuple[Sequence,
     for polygon, value in shapes:
         draw.polygon([(p[0], p[1]) for p in polygon], fill=int(value))
     return np.asarray(img, dtype=np.int32)
+
+
+# --------------------------------------------------------------------------- object segmentations
+# One object's ``segmentation`` (records.py): None, a list of polygons (each a flat
+# [x1, y1, x2, y2, ...]), an RLE dict {"size": [h, w], "counts": str | bytes | list[int]},
+# or raw JSON bytes of one of those. Read as pycocotools' COCO.annToRLE/annToMask do,
+# except that polygons of fewer than 3 points (6 numbers) are dropped first: they enclose
+# no pixel, and pycocotools' frPyObjects takes a leading 4-number polygon for a box and
+# refuses a 2-number one.
+
+
+def _pycoco_rle(segm: Any, h: int, w: int) -> dict | None:
+    """pycocotools RLE (``counts`` as bytes) of a segmentation entry, or None when it has no shape."""
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if segm is None:
+        return None
+    if isinstance(segm, dict):
+        if "counts" not in segm:
+            raise ValueError(f"RLE dict without 'counts' (keys {sorted(segm)})")
+        size = segm.get("size") or (h, w)  # no size: the image's (as panopticapi/COCO results assume)
+        hh, ww = int(size[0]), int(size[1])
+        counts = segm["counts"]
+        if isinstance(counts, str):
+            return {"size": [hh, ww], "counts": counts.encode("ascii")}
+        if isinstance(counts, (bytes, bytearray)):
+            return {"size": [hh, ww], "counts": bytes(counts)}
+        if isinstance(counts, (list, tuple, np.ndarray)):  # uncompressed, as annToRLE does
+            return mask_utils.frPyObjects({"size": [hh, ww], "counts": list(counts)}, hh, ww)
+        raise TypeError(f"RLE counts must be a str or a list of ints, found {type(counts).__name__}")
+    if not isinstance(segm, (list, tuple)):
+        raise TypeError(f"segmentation must be a list of polygons or an RLE dict, found {type(segm).__name__}")
+    polys = [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    polys = [p for p in polys if len(p) >= 6]
+    if not polys:
+        return None
+    return mask_utils.merge(mask_utils.frPyObjects(polys, int(h), int(w)))
+
+
+def segmentation_rle(segm: Any, h: int, w: int) -> dict | None:
+    """Compressed COCO RLE (``counts`` as ``str``) of one object's segmentation entry.
+
+    Polygons are rasterised at the image size ``(h, w)`` and merged into one
+    mask; an RLE keeps its own ``size`` (the image's when it has none).
+
+    Args:
+        segm: None, a list of flat polygons, an RLE dict (str, bytes or list
+            counts), or raw JSON bytes of either.
+        h: image height.
+        w: image width.
+
+    Returns:
+        ``{"size": [h, w], "counts": str}``, or None when the entry has no
+        shape (None, ``[]``, or only polygons of fewer than 3 points).
+
+    Raises:
+        ValueError, TypeError: a malformed entry.
+
+    Example:
+        >>> segmentation_rle([[0, 0, 2, 0, 2, 2, 0, 2]], 2, 2)
+        {'size': [2, 2], 'counts': '04'}
+    """
+    rle = _pycoco_rle(segm, h, w)
+    if rle is None:
+        return None
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "raise") -> np.ndarray | None:
+    """Binary ``(h, w)`` uint8 mask of one object's segmentation entry (see :func:`segmentation_rle`).
+
+    Args:
+        segm: the entry.
+        h: image height.
+        w: image width.
+        on_size_mismatch: ``"raise"`` (ValueError) or ``"none"`` (return None)
+            when an RLE's size is not ``(h, w)``.
+
+    Returns:
+        The mask, or None when the entry has no shape.
+
+    Example:
+        >>> segmentation_mask({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2).tolist()
+        [[0, 1], [1, 0]]
+    """
+    from pycocotools import mask as mask_utils
+
+    rle = _pycoco_rle(segm, h, w)
+    if rle is None:
+        return None
+    if (int(rle["size"][0]), int(rle["size"][1])) != (int(h), int(w)):
+        if on_size_mismatch == "none":
+            return None
+        raise ValueError(f"RLE of size ({int(rle['size'][0])}, {int(rle['size'][1])}) on an image of size "
+                         f"({int(h)}, {int(w)})")
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__(copy=)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = mask_utils.decode(rle)
+    return m.astype(np.uint8, copy=False)
+
+
+def segmentation_area(segm: Any, h: int, w: int) -> float | None:
+    """Pixel count of one object's segmentation entry (pycocotools ``mask.area``).
+
+    An RLE counts at its own size. ``h`` or ``w`` of 0 means an unknown
+    image size: polygons are then rasterised on a canvas that holds them.
+
+    Returns:
+        The area; None when the entry is None or ``[]``; 0.0 for only
+        polygons of fewer than 3 points.
+
+    Example:
+        >>> segmentation_area([[0, 0, 4, 0, 4, 2, 0, 2]], 0, 0)
+        8.0
+    """
+    from pycocotools import mask as mask_utils
+
+    segm = decode_segmentation(segm)
+    if segm is None or (isinstance(segm, (list, tuple)) and len(segm) == 0):
+        return None
+    if isinstance(segm, (list, tuple)) and (not h or not w):
+        pts = [np.asarray(p, np.float64).ravel() for p in segm]
+        pts = np.concatenate([p for p in pts if p.size >= 6] or [np.zeros(0)])
+        if pts.size == 0:
+            return 0.0
+        w = int(np.ceil(pts[0::2].max())) + 1
+        h = int(np.ceil(pts[1::2].max())) + 1
+    rle = _pycoco_rle(segm, h, w)
+    return 0.0 if rle is None else float(mask_utils.area(rle))

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .records import Category, Dataset, Record, decode_segmentation
+from .records import Category, Dataset, Record
 
 __all__ = ["draw_record", "show", "colour_for"]
 
@@ -25,26 +25,14 @@ def colour_for(i: int) -> tuple[int, int, int]:
 
 
 def _object_masks(rec: Record, h: int, w: int) -> list[np.ndarray | None]:
-    """Per-object binary masks from polygons or RLE (None where an object has none)."""
-    from pycocotools import mask as mask_utils
+    """Per-object binary masks from polygons or RLE (None where an object has none or its RLE is not h x w)."""
+    from .masks import segmentation_mask
 
     segms = rec.instances.segmentation or [None] * len(rec.instances)
     out: list[np.ndarray | None] = []
     for s in segms:
-        s = decode_segmentation(s)
-        if not s:
-            out.append(None)
-            continue
-        if isinstance(s, dict):
-            rle = s if isinstance(s.get("counts"), (str, bytes)) else mask_utils.frPyObjects(s, *s["size"])
-            m = mask_utils.decode(rle)
-        else:
-            polys = [list(map(float, p)) for p in s if len(p) >= 6]
-            if not polys:
-                out.append(None)
-                continue
-            m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
-        out.append(m.astype(bool) if m.shape == (h, w) else None)
+        m = segmentation_mask(s, h, w, on_size_mismatch="none")
+        out.append(None if m is None else m.astype(bool))
     return out
 
 

@@ -142,5 +142,5 @@ def test_decode_mask_keeps_values(tmp_path):
 
 def test_decode_mask_refuses_colour_masks(tmp_path):
     Image.fromarray(_gradient(4, 4)).save(tmp_path / "color.png")
-    with pytest.raises(MalformedFileError, match="color.png.*single-channel.*'RGB'"):
+    with pytest.raises(MalformedFileError, match="color.png.*single-channel.*found mode RGB"):
         decode_mask(tmp_path / "color.png")

@@ -46,6 +46,7 @@ import numpy as np
 
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
+from ..masks import segmentation_area
 from ..records import Dataset, decode_segmentation
 
 __all__ = [
@@ -233,7 +234,7 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
                 ann["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
             area = stored_area[j]
             if math.isnan(area):
-                area = _segm_area(ann.get("segmentation"), r) if "segmentation" in ann else w * h
+                area = segmentation_area(ann.get("segmentation"), r.height, r.width) if "segmentation" in ann else w * h
             ann["area"] = float(area)
             annotations.append(ann)
     if boxed:
@@ -256,19 +257,6 @@ def _coco_segm(segm: Any, record: Any) -> Any:
         size = segm.get("size") or [record.height, record.width]
         return {"size": [int(size[0]), int(size[1])], "counts": counts}
     return [p if isinstance(p, list) else np.asarray(p, np.float64).ravel().tolist() for p in segm]
-
-
-def _segm_area(segm: Any, record: Any) -> float:
-    from pycocotools import mask as mask_utils
-
-    h, w = int(record.height), int(record.width)
-    if isinstance(segm, dict):
-        rle = segm if isinstance(segm["counts"], str) else mask_utils.frPyObjects(segm, *segm["size"])
-    else:
-        rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-    if isinstance(rle.get("counts"), str):
-        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return float(mask_utils.area(rle))
 
 
 def load_predictions(predictions: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -353,7 +341,7 @@ def _check_predictions(preds: list, id_map: ImageIdMap, cat_ids: set[int], iou_t
 def _segm_as_rle(preds: list[dict[str, Any]], gt: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
     """pycocotools' ``loadRes`` takes segm results as compressed RLE only: polygons and
     uncompressed RLE are encoded here (at the ground-truth image size), anything else is named."""
-    from pycocotools import mask as mask_utils
+    from ..masks import encode_mask, segmentation_rle
 
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     for k, d in enumerate(preds):
@@ -362,17 +350,18 @@ def _segm_as_rle(preds: list[dict[str, Any]], gt: Mapping[str, Any], where: str)
             continue
         h, w = sizes[d["image_id"]]
         try:
-            if isinstance(seg, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in seg], h, w))
-            elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
-                rle = mask_utils.frPyObjects(seg, *seg["size"])
-            else:
+            if not isinstance(seg, (list, dict)):
+                raise TypeError
+            rle = segmentation_rle(seg, h, w)
+            if rle is None and isinstance(seg, list) and seg:  # only polygons of < 3 points: an empty mask
+                rle = encode_mask(np.zeros((h, w), bool))
+            elif rle is None:
                 raise TypeError
         except (TypeError, ValueError, IndexError):
             raise FormatError(f"{where}: detection {k}", "segmentation must be an RLE dict or a list of "
                               f"polygons, found {type(seg).__name__}") from None
         d = dict(d)
-        d["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        d["segmentation"] = rle
         preds[k] = d
     return preds
 

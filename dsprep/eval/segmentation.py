@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import FormatError, MalformedFileError, MissingFileError
+from ..errors import FormatError, MissingFileError
 
 __all__ = [
     "CITYSCAPES_AVG_CLASS_SIZE",
@@ -113,19 +113,9 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
         MissingFileError: no such file.
         MalformedFileError: unreadable, or more than one channel.
     """
-    from PIL import Image, UnidentifiedImageError
+    from ..masks import read_label_png
 
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
-                raise MalformedFileError(str(path), f"expected a single-channel label image (mode P, L or I;16), "
-                                                    f"found mode {im.mode}")
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "label image not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot read label image ({err})") from None
-    return arr
+    return read_label_png(path, "label image")
 
 
 def _as_labels(x: Any) -> np.ndarray:

@@ -50,8 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _io
-from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
-                      MalformedFileError, check_choice)
+from ..errors import DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, check_choice
 from ..records import Category, Dataset, Instances, Record, record_id_from_path
 from . import _cityscapes_labels as L
 
@@ -266,12 +265,12 @@ def _keep_values(values: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray,
 def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
                      polygons: dict | None) -> tuple[Instances, int, int]:
     """Objects of one frame from its instanceIds PNG, else its polygons.json (``polygons``, read)."""
-    from ..masks import segments_from_id_map
+    from ..masks import read_label_png, segments_from_id_map
 
     gt = frame["gt"]
     if "instanceIds" in gt:
         path = root / gt["instanceIds"]
-        id_map = _read_label_png(path)
+        id_map = read_label_png(path)
     elif polygons is not None:
         id_map = instance_map_from_polygons(polygons, gt["polygons"])
     else:
@@ -282,21 +281,6 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     inst = Instances(boxes=seg.boxes, labels=cls, iscrowd=crowd, ids=vals,
                      area=seg.areas.astype(np.float64), segmentation=seg.rles)
     return inst, h, w
-
-
-def _read_label_png(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I;16", "I;16B", "I", "1"):
-                raise MalformedFileError(str(path), f"expected a single-channel label PNG "
-                                                    f"(8-bit L or 16-bit I;16), found mode {im.mode}")
-            return np.asarray(im)
-    except FileNotFoundError:
-        raise MalformedFileError(str(path), "file vanished while reading") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
 
 
 def _frame_size(root: Path, frame: dict, polygons: dict | None) -> tuple[int, int]:
@@ -505,6 +489,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     """
     from PIL import Image
 
+    from ..masks import read_label_png
+
     if annotations is None:  # keep what was read (gtCoarse stays gtCoarse)
         annotations = str(dataset.info.get("annotations") or "gtFine")
     check_choice("annotations", annotations, ANNOTATION_TYPES)
@@ -545,7 +531,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if label_ids:
             shutil.copyfile(src_root / label_ids, gt_dir / (prefix + "labelIds.png"))
             if train_ids:
-                ids = _read_label_png(src_root / label_ids)
+                ids = read_label_png(src_root / label_ids)
                 if ids.dtype != np.uint8:
                     ids = np.clip(ids, 0, 255).astype(np.uint8)
                 Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))

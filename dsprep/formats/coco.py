@@ -49,6 +49,7 @@ import numpy as np
 from .._io import gc_paused, image_size, place_image, progress as _progress
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
+from ..masks import segmentation_area
 from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
@@ -1066,28 +1067,6 @@ def _compressed(segm: Any) -> Any:
     return segm
 
 
-def _segmentation_area(segm: Any, h: int, w: int) -> float | None:
-    """The pixel area of a polygon list or RLE (pycocotools), or None when there is none."""
-    from pycocotools import mask as mask_utils
-
-    segm = decode_segmentation(segm)
-    if not segm:
-        return None
-    if isinstance(segm, dict):
-        counts = segm["counts"]
-        hh, ww = (int(v) for v in segm["size"])
-        rle = mask_utils.frPyObjects(segm, hh, ww) if isinstance(counts, list) else \
-            {"size": [hh, ww], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        return float(mask_utils.area(rle))
-    polys = [np.asarray(p, np.float64).ravel().tolist() for p in segm]
-    if not h or not w:  # no image size: rasterise in a canvas that holds the polygons
-        allv = np.concatenate([np.asarray(p) for p in polys])
-        w = int(np.ceil(allv[0::2].max())) + 1
-        h = int(np.ceil(allv[1::2].max())) + 1
-    rles = mask_utils.frPyObjects(polys, h, w)
-    return float(mask_utils.area(mask_utils.merge(rles)))
-
-
 def _unique_names(recs: Sequence[Record]) -> list[str]:
     """file_name per record: the basename when unique within the split, else the relative path."""
     base = [r.path.rpartition("/")[2] for r in recs]
@@ -1381,7 +1360,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                         if compress_rle:
                             segm = _compressed(segm)
                         if unknown[k + j]:
-                            area = _segmentation_area(segm, r.height, r.width)
+                            area = segmentation_area(segm, r.height, r.width)
                             if area is not None:
                                 filled[k + j] = area
                         segms[k + j] = Fragment(segm) if type(segm) is bytes else _segmentation_out(segm)
@@ -1412,7 +1391,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                 segm = _compressed(segm)
             area = filled[k]
             if unknown[k] and segm is not None:
-                mask_area = _segmentation_area(segm, r.height, r.width)
+                mask_area = segmentation_area(segm, r.height, r.width)
                 if mask_area is not None:
                     area = mask_area
             ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],

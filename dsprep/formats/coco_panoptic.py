@@ -38,7 +38,7 @@ import numpy as np
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
-from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
+from ..records import Category, Dataset, Instances, Record, record_id_from_path
 
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
@@ -530,25 +530,8 @@ def _count(id_map: np.ndarray, ids: np.ndarray) -> dict[int, tuple[int, list[int
 
 
 def _object_mask(segm: Any, h: int, w: int) -> np.ndarray | None:
-    """Boolean ``(h, w)`` mask of an RLE dict or polygon list, or None."""
-    from pycocotools import mask as mask_utils
+    """Boolean ``(h, w)`` mask of an RLE dict or polygon list, or None (no shape, or an RLE of another size)."""
+    from ..masks import segmentation_mask
 
-    segm = decode_segmentation(segm)
-    if segm is None or (isinstance(segm, list) and not segm):
-        return None
-    if isinstance(segm, dict):
-        counts = segm.get("counts")
-        size = [int(v) for v in segm.get("size", (h, w))]
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects({"size": size, "counts": counts}, *size)
-        else:
-            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        m = mask_utils.decode(rle).astype(bool)
-    else:
-        polys = [list(map(float, p)) for p in segm if len(p) >= 6]
-        if not polys:
-            return None
-        m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
-    if m.shape != (h, w):
-        return None
-    return m
+    m = segmentation_mask(segm, h, w, on_size_mismatch="none")
+    return None if m is None else m.astype(bool)

@@ -47,7 +47,7 @@ import numpy as np
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, Record, decode_segmentation
+from ..records import Category, Dataset, Instances, Record
 
 __all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "parse_options_for", "write"]
 
@@ -603,7 +603,7 @@ def _mask_rles(root: Path, stem: str, where: str) -> dict[int, tuple[dict, list[
     belong to no object. The class of object k is the most frequent
     SegmentationClass value under it (0 when that mask is absent).
     """
-    from pycocotools import mask as mask_utils
+    from ..masks import segments_from_id_map
 
     obj = _read_mask(root / _SEGOBJ / f"{stem}.png")
     cls_path = root / _SEGCLS / f"{stem}.png"
@@ -611,22 +611,16 @@ def _mask_rles(root: Path, stem: str, where: str) -> dict[int, tuple[dict, list[
     if cls is not None and cls.shape != obj.shape:
         raise InvalidAnnotationError(where, f"{_SEGCLS} is {cls.shape[1]}x{cls.shape[0]} but {_SEGOBJ} "
                                      f"is {obj.shape[1]}x{obj.shape[0]}; expected the same size")
-    out = {}
-    for k in np.unique(obj).tolist():
-        if k in (0, VOID):
-            continue
-        m = obj == k
-        ys, xs = np.nonzero(m)
-        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-        c = 0
-        if cls is not None:
-            vals = cls[m]
-            vals = vals[(vals != 0) & (vals != VOID)]
-            if vals.size:
-                c = int(np.bincount(vals).argmax())
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        out[k] = ({"size": [int(obj.shape[0]), int(obj.shape[1])], "counts": rle["counts"].decode("ascii")}, box, c)
-    return out
+    seg = segments_from_id_map(obj, lambda v: (v != 0) & (v != VOID))
+    classes = np.zeros(256, np.int64)
+    if cls is not None and len(seg):
+        # per object value, the most frequent class under it (ties: the lowest, as argmax picks)
+        o, c = obj.ravel().astype(np.int64), cls.ravel().astype(np.int64)
+        valid = (c != 0) & (c != VOID)
+        votes = np.bincount(o[valid] * 256 + c[valid], minlength=256 * 256).reshape(256, 256)
+        classes = votes.argmax(axis=1)
+    return {int(k): (rle, box, int(classes[k]))
+            for k, rle, box in zip(seg.values.tolist(), seg.rles, seg.boxes.tolist())}
 
 
 def _find_image(root: Path, stem: str) -> str | None:
@@ -869,30 +863,16 @@ def _rasterise(inst: Instances, h: int, w: int, index_of: Mapping[int, int],
     """
     if inst.segmentation is None or not any(s is not None for s in inst.segmentation):
         return None
-    from pycocotools import mask as mask_utils
+    from ..masks import segmentation_mask
 
     cls = np.zeros((h, w), np.uint8)
     obj = np.zeros((h, w), np.uint8)
     painted: list[tuple[int, int]] = []  # (object value, its pixel count)
     for k, s in enumerate(inst.segmentation):
-        s = decode_segmentation(s)
-        if s is None or (isinstance(s, list) and not s):
+        m = segmentation_mask(s, h, w, on_size_mismatch="none")
+        if m is None:  # no shape, or an RLE of another size
             continue
-        if isinstance(s, dict):
-            counts = s["counts"]
-            rle = mask_utils.frPyObjects(s, *s["size"]) if isinstance(counts, list) else \
-                {"size": s["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-            m = mask_utils.decode(rle)
-        else:
-            polys = [list(map(float, np.asarray(p, np.float64).ravel())) for p in s if len(p) >= 6]
-            if not polys:
-                continue
-            m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
-        if m.ndim == 3:
-            m = m.any(axis=2)
         m = m.astype(bool)
-        if m.shape != (h, w):
-            continue
         cls[m] = index_of.get(int(inst.labels[k]), VOID)
         obj[m] = min(k + 1, 254)
         painted.append((min(k + 1, 254), int(m.sum())))
