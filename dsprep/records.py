@@ -401,7 +401,6 @@ class Dataset:
         # None: derived from the records' ``split`` on first read of .splits.
         self._splits: dict[str, list[str]] | None = (None if splits is None
                                                      else {k: list(v) for k, v in splits.items()})
-        self._splits_follow_records = splits is None  # splits are the records' own ``split`` fields
         self.info: dict[str, Any] = dict(info or {})
         self.root = root
         self.format = format
@@ -422,7 +421,6 @@ class Dataset:
     def records(self, value: Iterable[Record]) -> None:
         if self._splits is None:  # splits stay those of the records given at construction
             self._splits = self._splits_from_records()
-        self._splits_follow_records = False
         self._records = list(value)
 
     @property
@@ -435,7 +433,6 @@ class Dataset:
     @splits.setter
     def splits(self, value: Mapping[str, Sequence[str]]) -> None:
         self._splits = {k: list(v) for k, v in value.items()}
-        self._splits_follow_records = False
 
     def _splits_from_records(self) -> dict[str, list[str]]:
         if isinstance(self._records, LazyRecords):
@@ -499,10 +496,14 @@ class Dataset:
     def subset(self, split: str) -> "Dataset":
         """The records of one split, as a new Dataset sharing categories and info."""
         check_choice("split", split, self.splits)
-        if self._splits_follow_records and isinstance(self._records, LazyRecords):
+        if isinstance(self._records, LazyRecords):
             part = self._records.subset(split)
-            if part is not None:  # still unbuilt: the split's records are those listed under it
-                return Dataset(self.categories, part, info=self.info, root=self.root, format=self.format)
+            ids = None if part is None else part.column("id")
+            # Still unbuilt when the split's ids are exactly those listed under it (they are,
+            # unless ds.splits was edited).
+            if ids is not None and ids == self.splits[split]:
+                return Dataset(self.categories, part, splits={split: ids}, info=self.info, root=self.root,
+                               format=self.format)
         by_id = self.record_by_id()
         recs = [_with_split(by_id[i], split) for i in self.splits[split] if i in by_id]
         return Dataset(self.categories, recs, splits={split: [r.id for r in recs]},

@@ -484,3 +484,18 @@ def test_subset_of_a_listing_stays_unbuilt_and_equals_the_subset_of_built_record
         builds.clear()
         part.records[0].width = 9  # the subset shares no record with its parent
     assert {r.width for r in ds.records} == {0}
+    # as for built records: an edited ds.splits is what subset follows, and a subset's
+    # splits are fixed when it is made
+    for build_first in (False, True):
+        ds = imagenet.parse(tmp_path)
+        if build_first:
+            ds.records
+        ds.splits["train"] = ds.splits["train"][:3]
+        sub = ds.subset("train")
+        assert len(sub) == 3 and sub.splits == {"train": ds.splits["train"]}
+        full = imagenet.parse(tmp_path)
+        if build_first:
+            full.records
+        sub = full.subset("train")
+        sub.records[0].split = "val"
+        assert list(sub.splits) == ["train"] and len(sub.subset("train")) == len(sub) == 12
