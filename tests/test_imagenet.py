@@ -499,3 +499,24 @@ def test_subset_of_a_listing_stays_unbuilt_and_equals_the_subset_of_built_record
         sub = full.subset("train")
         sub.records[0].split = "val"
         assert list(sub.splits) == ["train"] and len(sub.subset("train")) == len(sub) == 12
+
+
+def test_folders_beside_the_split_folders_are_reported_not_made_classes(tmp_path, caplog):
+    make_tree(tmp_path, splits=("train", "val"))
+    (tmp_path / "__MACOSX" / "train").mkdir(parents=True)  # what unzipping a macOS archive leaves
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "train" / "__MACOSX").mkdir()
+    with caplog.at_level(logging.WARNING):
+        ds = imagenet.parse(tmp_path)
+    assert [c.name for c in ds.categories] == SORTED and set(ds.splits) == {"train", "val"}
+    assert ds.info["stray_folders"] == ["__MACOSX", "scripts", "train/__MACOSX"]
+    assert "neither splits nor classes" in caplog.text and "__MACOSX" in caplog.text
+    import dsprep
+    assert len(dsprep.load("imagenet", split="val", root=tmp_path)) == len(ds.splits["val"])
+    # a class tree whose classes include "train" holds its images directly: still a class tree
+    vehicles = tmp_path / "vehicles"
+    make_tree(vehicles, {"bus": 1, "train": 2}, splits=(None,))
+    (vehicles / "Annotations").mkdir()  # a metadata folder at a class-tree root is no class either
+    (vehicles / "Annotations" / "x.xml").write_text("<annotation/>")
+    ds = imagenet.parse(vehicles)
+    assert [c.name for c in ds.categories] == ["bus", "train"] and len(ds) == 3 and ds.splits == {}

@@ -57,6 +57,8 @@ SPLIT_DIRS = ("train", "val", "validation", "test")
 # Folders at the root that hold metadata, not classes or splits.
 _META_DIRS = frozenset({"Annotations", "ILSVRC", "ILSVRC2012_devkit_t12", "ILSVRC2012_devkit_t3", "devkit"})
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})$")
+# Folders that archivers and file systems leave behind: never classes or splits.
+_JUNK_DIRS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information", "lost+found"})
 
 GROUND_TRUTH_FILE = "ILSVRC2012_validation_ground_truth.txt"
 SYNSET_MAPPING_FILE = "LOC_synset_mapping.txt"
@@ -590,18 +592,36 @@ def _xml_index(folder: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- layout
-def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str]]:
-    """(image base, {split: folder name ("" = the base itself)}, image files at the root)."""
+def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[str]]:
+    """(image base, {split: folder name ("" = the base itself)}, image files at the root,
+    folders at the root that are neither splits nor classes, reported and not listed).
+
+    The root holds split folders when every sub-folder is one (``train/``,
+    ``val/``...), or when the split-named ones hold class folders (or a flat
+    ILSVRC val) and the rest are strays beside them (an unzipped ``__MACOSX/``,
+    a ``scripts/`` folder): a class tree whose classes include ``train`` holds
+    images directly in ``train/``, not folders.
+    """
     base = root
     kaggle = root / "ILSVRC" / "Data" / "CLS-LOC"
     if kaggle.is_dir():
         base = kaggle
     dirs, files = _scan(str(base))
     dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
+    junk = [d for d in dirs if d in _JUNK_DIRS]
+    dirs = [d for d in dirs if d not in _JUNK_DIRS]
     images = [f for f in files if _is_image(f)]
-    if dirs and all(d in SPLIT_DIRS for d in dirs):
-        return base, {d: d for d in sorted(dirs, key=SPLIT_DIRS.index)}, images
-    return base, {None: ""}, []
+    splits = [d for d in dirs if d in SPLIT_DIRS]
+    if splits and (len(splits) == len(dirs) or all(_holds_classes(base / d) for d in splits)):
+        stray = sorted(d for d in dirs if d not in SPLIT_DIRS)
+        return base, {d: d for d in sorted(splits, key=SPLIT_DIRS.index)}, images, sorted(junk) + stray
+    return base, {None: ""}, [], sorted(junk)
+
+
+def _holds_classes(folder: Path) -> bool:
+    """A split folder's look: class sub-folders, or flat ``ILSVRC2012_val_*`` images."""
+    dirs, files = _scan(str(folder))
+    return any(d not in _JUNK_DIRS for d in dirs) or any(_VAL_NAME.match(f.rpartition(".")[0]) for f in files[:50])
 
 
 def detect(path) -> bool:
@@ -620,7 +640,7 @@ def detect(path) -> bool:
     if any((root / d).is_dir() for d in ("JPEGImages", "annotations", "leftImg8bit", "gtFine")):
         return False
     try:
-        base, splits, _ = _layout(root)
+        base, splits, _, _ = _layout(root)
         for sub in splits.values():
             d = base / sub if sub else base
             dirs, files = _scan(str(d))
@@ -690,8 +710,9 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     if not root.is_dir():
         raise DatasetNotFoundError(f"{root}: not a folder (expected an ImageNet root or a class-subfolder tree)")
     policy = ErrorPolicy(on_error)
-    base, split_dirs, root_images = _layout(root)
+    base, split_dirs, root_images, stray_folders = _layout(root)
     base_rel = "" if base == root else base.relative_to(root).as_posix() + "/"
+    stray_folders = [base_rel + d for d in stray_folders]
     if validation_split is not None:
         if not 0 < validation_split < 1:
             raise ValueError(f"validation_split must be between 0 and 1, found {validation_split}")
@@ -713,7 +734,13 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     scans: dict[str | None, tuple[list[str], list[str]]] = {}
     for s in wanted:
         folder = base / split_dirs[s] if split_dirs[s] else base
-        scans[s] = _scan(str(folder))
+        dirs, files = _scan(str(folder))
+        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+        if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
+            dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
+        else:
+            stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
+        scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
     if split is None or validation_split is not None:
         counts.stray.extend(base_rel + f for f in root_images)
 
@@ -787,7 +814,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         if split is not None:
             records = [r for r in records if r.split == split]
 
-    _report(root, counts, unlabeled, info)
+    _report(root, counts, unlabeled, info, stray_folders)
     info["skipped"] = policy.count
     policy.summary("images")
     splits = None if records is listing else listing.split_ids(records)
@@ -1001,11 +1028,14 @@ def _seeded_split(records: list, fraction: float, seed: int) -> None:
         records[i].split = "train" if k < cut else "validation"
 
 
-def _report(root: Path, counts: _Counts, unlabeled: int, info: dict) -> None:
+def _report(root: Path, counts: _Counts, unlabeled: int, info: dict, stray_folders: list[str]) -> None:
     """Put what was not a class image into ``info`` and log one line per kind."""
     info.update(stray_files=len(counts.stray), non_image_files=len(counts.non_image),
                 hidden_files=counts.hidden, nested_images=counts.nested, unlabeled=unlabeled,
-                empty_classes=len(counts.empty_classes))
+                empty_classes=len(counts.empty_classes), stray_folders=stray_folders)
+    if stray_folders:
+        log.warning("%s: %d folder(s) that are neither splits nor classes, not listed: %s", root,
+                    len(stray_folders), ", ".join(stray_folders[:5]))
     if counts.stray:
         log.warning("%s: %d image(s) outside any class folder, not listed: %s", root, len(counts.stray),
                     ", ".join(counts.stray[:5]))
