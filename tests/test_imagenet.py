@@ -520,3 +520,23 @@ def test_folders_beside_the_split_folders_are_reported_not_made_classes(tmp_path
     (vehicles / "Annotations" / "x.xml").write_text("<annotation/>")
     ds = imagenet.parse(vehicles)
     assert [c.name for c in ds.categories] == ["bus", "train"] and len(ds) == 3 and ds.splits == {}
+
+
+def test_files_differing_only_by_extension_are_two_records_everywhere(tmp_path):
+    root = tmp_path / "tree"
+    for name in ("1.jpg", "1.png", "2.jpg"):
+        (root / "train" / "cat").mkdir(parents=True, exist_ok=True)
+        (root / "train" / "cat" / name).write_bytes(jpeg_bytes())
+    (root / "train" / "dog").mkdir()
+    (root / "train" / "dog" / "3.jpg").write_bytes(jpeg_bytes())
+    want = ["train/cat/1.jpg", "train/cat/1.png", "train/cat/2", "train/dog/3"]
+    lazy = imagenet.parse(root)
+    assert lazy.column("id") == lazy.splits["train"] == want
+    assert [r.id for r in lazy.subset("train").records] == want
+    built = imagenet.parse(root)
+    assert [r.id for r in built.records] == want and [r.id for r in built.subset("train")] == want
+    out = tmp_path / "coco"
+    convert("imagenet", root, "coco", out, images="none")
+    images = json.loads((out / "annotations" / "instances_train.json").read_text())["images"]
+    assert sorted(i["file_name"] for i in images) == ["1.jpg", "1.png", "2.jpg", "3.jpg"]  # unique basenames
+    assert len({i["id"] for i in images}) == 4

@@ -129,6 +129,20 @@ def _record(rid: str, path: str, split: str | None, label: int | None) -> _Liste
     return r
 
 
+def _ids(paths: list[str]) -> list[str]:
+    """Record ids of one folder's images: the path without extension
+    (:func:`~dsprep.records.record_id_from_path`), or the whole path for files
+    that differ only by extension (``1.jpg``, ``1.png``: two images, as
+    torchvision's ``ImageFolder`` lists them)."""
+    ids = [p[:p.rfind(".")] for p in paths]
+    if len(set(ids)) != len(ids):
+        seen: dict[str, int] = {}
+        for rid in ids:
+            seen[rid] = seen.get(rid, 0) + 1
+        ids = [p if seen[rid] > 1 else rid for rid, p in zip(ids, paths)]
+    return ids
+
+
 class _Listing(LazyRecords):
     """What the listing found, kept compact until the Dataset's records are first used.
 
@@ -171,7 +185,7 @@ class _Listing(LazyRecords):
                 # The hot loop: strings by comprehension, then four attribute stores a record
                 # (see _ListedRecord).
                 paths = [prefix + n for n in names]
-                for path, rid in zip(paths, [p[:p.rfind(".")] for p in paths]):
+                for path, rid in zip(paths, _ids(paths)):
                     r = new(cls_)
                     r.id = rid
                     r.path = path
@@ -188,7 +202,7 @@ class _Listing(LazyRecords):
             elif name == "path":
                 out += [prefix + n for n in names]
             elif name == "id":
-                out += [prefix + n[:n.rfind(".")] for n in names]
+                out += _ids([prefix + n for n in names])
             elif name in ("label", "split"):
                 out += [label if name == "label" else split] * len(names)
             elif name in ("captions", "extra"):  # created per record, as build() would
@@ -216,7 +230,7 @@ class _Listing(LazyRecords):
                         if r.split is not None:
                             out.setdefault(r.split, []).append(r.id)
                 elif split is not None:
-                    out.setdefault(split, []).extend(prefix + n[:n.rfind(".")] for n in names)
+                    out.setdefault(split, []).extend(_ids([prefix + n for n in names]))
         else:
             for r in records:
                 if r.split is not None:
@@ -901,6 +915,8 @@ def _list_flat(files: list[str], prefix: str, split: str | None, records: list, 
         if label is None:
             unlabeled += 1
         records.append(_record(prefix + stem, prefix + name, split, label))
+    for r, rid in zip(records, _ids([r.path for r in records])):
+        r.id = rid  # the same but where two files differ only by extension
     return unlabeled
 
 
