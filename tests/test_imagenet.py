@@ -540,3 +540,12 @@ def test_files_differing_only_by_extension_are_two_records_everywhere(tmp_path):
     images = json.loads((out / "annotations" / "instances_train.json").read_text())["images"]
     assert sorted(i["file_name"] for i in images) == ["1.jpg", "1.png", "2.jpg", "3.jpg"]  # unique basenames
     assert len({i["id"] for i in images}) == 4
+
+
+def test_convert_to_formats_that_store_sizes_reads_the_headers(tmp_path):
+    make_tree(tmp_path / "tree", splits=("train",), size=16)
+    convert("imagenet", tmp_path / "tree", "coco", tmp_path / "coco", images="none", workers=1)
+    images = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())["images"]
+    assert len(images) == 12 and {(i["width"], i["height"]) for i in images} == {(16, 16)}
+    convert("imagenet", tmp_path / "tree", "imagenet", tmp_path / "copy", images="none")
+    assert imagenet.parse_options_for("imagenet") == {}  # a class tree stores no sizes: none read

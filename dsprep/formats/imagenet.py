@@ -670,6 +670,17 @@ def detect(path) -> bool:
 
 
 # --------------------------------------------------------------------------- parse
+def parse_options_for(target: str) -> dict[str, Any]:
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+
+    COCO, COCO panoptic and VOC store each image's width and height (detectron2
+    checks them against the decoded image; mmdetection filters on them), so
+    the headers are read (no pixel decode, in a process pool). A class tree
+    does not store sizes.
+    """
+    return {"read_sizes": True} if target in ("coco", "coco-panoptic", "voc") else {}
+
+
 def parse(path, *, split: str | None = None, on_error: str = "raise", workers: int | None = None,
           progress: bool | None = None, validation_split: float | None = None, seed: int | None = None,
           ground_truth: str | os.PathLike | None = None, mapping: str | os.PathLike | None = None,
