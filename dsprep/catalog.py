@@ -43,7 +43,7 @@ class KnownDataset:
         years: valid ``year`` values (the first is the default); empty if none.
         url: the official download page.
         layout: one line saying what the root is.
-        expected: ``(split, task, year) -> [alternatives]``, each alternative a
+        expected: ``(split, task, year, options) -> [alternatives]``, each alternative a
             list of paths relative to the root that must all exist.
         options: ``(split, task, year) -> (format split, parse options)``.
         task_formats: task -> format name where a task has its own format.
@@ -75,7 +75,7 @@ class KnownDataset:
 
 # Each ``expected`` function returns alternatives; with no split, any one split present will do.
 # --------------------------------------------------------------------------- imagenet
-def _imagenet_expected(split, task, year):
+def _imagenet_expected(split, task, year, options):
     splits = [split] if split else ["train", "val"]
     return [[s] for s in splits] + [[f"ILSVRC/Data/CLS-LOC/{s}"] for s in splits]
 
@@ -103,7 +103,7 @@ _COCO_TASK_FILE = {"instances": "instances", "keypoints": "person_keypoints", "c
                    "panoptic": "panoptic"}
 
 
-def _coco_expected(split, task, year):
+def _coco_expected(split, task, year, options):
     stem = _COCO_TASK_FILE[task or "instances"]
     out = []
     for s in ([split] if split else ["train", "val"]):
@@ -123,7 +123,7 @@ def _coco_options(split, task, year):
 
 
 # --------------------------------------------------------------------------- voc
-def _voc_expected(split, task, year):
+def _voc_expected(split, task, year, options):
     if task == "segmentation":
         need, lists = ["JPEGImages", "SegmentationClass", "SegmentationObject"], "ImageSets/Segmentation"
     else:
@@ -172,12 +172,30 @@ def _voc_subdir(root: Path, year: str | None) -> Path:
 
 
 # --------------------------------------------------------------------------- cityscapes
-def _cityscapes_expected(split, task, year):
-    return [[f"leftImg8bit/{s}", f"gtFine/{s}"] for s in ([split] if split else ["train", "val"])]
+def _cityscapes_annotations(split, options) -> str:
+    """gtFine, unless asked for or the split is ``train_extra`` (which only gtCoarse labels)."""
+    return options.get("annotations") or ("gtCoarse" if split == "train_extra" else "gtFine")
+
+
+def _cityscapes_expected(split, task, year, options):
+    ann = _cityscapes_annotations(split, options)
+    return [[f"leftImg8bit/{s}", f"{ann}/{s}"] for s in ([split] if split else ["train", "val"])]
 
 
 def _cityscapes_options(split, task, year):
-    return split, {"instances": {"semantic": "none", "instance": "things", "panoptic": "panoptic"}[task or "semantic"]}
+    out = {"instances": {"semantic": "none", "instance": "things", "panoptic": "panoptic"}[task or "semantic"]}
+    if split == "train_extra":
+        out["annotations"] = "gtCoarse"
+    return split, out
+
+
+def _cityscapes_check(ds: Dataset, base: Path) -> str | None:
+    """Images without labels are a partial copy (gtFine not unpacked, or another split's)."""
+    bare = [r.id for r in ds if not (r.mask_path or r.instance_mask_path or r.extra.get("polygons_path"))]
+    if not bare:
+        return None
+    ann = ds.info.get("annotations", "gtFine")
+    return f"{len(bare)} image(s) have no {ann} labels (e.g. {bare[0]}): unpack {ann} beside leftImg8bit"
 
 
 KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
@@ -202,12 +220,12 @@ KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
         expected=_voc_expected, options=_voc_options, subdir=_voc_subdir,
         post=_voc_segmentation_splits),
     "cityscapes": KnownDataset(
-        name="cityscapes", format="cityscapes", splits=("train", "val", "test"),
+        name="cityscapes", format="cityscapes", splits=("train", "val", "test", "train_extra"),
         tasks=("semantic", "instance", "panoptic"), years=(),
         url="https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, "
-            "gtFine_trainvaltest.zip; registration required)",
-        layout="the folder holding leftImg8bit/ and gtFine/",
-        expected=_cityscapes_expected, options=_cityscapes_options),
+            "gtFine_trainvaltest.zip; gtCoarse.zip and leftImg8bit_trainextra.zip for train_extra; registration required)",
+        layout="the folder holding leftImg8bit/ and gtFine/ (or gtCoarse/)",
+        expected=_cityscapes_expected, options=_cityscapes_options, check=_cityscapes_check),
 })
 
 
@@ -303,12 +321,12 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
         year = entry.years[0]
     fmt = get_format(format or entry.format_for(task))
 
-    alternatives = entry.expected(split, task, year)
+    alternatives = entry.expected(split, task, year, options)
     looked: list[str] = []
     for cand in candidate_roots(name, root):
         base = entry.subdir(cand, asked_year) if entry.subdir else cand
         if not cand.is_dir():
-            looked.append(f"  {cand}: does not exist")
+            looked.append(f"  {cand}: " + ("is a file, not a folder" if cand.exists() else "does not exist"))
             continue
         missing = _missing(base, alternatives)
         if missing is None:
@@ -318,6 +336,8 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
             if entry.post:
                 ds = entry.post(ds, split, task)
             problem = entry.check(ds, base) if entry.check else None
+            if problem is None and not len(ds):  # the folders are there, but empty
+                problem = "the expected folders hold no images"
             if problem is None:
                 return ds
             looked.append(f"  {cand}: {problem}")

@@ -125,7 +125,15 @@ def test_cityscapes_and_panoptic_to_voc_keep_objects_and_masks(fixtures, tmp_pat
     assert pv.num_objects() == 50 and len(list((tmp_path / "p-voc/SegmentationObject").iterdir())) == 2
 
 
-def test_imagenet_to_panoptic_names_the_missing_size(fixtures, tmp_path):
+def test_imagenet_to_panoptic_reads_sizes_and_a_record_without_one_is_named(fixtures, tmp_path):
+    import json
+
+    from dsprep.convert import write_dataset
+
+    dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
+    images = json.loads((tmp_path / "p" / "annotations" / "panoptic_train.json").read_text())["images"]
+    assert len(images) == 36 and all(i["width"] > 0 and i["height"] > 0 for i in images)
+    ds = dsprep.parse("imagenet", fixtures / "imagenette")  # a plain parse reads no sizes
     with pytest.raises(dsprep.InvalidAnnotationError, match="has no image size"):
-        dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
-    assert not (tmp_path / "p").exists()
+        write_dataset(ds, "coco-panoptic", tmp_path / "q", images="none")
+    assert not (tmp_path / "q").exists()

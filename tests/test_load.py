@@ -15,7 +15,7 @@ import dsprep
 from dsprep import catalog
 from dsprep.catalog import KNOWN, candidate_roots, load
 from dsprep.errors import DatasetNotFoundError, UnknownNameError
-from dsprep.records import Dataset
+from dsprep.records import Dataset, Record
 
 from fakes_imagenet import SORTED, make_flat_val, make_kaggle, make_tree, write_devkit
 
@@ -40,7 +40,8 @@ class Recorder:
     def __call__(self, name):
         def parse(root, **kw):
             self.calls.append((name, Path(root), kw))
-            return Dataset([], [], format=name)
+            # one labelled image: not an empty or partial copy
+            return Dataset([], [Record("x", "x.jpg", mask_path="x.png")], format=name)
         return SimpleNamespace(parse=parse)
 
 
@@ -156,7 +157,7 @@ def test_partial_copies_name_what_is_missing(places, monkeypatch):
                                       r"Did you mean 'keypoints'\?"),
     (("voc",), {"year": "2010"}, r"Unknown voc year '2010'. Valid values are: 2012, 2007"),
     (("cityscapes",), {"year": 2012}, r"cityscapes has no years"),
-    (("cityscapes", "train_extra"), {}, r"Valid values are: train, val, test"),
+    (("cityscapes", "trian"), {}, r"Valid values are: train, val, test, train_extra\. Did you mean 'train'"),
 ])
 def test_unknown_names_list_valid_ones(places, args, kwargs, match):
     with pytest.raises(UnknownNameError, match=match):
@@ -217,3 +218,38 @@ def test_voc_segmentation_task_uses_the_segmentation_lists(tmp_path):
     assert all(r.mask_path for r in ds) and list(ds.splits) == ["val"]
     det = dsprep.load("voc", split="val", root=root)
     assert sorted(r.id.split("/")[-1] for r in det) == sorted(main_val)
+
+
+def test_partial_copies_raise_not_found(places):
+    """Folders present but empty, or images without their labels, are not a dataset."""
+    from fakes_cityscapes import make_cityscapes
+
+    make_tree(places.tmp / "inet", splits=("train",))
+    (places.tmp / "inet" / "val").mkdir()
+    with pytest.raises(DatasetNotFoundError, match=r"inet: the expected folders hold no images"):
+        load("imagenet", split="val", root=places.tmp / "inet")
+    city = places.tmp / "city"
+    make_cityscapes(city, splits=("train", "val"), frames=1)
+    for f in (city / "gtFine" / "train").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"image\(s\) have no gtFine labels .*unpack gtFine"):
+        load("cityscapes", split="train", root=city)
+    assert len(load("cityscapes", split="val", root=city)) == 2
+    a_file = places.tmp / "file"
+    a_file.write_text("x")
+    with pytest.raises(DatasetNotFoundError, match=r"file: is a file, not a folder"):
+        load("imagenet", root=a_file)
+
+
+def test_cityscapes_train_extra_and_gtcoarse(places):
+    from fakes_cityscapes import make_cityscapes
+
+    city = places.tmp / "city"
+    make_cityscapes(city, splits=("train_extra",), frames=1, annotations="gtCoarse")
+    ds = load("cityscapes", split="train_extra", root=city)
+    assert len(ds) == 2 and ds.info["annotations"] == "gtCoarse"
+    with pytest.raises(DatasetNotFoundError, match=r"missing leftImg8bit/train, gtFine/train"):
+        load("cityscapes", split="train", root=city)
+    make_cityscapes(city / "coarse", splits=("train",), frames=1, annotations="gtCoarse")
+    assert len(load("cityscapes", split="train", root=city / "coarse", annotations="gtCoarse")) == 2
