@@ -369,6 +369,22 @@ def test_write_reports_what_a_class_tree_cannot_hold(tmp_path):
     assert "<xmax>2.5</xmax>" in xml and "<filename>a</filename>" in xml
 
 
+def test_write_turns_class_names_with_slashes_into_folders_the_table_agrees_with(tmp_path):
+    from dsprep.records import Category, Dataset
+
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    cats = [Category(1, "tv/monitor"), Category(2, "cat", extra={"words": "house cat"}), Category(3, "tv_monitor")]
+    recs = [Record(f"r{k}", "a.jpg", 8, 8, "train", label=k) for k in (1, 2, 3)]
+    out = tmp_path / "out"
+    out.mkdir()
+    rep = imagenet.write(Dataset(cats, recs, root=tmp_path), out, images="copy")
+    assert rep["images"] == 3 and sum(v for k, v in rep["lost"].items() if k.startswith("category names")) == 2
+    back = imagenet.parse(out)
+    assert [(c.name, c.extra.get("words")) for c in back.categories] == [
+        ("cat", "house cat"), ("tv_monitor", "tv/monitor"), ("tv_monitor_3", "tv_monitor")]
+    assert sorted(back.categories[r.label].name for r in back.records) == ["cat", "tv_monitor", "tv_monitor_3"]
+
+
 # ----------------------------------------------------------------------------- detect and the cheap records
 def test_detect(tmp_path, fixtures):
     assert imagenet.detect(fixtures / "datumaro/tests/assets/imagenet_dataset")

@@ -1108,13 +1108,21 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         >>> write(parse("ILSVRC2012"), Path("sorted"), images="link")  # doctest: +SKIP
     """
     dest = Path(dest)
-    names = {c.id: _safe(c.name) for c in dataset.categories}
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     lost: dict[str, int] = {}
 
     def lose(what: str, n: int = 1) -> None:
         if n:
             lost[what] = lost.get(what, 0) + n
+
+    # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
+    # names that become the same folder get their category id appended.
+    names: dict[int, str] = {}
+    for c in dataset.categories:
+        folder = _safe(c.name)
+        names[c.id] = f"{folder}_{c.id}" if folder in names.values() else folder
+    lose("category names changed into folder names (kept as the words where there were none)",
+         sum(1 for c in dataset.categories if names[c.id] != c.name))
 
     used: set[str] = set()
     n_images = n_objects = 0
@@ -1155,9 +1163,10 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
                 xml = dest / "Annotations" / f"{folder}/{stem}.xml"
                 _write_loc_xml(xml, r, inst, keep, names, stem, r.split or "")
                 n_objects += len(keep)
-    if all(c.name and not any(ch.isspace() for ch in c.name) for c in dataset.categories):
-        lines = [f"{c.name} {c.extra.get('words', '')}".rstrip() for c in
-                 sorted(dataset.categories, key=lambda c: c.name)]
+    if all(not any(ch.isspace() for ch in names[c.id]) for c in dataset.categories):
+        # The folder name is what a re-parse reads as the class; the table says the same.
+        lines = [f"{names[c.id]} {c.extra.get('words') or (c.name if names[c.id] != c.name else '')}".rstrip()
+                 for c in sorted(dataset.categories, key=lambda c: names[c.id])]
         (dest / SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         lose("category words (names with spaces cannot go in LOC_synset_mapping.txt)",
