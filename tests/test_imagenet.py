@@ -565,3 +565,17 @@ def test_convert_to_formats_that_store_sizes_reads_the_headers(tmp_path):
     assert len(images) == 12 and {(i["width"], i["height"]) for i in images} == {(16, 16)}
     convert("imagenet", tmp_path / "tree", "imagenet", tmp_path / "copy", images="none")
     assert imagenet.parse_options_for("imagenet") == {}  # a class tree stores no sizes: none read
+
+
+def test_nested_folders_are_listed_in_imagefolder_order(tmp_path):
+    """torchvision's make_dataset walks sorted(os.walk(class folder)): by folder path string."""
+    for rel in ("c/0.jpg", "c/a/1.jpg", "c/a/x/2.jpg", "c/a b/3.jpg", "c/a-b/4.jpg", "d/5.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(jpeg_bytes())
+    (tmp_path / "c" / "__MACOSX").mkdir()
+    (tmp_path / "c" / "__MACOSX" / "._0.jpg").write_bytes(b"junk")
+    reference = [os.path.relpath(os.path.join(r, f), tmp_path)
+                 for cls in ("c", "d") for r, _, fs in sorted(os.walk(tmp_path / cls)) for f in sorted(fs)
+                 if "__MACOSX" not in r]
+    assert reference == ["c/0.jpg", "c/a/1.jpg", "c/a b/3.jpg", "c/a-b/4.jpg", "c/a/x/2.jpg", "d/5.jpg"]
+    assert [r.path for r in imagenet.parse(tmp_path).records] == reference

@@ -285,6 +285,7 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
         label = class_index[cname]
         stack = [(os.path.join(abs_dir, cname), f"{prefix}{cname}/", False)]
         found = 0
+        folders: list[tuple[str, list[str]]] = []
         while stack:
             folder, rel, nested = stack.pop()
             with os.scandir(folder) as it:
@@ -297,7 +298,7 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
             if len(names) != len(entries):
                 for e in entries:
                     if e.is_dir():
-                        if e.name[0] == ".":
+                        if e.name[0] == "." or e.name in _JUNK_DIRS:
                             counts.hidden += 1
                         else:
                             subdirs.append((e.name, e.is_symlink()))
@@ -319,7 +320,7 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
             if lo != hi:
                 counts.hidden += hi - lo
                 del images[lo:hi]
-            listing.add_folder(rel, images, label, split)
+            folders.append((rel, images))
             found += len(images)
             if nested:
                 counts.nested += len(images)
@@ -331,6 +332,12 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
                         continue
                     seen_links.add(real)
                 stack.append((sub, f"{rel}{d}/", True))
+        # torchvision's make_dataset walks sorted(os.walk(class folder)): folders in the
+        # order of their path strings ("c/a", "c/a b", "c/a-b", "c/a/x"), not depth first.
+        if len(folders) > 1:
+            folders.sort(key=lambda f: f[0][:-1])
+        for rel, images in folders:
+            listing.add_folder(rel, images, label, split)
         if not found:
             counts.empty_classes.append(prefix + cname)
 
