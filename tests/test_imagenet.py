@@ -282,6 +282,16 @@ def test_kaggle_csv_passed_as_ground_truth(tmp_path):
     assert unlabeled.info["unlabeled"] == len(unlabeled) == 7
     ds = imagenet.parse(tmp_path / "k", split="val", ground_truth=moved)
     assert {r.id.rsplit("/", 1)[1]: ds.categories[r.label].name for r in ds.records} == exp["val_labels"]
+    # saved again by Excel: a byte-order mark before the header, in the CSV and the synset table
+    moved.write_bytes(b"\xef\xbb\xbf" + moved.read_bytes())
+    table = tmp_path / "k" / "LOC_synset_mapping.txt"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    again = imagenet.parse(tmp_path / "k", split="val", ground_truth=moved)
+    assert [r.label for r in again.records] == [r.label for r in ds.records]
+    assert again.categories == ds.categories
+    moved.write_bytes(b"ImageId,PredictionString\n\xff\xfe,x\n")
+    with pytest.raises(MalformedFileError, match="elsewhere.csv: expected UTF-8 text"):
+        imagenet.parse(tmp_path / "k", split="val", ground_truth=moved)
 
 
 def test_loc_xml_with_unknown_wnid_and_bad_csv(tmp_path):

@@ -23,6 +23,7 @@ them or ``read_sizes=True`` is passed (header only, EXIF-aware).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -357,8 +358,9 @@ class _Tables:
 
 
 def _read_text(path: Path) -> str:
+    # utf-8-sig: a table saved by Excel or Notepad starts with a byte-order mark
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise MalformedFileError(str(path), f"expected UTF-8 text ({err})") from None
 
@@ -511,7 +513,9 @@ def _read_loc_csv(path: Path) -> dict[str, list[tuple[str, list[float]]]]:
     sorted by ImageId, so they are keyed by it.
     """
     out: dict[str, list[tuple[str, list[float]]]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    # Read whole (Kaggle's val CSV is 3 MB): a decoding error is then a named one; utf-8-sig
+    # as in _read_text (a CSV saved by Excel starts with a byte-order mark).
+    with io.StringIO(_read_text(Path(path)), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
