@@ -257,6 +257,11 @@ def test_unknown_task_and_label(ds):
     ds.records[3].instances = Instances(boxes=[[0, 0, 1, 1]], labels=[42])
     with pytest.raises(FormatError, match="img_3.jpg.*\\[42\\]"):
         ds.torch(task="detection")
+    ds.records[3].instances = Instances()
+    ds.records[2].label = 77  # an image label no category has: named for classification...
+    with pytest.raises(InvalidAnnotationError, match="img_2.jpg: image label 77 is not a category id"):
+        ds.torch(task="classification")
+    assert int((ds.torch(task="detection").table.label == -1).sum()) == 1  # ...ignored where unused
 
 
 def test_records_live_in_flat_arrays(ds):
