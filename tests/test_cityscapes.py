@@ -230,6 +230,27 @@ def test_convert_to_coco_panoptic_as_createPanopticImgs(tmp_path):
         assert s["area"] == int((pan == sid).sum())
 
 
+def test_polygons_only_tree_converts_to_coco_panoptic_as_its_png_tree(tmp_path):
+    """No instanceIds PNG: the segments are rasterised from polygons.json (json2instanceImg), so
+    the panoptic output is the one the PNG tree of the same scene gives, not void PNGs."""
+    make_cityscapes(tmp_path / "png", splits=("val",), frames=2, polygons=False)
+    make_cityscapes(tmp_path / "poly", splits=("val",), frames=2, pngs=False)
+    a = convert("cityscapes", tmp_path / "png", "coco-panoptic", tmp_path / "a", workers=1)
+    b = convert("cityscapes", tmp_path / "poly", "coco-panoptic", tmp_path / "b", workers=1)
+    assert b["lost"] == a["lost"] == {} and b["objects"] == a["objects"] > 0
+    ja = json.loads((tmp_path / "a/annotations/panoptic_val.json").read_text())
+    jb = json.loads((tmp_path / "b/annotations/panoptic_val.json").read_text())
+    assert jb["annotations"] == ja["annotations"] and jb["images"] == ja["images"]
+    assert all(ann["segments_info"] for ann in jb["annotations"])
+    for ann in ja["annotations"]:
+        pa = np.asarray(Image.open(tmp_path / "a/annotations/panoptic_val" / ann["file_name"]))
+        pb = np.asarray(Image.open(tmp_path / "b/annotations/panoptic_val" / ann["file_name"]))
+        assert pa.any() and np.array_equal(pa, pb)
+    # masks=False cannot leave such objects without pixels: there is no PNG to read them from later
+    poly = cs.parse(tmp_path / "poly", instances="things", masks=False, workers=1)
+    assert all(s is not None for r in poly for s in r.instances.segmentation)
+
+
 def test_cityscapes_records_carry_what_a_coco_writer_needs(tmp_path):
     make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=1)
     # what `convert --to coco` asks the parser for

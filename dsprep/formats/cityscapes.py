@@ -273,6 +273,9 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
         id_map = read_label_png(path)
     elif polygons is not None:
         id_map = instance_map_from_polygons(polygons, gt["polygons"])
+        # No PNG to read the pixels from later (instance_mask_path is None): the RLE of the
+        # rasterised map is the objects' only pixel source, so it is kept whatever ``masks`` says.
+        masks = True
     else:
         return Instances(), 0, 0
     h, w = id_map.shape
@@ -371,6 +374,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             (``True``): instance-class objects, or ``"panoptic"``: every
             evaluated segment (see the module docstring).
         masks: with instances, also build each object's RLE ``segmentation``.
+            A frame without an instanceIds PNG (objects rasterised from
+            polygons.json) always gets it: it is their only pixel source.
         dummy_test_labels: treat the ``test`` split's labels as the dummies
             they are in the official download (no instances, ``extra["dummy_labels"]``).
 
