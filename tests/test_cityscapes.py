@@ -300,6 +300,30 @@ def test_datumaro_train_dataset_16bit_and_train_ids(fixtures):
 
 # --------------------------------------------------------------------------- bad input
 
+def test_empty_or_one_point_polygon_is_a_named_bad_annotation(tmp_path, caplog):
+    """PIL cannot draw fewer than 2 points (a raw TypeError); it must be a FormatError naming the
+    file and object, which on_error="warn" skips (the frame) and counts."""
+    base = {"imgWidth": 8, "imgHeight": 8, "objects": [{"label": "road", "polygon": [[0, 0], [7, 0], [7, 7]]}]}
+    for poly in ([], [[1, 1]], [[1, "x"]], None, [[1, float("nan")]]):
+        doc = {**base, "objects": [*base["objects"], {"label": "car", "polygon": poly}]}
+        with pytest.raises(InvalidAnnotationError, match=r"a_gtFine_polygons.json: object 1 \('car'\).*polygon"):
+            cs.instance_map_from_polygons(doc, "a_gtFine_polygons.json")
+    assert cs.instance_map_from_polygons({**base, "objects": [{"label": "car", "polygon": [[1, 1], [3, 3]]}]}
+                                         )[1, 1] == 26000  # two points: PIL's line, as json2instanceImg
+    make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=2, pngs=False)
+    bad = sorted((tmp_path / "gtFine/val/bochum").glob("*_polygons.json"))[0]
+    doc = json.loads(bad.read_text())
+    doc["objects"][3]["polygon"] = []
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(InvalidAnnotationError, match=rf"{bad.name}: object 3"):
+        cs.parse(tmp_path, instances="things", workers=1)
+    ds = cs.parse(tmp_path, instances="things", workers=1, on_error="warn")
+    assert len(ds) == 1 and ds.info["skipped"] == 1 and bad.name in caplog.text
+    (tmp_path / "out").mkdir()  # the writer draws labelIds from the polygons: same error, not a TypeError
+    with pytest.raises(InvalidAnnotationError, match=rf"{bad.name}: object 3"):
+        cs.write(cs.parse(tmp_path, workers=1), tmp_path / "out", images="none")
+
+
 def test_missing_root_and_unknown_split(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="leftImg8bit/<split>/<city>"):
         cs.parse(tmp_path / "nothing")

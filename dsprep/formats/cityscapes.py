@@ -41,6 +41,7 @@ See ``docs/formats/cityscapes.md``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -187,7 +188,9 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     plate) are not drawn.
 
     Raises:
-        InvalidAnnotationError: an unknown label, or a polygon that is not a list of points.
+        InvalidAnnotationError: an unknown label, or a polygon that is not a
+            list of at least 2 ``[x, y]`` points (PIL draws nothing of fewer),
+            naming the file and the object's index.
     """
     from ..masks import rasterise_polygons
 
@@ -216,14 +219,32 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
             counters[label] = counters.get(label, 0) + 1
         if value < 0:
             continue
-        poly = obj.get("polygon")
-        try:
-            pts = [(p[0], p[1]) for p in poly]
-        except (TypeError, IndexError, KeyError):
-            raise InvalidAnnotationError(f"{where}: object {i}",
-                                         f"polygon must be a list of [x, y] points, found {poly!r}"[:200]) from None
-        shapes.append((pts, value))
+        shapes.append((_polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})"), value))
     return rasterise_polygons(w, h, shapes, background=0)
+
+
+def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
+    """The ``[[x, y], ...]`` of a polygons.json object as points PIL can draw.
+
+    PIL's ``ImageDraw.polygon`` needs two points or more (two draw a line),
+    and json2instanceImg would crash on fewer; an empty or one-point polygon
+    is reported here, as a bad annotation of this object, instead.
+
+    Raises:
+        InvalidAnnotationError: not a list of at least 2 ``[x, y]`` pairs of finite numbers.
+    """
+    try:
+        pts = [(p[0], p[1]) for p in poly]  # as stored: PIL draws them as json2instanceImg does
+    except (TypeError, IndexError, KeyError):
+        pts = None
+    if pts is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                              for pt in pts for v in pt):
+        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers), "
+                                            f"found {poly!r}"[:200])
+    if len(pts) < 2:
+        raise InvalidAnnotationError(where, f"polygon has {len(pts)} point(s), at least 2 are needed to draw it "
+                                            f"(found {poly!r})"[:200])
+    return pts
 
 
 # class id -> (has instances, kept in panoptic mode), as lookup tables over ids 0..33
