@@ -363,6 +363,29 @@ def test_stray_files_are_reported_not_crashed_on(tmp_path, caplog):
     assert len(ds) == 1 and "do not follow the Cityscapes naming" in caplog.text
 
 
+def test_misnamed_files_are_strays_not_frames(tmp_path, caplog):
+    """A file that does not follow <city>_<seq>_<frame>_ (seq and frame numbers) is no frame: a
+    garbage one must not abort the parse, and the warning names it under its own folder."""
+    exp = make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=1)
+    gt = tmp_path / "gtFine" / "val" / "bochum"
+    (gt / "bochum_foo_gtFine_labelIds.png").write_bytes(b"garbage")
+    (gt / "bochum_000000_abc_gtFine_instanceIds.png").write_bytes(b"garbage")
+    shutil.copy(next((tmp_path / "leftImg8bit/val/bochum").glob("*.png")),
+                tmp_path / "leftImg8bit/val/bochum/bochum_x_leftImg8bit.png")
+    ds = cs.parse(tmp_path, instances="things", workers=1)
+    assert [r.source_id for r in ds] == [exp["frames"][0][2]]
+    assert len(ds[0].instances) == THINGS_PER_FRAME
+    assert ds.info["stray_files"] == 3
+    warnings = [r.getMessage() for r in caplog.records if "Cityscapes naming" in r.getMessage()]
+    assert len(warnings) == 1 and "3 file(s)" in warnings[0]
+    assert "(first: leftImg8bit/val/bochum/bochum_x_leftImg8bit.png)" in warnings[0]
+    shutil.rmtree(tmp_path / "leftImg8bit")
+    (gt / "bochum_foo_gtFine_labelIds.png").unlink()
+    caplog.clear()
+    assert cs.parse(tmp_path, workers=1).info["stray_files"] == 1
+    assert "(first: gtFine/val/bochum/bochum_000000_abc_gtFine_instanceIds.png)" in caplog.text
+
+
 def test_segments_helper_agrees_with_pycocotools_on_random_maps():
     rng = np.random.default_rng(3)
     for _ in range(50):

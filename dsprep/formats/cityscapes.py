@@ -69,8 +69,9 @@ LABEL_SPACES = ("id", "trainId")
 INSTANCE_MODES = ("none", "things", "panoptic")
 IMAGE_DIR = "leftImg8bit"
 IMAGE_SUFFIX = "_leftImg8bit.png"
-# <city>_<seq>_<frame>; the city is everything before the last two fields
-_BASE_RE = re.compile(r"^(?P<city>.+)_(?P<sequence>[^_]+)_(?P<frame>[^_]+)$")
+# <city>_<seq>_<frame> (aachen_000000_000019): the city is everything before the last two
+# fields, which are numbers (6 digits in the official release; other digit counts accepted)
+_BASE_RE = re.compile(r"^(?P<city>.+)_(?P<sequence>\d+)_(?P<frame>\d+)$")
 # Cityscapes images are PNG; a tree written from another format keeps its images' extension
 _IMAGE_RE = re.compile(r"^(?P<base>.+)_leftImg8bit\.(?:png|jpe?g)$", re.IGNORECASE)
 _GT_KINDS = ("labelIds", "labelTrainIds", "instanceIds", "instanceTrainIds", "color", "polygons")
@@ -148,7 +149,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
     for city in sorted(set(_scandirs(img_dir)) | set(_scandirs(gt_dir))):
         for name in _scanfiles(img_dir / city):
             m = _IMAGE_RE.match(name)
-            if not m:
+            if not m or not _BASE_RE.match(m["base"]):
                 stray.append(f"{IMAGE_DIR}/{split}/{city}/{name}")
                 continue
             base = m["base"]
@@ -161,7 +162,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
                 continue
             base, rest = name[:i], name[i + len(gt_tag):]
             kind = rest.rsplit(".", 1)[0]
-            if kind not in _GT_KINDS:
+            if kind not in _GT_KINDS or not _BASE_RE.match(base):
                 stray.append(f"{annotations}/{split}/{city}/{name}")
                 continue
             f = frames.setdefault((city, base), {"city": city, "base": base, "gt": {}})
@@ -401,7 +402,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             they are in the official download (no instances, ``extra["dummy_labels"]``).
 
     Returns:
-        A :class:`Dataset` with the 35 label categories.
+        A :class:`Dataset` with the 35 label categories. Files that do not
+        follow the ``<city>_<seq>_<frame>_`` naming are no frames: they are
+        ignored, counted in ``info["stray_files"]`` and named in one warning.
 
     Raises:
         DatasetNotFoundError: no ``leftImg8bit``/annotation folder under ``path``.
@@ -430,12 +433,15 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         check_choice("split", split, found)
     splits = [split] if split is not None else found
     frames: list[dict] = []
+    strays: list[str] = []
     for s in splits:
         fs, stray = _list_split(root, s, annotations)
         frames.extend(fs)
-        if stray:
-            log.warning("%s: %d files in %s/%s do not follow the Cityscapes naming and were ignored "
-                        "(first: %s)", root, len(stray), annotations, s, stray[0])
+        strays.extend(stray)
+    if strays:  # one warning naming the first file by its own folder; the count goes to info
+        log.warning("%s: %d file(s) do not follow the Cityscapes naming <city>_<seq>_<frame>_leftImg8bit.png / "
+                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers) and were ignored (first: %s)",
+                    root, len(strays), annotations, strays[0])
     opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
     # small batches when pixels are decoded, so that every worker gets a share
@@ -466,6 +472,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         "instance_mask_encoding": "id",
         "instances": instances,
         "dummy_label_splits": dummy_splits,
+        "stray_files": len(strays),
     }
     if policy.count:
         info["skipped"] = policy.count
