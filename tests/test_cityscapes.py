@@ -433,3 +433,23 @@ def test_write_foreign_records_reports_what_is_lost(tmp_path):
     back = cs.parse(tmp_path / "out", workers=1)
     assert [(r.path, r.width, r.height) for r in back] == \
         [("leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg", 8, 8)]
+
+
+def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp_path, caplog):
+    """Cityscapes holds no image-level label or caption: an ImageNet tree converted to it must
+    say so ("cannot hold"), as the coco and voc writers do; nothing is dropped silently."""
+    from dsprep.records import Category, Dataset, Record
+
+    from fakes_imagenet import make_tree
+
+    tree = make_tree(tmp_path / "inet", splits=("train",))
+    n = sum(len(v) for v in tree["train"].values())
+    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="none")
+    assert summary["lost"] == {"image-level labels": n}
+    assert f"cityscapes cannot hold image-level labels: {n} dropped" in caplog.text
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rec = Record("a", "a.jpg", 8, 8, "train", captions=["a cat", "the cat"], instance_mask_path="a_pan.png")
+    (tmp_path / "out2").mkdir()
+    report = cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"),
+                      tmp_path / "out2", images="none")
+    assert report["lost"] == {"captions": 2, "instance mask PNGs": 1}

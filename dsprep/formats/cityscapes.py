@@ -507,7 +507,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     ``*_labelTrainIds.png`` generated from labelIds (trainId per pixel, 255
     ignore), which is what cityscapesScripts' ``createTrainIdLabelImgs`` makes.
     Records from another format get their images placed and everything else
-    counted as lost (their masks are not in Cityscapes label ids).
+    counted as lost (their masks are not in Cityscapes label ids). Image-level
+    labels and captions, which Cityscapes cannot hold, are counted as lost
+    for every record.
 
     Args:
         dataset: the records (``dataset.root`` is where their files are).
@@ -550,9 +552,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             lose("images (source missing)")
         gt_dir = dest / annotations / split / city
         prefix = f"{base}_{annotations}_"
+        # Cityscapes has no image-level label or caption: what a record carries of them is lost
+        lose("image-level labels", int(rec.label is not None))
+        lose("captions", len(rec.captions or ()))
         if not native:
             lose("objects", len(rec.instances))
             lose("semantic masks", int(rec.mask_path is not None))
+            lose("instance mask PNGs", int(rec.instance_mask_path is not None))
             continue
         gt_dir.mkdir(parents=True, exist_ok=True)
         kind = rec.extra.get("mask_kind")
