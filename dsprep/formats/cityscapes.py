@@ -466,6 +466,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         "annotations": annotations,
         "cityscapes_label_space": label_space,
         "mask_luts": _mask_luts(label_space),
+        "mask_category_names": _mask_category_names(),
         "mask_ignore_index": 255 if label_space == "trainId" else 0,
         "train_id_names": [lab.name for lab in sorted((x for x in L.LABELS if 0 <= x.trainId < 255),
                                                       key=lambda x: x.trainId)],
@@ -494,6 +495,18 @@ def _mask_luts(label_space: str) -> dict[str, list[int]]:
         train = [v if v < 19 else 255 for v in range(256)]
         return {"labelIds": L.id_to_train_id_lut(), "labelTrainIds": train}
     return {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
+
+
+def _mask_category_names() -> dict[str, list[str | None]]:
+    """mask file kind -> 256 entries: the category (label) name of each pixel value, None for none.
+
+    What another format's writer needs to turn a semantic mask into its own
+    class indices (VOC ``SegmentationClass`` = category position + 1). Names,
+    not ids, so that ``--category-ids contiguous1`` (which renumbers the
+    categories but not the pixels) does not change the meaning of a value.
+    """
+    name_of = {lab.id: lab.name for lab in L.LABELS}
+    return {kind: [name_of.get(v) for v in lut] for kind, lut in _mask_luts("id").items()}
 
 
 # --------------------------------------------------------------------------- write
