@@ -522,7 +522,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     Records from another format get their images placed and everything else
     counted as lost (their masks are not in Cityscapes label ids). Image-level
     labels and captions, which Cityscapes cannot hold, are counted as lost
-    for every record.
+    for every record, and a foreign dataset's categories as well.
 
     Args:
         dataset: the records (``dataset.root`` is where their files are).
@@ -603,6 +603,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             n_obj += len(rec.instances)  # polygons.json holds them
         else:
             lose("objects (no instanceIds or polygons.json source)", len(rec.instances))
+    if not native:  # Cityscapes' classes are its fixed label table: a foreign category list has no place
+        lose("categories (Cityscapes has a fixed label table)", len(dataset.categories))
     return {"images": n_img, "objects": n_obj, "lost": lost}
 
 
