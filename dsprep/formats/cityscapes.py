@@ -107,7 +107,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
     COCO instances and VOC need the objects (boxes + RLE masks); COCO panoptic needs
     every evaluated segment, and re-reads the instanceIds pixels itself, so
-    no RLE is built for it.
+    no RLE is built for it (a frame with only polygons.json keeps the RLE of
+    its rasterised map: the writer has no PNG to re-read).
     """
     if target in ("coco", "voc"):
         return {"instances": "things"}
