@@ -45,7 +45,7 @@ import torch.utils.data as tud
 from . import transforms as T
 from .errors import FormatError, InvalidAnnotationError, check_choice
 from .imageio import ImageSource, decode_mask
-from .masks import segmentation_mask
+from .masks import read_id_png, segmentation_mask
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "TASKS", "Collate", "DeviceLoader", "EpochSampler",
@@ -135,8 +135,11 @@ class RecordTable:
     ``boxes`` float32 (M, 4), ``labels`` (contiguous), ``iscrowd``,
     ``difficult``, ``keypoints`` float32 (M, K, 3) and ``segm`` (raw JSON per
     object) when asked for, ``mask_value`` (the object's value in the instance
-    mask PNG: ``extra["instance_id"]`` if the parser gave one, else its
-    1-based position, VOC ``SegmentationObject``'s convention).
+    mask PNG, by ``dataset.info["instance_mask_encoding"]``: ``"id"``
+    (Cityscapes instanceIds) or ``"rgb"`` (COCO panoptic, R + 256 G + 256^2 B):
+    ``Instances.ids``; unset: its 1-based position, VOC
+    ``SegmentationObject``'s convention; ``extra["instance_id"]`` overrides
+    both) and ``mask_encoding`` (how to decode that PNG: ``"rgb"`` or None).
 
     Raises:
         InvalidAnnotationError: a label that is not one of the dataset's categories.
@@ -178,7 +181,12 @@ class RecordTable:
         self.labels = np.zeros(m, np.int64)
         self.iscrowd = np.zeros(m, bool)
         self.difficult = np.zeros(m, bool)
-        self.mask_value = np.zeros(m, np.int32)
+        # int64: COCO panoptic segment ids reach 256^3 - 1
+        self.mask_value = np.zeros(m, np.int64)
+        encoding = (getattr(dataset, "info", None) or {}).get("instance_mask_encoding")
+        check_choice("instance_mask_encoding", encoding, (None, "id", "rgb"))
+        self.mask_encoding = "rgb" if encoding == "rgb" else None
+        by_id = encoding in ("id", "rgb")
         lut_keys = np.array(sorted(index), np.int64)
         lut_vals = np.array([index[k] for k in lut_keys], np.int64)
         k = 0
@@ -201,9 +209,11 @@ class RecordTable:
                 self.labels[a:b] = lut_vals[pos]
             self.iscrowd[a:b] = inst.iscrowd
             self.difficult[a:b] = inst.difficult
-            extra = inst.extra or [None] * (b - a)
-            self.mask_value[a:b] = [int(e["instance_id"]) if e and "instance_id" in e else j + 1
-                                    for j, e in enumerate(extra)]
+            self.mask_value[a:b] = inst.ids if by_id else np.arange(1, b - a + 1)
+            if inst.extra is not None:
+                for j, e in enumerate(inst.extra):
+                    if e and "instance_id" in e:
+                        self.mask_value[a + j] = int(e["instance_id"])
             if keypoints and inst.keypoints is not None:
                 self.keypoints[a:b, :inst.keypoints.shape[1]] = inst.keypoints
             if segmentation:
@@ -332,7 +342,8 @@ class TorchDataset(tud.Dataset):
         on_error: ``"raise"``, or ``"skip"``: an unreadable image yields a
             :class:`Skipped` marker that the loader's collate drops and counts.
         masks: detection: also give instance masks (from each object's
-            polygons/RLE, else from the record's instance mask PNG, else the box).
+            polygons/RLE, else from the record's instance mask PNG decoded
+            by ``dataset.info["instance_mask_encoding"]``, else the box).
         mask_lut: segmentation: ``"auto"`` (``dataset.info["mask_lut"]`` if
             present; a Cityscapes dataset's masks to the label space it was
             parsed in, each by its kind, ``info["mask_luts"]``; else raw mask
@@ -583,7 +594,7 @@ class TorchDataset(tud.Dataset):
             if rel is not None:
                 if inst_png is None:
                     mp = os.path.join(tb.root, rel)
-                    inst_png = decode_mask(mp)
+                    inst_png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp)
                     if inst_png.shape != (h, w):
                         raise InvalidAnnotationError(mp, f"instance mask is {inst_png.shape[1]}x"
                                                          f"{inst_png.shape[0]}, its image is {w}x{h}")

@@ -283,18 +283,43 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarr
 
 
 def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
-    """Decode a label PNG to an integer ``(H, W)`` array.
+    """Decode an id PNG to an integer ``(H, W)`` array.
 
     ``encoding="id"``: a single-channel PNG (8-bit ``L``/``P``, 16-bit
     ``I;16``, 32-bit ``I``) whose value is the id (:func:`read_label_png`).
-    ``encoding="rgb"``: COCO panoptic, id = R + 256 G + 256^2 B.
+    ``encoding="rgb"``: COCO panoptic, an RGB (or RGBA) PNG whose id is
+    R + 256 G + 256^2 B (int32).
+
+    Raises:
+        MissingFileError: no such file.
+        MalformedFileError: unreadable, or not of the mode ``encoding`` needs.
+
+    Example:
+        >>> read_id_png("panoptic_val2017/000000000139.png", "rgb").max()  # doctest: +SKIP
+        8922372
     """
     from PIL import Image
 
+    from .errors import MalformedFileError, MissingFileError
+
     if encoding != "rgb":
         return read_label_png(path)
-    with Image.open(path) as im:
-        return rgb_to_id(np.asarray(im.convert("RGB")))
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                if im.mode not in ("RGB", "RGBA"):
+                    raise MalformedFileError(path, f"expected an RGB id PNG (id = R + 256 G + 256^2 B), "
+                                                   f"found mode {im.mode}")
+                rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
+    except FileNotFoundError:
+        raise MissingFileError(path, "id PNG not found") from None
+    except MalformedFileError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise MalformedFileError(path, f"cannot read id PNG, truncated or corrupt ({err})") from None
+    return rgb_to_id(rgb)
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:

@@ -92,10 +92,10 @@ def draw_record(image: Any, rec: Record, categories: Sequence[Category], *, boxe
 
 
 def _load_image(path: Path) -> Any:
-    from PIL import Image, ImageOps
+    """The RGB image, EXIF orientation applied (a missing or corrupt file is a FormatError naming it)."""
+    from .imageio import ImageSource
 
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+    return ImageSource(path).decode(1.0)[0]
 
 
 def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str] | None = None, seed: int = 0,
@@ -104,6 +104,15 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
 
     With ``augment=True`` the samples go through the training pipeline's
     default augmentation (torch layer) and are drawn as the model sees them.
+
+    Raises:
+        UnknownNameError: an id in ``ids`` is not a record id.
+        MissingFileError: a picked record's image does not exist.
+        MalformedFileError: a picked record's image is not a readable image.
+
+    Example:
+        >>> show(dsprep.parse("voc", "VOC2012"), "grid.png", n=9)  # doctest: +SKIP
+        PosixPath('grid.png')
     """
     from PIL import Image, ImageDraw
 

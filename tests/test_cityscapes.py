@@ -230,6 +230,27 @@ def test_convert_to_coco_panoptic_as_createPanopticImgs(tmp_path):
         assert s["area"] == int((pan == sid).sum())
 
 
+def test_polygons_only_tree_converts_to_coco_panoptic_as_its_png_tree(tmp_path):
+    """No instanceIds PNG: the segments are rasterised from polygons.json (json2instanceImg), so
+    the panoptic output is the one the PNG tree of the same scene gives, not void PNGs."""
+    make_cityscapes(tmp_path / "png", splits=("val",), frames=2, polygons=False)
+    make_cityscapes(tmp_path / "poly", splits=("val",), frames=2, pngs=False)
+    a = convert("cityscapes", tmp_path / "png", "coco-panoptic", tmp_path / "a", workers=1)
+    b = convert("cityscapes", tmp_path / "poly", "coco-panoptic", tmp_path / "b", workers=1)
+    assert b["lost"] == a["lost"] == {} and b["objects"] == a["objects"] > 0
+    ja = json.loads((tmp_path / "a/annotations/panoptic_val.json").read_text())
+    jb = json.loads((tmp_path / "b/annotations/panoptic_val.json").read_text())
+    assert jb["annotations"] == ja["annotations"] and jb["images"] == ja["images"]
+    assert all(ann["segments_info"] for ann in jb["annotations"])
+    for ann in ja["annotations"]:
+        pa = np.asarray(Image.open(tmp_path / "a/annotations/panoptic_val" / ann["file_name"]))
+        pb = np.asarray(Image.open(tmp_path / "b/annotations/panoptic_val" / ann["file_name"]))
+        assert pa.any() and np.array_equal(pa, pb)
+    # masks=False cannot leave such objects without pixels: there is no PNG to read them from later
+    poly = cs.parse(tmp_path / "poly", instances="things", masks=False, workers=1)
+    assert all(s is not None for r in poly for s in r.instances.segmentation)
+
+
 def test_cityscapes_records_carry_what_a_coco_writer_needs(tmp_path):
     make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=1)
     # what `convert --to coco` asks the parser for
@@ -279,6 +300,30 @@ def test_datumaro_train_dataset_16bit_and_train_ids(fixtures):
 
 # --------------------------------------------------------------------------- bad input
 
+def test_empty_or_one_point_polygon_is_a_named_bad_annotation(tmp_path, caplog):
+    """PIL cannot draw fewer than 2 points (a raw TypeError); it must be a FormatError naming the
+    file and object, which on_error="warn" skips (the frame) and counts."""
+    base = {"imgWidth": 8, "imgHeight": 8, "objects": [{"label": "road", "polygon": [[0, 0], [7, 0], [7, 7]]}]}
+    for poly in ([], [[1, 1]], [[1, "x"]], None, [[1, float("nan")]]):
+        doc = {**base, "objects": [*base["objects"], {"label": "car", "polygon": poly}]}
+        with pytest.raises(InvalidAnnotationError, match=r"a_gtFine_polygons.json: object 1 \('car'\).*polygon"):
+            cs.instance_map_from_polygons(doc, "a_gtFine_polygons.json")
+    assert cs.instance_map_from_polygons({**base, "objects": [{"label": "car", "polygon": [[1, 1], [3, 3]]}]}
+                                         )[1, 1] == 26000  # two points: PIL's line, as json2instanceImg
+    make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=2, pngs=False)
+    bad = sorted((tmp_path / "gtFine/val/bochum").glob("*_polygons.json"))[0]
+    doc = json.loads(bad.read_text())
+    doc["objects"][3]["polygon"] = []
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(InvalidAnnotationError, match=rf"{bad.name}: object 3"):
+        cs.parse(tmp_path, instances="things", workers=1)
+    ds = cs.parse(tmp_path, instances="things", workers=1, on_error="warn")
+    assert len(ds) == 1 and ds.info["skipped"] == 1 and bad.name in caplog.text
+    (tmp_path / "out").mkdir()  # the writer draws labelIds from the polygons: same error, not a TypeError
+    with pytest.raises(InvalidAnnotationError, match=rf"{bad.name}: object 3"):
+        cs.write(cs.parse(tmp_path, workers=1), tmp_path / "out", images="none")
+
+
 def test_missing_root_and_unknown_split(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="leftImg8bit/<split>/<city>"):
         cs.parse(tmp_path / "nothing")
@@ -316,6 +361,29 @@ def test_stray_files_are_reported_not_crashed_on(tmp_path, caplog):
                 tmp_path / "leftImg8bit/val/bochum/extra.png")
     ds = cs.parse(tmp_path, workers=1)
     assert len(ds) == 1 and "do not follow the Cityscapes naming" in caplog.text
+
+
+def test_misnamed_files_are_strays_not_frames(tmp_path, caplog):
+    """A file that does not follow <city>_<seq>_<frame>_ (seq and frame numbers) is no frame: a
+    garbage one must not abort the parse, and the warning names it under its own folder."""
+    exp = make_cityscapes(tmp_path, splits=("val",), cities=("bochum",), frames=1)
+    gt = tmp_path / "gtFine" / "val" / "bochum"
+    (gt / "bochum_foo_gtFine_labelIds.png").write_bytes(b"garbage")
+    (gt / "bochum_000000_abc_gtFine_instanceIds.png").write_bytes(b"garbage")
+    shutil.copy(next((tmp_path / "leftImg8bit/val/bochum").glob("*.png")),
+                tmp_path / "leftImg8bit/val/bochum/bochum_x_leftImg8bit.png")
+    ds = cs.parse(tmp_path, instances="things", workers=1)
+    assert [r.source_id for r in ds] == [exp["frames"][0][2]]
+    assert len(ds[0].instances) == THINGS_PER_FRAME
+    assert ds.info["stray_files"] == 3
+    warnings = [r.getMessage() for r in caplog.records if "Cityscapes naming" in r.getMessage()]
+    assert len(warnings) == 1 and "3 file(s)" in warnings[0]
+    assert "(first: leftImg8bit/val/bochum/bochum_x_leftImg8bit.png)" in warnings[0]
+    shutil.rmtree(tmp_path / "leftImg8bit")
+    (gt / "bochum_foo_gtFine_labelIds.png").unlink()
+    caplog.clear()
+    assert cs.parse(tmp_path, workers=1).info["stray_files"] == 1
+    assert "(first: gtFine/val/bochum/bochum_000000_abc_gtFine_instanceIds.png)" in caplog.text
 
 
 def test_segments_helper_agrees_with_pycocotools_on_random_maps():
@@ -360,8 +428,31 @@ def test_write_foreign_records_reports_what_is_lost(tmp_path):
     ds = Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco")
     (tmp_path / "out").mkdir()
     report = cs.write(ds, tmp_path / "out", images="copy")
-    assert report == {"images": 1, "objects": 0, "lost": {"objects": 1, "semantic masks": 1}}
+    assert report == {"images": 1, "objects": 0, "lost": {"objects": 1, "semantic masks": 1,
+                                                          "categories (Cityscapes has a fixed label table)": 1}}
     assert (tmp_path / "out/leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg").is_file()
     back = cs.parse(tmp_path / "out", workers=1)
     assert [(r.path, r.width, r.height) for r in back] == \
         [("leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg", 8, 8)]
+
+
+def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp_path, caplog):
+    """Cityscapes holds no image-level label or caption: an ImageNet tree converted to it must
+    say so ("cannot hold"), as the coco and voc writers do; nothing is dropped silently."""
+    from dsprep.records import Category, Dataset, Record
+
+    from fakes_imagenet import make_tree
+
+    tree = make_tree(tmp_path / "inet", splits=("train",))
+    n = sum(len(v) for v in tree["train"].values())
+    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="none")
+    assert summary["lost"] == {"image-level labels": n,
+                               "categories (Cityscapes has a fixed label table)": len(tree["train"])}
+    assert f"cityscapes cannot hold image-level labels: {n} dropped" in caplog.text
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rec = Record("a", "a.jpg", 8, 8, "train", captions=["a cat", "the cat"], instance_mask_path="a_pan.png")
+    (tmp_path / "out2").mkdir()
+    report = cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"),
+                      tmp_path / "out2", images="none")
+    assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
+                              "categories (Cityscapes has a fixed label table)": 1}

@@ -2,6 +2,8 @@
 the torch loaders, and cross-format conversions checked against the reference tools."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -118,7 +120,10 @@ def test_cityscapes_and_panoptic_to_voc_keep_objects_and_masks(fixtures, tmp_pat
     report = dsprep.convert("cityscapes", info["root"], "voc", tmp_path / "cs-voc", images="none")
     voc = dsprep.parse("voc", tmp_path / "cs-voc")
     assert report["objects"] == voc.num_objects() > 0
-    assert report["lost"]["cityscapes mask PNGs (semantic)"] == len(voc)  # labelIds are not VOC indices
+    # labelIds hold category ids: mapped to VOC indices (position + 1), one class mask per image
+    assert not any("mask PNGs" in k for k in report["lost"])
+    assert sorted(p.name for p in (tmp_path / "cs-voc/SegmentationClass").iterdir()) == \
+        sorted(f"{Path(r.path).stem}.png" for r in voc) and all(r.extra["segmented"] == 1 for r in voc)
     src = fixtures / "panopticapi/sample_data/panoptic_examples.json"
     dsprep.convert("coco-panoptic", src, "voc", tmp_path / "p-voc", images="none")
     pv = dsprep.parse("voc", tmp_path / "p-voc", segmentation=True)

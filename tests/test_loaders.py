@@ -401,3 +401,40 @@ def test_worker_init_fn_seeds_numpy_and_random_from_the_worker_seed():
         np.random.set_state(np_state)
         random.setstate(py_state)
         torch.set_rng_state(torch_state)
+
+
+def test_instance_masks_follow_the_instance_mask_encoding(fixtures, tmp_path):
+    """Panoptic PNGs are RGB ids (R + 256 G + 256^2 B) and Cityscapes instanceIds hold
+    ``Instances.ids``: object k's mask is ``png == ids[k]``, not ``png == k + 1`` (VOC's rule)."""
+    import dsprep
+    from dsprep.masks import rgb_to_id
+
+    from fakes_cityscapes import make_cityscapes
+
+    src = fixtures / "panopticapi" / "sample_data"
+    ds = dsprep.parse("coco-panoptic", src / "panoptic_examples.json", images_dir=src / "input_images")
+    assert ds.info["instance_mask_encoding"] == "rgb"
+    tds = ds.torch(task="detection", masks=True)
+    for i in (0, len(ds) - 1):
+        rec = ds.records[i]
+        masks = tds[i][1]["masks"].numpy()
+        ids = rgb_to_id(np.asarray(Image.open(ds.root / rec.instance_mask_path).convert("RGB")))
+        assert len(masks) == len(rec.instances) > 0
+        for k, sid in enumerate(rec.instances.ids):
+            np.testing.assert_array_equal(masks[k], ids == sid)
+        np.testing.assert_array_equal(masks.sum(axis=(1, 2)), rec.instances.area)
+    # Cityscapes without RLE (masks=False): the instanceIds PNG, by id, gives the RLE's pixels
+    make_cityscapes(tmp_path / "cs", cities=("bochum",), splits=("val",), frames=1)
+    by_png = dsprep.parse("cityscapes", tmp_path / "cs", instances="things", masks=False)
+    by_rle = dsprep.parse("cityscapes", tmp_path / "cs", instances="things", masks=True)
+    assert by_png.records[0].instances.segmentation is None
+    got = by_png.torch(task="detection", masks=True)[0][1]["masks"]
+    want = by_rle.torch(task="detection", masks=True)[0][1]["masks"]
+    assert got.sum(dim=(1, 2)).tolist() == by_png.records[0].instances.area.tolist() == [24, 27, 30, 25]
+    assert torch.equal(got, want)
+
+
+def test_unknown_instance_mask_encoding_is_refused(ds):
+    ds.info["instance_mask_encoding"] = "rgba"
+    with pytest.raises(UnknownNameError, match="instance_mask_encoding.*'rgb'"):
+        ds.torch(task="detection", masks=True)

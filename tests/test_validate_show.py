@@ -153,3 +153,31 @@ def test_validate_finds_voc_mask_colours_outside_the_palette(clean):
     ds = Dataset(clean.categories, recs, root=root, format="voc")
     found = [p for p in validate_dataset(ds, workers=1) if p.kind == "mask_colour_not_in_palette"]
     assert [p.where for p in found] == [recs[1].id] and "(1, 2, 3)" in found[0].message
+
+
+def test_show_bad_or_missing_image_names_the_file_exit_2(clean, tmp_path, monkeypatch, capsys):
+    """A corrupt or absent image is bad input: a FormatError naming the file (CLI exit 2), no traceback."""
+    import dsprep.formats as formats
+    from dsprep.errors import MalformedFileError, MissingFileError
+
+    bad, gone = clean.records[0], clean.records[1]
+    (clean.root / bad.path).write_bytes(b"not a JPEG at all")
+    (clean.root / gone.path).unlink()
+    with pytest.raises(MalformedFileError, match=rf"{bad.path}.*not a readable image"):
+        show(clean, tmp_path / "x.png", ids=[bad.id])
+    with pytest.raises(MissingFileError, match=rf"{gone.path}.*not found"):
+        show(clean, tmp_path / "x.png", ids=[gone.id])
+    with pytest.raises(MissingFileError, match=rf"{gone.path}.*not found"):
+        show(clean, tmp_path / "x.png", ids=[gone.id], augment=True)
+
+    class Fake:
+        @staticmethod
+        def parse(root, **kw):
+            return clean
+
+    monkeypatch.setattr(formats, "get_format", lambda name: Fake)
+    for rec in (bad, gone):
+        code = main(["show", "voc", str(clean.root), "--out", str(tmp_path / "g.png"), "--ids", rec.id])
+        err = capsys.readouterr().err
+        assert code == 2 and rec.path in err and "Traceback" not in err
+    assert not (tmp_path / "g.png").exists()

@@ -480,3 +480,59 @@ def test_write_counts_masks_hidden_by_overlap_and_skips_foreign_mask_pngs(tmp_pa
     assert report["lost"]["object mask pixels hidden by later, overlapping objects (objects)"] == 1
     assert report["lost"]["cityscapes mask PNGs (semantic)"] == 1
     assert not (out / "SegmentationClass" / "b.png").exists()
+
+
+def test_cityscapes_to_voc_writes_a_class_mask_for_every_segmented_image(tmp_path):
+    """Cityscapes labelIds hold category ids: they become SegmentationClass = category position + 1,
+    pixel by pixel, for every image listed in ImageSets/Segmentation and marked <segmented>1;
+    objects come rasterised from their RLE into SegmentationObject."""
+    from dsprep.convert import convert
+    from dsprep.formats import _cityscapes_labels as L
+
+    from fakes_cityscapes import make_cityscapes
+
+    exp = make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2)
+    report = convert("cityscapes", tmp_path / "cs", "voc", tmp_path / "v", workers=1, images="none")
+    assert not any("mask PNGs" in k for k in report["lost"])
+    out = voc.parse(tmp_path / "v", workers=1)
+    listed = (tmp_path / "v/ImageSets/Segmentation/val.txt").read_text().split()
+    assert sorted(listed) == sorted(Path(r.path).stem for r in out) and len(listed) == 2
+    position = {c.name: i + 1 for i, c in enumerate(out.categories)}  # labelmap.txt keeps the order
+    by_id = {lab.id: lab.name for lab in L.LABELS}
+    for rec in out:
+        assert rec.extra["segmented"] == 1 and rec.mask_path and rec.instance_mask_path
+        base = Path(rec.path).stem[: -len("_leftImg8bit")]
+        inst = exp["instance_maps"][base].astype(int)
+        label_ids = np.where(inst < 1000, inst, inst // 1000)
+        want = np.vectorize(lambda v: position[by_id[v]])(label_ids)
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "v" / rec.mask_path)), want)
+        objects = np.asarray(Image.open(tmp_path / "v" / rec.instance_mask_path))
+        assert sorted(np.unique(objects).tolist()) == list(range(len(rec.instances) + 1))
+    # renumbered categories (--category-ids contiguous1) leave the pixels' meaning alone
+    convert("cityscapes", tmp_path / "cs", "voc", tmp_path / "v1", workers=1, images="none",
+            category_ids="contiguous1")
+    for rec in out:
+        assert (tmp_path / "v1" / rec.mask_path).read_bytes() == (tmp_path / "v" / rec.mask_path).read_bytes()
+
+
+def test_foreign_semantic_mask_without_category_values_is_rasterised_or_not_listed(tmp_path):
+    """A foreign mask whose values are not category ids is counted lost; the class mask is then drawn
+    from the objects' shapes, and an image with neither is not listed nor marked segmented."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("L", (20, 10), 7).save(src / "m.png")
+    inst = Instances(boxes=[[0, 0, 10, 10]], labels=[2], segmentation=[[[0, 0, 10, 0, 10, 10, 0, 10]]])
+    recs = [Record("a", "a.jpg", 20, 10, "train", instances=inst, mask_path="m.png", instance_mask_path="m.png"),
+            Record("b", "b.jpg", 20, 10, "train", mask_path="m.png")]
+    ds = Dataset([Category(1, "x"), Category(2, "y")], recs, root=src, format="other",
+                 splits={"train": ["a", "b"]})
+    out = tmp_path / "out"
+    out.mkdir()
+    report = voc.write(ds, out, images="none")
+    assert report["lost"]["other mask PNGs (semantic)"] == 2 and report["masks"] == 1
+    assert (out / "ImageSets/Segmentation/train.txt").read_text() == "a\n"
+    cls = np.asarray(Image.open(out / "SegmentationClass/a.png"))
+    assert (cls[:, :10] == 2).all() and (cls[:, 10:] == 0).all()  # y is category 2 (position + 1)
+    assert not (out / "SegmentationClass/b.png").exists() and not (out / "SegmentationObject/b.png").exists()
+    b = etree.parse(str(out / "Annotations/b.xml"))
+    assert b.findtext("segmented") == "0" and etree.parse(str(out / "Annotations/a.xml")).findtext("segmented") == "1"

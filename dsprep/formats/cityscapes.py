@@ -41,6 +41,7 @@ See ``docs/formats/cityscapes.md``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -68,8 +69,9 @@ LABEL_SPACES = ("id", "trainId")
 INSTANCE_MODES = ("none", "things", "panoptic")
 IMAGE_DIR = "leftImg8bit"
 IMAGE_SUFFIX = "_leftImg8bit.png"
-# <city>_<seq>_<frame>; the city is everything before the last two fields
-_BASE_RE = re.compile(r"^(?P<city>.+)_(?P<sequence>[^_]+)_(?P<frame>[^_]+)$")
+# <city>_<seq>_<frame> (aachen_000000_000019): the city is everything before the last two
+# fields, which are numbers (6 digits in the official release; other digit counts accepted)
+_BASE_RE = re.compile(r"^(?P<city>.+)_(?P<sequence>\d+)_(?P<frame>\d+)$")
 # Cityscapes images are PNG; a tree written from another format keeps its images' extension
 _IMAGE_RE = re.compile(r"^(?P<base>.+)_leftImg8bit\.(?:png|jpe?g)$", re.IGNORECASE)
 _GT_KINDS = ("labelIds", "labelTrainIds", "instanceIds", "instanceTrainIds", "color", "polygons")
@@ -105,7 +107,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
     COCO instances and VOC need the objects (boxes + RLE masks); COCO panoptic needs
     every evaluated segment, and re-reads the instanceIds pixels itself, so
-    no RLE is built for it.
+    no RLE is built for it (a frame with only polygons.json keeps the RLE of
+    its rasterised map: the writer has no PNG to re-read).
     """
     if target in ("coco", "voc"):
         return {"instances": "things"}
@@ -147,7 +150,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
     for city in sorted(set(_scandirs(img_dir)) | set(_scandirs(gt_dir))):
         for name in _scanfiles(img_dir / city):
             m = _IMAGE_RE.match(name)
-            if not m:
+            if not m or not _BASE_RE.match(m["base"]):
                 stray.append(f"{IMAGE_DIR}/{split}/{city}/{name}")
                 continue
             base = m["base"]
@@ -160,7 +163,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
                 continue
             base, rest = name[:i], name[i + len(gt_tag):]
             kind = rest.rsplit(".", 1)[0]
-            if kind not in _GT_KINDS:
+            if kind not in _GT_KINDS or not _BASE_RE.match(base):
                 stray.append(f"{annotations}/{split}/{city}/{name}")
                 continue
             f = frames.setdefault((city, base), {"city": city, "base": base, "gt": {}})
@@ -187,7 +190,9 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     plate) are not drawn.
 
     Raises:
-        InvalidAnnotationError: an unknown label, or a polygon that is not a list of points.
+        InvalidAnnotationError: an unknown label, or a polygon that is not a
+            list of at least 2 ``[x, y]`` points (PIL draws nothing of fewer),
+            naming the file and the object's index.
     """
     from ..masks import rasterise_polygons
 
@@ -216,14 +221,32 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
             counters[label] = counters.get(label, 0) + 1
         if value < 0:
             continue
-        poly = obj.get("polygon")
-        try:
-            pts = [(p[0], p[1]) for p in poly]
-        except (TypeError, IndexError, KeyError):
-            raise InvalidAnnotationError(f"{where}: object {i}",
-                                         f"polygon must be a list of [x, y] points, found {poly!r}"[:200]) from None
-        shapes.append((pts, value))
+        shapes.append((_polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})"), value))
     return rasterise_polygons(w, h, shapes, background=0)
+
+
+def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
+    """The ``[[x, y], ...]`` of a polygons.json object as points PIL can draw.
+
+    PIL's ``ImageDraw.polygon`` needs two points or more (two draw a line),
+    and json2instanceImg would crash on fewer; an empty or one-point polygon
+    is reported here, as a bad annotation of this object, instead.
+
+    Raises:
+        InvalidAnnotationError: not a list of at least 2 ``[x, y]`` pairs of finite numbers.
+    """
+    try:
+        pts = [(p[0], p[1]) for p in poly]  # as stored: PIL draws them as json2instanceImg does
+    except (TypeError, IndexError, KeyError):
+        pts = None
+    if pts is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                              for pt in pts for v in pt):
+        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers), "
+                                            f"found {poly!r}"[:200])
+    if len(pts) < 2:
+        raise InvalidAnnotationError(where, f"polygon has {len(pts)} point(s), at least 2 are needed to draw it "
+                                            f"(found {poly!r})"[:200])
+    return pts
 
 
 # class id -> (has instances, kept in panoptic mode), as lookup tables over ids 0..33
@@ -273,6 +296,9 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
         id_map = read_label_png(path)
     elif polygons is not None:
         id_map = instance_map_from_polygons(polygons, gt["polygons"])
+        # No PNG to read the pixels from later (instance_mask_path is None): the RLE of the
+        # rasterised map is the objects' only pixel source, so it is kept whatever ``masks`` says.
+        masks = True
     else:
         return Instances(), 0, 0
     h, w = id_map.shape
@@ -371,11 +397,15 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             (``True``): instance-class objects, or ``"panoptic"``: every
             evaluated segment (see the module docstring).
         masks: with instances, also build each object's RLE ``segmentation``.
+            A frame without an instanceIds PNG (objects rasterised from
+            polygons.json) always gets it: it is their only pixel source.
         dummy_test_labels: treat the ``test`` split's labels as the dummies
             they are in the official download (no instances, ``extra["dummy_labels"]``).
 
     Returns:
-        A :class:`Dataset` with the 35 label categories.
+        A :class:`Dataset` with the 35 label categories. Files that do not
+        follow the ``<city>_<seq>_<frame>_`` naming are no frames: they are
+        ignored, counted in ``info["stray_files"]`` and named in one warning.
 
     Raises:
         DatasetNotFoundError: no ``leftImg8bit``/annotation folder under ``path``.
@@ -404,12 +434,15 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         check_choice("split", split, found)
     splits = [split] if split is not None else found
     frames: list[dict] = []
+    strays: list[str] = []
     for s in splits:
         fs, stray = _list_split(root, s, annotations)
         frames.extend(fs)
-        if stray:
-            log.warning("%s: %d files in %s/%s do not follow the Cityscapes naming and were ignored "
-                        "(first: %s)", root, len(stray), annotations, s, stray[0])
+        strays.extend(stray)
+    if strays:  # one warning naming the first file by its own folder; the count goes to info
+        log.warning("%s: %d file(s) do not follow the Cityscapes naming <city>_<seq>_<frame>_leftImg8bit.png / "
+                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers) and were ignored (first: %s)",
+                    root, len(strays), annotations, strays[0])
     opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
     # small batches when pixels are decoded, so that every worker gets a share
@@ -434,12 +467,14 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         "annotations": annotations,
         "cityscapes_label_space": label_space,
         "mask_luts": _mask_luts(label_space),
+        "mask_category_names": _mask_category_names(),
         "mask_ignore_index": 255 if label_space == "trainId" else 0,
         "train_id_names": [lab.name for lab in sorted((x for x in L.LABELS if 0 <= x.trainId < 255),
                                                       key=lambda x: x.trainId)],
         "instance_mask_encoding": "id",
         "instances": instances,
         "dummy_label_splits": dummy_splits,
+        "stray_files": len(strays),
     }
     if policy.count:
         info["skipped"] = policy.count
@@ -463,6 +498,18 @@ def _mask_luts(label_space: str) -> dict[str, list[int]]:
     return {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
 
 
+def _mask_category_names() -> dict[str, list[str | None]]:
+    """mask file kind -> 256 entries: the category (label) name of each pixel value, None for none.
+
+    What another format's writer needs to turn a semantic mask into its own
+    class indices (VOC ``SegmentationClass`` = category position + 1). Names,
+    not ids, so that ``--category-ids contiguous1`` (which renumbers the
+    categories but not the pixels) does not change the meaning of a value.
+    """
+    name_of = {lab.id: lab.name for lab in L.LABELS}
+    return {kind: [name_of.get(v) for v in lut] for kind, lut in _mask_luts("id").items()}
+
+
 # --------------------------------------------------------------------------- write
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
@@ -474,7 +521,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     ``*_labelTrainIds.png`` generated from labelIds (trainId per pixel, 255
     ignore), which is what cityscapesScripts' ``createTrainIdLabelImgs`` makes.
     Records from another format get their images placed and everything else
-    counted as lost (their masks are not in Cityscapes label ids).
+    counted as lost (their masks are not in Cityscapes label ids). Image-level
+    labels and captions, which Cityscapes cannot hold, are counted as lost
+    for every record, and a foreign dataset's categories as well.
 
     Args:
         dataset: the records (``dataset.root`` is where their files are).
@@ -517,9 +566,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             lose("images (source missing)")
         gt_dir = dest / annotations / split / city
         prefix = f"{base}_{annotations}_"
+        # Cityscapes has no image-level label or caption: what a record carries of them is lost
+        lose("image-level labels", int(rec.label is not None))
+        lose("captions", len(rec.captions or ()))
         if not native:
             lose("objects", len(rec.instances))
             lose("semantic masks", int(rec.mask_path is not None))
+            lose("instance mask PNGs", int(rec.instance_mask_path is not None))
             continue
         gt_dir.mkdir(parents=True, exist_ok=True)
         kind = rec.extra.get("mask_kind")
@@ -551,6 +604,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             n_obj += len(rec.instances)  # polygons.json holds them
         else:
             lose("objects (no instanceIds or polygons.json source)", len(rec.instances))
+    if not native:  # Cityscapes' classes are its fixed label table: a foreign category list has no place
+        lose("categories (Cityscapes has a fixed label table)", len(dataset.categories))
     return {"images": n_img, "objects": n_obj, "lost": lost}
 
 

@@ -1036,7 +1036,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     ``link``, ``copy`` or ``none``), ``ImageSets/Main/<split>.txt`` and
     ``<class>_<split>.txt`` for every split, and, for records with masks (mask
     files, or polygons/RLE that are rasterised), ``SegmentationClass`` /
-    ``SegmentationObject`` palette PNGs and ``ImageSets/Segmentation`` lists.
+    ``SegmentationObject`` palette PNGs and ``ImageSets/Segmentation`` lists
+    (exactly the images given a ``SegmentationClass``, which alone get
+    ``<segmented>1``). Another format's semantic mask is mapped to VOC class
+    indices when ``dataset.info["mask_category_names"]`` names the category of
+    each of its values (Cityscapes labelIds), else counted lost.
     A ``labelmap.txt`` (datumaro's format) is written when the categories are not
     exactly the 20 VOC classes in order, so that :func:`parse` restores their order.
 
@@ -1065,6 +1069,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     names_by_id = {c.id: c.name for c in dataset.categories}
     # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data).
     index_of = {c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(dataset.categories)}
+    foreign_luts = {} if dataset.format == NAME else _foreign_mask_luts(dataset, index_of)
     lost: dict[str, int] = {}
     records = dataset.records
     fnames, renamed = _names_for(records)
@@ -1091,7 +1096,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     policy.handle(err)
                     missing += 1
         segmented = None
-        has_mask = False
         inst = rec.instances
         # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
         # segmentation=True): SegmentationObject value k is then XML object k by construction.
@@ -1100,25 +1104,44 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         made = None
         if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
             made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
-        for rel, sub, k in ((rec.mask_path, _SEGCLS, 0), (rec.instance_mask_path, _SEGOBJ, 1)):
-            if rel:  # mask files win for SegmentationClass (they keep the 255 void borders)
-                if made is not None and k == 1:
-                    continue
-                if not exact:
-                    # Another format's mask PNGs (Cityscapes labelIds/instanceIds, panoptic ids)
-                    # do not hold VOC class indices: never copy them as if they did.
-                    what = f"{dataset.format or 'source'} mask PNGs ({'semantic' if k == 0 else 'instance'})"
-                    lost[what] = lost.get(what, 0) + 1
-                    continue
-                srcm = (src_root / rel) if src_root is not None else Path(rel)
-                _copy_mask(srcm, dest / sub / f"{name}.png")
-                has_mask = True
+
+        def mask_src(rel: str) -> Path:
+            return (src_root / rel) if src_root is not None else Path(rel)
+
+        # SegmentationClass: a VOC class mask file wins (it keeps its 255 void borders); another
+        # format's semantic mask is mapped pixel by pixel when its values name categories
+        # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
+        has_class = False
+        if rec.mask_path and exact:
+            _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
+            has_class = True
+        elif rec.mask_path:
+            to_voc = foreign_luts.get((rec.extra or {}).get("mask_kind"))
+            if to_voc is not None:
+                from ..masks import read_label_png
+
+                values = read_label_png(mask_src(rec.mask_path)).astype(np.int64, copy=False)
+                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
+                has_class = True
+            else:
+                # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
+                # category ids: never copied as if they were VOC class indices.
+                what = f"{dataset.format or 'source'} mask PNGs (semantic)"
+                lost[what] = lost.get(what, 0) + 1
+        if not has_class and made is not None:
+            _save_mask(made[0], dest / _SEGCLS / f"{name}.png")
+            has_class = True
+        # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
         if made is not None:
-            if not rec.mask_path:
-                _save_mask(made[0], dest / _SEGCLS / f"{name}.png")
             _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
-            has_mask = True
-        if has_mask:
+        elif rec.instance_mask_path and exact:
+            _copy_mask(mask_src(rec.instance_mask_path), dest / _SEGOBJ / f"{name}.png")
+        elif rec.instance_mask_path:
+            # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
+            # their own polygons/RLE cannot be rasterised in XML order.
+            what = f"{dataset.format or 'source'} mask PNGs (instance)"
+            lost[what] = lost.get(what, 0) + 1
+        if has_class:  # ImageSets/Segmentation lists exactly the images with a SegmentationClass
             mask_names.append(name)
             segmented = 1
         ex = rec.extra or {}
@@ -1157,6 +1180,23 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[str, np.ndarray]:
+    """Mask kind -> uint8 lookup from another format's semantic mask values to VOC class indices.
+
+    A parser whose mask values name categories says so in
+    ``info["mask_category_names"]`` (kind -> one category name or None per
+    value, the kind in ``record.extra["mask_kind"]``; Cityscapes labelIds and
+    labelTrainIds). A value becomes its category's position + 1, as the
+    rasterised masks do; a value naming no category of the dataset is void (255).
+    """
+    kinds = dataset.info.get("mask_category_names")
+    if not isinstance(kinds, Mapping):
+        return {}
+    voc_of = {c.name: index_of[c.id] for c in dataset.categories}
+    return {kind: np.array([voc_of.get(n, VOID) if n is not None else VOID for n in names] + [VOID], np.uint8)
+            for kind, names in kinds.items()}
 
 
 def _count_lost(rec: Record, lost: dict[str, int]) -> None:
