@@ -135,7 +135,8 @@ def test_imagenet_to_panoptic_reads_sizes_and_a_record_without_one_is_named(fixt
 
     from dsprep.convert import write_dataset
 
-    dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
+    report = dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
+    assert report["lost"]["image-level labels"] == 56  # said, not dropped silently
     images = json.loads((tmp_path / "p" / "annotations" / "panoptic_train.json").read_text())["images"]
     assert len(images) == 36 and all(i["width"] > 0 and i["height"] > 0 for i in images)
     ds = dsprep.parse("imagenet", fixtures / "imagenette")  # a plain parse reads no sizes

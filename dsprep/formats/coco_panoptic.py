@@ -432,6 +432,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 png_name = f"{i:08d}_{Path(png_name).name}"
             used_png.add(png_name)
             img_entry = {"id": image_id, "width": rec.width, "height": rec.height, "file_name": file_name}
+            lose("image-level labels", int(rec.label is not None))  # panoptic JSON has no field for them
+            lose("captions", len(rec.captions))
             for k, v in rec.extra.items():
                 if k in ("license", "coco_url", "flickr_url", "date_captured"):
                     img_entry[k] = v
