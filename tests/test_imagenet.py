@@ -589,3 +589,29 @@ def test_nested_folders_are_listed_in_imagefolder_order(tmp_path):
                  if "__MACOSX" not in r]
     assert reference == ["c/0.jpg", "c/a/1.jpg", "c/a b/3.jpg", "c/a-b/4.jpg", "c/a/x/2.jpg", "d/5.jpg"]
     assert [r.path for r in imagenet.parse(tmp_path).records] == reference
+
+
+def test_split_folder_names_read_and_written(tmp_path, capsys):
+    from dsprep.cli import main
+    from dsprep.records import Category, Dataset
+
+    make_tree(tmp_path / "roboflow", splits=("Train", "valid"))  # Roboflow/Kaggle spellings
+    ds = imagenet.parse(tmp_path / "roboflow")
+    assert list(ds.splits) == ["Train", "valid"] and [c.name for c in ds.categories] == SORTED
+    # a split name the reader would take for a class is refused before anything is written
+    rc = main(["split", "imagenet", str(tmp_path / "roboflow"), "--ratios", "a=0.5,holdout=0.5",
+               "--seed", "1", "--out", str(tmp_path / "sp")])
+    assert rc == 2 and "'a', 'holdout' would be read back as classes" in capsys.readouterr().err
+    assert not (tmp_path / "sp").exists()
+    # COCO's split names, and class names that are no plain folder name, round-trip inside OUT
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    cats = [Category(1, ".."), Category(2, "__MACOSX"), Category(3, "Annotations")]
+    recs = [Record(f"r{k}", "a.jpg", 8, 8, "train2017" if k < 3 else "val2017", label=k) for k in (1, 2, 3)]
+    out = tmp_path / "out" / "tree"
+    out.mkdir(parents=True)
+    imagenet.write(Dataset(cats, recs, root=tmp_path), out, images="copy")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tree"]  # nothing beside OUT
+    back = imagenet.parse(out)
+    assert list(back.splits) == ["train2017", "val2017"]
+    assert sorted(c.name for c in back.categories) == ["_..", "_Annotations", "___MACOSX"]
+    assert len(back) == 3

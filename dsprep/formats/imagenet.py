@@ -54,7 +54,19 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", "
 # The spellings seen in practice, for a str.endswith fast path in the listing loop.
 _COMMON_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".png", ".JPG", ".PNG")
 # Folder names read as splits when every sub-folder of the root is one of them.
-SPLIT_DIRS = ("train", "val", "validation", "test")
+SPLIT_DIRS = ("train", "trainval", "val", "valid", "validation", "test")
+# A folder is a split folder when its name is one of those, in any case, optionally with a
+# year: Train/, valid/ (Roboflow, Kaggle), train2017/ (a COCO tree's split names).
+_SPLIT_NAME = re.compile(r"(train|trainval|val|valid|validation|test)(\d{4})?", re.IGNORECASE)
+
+
+def _is_split_name(name: str) -> bool:
+    return _SPLIT_NAME.fullmatch(name) is not None
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    m = _SPLIT_NAME.fullmatch(name)
+    return (SPLIT_DIRS.index(m.group(1).lower()) if m else len(SPLIT_DIRS), name)
 # Folders at the root that hold metadata, not classes or splits.
 _META_DIRS = frozenset({"Annotations", "ILSVRC", "ILSVRC2012_devkit_t12", "ILSVRC2012_devkit_t3", "devkit"})
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})$")
@@ -636,10 +648,10 @@ def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[st
     junk = [d for d in dirs if d in _JUNK_DIRS]
     dirs = [d for d in dirs if d not in _JUNK_DIRS]
     images = [f for f in files if _is_image(f)]
-    splits = [d for d in dirs if d in SPLIT_DIRS]
+    splits = [d for d in dirs if _is_split_name(d)]
     if splits and (len(splits) == len(dirs) or all(_holds_classes(base / d) for d in splits)):
-        stray = sorted(d for d in dirs if d not in SPLIT_DIRS)
-        return base, {d: d for d in sorted(splits, key=SPLIT_DIRS.index)}, images, sorted(junk) + stray
+        stray = sorted(d for d in dirs if not _is_split_name(d))
+        return base, {d: d for d in sorted(splits, key=_split_order)}, images, sorted(junk) + stray
     return base, {None: ""}, [], sorted(junk)
 
 
@@ -1092,7 +1104,17 @@ def _report(root: Path, counts: _Counts, unlabeled: int, info: dict, stray_folde
 
 # --------------------------------------------------------------------------- write
 def _safe(name: str) -> str:
-    return name.replace("/", "_").replace("\\", "_") or "_"
+    """A folder name the reader reads back as the same class or split, inside OUT.
+
+    ``/`` and ``\\`` become ``_``; ``.``, ``..``, dot names (skipped as hidden),
+    archive junk (``__MACOSX``) and root metadata names (``Annotations``) get a
+    leading ``_``.
+    """
+    name = name.replace("/", "_").replace("\\", "_")
+    if (not name or name[0] == "." or name in _JUNK_DIRS or name in _META_DIRS
+            or name.startswith("ILSVRC2012_devkit")):
+        name = "_" + name
+    return name
 
 
 def _fmt(v: float) -> str:
@@ -1125,6 +1147,14 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
     def lose(what: str, n: int = 1) -> None:
         if n:
             lost[what] = lost.get(what, 0) + n
+
+    # A split is a folder above the classes; the reader knows it by its name only.
+    unreadable = sorted({r.split for r in dataset.records if r.split and not _is_split_name(_safe(r.split))})
+    if unreadable:
+        raise UnknownNameError(
+            f"an imagenet tree holds its splits as folders named {', '.join(SPLIT_DIRS)} (any case, optionally "
+            f"with a year: train2017); split(s) {', '.join(map(repr, unreadable))} would be read back as "
+            f"classes. Rename them (dsprep split ... --ratios train=0.8,val=0.2), or write another format")
 
     # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
     # names that become the same folder get their category id appended.
