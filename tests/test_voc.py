@@ -157,6 +157,23 @@ def test_convert_to_coco_shares_ids_across_split_files(tmp_path):
             assert a["segmentation"] and a["area"] == gt.annToMask(a).sum() > 0
 
 
+def test_convert_to_coco_writes_images_no_split_list_names(tmp_path, caplog):
+    """VOC2012's Annotations hold 17,125 XMLs, Main/trainval lists 11,540: the rest are not dropped."""
+    import json
+    import logging
+
+    from dsprep.convert import convert
+
+    info = make_voc(tmp_path, n=5, splits={"train": [0, 1], "val": [2]})
+    with caplog.at_level(logging.WARNING):
+        report = convert("voc", info["root"], "coco", tmp_path / "coco", images="none", workers=1)
+    assert "2 image(s) in no split" in caplog.text
+    files = {p.name: json.loads(p.read_text()) for p in (tmp_path / "coco" / "annotations").glob("*.json")}
+    assert sorted(files) == ["instances_default.json", "instances_train.json", "instances_val.json"]
+    assert sum(len(d["images"]) for d in files.values()) == 5 == report["images"]
+    assert sum(len(d["annotations"]) for d in files.values()) == info["objects"]
+
+
 def test_class_lists_devkit_format(tmp_path):
     info = make_voc(tmp_path, n=4)
     ds = voc.parse(info["root"], workers=1)

@@ -1158,7 +1158,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     """Write ``dataset`` as a COCO 2017 tree into the existing directory ``dest``.
 
     Per split (``dataset.splits``; all records as split ``all`` when there
-    are none): ``annotations/instances_<split>.json`` (or
+    are none; records in no split, when others have one, as split ``default``): ``annotations/instances_<split>.json`` (or
     ``person_keypoints_<split>.json`` when the dataset has keypoints), plus
     ``captions_<split>.json`` when records have captions; images placed under
     ``dest/<split>/<file_name>`` by ``images`` (``link``, ``copy``, ``none``).
@@ -1205,6 +1205,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     (dest / "annotations").mkdir(parents=True, exist_ok=True)
     by_id = dataset.record_by_id()
     groups = dataset.splits or {"all": [r.id for r in dataset.records]}
+    in_a_split = {i for ids in groups.values() for i in ids}
+    unsplit = [r.id for r in dataset.records if r.id not in in_a_split]
+    if unsplit:  # e.g. a VOC XML no ImageSets/Main list names: written, not dropped
+        name = next(n for n in ("default", "unsplit", "unassigned") if n not in groups)
+        groups = {**groups, name: unsplit}
+        log.warning("%d image(s) in no split (e.g. %s) are written as split %r", len(unsplit), unsplit[0], name)
     root = Path(dataset.root) if dataset.root is not None else None
     categories = [{"id": int(c.id), "name": c.name, "supercategory": c.supercategory or "",
                    **{k: v for k, v in c.extra.items() if k not in ("id", "name", "supercategory")}}
