@@ -57,6 +57,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+# dsprep.load's task per dataset for each training task: crops need the object boxes
+# (a dataset's default task may have none: Cityscapes semantic, ImageNet classification),
+# segmentation the semantic masks.
+CATALOG_TASKS = {
+    "classification": {"imagenet": "classification"},
+    "crops": {"imagenet": "localization", "coco": "instances", "voc": "detection", "cityscapes": "instance"},
+    "segmentation": {"voc": "segmentation", "cityscapes": "semantic"},
+}
+
+
 def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
     from ..errors import check_choice
 
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset:
         from ..catalog import load
 
-        ds = load(args.dataset, root=args.data_root)
+        ds = load(args.dataset, root=args.data_root, task=CATALOG_TASKS[args.task].get(args.dataset))
     elif args.format and args.root:
         from ..formats import get_format
 
