@@ -441,3 +441,14 @@ def test_eval_command_without_ground_truth_objects_warns_and_exits_1(tmp_path, m
     for metric in ("coco", "voc07"):
         assert main(["eval", "detection", "coco", str(tmp_path), str(d), "--metric", metric]) == 1
         assert "ground truth holds no objects in 1 image(s) (1 detection(s))" in capsys.readouterr().err
+
+
+def test_dummy_labelled_images_are_left_out_and_alone_refused():
+    inst = Instances(boxes=[[0, 0, 10, 10]], labels=[3])
+    real = Record("a", "a.jpg", 16, 16, "val", source_id=1, instances=inst)
+    dummy = Record("b", "b.jpg", 16, 16, "test", source_id=2, extra={"dummy_labels": True})
+    dets = [{"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.9}]
+    res = coco_evaluate(Dataset([Category(3, "cat")], [real, dummy]), dets)
+    assert res.counts["images"] == 1 and res.stats["AP"] == pytest.approx(1.0)
+    with pytest.raises(FormatError, match="the test split's labels are dummies"):
+        voc_evaluate(Dataset([Category(3, "cat")], [dummy]), [])

@@ -169,3 +169,25 @@ def test_a_last_batch_of_one_sample_is_dropped_and_one_sample_is_refused(shapes,
         boxes=r.instances.boxes[:1], labels=r.instances.labels[:1]))], root=ds.root)
     with pytest.raises(UnknownNameError, match="has 1 sample"):
         train(one, None, _cfg(tmp_path / "b", epochs=1))
+
+
+def test_dummy_labelled_test_split_is_never_the_default_validation(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+
+    root = tmp_path / "cs"
+    make_cityscapes(root, splits=("train",), test=True)
+    seen = {}
+
+    def fake_train(train_ds, val_ds, cfg):
+        seen["train"], seen["val"] = train_ds, val_ds
+        return {"best": {"epoch": 1, "miou": 1.0}, "seconds": 0.0}
+
+    monkeypatch.setattr("dsprep.train.train", fake_train)
+    args = ["train", "cityscapes", str(root), "--task", "segmentation", "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert seen["val"] is None and set(seen["train"].splits) == {"train"}
+    assert "not validating on 'test': its labels are dummies" in out and "no validation split" in out
+    assert main([*args, "--val-split", "test"]) == 2
+    assert "the 'test' split's labels are dummies" in capsys.readouterr().err

@@ -67,6 +67,11 @@ CATALOG_TASKS = {
 }
 
 
+# Default training and validation splits, the first present wins.
+TRAIN_SPLITS = ("train", "train2017", "trainval")
+VAL_SPLITS = ("val", "validation", "val2017", "test")
+
+
 def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
     from ..errors import check_choice
 
@@ -97,10 +102,23 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
 
     splits = ds.splits
+    # Splits whose labels are placeholders (Cityscapes test) train and validate nothing.
+    dummy = set(ds.info.get("dummy_label_splits") or ())
+    for wanted, what in ((args.split, "training"), (args.val_split, "validation")):
+        if wanted in dummy:
+            raise UnknownNameError(f"the {wanted!r} split's labels are dummies (Dataset.info['dummy_label_splits']; "
+                                   f"Cityscapes' real test labels are held by its benchmark server): "
+                                   f"pick another {what} split")
     if splits:
-        tr = _pick(splits, args.split, ("train", "train2017", "trainval"), "training") or next(iter(splits))
+        usable = {k: v for k, v in splits.items() if k not in dummy} or splits
+        tr = _pick(splits, args.split, TRAIN_SPLITS, "training") or next(iter(usable))
         val_name = None if args.val_split == "none" else _pick(
-            splits, args.val_split, ("val", "validation", "val2017", "test"), "validation")
+            splits, args.val_split, tuple(c for c in VAL_SPLITS if c not in dummy), "validation")
+        if val_name is None and args.val_split != "none" and int(os.environ.get("RANK", "0")) == 0:
+            for c in VAL_SPLITS:
+                if c in dummy:
+                    print(f"not validating on {c!r}: its labels are dummies "
+                          f"(Dataset.info['dummy_label_splits'])", flush=True)
         train_ds = ds.subset(tr)
         val_ds = ds.subset(val_name) if val_name and val_name != tr else None
     else:

@@ -48,6 +48,7 @@ from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
 from ..records import Dataset, decode_segmentation
+from ._labels import scored_records
 
 __all__ = [
     "COCO_STAT_NAMES",
@@ -174,9 +175,7 @@ def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def _records_of(dataset: Dataset, split: str | None) -> list:
-    if split is None:
-        return list(dataset.records)
-    return list(dataset.subset(split).records)
+    return scored_records(dataset, split)
 
 
 def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "bbox",
