@@ -191,3 +191,22 @@ def test_dummy_labelled_test_split_is_never_the_default_validation(tmp_path, mon
     assert "not validating on 'test': its labels are dummies" in out and "no validation split" in out
     assert main([*args, "--val-split", "test"]) == 2
     assert "the 'test' split's labels are dummies" in capsys.readouterr().err
+
+
+def test_help_texts_state_each_default_once():
+    # Every option of every command has a help text, and no text says its default twice
+    # ("(default: every split found) (default: None)").
+    import argparse
+
+    from dsprep.cli import _Formatter, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    fmt = _Formatter("dsprep")
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, f"dsprep {name} {action.option_strings or action.dest}: no help text"
+            text = fmt._get_help_string(action) % {"default": action.default}
+            assert text.count("default") <= 1, (name, text)
+            assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
+    train_help = sub.choices["train"].format_help()
+    assert "val/validation/val2017/test" in train_help and "(default: 10)" in train_help

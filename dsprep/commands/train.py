@@ -10,8 +10,9 @@ HELP = "sanity-train the bundled ResNet on a dataset (does it learn?)"
 DESCRIPTION = """Train the bundled ResNet on a dataset for a few epochs and report, per epoch,
 train and val loss, top-1 (top-5 with more than 5 classes), mean per-class accuracy,
 images/s and time (segmentation: pixel accuracy and mIoU). Writes to --out:
-best.pt, last.pt, metrics.json, confusion.csv and per_class.csv (best epoch),
-curves.png and predictions.png.
+best.pt, last.pt, metrics.json, curves.png and predictions.png; with a
+validation split and task classification or crops, also confusion.csv and
+per_class.csv (best epoch; segmentation's per-class IoU is in metrics.json).
 
 tasks:
   classification  image-level labels (ImageNet folders)
@@ -32,22 +33,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the dataset's format ({', '.join(FORMATS)}); or use --dataset")
     p.add_argument("root", nargs="?", metavar="ROOT", help="the dataset root")
     p.add_argument("--dataset", default=None, help="a known dataset name for dsprep.load (imagenet, coco, voc, cityscapes)")
-    p.add_argument("--data-root", default=None, help="with --dataset: its root (default $DSPREP_DATA/<name> or ~/datasets/<name>)")
-    p.add_argument("--split", default=None, help="training split (default: train, or the first split)")
+    p.add_argument("--data-root", default=None, help="with --dataset: its root (default: $DSPREP_DATA/<name> or ~/datasets/<name>)")
+    p.add_argument("--split", default=None,
+                   help="training split (default: the first of train/train2017/trainval present, "
+                        "else the first split)")
     p.add_argument("--val-split", default=None,
-                   help="validation split (default: val/validation/test when present); 'none' to skip")
-    p.add_argument("--task", default="classification", choices=["classification", "crops", "segmentation"])
+                   help="validation split (default: the first of val/validation/val2017/test present, "
+                        "never one whose labels are dummies, e.g. the Cityscapes test split); "
+                        "'none' to skip")
+    p.add_argument("--task", default="classification", choices=["classification", "crops", "segmentation"],
+                   help="what to train on (see above)")
     p.add_argument("--model", default="resnet18", help="resnet18/34/50/101/152, resnext50_32x4d, se_resnet50, ...")
     p.add_argument("--weights", default=None, help="a local .pth (torchvision, timm or dsprep); never downloaded")
     p.add_argument("--finetune", default="all", choices=["all", "last", "head"],
                    help="train everything, only layer4 + head, or only a new head (frozen backbone)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine schedule)")
     p.add_argument("--image-size", type=int, default=224, help="input side (segmentation: crop side)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default min(4, cores))")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: min(4, cores))")
+    p.add_argument("--seed", type=int, default=0, help="weights, shuffling and augmentation seed")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when available, else CPU")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on with CUDA, off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
