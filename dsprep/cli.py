@@ -34,7 +34,13 @@ COMMANDS = {
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # Append "(default: X)" only where it says something: not after a help text that
+        # states its default itself, nor for None (computed: the text says how) or a flag's False.
+        help_text = action.help or ""
+        if "default" in help_text or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

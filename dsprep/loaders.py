@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import os
 import random
 import warnings
@@ -416,22 +417,30 @@ class TorchDataset(tud.Dataset):
         return len(self.crop_index) if self.crop_index is not None else len(self.table)
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch used for plain integer indices (samplers of :func:`make_loader` encode their own)."""
+        """The epoch used for plain integer indices (samplers of :func:`make_loader` yield their own)."""
         self.epoch = int(epoch)
 
-    def key(self, index: int, epoch: int) -> int:
-        """The integer a sampler yields for ``index`` in ``epoch`` (it carries the epoch to workers)."""
-        return (epoch + 1) * len(self) + index
+    def key(self, index: int, epoch: int) -> tuple[int, int]:
+        """What a sampler yields for ``index`` in ``epoch``: ``(epoch, index)``, which carries
+        the epoch to the worker that seeds the sample's augmentation."""
+        return int(epoch), int(index)
 
-    def _split_key(self, key: int) -> tuple[int, int]:
-        key = int(key)
+    def _split_key(self, key: Any) -> tuple[int, int]:
+        """``(epoch, sample index)`` of a key: an ``(epoch, index)`` pair from the samplers,
+        or a plain index read as a sequence does (negative from the end, IndexError at
+        ``len``, so ``for s in tds`` ends) in the epoch of :meth:`set_epoch`."""
         n = len(self)
-        if key < 0:
-            key += n
-        if key < n:
-            return self.epoch, key
-        e, i = divmod(key, n)
-        return e - 1, i
+        if isinstance(key, tuple):
+            if len(key) != 2:
+                raise IndexError(f"a sample key is an index or an (epoch, index) pair; found {key!r}")
+            epoch, i = operator.index(key[0]), operator.index(key[1])
+        else:
+            epoch, i = self.epoch, operator.index(key)
+            if i < 0:
+                i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample index {key!r} out of range for {n} samples")
+        return epoch, i
 
     def record_index(self, index: int) -> int:
         """The record a sample index reads (differs from it for ``crops``)."""
@@ -442,10 +451,8 @@ class TorchDataset(tud.Dataset):
         return ratio_groups[self.crop_index[:, 0]] if self.crop_index is not None else ratio_groups
 
     # -- samples
-    def __getitem__(self, key: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, i = self._split_key(key)
-        if not 0 <= i < len(self):
-            raise IndexError(f"sample index {key} out of range for {len(self)} samples")
         r = self.record_index(i)
         try:
             return self._load(i, r, epoch)
@@ -788,7 +795,7 @@ def _dist_world() -> tuple[int, int]:
     return 1, 0
 
 
-class EpochSampler(tud.Sampler[int]):
+class EpochSampler(tud.Sampler[tuple[int, int]]):
     """Shuffles (seeded by ``seed + epoch``), shards across ranks, and tells workers the epoch.
 
     Under ``torch.distributed`` (``torchrun``) each rank gets its own
@@ -796,8 +803,8 @@ class EpochSampler(tud.Sampler[int]):
     permutation, same padding by repetition unless ``drop_last``). Each
     ``iter()`` uses the current epoch and then advances it, so a loop over
     epochs needs no ``set_epoch`` call (calling it still works). It yields
-    :meth:`TorchDataset.key` integers, which carry the epoch to the worker
-    that seeds the sample's augmentation.
+    ``(epoch, index)`` pairs (:meth:`TorchDataset.key`), which carry the epoch
+    to the worker that seeds the sample's augmentation.
 
     Args:
         size: number of samples.
@@ -841,21 +848,20 @@ class EpochSampler(tud.Sampler[int]):
         idx = idx[:total]
         return idx[self.rank:total:self.num_replicas]
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         self.epoch = epoch + 1
-        keys = (epoch + 1) * self.size + self.indices(epoch)
-        return iter(keys.tolist())
+        return iter([(epoch, i) for i in self.indices(epoch).tolist()])
 
     def __len__(self) -> int:
         return self.num_samples
 
 
-class GroupedBatchSampler(tud.Sampler[list[int]]):
+class GroupedBatchSampler(tud.Sampler[list[tuple[int, int]]]):
     """Batches whose images share an aspect-ratio group (tall vs wide by default).
 
-    Padding a batch to its largest image then wastes little. Keys from
-    ``sampler`` are bucketed by ``group_ids[key % size]``; a bucket is
+    Padding a batch to its largest image then wastes little. ``(epoch, index)`` keys
+    from ``sampler`` are bucketed by ``group_ids[index]``; a bucket is
     yielded when full; leftovers are yielded at the end unless ``drop_last``.
     """
 
@@ -865,11 +871,10 @@ class GroupedBatchSampler(tud.Sampler[list[int]]):
         self.batch_size = int(batch_size)
         self.drop_last = drop_last
 
-    def __iter__(self) -> Iterator[list[int]]:
-        n = self.sampler.size
-        buckets: dict[int, list[int]] = defaultdict(list)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        buckets: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for key in self.sampler:
-            g = int(self.group_ids[key % n])
+            g = int(self.group_ids[key[1]])
             b = buckets[g]
             b.append(key)
             if len(b) == self.batch_size:

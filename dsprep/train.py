@@ -262,7 +262,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         >>> ds = dsprep.parse("coco", "shapes-coco/")                             # doctest: +SKIP
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
-    from .loaders import make_loader, to_device
+    from .loaders import TorchDataset, make_loader, to_device
     from ._io import progress
     from .models import create_model, trainable_parameters
 
@@ -292,12 +292,19 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     if c < 2:
         raise UnknownNameError(f"training needs at least 2 classes; the dataset has {c} ({names})")
     workers = cfg.workers if cfg.workers is not None else min(4, os.cpu_count() or 1)
-    train_loader = make_loader(train_ds, cfg.batch_size, task=cfg.task, augment="default", seed=cfg.seed,
-                               num_workers=workers, drop_last=len(train_ds) > cfg.batch_size * 2,
-                               **loader_opts)
-    if len(train_loader.dataset) == 0:
+    train_tds = TorchDataset(train_ds, task=cfg.task, augment="default", seed=cfg.seed, **loader_opts)
+    if len(train_tds) == 0:
         raise UnknownNameError(f"the training split has no samples for task {cfg.task!r}"
                                + (" (no object boxes)" if cfg.task == "crops" else ""))
+    # Counted in samples (crops: objects, not images), per rank. A last batch of one
+    # sample cannot train BatchNorm ("Expected more than 1 value per channel"): drop it.
+    per_rank = math.ceil(len(train_tds) / world)
+    if per_rank < 2:
+        raise UnknownNameError(f"the training split has {len(train_tds)} sample(s) for task {cfg.task!r}"
+                               f" ({world} process(es)): BatchNorm needs at least 2 per batch")
+    drop_last = per_rank > cfg.batch_size * 2 or (per_rank > 1 and per_rank % cfg.batch_size == 1)
+    train_loader = make_loader(train_tds, cfg.batch_size, task=cfg.task, augment="default", seed=cfg.seed,
+                               num_workers=workers, drop_last=drop_last)
     val_loader = None
     if val_ds is not None and is_main:
         val_loader = make_loader(val_ds, cfg.batch_size, task=cfg.task, augment="eval", seed=cfg.seed,

@@ -382,3 +382,73 @@ def test_voc_style_predictions_name_images_by_file_stem():
     assert m.resolve("000005") == m.resolve("JPEGImages/000005") == 1
     assert m.resolve("0001") is None  # two images share that stem: ambiguous, not guessed
     assert m.resolve("a/0001") == 2
+
+
+# --- `dsprep eval detection` reads the objects each format holds ------------------------------
+
+def _gt_as_predictions(coco_json) -> list[dict]:
+    """The converted ground truth as COCO results (score 1), images named by file stem."""
+    from pathlib import Path
+
+    gt = json.loads(Path(coco_json).read_text())
+    stems = {i["id"]: Path(i["file_name"]).stem for i in gt["images"]}
+    return [{"image_id": stems[a["image_id"]], "category_id": a["category_id"], "bbox": a["bbox"],
+             "segmentation": a["segmentation"], "score": 1.0} for a in gt["annotations"]]
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco-panoptic", "cityscapes"])
+def test_eval_command_scores_each_formats_objects_and_masks(fmt, tmp_path, capsys):
+    # Predictions = the ground truth itself, as `convert FORMAT --to coco` writes it: every
+    # format must score 100 AP on boxes and on masks (a plain parse of Cityscapes has no
+    # objects; VOC and panoptic masks are only decoded on request).
+    from dsprep.cli import main
+
+    root = tmp_path / fmt
+    if fmt == "cityscapes":
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fakes_cityscapes import make_cityscapes
+        make_cityscapes(root)
+    else:
+        assert main(["synth", fmt, str(root), "--images", "8", "--size", "48", "--seed", "1"]) == 0
+    assert main(["convert", fmt, str(root), "--to", "coco", "--out", str(tmp_path / "coco")]) == 0
+    preds = _gt_as_predictions(tmp_path / "coco" / "annotations" / "instances_val.json")
+    assert preds
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    capsys.readouterr()
+    for iou_type in ("bbox", "segm"):
+        assert main(["eval", "detection", fmt, str(root), str(tmp_path / "p.json"), "--split", "val",
+                     "--metric", "coco", "--iou-type", iou_type, "--json"]) == 0
+        captured = capsys.readouterr()
+        out = json.loads(captured.out)
+        assert out["counts"]["ground_truth"] == len(preds), iou_type
+        assert out["stats"]["AP"] == pytest.approx(1.0), iou_type
+        assert "stand in for masks" not in captured.err
+
+
+def test_eval_command_without_ground_truth_objects_warns_and_exits_1(tmp_path, monkeypatch, capsys):
+    import types
+
+    import dsprep.formats
+    from dsprep.cli import main
+
+    ds = Dataset([Category(3, "cat")], [Record("a", "a.jpg", 16, 16, source_id=1)])
+    monkeypatch.setattr(dsprep.formats, "get_format",
+                        lambda name: types.SimpleNamespace(parse=lambda root, **kw: ds))
+    d = tmp_path / "d.json"
+    d.write_text(json.dumps([{"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.9}]))
+    for metric in ("coco", "voc07"):
+        assert main(["eval", "detection", "coco", str(tmp_path), str(d), "--metric", metric]) == 1
+        assert "ground truth holds no objects in 1 image(s) (1 detection(s))" in capsys.readouterr().err
+
+
+def test_dummy_labelled_images_are_left_out_and_alone_refused():
+    inst = Instances(boxes=[[0, 0, 10, 10]], labels=[3])
+    real = Record("a", "a.jpg", 16, 16, "val", source_id=1, instances=inst)
+    dummy = Record("b", "b.jpg", 16, 16, "test", source_id=2, extra={"dummy_labels": True})
+    dets = [{"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.9}]
+    res = coco_evaluate(Dataset([Category(3, "cat")], [real, dummy]), dets)
+    assert res.counts["images"] == 1 and res.stats["AP"] == pytest.approx(1.0)
+    with pytest.raises(FormatError, match="the test split's labels are dummies"):
+        voc_evaluate(Dataset([Category(3, "cat")], [dummy]), [])

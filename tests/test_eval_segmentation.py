@@ -165,3 +165,31 @@ def test_eval_segmentation_command(tmp_path, monkeypatch, capsys):
     assert out["per_class_iou"] == {"background": 0.5, "cat": 0.5} and out["mIoU"] == 0.5
     assert main(["eval", "segmentation", "voc", str(tmp_path), str(tmp_path / "preds")]) == 0
     assert "mIoU 50.00" in capsys.readouterr().out
+
+
+def test_eval_command_leaves_out_dummy_test_labels(tmp_path, capsys):
+    # The Cityscapes test split's labels are dummies: without --split its images are left
+    # out (counted), and --split test is refused, instead of demanding predictions for them.
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from dsprep.cli import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+
+    root = tmp_path / "cs"
+    make_cityscapes(root, splits=("train",), test=True)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for f in root.glob("gtFine/train/*/*_labelIds.png"):  # predictions for the labelled images only
+        shutil.copy(f, preds / f.name.replace("_gtFine_labelIds", "_leftImg8bit"))
+    assert main(["eval", "segmentation", "cityscapes", str(root), str(preds), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["images"] == 4 and out["mIoU"] == pytest.approx(1.0)
+    assert "left out 4 image(s) of split test whose labels are dummies" in captured.err
+    assert main(["eval", "segmentation", "cityscapes", str(root), str(preds), "--split", "test"]) == 2
+    assert "the test split's labels are dummies" in capsys.readouterr().err

@@ -286,8 +286,38 @@ def test_epoch_sampler_matches_distributed_sampler():
         for epoch in range(2):
             ref.set_epoch(epoch)
             keys = list(ours)  # advances its own epoch
-            assert [k % n for k in keys] == list(ref)
-            assert all(k // n == epoch + 1 for k in keys)  # the epoch travels with the index
+            assert [i for _, i in keys] == list(ref)
+            assert all(e == epoch for e, _ in keys)  # the epoch travels with the index
+
+
+def test_torch_dataset_is_a_plain_sequence(ds):
+    # IndexError at len (so `for s in tds` ends), negative indices from the end, an
+    # empty dataset raises IndexError (not ZeroDivisionError); the sampler's
+    # (epoch, index) keys carry the epoch without changing what index means.
+    tds = ds.torch(task="classification", augment="default", size=16)
+    n = len(tds)
+    assert n == 12
+    with pytest.raises(IndexError, match="out of range for 12 samples"):
+        tds[n]
+    with pytest.raises(IndexError):
+        tds[100]
+    with pytest.raises(IndexError):
+        tds[-n - 1]
+    assert sum(1 for _ in tds) == n
+    assert torch.equal(tds[-1][0], tds[n - 1][0])
+    assert torch.equal(tds[(0, 3)][0], tds[3][0])  # epoch 0 = the default epoch
+    assert not torch.equal(tds[(1, 3)][0], tds[(0, 3)][0])  # a new epoch, a new augmentation
+    tds.set_epoch(1)
+    assert torch.equal(tds[3][0], tds[(1, 3)][0])
+    with pytest.raises(IndexError):
+        tds[(0, n)]
+    no_boxes = Dataset(ds.categories, [Record(r.id, r.path, r.width, r.height, label=r.label) for r in ds],
+                       root=ds.root)
+    empty = no_boxes.torch(task="crops")
+    assert len(empty) == 0
+    with pytest.raises(IndexError, match="out of range for 0 samples"):
+        empty[0]
+    assert list(empty) == []
 
 
 def test_grouped_batches_share_aspect_ratio(ds):
@@ -297,9 +327,9 @@ def test_grouped_batches_share_aspect_ratio(ds):
     sampler = GroupedBatchSampler(EpochSampler(len(tds), seed=1), groups, batch_size=4)
     batches = list(sampler)
     assert len(batches) == len(sampler)
-    assert sorted(k % len(tds) for b in batches for k in b) == list(range(len(tds)))
+    assert sorted(i for b in batches for _, i in b) == list(range(len(tds)))
     for b in batches:
-        assert len({int(groups[k % len(tds)]) for k in b}) == 1
+        assert len({int(groups[i]) for _, i in b}) == 1
 
 
 def _dist_worker(rank: int, world: int, root: str, port: int, out: str) -> None:

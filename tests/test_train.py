@@ -124,3 +124,89 @@ def test_torchrun_two_cpu_processes(shapes, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in m["epochs"]] == [1] and m["epochs"][0]["train"]["loss"] > 0
     assert create_model("resnet18", weights=out / "best.pt").fc.out_features == 5
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "imagenet"])
+def test_train_dataset_name_loads_the_objects_crops_need(name, tmp_path, monkeypatch, capsys):
+    # `--dataset NAME --task crops` must load the catalog task that has boxes (Cityscapes
+    # instance, ImageNet localization), as `train FORMAT ROOT --task crops` does.
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+    from fakes_imagenet import make_kaggle
+
+    root = tmp_path / name
+    (make_cityscapes if name == "cityscapes" else make_kaggle)(root)
+    seen = {}
+
+    def fake_train(train_ds, val_ds, cfg):
+        seen["train"], seen["val"] = train_ds, val_ds
+        return {"best": {"epoch": 1, "top1": 1.0}, "seconds": 0.0}
+
+    monkeypatch.setattr("dsprep.train.train", fake_train)
+    assert main(["train", "--dataset", name, "--data-root", str(root), "--task", "crops", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 0
+    assert len(seen["train"].torch(task="crops")) > 0 and len(seen["val"].torch(task="crops")) > 0
+    if name == "cityscapes":  # and it trains end to end
+        monkeypatch.undo()
+        capsys.readouterr()
+        assert main(["train", "--dataset", name, "--data-root", str(root), "--task", "crops", "--epochs", "1",
+                     "--image-size", "16", "--batch-size", "8", "--workers", "0",
+                     "--out", str(tmp_path / "run"), "--quiet"]) == 0
+        assert "val top1" in capsys.readouterr().out
+
+
+def test_a_last_batch_of_one_sample_is_dropped_and_one_sample_is_refused(shapes, tmp_path):
+    # BatchNorm cannot train on one sample; crops are counted (not images) to decide.
+    ds = dsprep.parse("coco", shapes)
+    n = len(ds.subset("train").torch(task="crops"))
+    res = train(ds.subset("train"), None, _cfg(tmp_path / "a", epochs=1, batch_size=n - 1))
+    assert res["best"]["epoch"] == 1
+    from dsprep.errors import UnknownNameError
+    from dsprep.records import Dataset, Instances, Record
+
+    r = ds.subset("train").records[0]
+    one = Dataset(ds.categories, [Record(r.id, r.path, r.width, r.height, "train", instances=Instances(
+        boxes=r.instances.boxes[:1], labels=r.instances.labels[:1]))], root=ds.root)
+    with pytest.raises(UnknownNameError, match="has 1 sample"):
+        train(one, None, _cfg(tmp_path / "b", epochs=1))
+
+
+def test_dummy_labelled_test_split_is_never_the_default_validation(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+
+    root = tmp_path / "cs"
+    make_cityscapes(root, splits=("train",), test=True)
+    seen = {}
+
+    def fake_train(train_ds, val_ds, cfg):
+        seen["train"], seen["val"] = train_ds, val_ds
+        return {"best": {"epoch": 1, "miou": 1.0}, "seconds": 0.0}
+
+    monkeypatch.setattr("dsprep.train.train", fake_train)
+    args = ["train", "cityscapes", str(root), "--task", "segmentation", "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert seen["val"] is None and set(seen["train"].splits) == {"train"}
+    assert "not validating on 'test': its labels are dummies" in out and "no validation split" in out
+    assert main([*args, "--val-split", "test"]) == 2
+    assert "the 'test' split's labels are dummies" in capsys.readouterr().err
+
+
+def test_help_texts_state_each_default_once():
+    # Every option of every command has a help text, and no text says its default twice
+    # ("(default: every split found) (default: None)").
+    import argparse
+
+    from dsprep.cli import _Formatter, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    fmt = _Formatter("dsprep")
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, f"dsprep {name} {action.option_strings or action.dest}: no help text"
+            text = fmt._get_help_string(action) % {"default": action.default}
+            assert text.count("default") <= 1, (name, text)
+            assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
+    train_help = sub.choices["train"].format_help()
+    assert "val/validation/val2017/test" in train_help and "(default: 10)" in train_help

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 from typing import Any
 
@@ -46,11 +47,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="detection: write a precision/recall curve PNG per class into DIR")
 
 
+def _gt_options(fmt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Parse options that give the ground truth the task needs.
+
+    Detection scores objects, so the format is parsed as for a conversion to COCO
+    (``parse_options_for("coco")``: Cityscapes reads its instances, COCO panoptic and
+    VOC decode their object masks); with ``--iou-type bbox`` the per-object masks are
+    not needed, so their decoding (``masks`` / ``segmentation`` options) is turned off.
+    """
+    if args.task != "detection":
+        return {}
+    hook = getattr(fmt, "parse_options_for", None)
+    options = dict(hook("coco")) if hook else {}
+    if args.iou_type == "bbox":
+        try:
+            params = inspect.signature(fmt.parse).parameters
+        except (TypeError, ValueError):
+            params = {}
+        for name in ("masks", "segmentation"):
+            if name in params:
+                options[name] = False
+    return options
+
+
 def _load_gt(args: argparse.Namespace) -> Any:
     from ..formats import get_format
 
-    return get_format(args.format).parse(args.root, split=args.split, on_error=args.on_error,
-                                         workers=args.workers, progress=False)
+    fmt = get_format(args.format)
+    return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
+                     progress=False, **_gt_options(fmt, args))
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:
@@ -86,7 +111,7 @@ def _detection(args: argparse.Namespace, ds: Any) -> int:
         if written:
             out["curves"] = [str(p) for p in written]
         print_json(out)
-        return 0
+        return _gt_status(res)
     c = res.counts
     print(f"{metric} {res.iou_type} AP: {c['images']} images, {c['ground_truth']} ground-truth objects, "
           f"{c['detections']} detections")
@@ -97,7 +122,13 @@ def _detection(args: argparse.Namespace, ds: Any) -> int:
         print(name.ljust(width) + _fmt(ap).rjust(8))
     if written:
         print(f"wrote {len(written)} PR curves to {args.out}")
-    return 0
+    return _gt_status(res)
+
+
+def _gt_status(res: Any) -> int:
+    # No ground-truth object: nothing was scored (the library has logged why); exit 1
+    # so a script does not take the table of undefined APs for a result.
+    return 1 if res.counts.get("ground_truth", 0) == 0 else 0
 
 
 def _segmentation(args: argparse.Namespace, ds: Any) -> int:

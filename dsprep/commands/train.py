@@ -10,8 +10,9 @@ HELP = "sanity-train the bundled ResNet on a dataset (does it learn?)"
 DESCRIPTION = """Train the bundled ResNet on a dataset for a few epochs and report, per epoch,
 train and val loss, top-1 (top-5 with more than 5 classes), mean per-class accuracy,
 images/s and time (segmentation: pixel accuracy and mIoU). Writes to --out:
-best.pt, last.pt, metrics.json, confusion.csv and per_class.csv (best epoch),
-curves.png and predictions.png.
+best.pt, last.pt, metrics.json, curves.png and predictions.png; with a
+validation split and task classification or crops, also confusion.csv and
+per_class.csv (best epoch; segmentation's per-class IoU is in metrics.json).
 
 tasks:
   classification  image-level labels (ImageNet folders)
@@ -32,22 +33,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the dataset's format ({', '.join(FORMATS)}); or use --dataset")
     p.add_argument("root", nargs="?", metavar="ROOT", help="the dataset root")
     p.add_argument("--dataset", default=None, help="a known dataset name for dsprep.load (imagenet, coco, voc, cityscapes)")
-    p.add_argument("--data-root", default=None, help="with --dataset: its root (default $DSPREP_DATA/<name> or ~/datasets/<name>)")
-    p.add_argument("--split", default=None, help="training split (default: train, or the first split)")
+    p.add_argument("--data-root", default=None, help="with --dataset: its root (default: $DSPREP_DATA/<name> or ~/datasets/<name>)")
+    p.add_argument("--split", default=None,
+                   help="training split (default: the first of train/train2017/trainval present, "
+                        "else the first split)")
     p.add_argument("--val-split", default=None,
-                   help="validation split (default: val/validation/test when present); 'none' to skip")
-    p.add_argument("--task", default="classification", choices=["classification", "crops", "segmentation"])
+                   help="validation split (default: the first of val/validation/val2017/test present, "
+                        "never one whose labels are dummies, e.g. the Cityscapes test split); "
+                        "'none' to skip")
+    p.add_argument("--task", default="classification", choices=["classification", "crops", "segmentation"],
+                   help="what to train on (see above)")
     p.add_argument("--model", default="resnet18", help="resnet18/34/50/101/152, resnext50_32x4d, se_resnet50, ...")
     p.add_argument("--weights", default=None, help="a local .pth (torchvision, timm or dsprep); never downloaded")
     p.add_argument("--finetune", default="all", choices=["all", "last", "head"],
                    help="train everything, only layer4 + head, or only a new head (frozen backbone)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine schedule)")
     p.add_argument("--image-size", type=int, default=224, help="input side (segmentation: crop side)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default min(4, cores))")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: min(4, cores))")
+    p.add_argument("--seed", type=int, default=0, help="weights, shuffling and augmentation seed")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when available, else CPU")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on with CUDA, off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -55,6 +62,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="dsprep-train", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# dsprep.load's task per dataset for each training task: crops need the object boxes
+# (a dataset's default task may have none: Cityscapes semantic, ImageNet classification),
+# segmentation the semantic masks.
+CATALOG_TASKS = {
+    "classification": {"imagenet": "classification"},
+    "crops": {"imagenet": "localization", "coco": "instances", "voc": "detection", "cityscapes": "instance"},
+    "segmentation": {"voc": "segmentation", "cityscapes": "semantic"},
+}
+
+
+# Default training and validation splits, the first present wins.
+TRAIN_SPLITS = ("train", "train2017", "trainval")
+VAL_SPLITS = ("val", "validation", "val2017", "test")
 
 
 def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
@@ -74,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset:
         from ..catalog import load
 
-        ds = load(args.dataset, root=args.data_root)
+        ds = load(args.dataset, root=args.data_root, task=CATALOG_TASKS[args.task].get(args.dataset))
     elif args.format and args.root:
         from ..formats import get_format
 
@@ -87,10 +109,23 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
 
     splits = ds.splits
+    # Splits whose labels are placeholders (Cityscapes test) train and validate nothing.
+    dummy = set(ds.info.get("dummy_label_splits") or ())
+    for wanted, what in ((args.split, "training"), (args.val_split, "validation")):
+        if wanted in dummy:
+            raise UnknownNameError(f"the {wanted!r} split's labels are dummies (Dataset.info['dummy_label_splits']; "
+                                   f"Cityscapes' real test labels are held by its benchmark server): "
+                                   f"pick another {what} split")
     if splits:
-        tr = _pick(splits, args.split, ("train", "train2017", "trainval"), "training") or next(iter(splits))
+        usable = {k: v for k, v in splits.items() if k not in dummy} or splits
+        tr = _pick(splits, args.split, TRAIN_SPLITS, "training") or next(iter(usable))
         val_name = None if args.val_split == "none" else _pick(
-            splits, args.val_split, ("val", "validation", "val2017", "test"), "validation")
+            splits, args.val_split, tuple(c for c in VAL_SPLITS if c not in dummy), "validation")
+        if val_name is None and args.val_split != "none" and int(os.environ.get("RANK", "0")) == 0:
+            for c in VAL_SPLITS:
+                if c in dummy:
+                    print(f"not validating on {c!r}: its labels are dummies "
+                          f"(Dataset.info['dummy_label_splits'])", flush=True)
         train_ds = ds.subset(tr)
         val_ds = ds.subset(val_name) if val_name and val_name != tr else None
     else:

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import FormatError, MalformedFileError, MissingFileError
+from ._labels import scored_records
 
 __all__ = ["ClassificationResult", "classification_metrics", "evaluate_dataset", "load_predictions"]
 
@@ -213,8 +214,7 @@ def evaluate_dataset(dataset: Any, predictions: str | os.PathLike | Mapping[str,
     where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
     preds = load_predictions(predictions) if isinstance(predictions, (str, os.PathLike)) else {
         str(k_): v for k_, v in predictions.items()}
-    records = [r for r in (dataset.subset(split).records if split is not None else dataset.records)
-               if r.label is not None]
+    records = [r for r in scored_records(dataset, split) if r.label is not None]
     if not records:
         raise FormatError(str(dataset.root or "ground truth"), "no record has an image-level label")
     index = dataset.category_index()

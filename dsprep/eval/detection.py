@@ -48,6 +48,7 @@ from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
 from ..records import Dataset, decode_segmentation
+from ._labels import scored_records
 
 __all__ = [
     "COCO_STAT_NAMES",
@@ -174,9 +175,7 @@ def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def _records_of(dataset: Dataset, split: str | None) -> list:
-    if split is None:
-        return list(dataset.records)
-    return list(dataset.subset(split).records)
+    return scored_records(dataset, split)
 
 
 def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "bbox",
@@ -397,7 +396,16 @@ def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Ma
     """
     check_choice("iou type", iou_type, IOU_TYPES)
     with gc_paused():
-        return _coco_evaluate(dataset, predictions, iou_type, split, image_ids)
+        return _warn_if_no_ground_truth(_coco_evaluate(dataset, predictions, iou_type, split, image_ids))
+
+
+def _warn_if_no_ground_truth(result: DetectionResult) -> DetectionResult:
+    # Every AP is then undefined (-1 / NaN): say why instead of a table of dashes.
+    c = result.counts
+    if c.get("ground_truth", 0) == 0:
+        log.warning("the ground truth holds no objects in %d image(s) (%d detection(s)): every AP is undefined; "
+                    "does this format/split carry object annotations?", c.get("images", 0), c.get("detections", 0))
+    return result
 
 
 def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str | None,
@@ -585,9 +593,9 @@ def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Map
         curves[name] = (rec, prec)
     valid = [v for v in per_class.values() if not math.isnan(v)]
     stats = {"mAP": float(np.mean(valid)) if valid else float("nan")}
-    return DetectionResult(metric, "bbox", stats, per_class, curves,
+    return _warn_if_no_ground_truth(DetectionResult(metric, "bbox", stats, per_class, curves,
                            counts={"images": len(records), "ground_truth": sum(len(r.instances) for r in records),
-                                   "detections": len(preds)})
+                                   "detections": len(preds)}))
 
 
 def evaluate_detection(dataset: Dataset, predictions: Any, *, metric: str = "coco", iou_type: str = "bbox",

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import FormatError, MissingFileError
+from ._labels import scored_records
 
 __all__ = [
     "CITYSCAPES_AVG_CLASS_SIZE",
@@ -434,8 +435,7 @@ def evaluate_dataset(dataset: Any, pred_dir: str | os.PathLike, *, split: str | 
     """
     root = Path(dataset.root) if dataset.root is not None else Path(".")
     pred_dir = Path(pred_dir)
-    records = list(dataset.subset(split).records if split is not None else dataset.records)
-    records = [r for r in records if r.mask_path]
+    records = [r for r in scored_records(dataset, split) if r.mask_path]
     if not records:
         raise FormatError(str(root), "no record has a semantic mask (mask_path); nothing to evaluate"
                                      + (f" in split {split!r}" if split else ""))
