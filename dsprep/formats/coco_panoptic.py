@@ -51,6 +51,10 @@ VERIFY_MODES = ("first", "all", "none")
 MAX_SEGMENT_ID = 256 ** 3 - 1
 _SEGMENT_KEYS = ("id", "category_id", "area", "bbox", "iscrowd")
 _IMAGE_KEYS = ("id", "width", "height", "file_name")
+# image keys of COCO's image entries a panoptic JSON carries over from another format
+_IMAGE_EXTRA_KEYS = ("license", "coco_url", "flickr_url", "date_captured")
+# category keys the writer turns into isthing / uses to drop a category (Cityscapes)
+_CATEGORY_USED = ("hasInstances", "ignoreInEval")
 _TWO_CHANNEL_HINT = ("this looks like panopticapi's 2-channel format (R = category id, G = instance id, "
                      "B = 0), which is not COCO panoptic; convert it with panopticapi's "
                      "converters/2channels2panoptic_coco_format.py")
@@ -380,26 +384,38 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     encoding = dataset.info.get("instance_mask_encoding")
+    native = dataset.format == NAME
     dropped_cats = {c.id for c in dataset.categories if c.extra.get("ignoreInEval")}
-    cats_out = []
-    for c in dataset.categories:
-        if c.id in dropped_cats:
-            continue
-        entry = {"id": c.id, "name": c.name, "supercategory": c.supercategory,
-                 "isthing": int(bool(c.extra.get("isthing", c.extra.get("hasInstances", 1))))}
-        for k, v in c.extra.items():
-            if k not in entry and k in ("color",):
-                entry[k] = list(v) if isinstance(v, (tuple, list)) else v
-        cats_out.append(entry)
-    source_ids = [r.source_id for r in dataset.records]
-    use_source = (all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in source_ids)
-                  and len(set(source_ids)) == len(source_ids))
     lost: dict[str, int] = {}
     n_obj = n_img = 0
 
     def lose(what: str, n: int = 1) -> None:
         if n:
             lost[what] = lost.get(what, 0) + n
+
+    cats_out = []
+    for c in dataset.categories:
+        if c.id in dropped_cats:
+            continue
+        entry = {"id": c.id, "name": c.name, "supercategory": c.supercategory,
+                 "isthing": int(bool(c.extra.get("isthing", c.extra.get("hasInstances", 1))))}
+        other = []
+        for k, v in c.extra.items():
+            if k in entry or k in _CATEGORY_USED:
+                continue
+            if k == "color" or native:  # a panoptic JSON's own keys go back as they came
+                entry[k] = list(v) if isinstance(v, tuple) else v
+            else:
+                other.append(k)  # COCO keypoints/skeleton, Cityscapes trainId/catId...
+        if other:
+            lose("category fields (" + ", ".join(sorted(other)) + ")")
+        cats_out.append(entry)
+    lose("categories flagged ignoreInEval", len(dropped_cats))
+    source_ids = [r.source_id for r in dataset.records]
+    use_source = (all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in source_ids)
+                  and len(set(source_ids)) == len(source_ids))
+    if not use_source:
+        lose("source image ids", sum(s is not None for s in source_ids))
 
     by_split: dict[str, list[tuple[int, Record]]] = {}
     for i, r in enumerate(dataset.records):
@@ -432,10 +448,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 png_name = f"{i:08d}_{Path(png_name).name}"
             used_png.add(png_name)
             img_entry = {"id": image_id, "width": rec.width, "height": rec.height, "file_name": file_name}
-            lose("image-level labels", int(rec.label is not None))  # panoptic JSON has no field for them
-            lose("captions", len(rec.captions))
+            _count_lost(rec, native, lose)
             for k, v in rec.extra.items():
-                if k in ("license", "coco_url", "flickr_url", "date_captured"):
+                if k in _IMAGE_EXTRA_KEYS or (native and k != "panoptic_file_name"):
                     img_entry[k] = v
             id_map, segs = _segments_for(rec, src_root, encoding, dropped_cats, lose)
             n_obj += len(segs)
@@ -449,6 +464,22 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                "images": images_out, "annotations": anns_out, "categories": cats_out}
         _dump_json(ann_dir / f"panoptic_{split}.json", doc)
     return {"images": n_img, "objects": n_obj, "lost": lost}
+
+
+def _count_lost(rec: Record, native: bool, lose) -> None:
+    """Count what of ``rec`` a panoptic JSON + PNG has no place for (the VOC and COCO writers' wording)."""
+    inst = rec.instances
+    lose("image-level labels", int(rec.label is not None))  # panoptic JSON has no field for them
+    lose("captions", len(rec.captions))
+    # the PNG holds segments, not a per-pixel class file (labelIds, SegmentationClass)
+    lose("semantic mask PNGs (mask_path)", int(rec.mask_path is not None))
+    if inst.keypoints is not None:
+        lose("keypoints (objects)", int((inst.keypoints[..., 2] > 0).any(axis=1).sum()))
+    lose("difficult flags (objects)", int(inst.difficult.sum()))
+    if not native:
+        other = [k for k in (rec.extra or {}) if k not in _IMAGE_EXTRA_KEYS and k != "panoptic_file_name"]
+        if other:
+            lose("image fields (" + ", ".join(sorted(other)) + ")")
 
 
 def _dump_json(path: Path, doc: dict) -> None:
@@ -495,6 +526,8 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
     # paint per-object masks
     id_map = np.zeros((h, w), np.int32)
     seg_ids = ids if ids_ok else np.arange(1, len(inst) + 1)
+    if not ids_ok:
+        lose("annotation ids", int((ids >= 0).sum()))
     painted = []
     for k in range(len(inst)):
         mask = _object_mask(inst.segmentation[k] if inst.segmentation is not None else None, h, w)
@@ -511,6 +544,8 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
             lose("objects hidden by later objects")
             continue
         area, bbox = counted[sid]
+        # area is counted on the painted map: a stored area that differs (COCO's polygon area) is not kept
+        lose("stored areas", int(bool(np.isfinite(inst.area[k])) and float(inst.area[k]) != area))
         segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
     return id_map, segs
 
