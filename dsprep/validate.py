@@ -210,13 +210,23 @@ def validate(format: str, root: str | os.PathLike, *, split: str | None = None, 
              workers: int | None = None, **parse_options: Any) -> tuple[Dataset, list[Problem]]:
     """Parse ``root`` leniently and check it; returns the dataset and every problem.
 
+    With ``deep``, every image is decoded and the format checks what it only
+    samples otherwise (coco-panoptic: every PNG's ids against ``segments_info``;
+    a mismatch is a ``parse`` problem naming the PNG).
+
     Raises:
         DsprepError: the input is unusable (not this format at all, root missing).
     """
     from .formats import get_format
 
+    fmt = get_format(format)
+    # a format may check more when asked to be thorough (coco-panoptic: every PNG's ids
+    # against its segments_info, not only the first)
+    own = getattr(fmt, "validate_options", None)
+    if own is not None:
+        parse_options = {**own(deep=deep), **parse_options}
     policy = ErrorPolicy("warn", show=10**9)
-    ds = get_format(format).parse(root, split=split, on_error=policy, workers=workers, progress=False,
+    ds = fmt.parse(root, split=split, on_error=policy, workers=workers, progress=False,
                                   **parse_options)
     problems = [Problem("parse", e.split(": ", 1)[0], e.split(": ", 1)[-1]) for e in policy.examples]
     return ds, problems + validate_dataset(ds, root=ds.root or root, deep=deep, workers=workers)

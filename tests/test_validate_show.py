@@ -181,3 +181,32 @@ def test_show_bad_or_missing_image_names_the_file_exit_2(clean, tmp_path, monkey
         err = capsys.readouterr().err
         assert code == 2 and rec.path in err and "Traceback" not in err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_validate_deep_checks_every_panoptic_png(fixtures, tmp_path):
+    """A PNG other than the first whose ids match nothing in segments_info is found by --deep
+    (verify="all"), named as a parse problem, and the bad image is not loaded."""
+    from dsprep.validate import validate
+
+    src = fixtures / "panopticapi" / "sample_data"
+    root = tmp_path / "pan"
+    (root / "annotations").mkdir(parents=True)
+    doc = json.loads((src / "panoptic_examples.json").read_text())
+    (root / "annotations" / "panoptic_val.json").write_text(json.dumps(doc))
+    import shutil
+
+    shutil.copytree(src / "panoptic_examples", root / "annotations" / "panoptic_val")
+    shutil.copytree(src / "input_images", root / "val")
+    png = root / "annotations" / "panoptic_val" / "000000439180.png"
+    rgb = np.asarray(Image.open(png).convert("RGB")).copy()
+    rgb[..., 2] = 0
+    Image.fromarray(rgb).save(png)
+    _, shallow = validate("coco-panoptic", root, workers=1)
+    assert not any(p.kind == "parse" for p in shallow)  # only the first PNG is checked by default
+    ds, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    parse = [p for p in problems if p.kind == "parse"]
+    assert len(parse) == 1 and "000000439180.png" in parse[0].where
+    assert "do not match segments_info" in parse[0].message
+    assert len(ds) == len(doc["images"]) - 1
+    code = main(["validate", "coco-panoptic", str(root), "--deep", "--workers", "1"])
+    assert code == 1

@@ -43,7 +43,8 @@ from ..records import Category, Dataset, Instances, Record, record_id_from_path
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
 
-__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "write", "VERIFY_MODES"]
+__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "validate_options", "write",
+           "VERIFY_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,16 @@ def _decode_chunk(items: Sequence[tuple]) -> list:
         except FormatError as err:
             out.append(err)
     return out
+
+
+def validate_options(deep: bool) -> dict[str, Any]:
+    """Parse options :func:`dsprep.validate.validate` uses: ``--deep`` checks every PNG (``verify="all"``).
+
+    Example:
+        >>> validate_options(deep=True)
+        {'verify': 'all'}
+    """
+    return {"verify": "all"} if deep else {}
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
