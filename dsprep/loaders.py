@@ -311,6 +311,30 @@ def _build_luts(mask_lut: Any, dataset: Any) -> tuple[list[np.ndarray | None], n
     return luts, which
 
 
+def _mask_readers(dataset: Any) -> tuple[list[tuple[Callable, str]], np.ndarray | None]:
+    """(readers, per record the index of its reader or -1) for masks that are not label PNGs.
+
+    A parser whose semantic source for some records is another file (a
+    Cityscapes frame with only instanceIds, or only polygons.json) names the
+    function that turns it into the label map a PNG would hold:
+    ``info["mask_readers"]`` = kind -> ``"module:function"``, called as
+    ``function(path, kind)``; the kind is ``record.extra["mask_kind"]``.
+    """
+    import importlib
+
+    named = dataset.info.get("mask_readers")
+    if not isinstance(named, Mapping) or not named:
+        return [], None
+    kinds = sorted(named)
+    readers = []
+    for kind in kinds:
+        module, _, attr = str(named[kind]).partition(":")
+        readers.append((getattr(importlib.import_module(module), attr), kind))
+    index = {kind: i for i, kind in enumerate(kinds)}
+    which = np.array([index.get((e or {}).get("mask_kind"), -1) for e in dataset.column("extra")], np.int16)
+    return readers, which
+
+
 def _to_tensor_image(image: Any) -> torch.Tensor:
     # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
     # of planar data from torch's resampler): collate copies it into the batch.
@@ -398,6 +422,8 @@ class TorchDataset(tud.Dataset):
         self._native = isinstance(self.transform, T.Compose)
         self.mask_luts, self.mask_lut_of = (_build_luts(mask_lut, dataset) if self.task == "segmentation"
                                             else ([None], None))
+        self.mask_readers, self.mask_reader_of = (_mask_readers(dataset) if self.task == "segmentation"
+                                                  else ([], None))
         self.flip_map = None
         if want_kp:
             self.flip_map = np.asarray(flip_map if flip_map is not None else _default_flip_map(dataset, self.table))
@@ -565,7 +591,12 @@ class TorchDataset(tud.Dataset):
         if rel is None:
             raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path")
         path = os.path.join(tb.root, rel)
-        m = decode_mask(path)
+        which = -1 if self.mask_reader_of is None else int(self.mask_reader_of[r])
+        if which >= 0:  # not a label PNG (Cityscapes instanceIds / polygons.json): the parser's reader
+            reader, kind = self.mask_readers[which]
+            m = reader(path, kind)
+        else:
+            m = decode_mask(path)
         if m.shape != (h, w):
             raise InvalidAnnotationError(path, f"mask is {m.shape[1]}x{m.shape[0]}, its image is {w}x{h}")
         lut = self.mask_luts[0 if self.mask_lut_of is None else self.mask_lut_of[r]]

@@ -92,12 +92,19 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
         from .formats.voc import VOC_PALETTE
 
         palette = {tuple(map(int, c)) for c in VOC_PALETTE}
+    readers = ds.info.get("mask_readers") if isinstance(ds.info.get("mask_readers"), dict) else {}
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)
             if not rel:
                 continue
             path = root / rel
+            if attr == "mask_path" and (r.extra or {}).get("mask_kind") in readers and path.suffix == ".json":
+                # the semantic map is drawn from this file (Cityscapes polygons.json), which the
+                # parser has read and checked (labels, size): only its presence is left to see
+                if not path.is_file():
+                    yield Problem("unreadable_mask", r.id, f"{rel}: no such file")
+                continue
             # Pixels are read only where a check needs them: RGB masks of a VOC tree (palette
             # colours) and instance masks of a dataset with hasInstances (Cityscapes); a palette
             # PNG holds palette indices by construction. Otherwise the header proves it readable.

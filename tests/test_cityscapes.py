@@ -132,7 +132,8 @@ def test_instances_from_polygons_when_pngs_are_absent(tmp_path, monkeypatch):
     b = cs.parse(tmp_path / "poly", instances="things", workers=1)
     assert len(reads) == len(set(reads)) == len(b)  # each polygons.json read once: size and objects
     assert [r.instances for r in a] == [r.instances for r in b]
-    assert all(r.mask_path is None and r.instance_mask_path is None for r in b)
+    # polygons.json is the semantic source (read_semantic_mask draws labelIds from it)
+    assert all(r.mask_path == r.extra["polygons_path"] and r.instance_mask_path is None for r in b)
     assert all((r.width, r.height) == (W, H) for r in b)  # from polygons.json imgWidth/imgHeight
 
 
@@ -238,9 +239,9 @@ def test_polygons_only_tree_converts_to_coco_panoptic_as_its_png_tree(tmp_path):
     a = convert("cityscapes", tmp_path / "png", "coco-panoptic", tmp_path / "a", workers=1)
     b = convert("cityscapes", tmp_path / "poly", "coco-panoptic", tmp_path / "b", workers=1)
     assert b["objects"] == a["objects"] > 0
-    # the same loss, but for the file kinds each tree has (a labelIds mask only in the PNG tree)
+    # the same loss, but for the names of the gt files each tree has
     assert {k: v for k, v in b["lost"].items() if not k.startswith("image fields")} == \
-        {k: v for k, v in a["lost"].items() if not k.startswith(("image fields", "semantic mask PNGs"))}
+        {k: v for k, v in a["lost"].items() if not k.startswith("image fields")}
     assert a["lost"]["semantic mask PNGs (mask_path)"] == 4
     ja = json.loads((tmp_path / "a/annotations/panoptic_val.json").read_text())
     jb = json.loads((tmp_path / "b/annotations/panoptic_val.json").read_text())
@@ -273,7 +274,8 @@ def test_datumaro_nonconformant_8bit_instance_ids(fixtures):
     root = fixtures / "datumaro/tests/assets/cityscapes_dataset/dataset"
     ds = cs.parse(root, instances="things", dummy_test_labels=False, workers=1)
     assert {k: len(v) for k, v in ds.splits.items()} == {"test": 2, "train": 1, "val": 1}
-    assert all(r.mask_path is None and r.instance_mask_path for r in ds)  # no labelIds there
+    # no labelIds there: instanceIds is the semantic source (decode_instance_ids)
+    assert all(r.mask_path == r.instance_mask_path and r.extra["mask_kind"] == "instanceIds" for r in ds)
     by_id = {r.source_id: r for r in ds}
     # 8-bit values are plain ids: 24 is a person group (crowd), 27 a truck group
     train = by_id["defaultcity_000002_000045"].instances
@@ -460,3 +462,52 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
                       tmp_path / "out2", images="none")
     assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
                               "categories (Cityscapes has a fixed label table)": 1}
+
+
+def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_path):
+    """polygons.json only (drawn as json2labelImg) or instanceIds only (datumaro; decode_instance_ids):
+    the torch layer, validate and --to voc see the same labelIds the PNG tree holds."""
+    import dsprep
+    from dsprep.validate import validate
+
+    make_cityscapes(tmp_path / "png", splits=("val",), frames=2, polygons=False)
+    make_cityscapes(tmp_path / "poly", splits=("val",), frames=2, pngs=False)
+    make_cityscapes(tmp_path / "inst", splits=("val",), frames=2, polygons=False)
+    for f in (tmp_path / "inst").rglob("*_gtFine_*.png"):
+        if not f.name.endswith("instanceIds.png"):
+            f.unlink()
+    ref = dsprep.parse("cityscapes", tmp_path / "png", workers=1)
+    want = [ref.torch(task="segmentation")[i][1]["mask"] for i in range(len(ref))]
+    assert all(bool((m == 23).any()) for m in want)  # sky is there
+    for name, kind in (("poly", "polygons"), ("inst", "instanceIds")):
+        ds = dsprep.parse("cityscapes", tmp_path / name, workers=1)
+        assert [r.extra["mask_kind"] for r in ds] == [kind] * len(ds)
+        got = [ds.torch(task="segmentation")[i][1]["mask"] for i in range(len(ds))]
+        assert all(np.array_equal(g.numpy(), w.numpy()) for g, w in zip(got, want)), name
+        tid = ds.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"]
+        assert np.array_equal(tid.numpy(), ref.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"].numpy())
+        _, problems = validate("cityscapes", tmp_path / name, workers=1)
+        assert problems == [], (name, problems[:3])
+        report = convert("cityscapes", tmp_path / name, "voc", tmp_path / f"voc_{name}", workers=1, images="none")
+        assert not any("semantic" in k for k in report["lost"]), report["lost"]
+    convert("cityscapes", tmp_path / "png", "voc", tmp_path / "voc_png", workers=1, images="none")
+    for png in (tmp_path / "voc_png/SegmentationClass").glob("*.png"):
+        for name in ("poly", "inst"):
+            assert np.array_equal(np.asarray(Image.open(png)),
+                                  np.asarray(Image.open(tmp_path / f"voc_{name}/SegmentationClass" / png.name)))
+    # instanceIds alone written back to Cityscapes: labelIds decoded from it, not dropped
+    inst = cs.parse(tmp_path / "inst", workers=1)
+    (tmp_path / "back").mkdir()
+    cs.write(inst, tmp_path / "back", images="none")
+    back = sorted((tmp_path / "back").rglob("*_gtFine_labelIds.png"))
+    assert len(back) == 4 and np.array_equal(np.asarray(Image.open(back[0])),
+                                             np.asarray(Image.open(sorted((tmp_path / "png").rglob(
+                                                 "*_gtFine_labelIds.png"))[0])))
+    # an unknown label in a polygons-only frame is named by validate, not found later by a loader
+    doc_path = sorted((tmp_path / "poly").rglob("*_polygons.json"))[0]
+    doc = json.loads(doc_path.read_text())
+    doc["objects"][5]["label"] = "carx"
+    doc_path.write_text(json.dumps(doc))
+    _, problems = validate("cityscapes", tmp_path / "poly", workers=1)
+    assert [p.kind for p in problems] == ["parse"] and "unknown label 'carx'" in problems[0].message
+    assert doc_path.name in problems[0].where + problems[0].message

@@ -59,7 +59,7 @@ NAME = "cityscapes"
 DESCRIPTION = "Cityscapes leftImg8bit + gtFine/gtCoarse (labelIds, instanceIds, polygons.json)"
 
 __all__ = ["NAME", "DESCRIPTION", "detect", "parse", "write", "parse_options_for", "categories",
-           "decode_instance_ids", "instance_map_from_polygons", "ANNOTATION_TYPES", "LABEL_SPACES",
+           "decode_instance_ids", "instance_map_from_polygons", "read_semantic_mask", "ANNOTATION_TYPES", "LABEL_SPACES",
            "INSTANCE_MODES"]
 
 log = logging.getLogger(__name__)
@@ -206,23 +206,60 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     for i, obj in enumerate(objects):
         if obj.get("deleted", 0):
             continue
-        label = obj.get("label")
-        is_group = False
-        if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
-            label, is_group = label[: -len("group")], True
-        lab = L.BY_NAME.get(label)
-        if lab is None:
-            raise InvalidAnnotationError(f"{where}: object {i}",
-                                         f"unknown label {obj.get('label')!r}; expected a Cityscapes label "
-                                         f"name (labels.py) or <name>group")
+        lab, is_group = _polygon_label(obj, f"{where}: object {i}")
         value = lab.id
         if lab.hasInstances and not is_group:
-            value = lab.id * 1000 + counters.get(label, 0)
-            counters[label] = counters.get(label, 0) + 1
+            value = lab.id * 1000 + counters.get(lab.name, 0)
+            counters[lab.name] = counters.get(lab.name, 0) + 1
         if value < 0:
             continue
         shapes.append((_polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})"), value))
     return rasterise_polygons(w, h, shapes, background=0)
+
+
+def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
+    """(label row, is a group) of one polygons.json object; an unknown label is a named error."""
+    label = obj.get("label") if isinstance(obj, dict) else None
+    is_group = False
+    if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
+        label, is_group = label[: -len("group")], True
+    lab = L.BY_NAME.get(label)
+    if lab is None:
+        raise InvalidAnnotationError(where, f"unknown label {obj.get('label') if isinstance(obj, dict) else obj!r}; "
+                                            f"expected a Cityscapes label name (labels.py) or <name>group")
+    return lab, is_group
+
+
+def _check_polygon_labels(doc: dict, where: str) -> None:
+    """Every label of a polygons.json is a Cityscapes label (no pixels drawn)."""
+    objects = doc.get("objects", []) if isinstance(doc, dict) else None
+    if not isinstance(objects, list):
+        raise InvalidAnnotationError(where, "expected imgWidth, imgHeight and an 'objects' list")
+    for i, obj in enumerate(objects):
+        if not (isinstance(obj, dict) and obj.get("deleted", 0)):
+            _polygon_label(obj, f"{where}: object {i}")
+
+
+def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """The labelIds map (uint8) of a frame whose semantic source is not a labelIds PNG.
+
+    ``kind`` is the record's ``extra["mask_kind"]``: ``"instanceIds"`` (the
+    class of value ``v`` is ``decode_instance_ids(v)``) or ``"polygons"``
+    (drawn as cityscapesScripts' ``json2labelImg`` draws it). This is what
+    ``Dataset.info["mask_readers"]`` names, so that the torch layer, validate
+    and other formats' writers get the same map a labelIds PNG would hold.
+
+    Example:
+        >>> read_semantic_mask("gtFine/val/x/x_000000_000019_gtFine_polygons.json", "polygons")  # doctest: +SKIP
+        array([[23, 23, ...]], dtype=uint8)
+    """
+    from ..masks import read_label_png
+
+    if kind == "instanceIds":
+        return decode_instance_ids(read_label_png(path)).clip(0, 255).astype(np.uint8)
+    if kind == "polygons":
+        return _label_map_from_polygons(_io.read_json_object(Path(path)), str(path))
+    raise ValueError(f"read_semantic_mask: kind must be 'instanceIds' or 'polygons', found {kind!r}")
 
 
 def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
@@ -349,6 +386,10 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         mask, kind = gt["labelIds"], "labelIds"
     elif "labelTrainIds" in gt:  # datumaro writes labelTrainIds without labelIds
         mask, kind = gt["labelTrainIds"], "labelTrainIds"
+    elif "instanceIds" in gt:  # datumaro: instanceIds alone; label id = decode_instance_ids(v)
+        mask, kind = gt["instanceIds"], "instanceIds"
+    elif "polygons" in gt:  # polygons.json alone: labelIds drawn from it, as json2labelImg does
+        mask, kind = gt["polygons"], "polygons"
     else:
         mask, kind = None, None
     if kind:
@@ -359,6 +400,8 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
     if dummy:
         extra["dummy_labels"] = True
     polygons = _io.read_json_object(root / gt["polygons"]) if "polygons" in gt else None  # read once
+    if kind == "polygons" and not dummy:
+        _check_polygon_labels(polygons, gt["polygons"])  # it is the frame's semantic map: fail now, not in a loader
     width, height = _frame_size(root, frame, polygons)
     inst = Instances()
     if opts["instances"] != "none" and not dummy:
@@ -468,6 +511,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         "cityscapes_label_space": label_space,
         "mask_luts": _mask_luts(label_space),
         "mask_category_names": _mask_category_names(),
+        "mask_readers": {kind: MASK_READER for kind in _READ_KINDS},
         "mask_ignore_index": 255 if label_space == "trainId" else 0,
         "train_id_names": [lab.name for lab in sorted((x for x in L.LABELS if 0 <= x.trainId < 255),
                                                       key=lambda x: x.trainId)],
@@ -494,8 +538,16 @@ def _mask_luts(label_space: str) -> dict[str, list[int]]:
     if label_space == "trainId":
         # values outside the 19 classes (datumaro's background 19) become 255, ignore
         train = [v if v < 19 else 255 for v in range(256)]
-        return {"labelIds": L.id_to_train_id_lut(), "labelTrainIds": train}
-    return {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
+        luts = {"labelIds": L.id_to_train_id_lut(), "labelTrainIds": train}
+    else:
+        luts = {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
+    # instanceIds / polygons.json are read as label ids by read_semantic_mask (info["mask_readers"])
+    return {**luts, **{kind: luts["labelIds"] for kind in _READ_KINDS}}
+
+
+# mask kinds whose file is not a label-id PNG: read_semantic_mask turns them into labelIds
+_READ_KINDS = ("instanceIds", "polygons")
+MASK_READER = "dsprep.formats.cityscapes:read_semantic_mask"
 
 
 def _mask_category_names() -> dict[str, list[str | None]]:
@@ -591,9 +643,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         elif train_src:
             shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
-        elif rec.extra.get("polygons_path"):  # labelIds drawn from the polygons, as json2labelImg does
-            ids = _label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
-                                           rec.extra["polygons_path"])
+        elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.mask_path):
+            # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
+            ids = (_label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
+                                            rec.extra["polygons_path"])
+                   if rec.extra.get("polygons_path") else read_semantic_mask(src_root / rec.mask_path, kind))
             Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
             if train_ids:
                 Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))

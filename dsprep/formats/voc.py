@@ -1116,11 +1116,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
             has_class = True
         elif rec.mask_path:
-            to_voc = foreign_luts.get((rec.extra or {}).get("mask_kind"))
+            kind = (rec.extra or {}).get("mask_kind")
+            to_voc = foreign_luts.get(kind)
             if to_voc is not None:
-                from ..masks import read_label_png
-
-                values = read_label_png(mask_src(rec.mask_path)).astype(np.int64, copy=False)
+                values = _read_foreign_mask(dataset, mask_src(rec.mask_path), kind).astype(np.int64, copy=False)
                 _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
                 has_class = True
             else:
@@ -1197,6 +1196,26 @@ def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[st
     voc_of = {c.name: index_of[c.id] for c in dataset.categories}
     return {kind: np.array([voc_of.get(n, VOID) if n is not None else VOID for n in names] + [VOID], np.uint8)
             for kind, names in kinds.items()}
+
+
+def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.ndarray:
+    """Another format's semantic mask as values of its kind.
+
+    A label PNG is decoded; a kind the parser names in
+    ``info["mask_readers"]`` (kind -> ``"module:function"``: Cityscapes frames
+    whose only source is instanceIds or polygons.json) is read by that
+    function, which gives the map a label PNG of the frame would hold.
+    """
+    readers = dataset.info.get("mask_readers")
+    named = readers.get(kind) if isinstance(readers, Mapping) and kind is not None else None
+    if named:
+        import importlib
+
+        module, _, attr = str(named).partition(":")
+        return np.asarray(getattr(importlib.import_module(module), attr)(path, kind))
+    from ..masks import read_label_png
+
+    return read_label_png(path)
 
 
 def _count_lost(rec: Record, lost: dict[str, int]) -> None:
