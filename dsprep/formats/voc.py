@@ -1040,7 +1040,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     (exactly the images given a ``SegmentationClass``, which alone get
     ``<segmented>1``). Another format's semantic mask is mapped to VOC class
     indices when ``dataset.info["mask_category_names"]`` names the category of
-    each of its values (Cityscapes labelIds), else counted lost.
+    each of its values (Cityscapes labelIds), else counted lost. Masks of
+    records flagged ``extra["dummy_labels"]`` (the Cityscapes test split) are
+    placeholders: never written, counted lost.
     A ``labelmap.txt`` (datumaro's format) is written when the categories are not
     exactly the 20 VOC classes in order, so that :func:`parse` restores their order.
 
@@ -1112,7 +1114,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         # format's semantic mask is mapped pixel by pixel when its values name categories
         # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
         has_class = False
-        if rec.mask_path and exact:
+        if (rec.extra or {}).get("dummy_labels") and not exact and (rec.mask_path or rec.instance_mask_path):
+            # Cityscapes test gt files are placeholders: written as SegmentationClass they would
+            # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
+            what = "dummy label masks (Cityscapes test: not ground truth)"
+            lost[what] = lost.get(what, 0) + 1
+        elif rec.mask_path and exact:
             _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
             has_class = True
         elif rec.mask_path:
@@ -1133,6 +1140,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
         if made is not None:
             _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
+        elif (rec.extra or {}).get("dummy_labels") and not exact:
+            pass  # counted above
         elif rec.instance_mask_path and exact:
             _copy_mask(mask_src(rec.instance_mask_path), dest / _SEGOBJ / f"{name}.png")
         elif rec.instance_mask_path:
@@ -1167,6 +1176,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if groups:
             for split, ids in groups.items():
                 lines = [name_of[i] for i in ids if i in name_of and name_of[i] in have]
+                if not lines and not exact:  # a split without masks (Cityscapes test) gets no list
+                    continue
                 (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in dataset.categories] != list(VOC_CLASSES):
         _write_labelmap(dest, dataset.categories)
