@@ -44,6 +44,7 @@ KINDS = {
     "instance_id_without_instances": "instance id on a class that has no instances",
     "mask_colour_not_in_palette": "mask colour not in the VOC palette",
     "unreadable_mask": "mask file missing or unreadable",
+    "mask_size_mismatch": "mask size differs from its image's size",
 }
 
 
@@ -111,6 +112,10 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
             try:
                 with Image.open(path) as im:
                     mode = im.mode
+                    mw, mh = im.size  # header only: a mask covers its image pixel for pixel
+                    if r.width and r.height and (mw, mh) != (r.width, r.height):
+                        yield Problem("mask_size_mismatch", r.id,
+                                      f"{rel}: mask is {mw}x{mh}, its image is {r.width}x{r.height}")
                     need_pixels = ((palette is not None and mode != "P")
                                    or (attr == "instance_mask_path" and bool(has_instances)))
                     arr = (np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)

@@ -210,3 +210,28 @@ def test_validate_deep_checks_every_panoptic_png(fixtures, tmp_path):
     assert len(ds) == len(doc["images"]) - 1
     code = main(["validate", "coco-panoptic", str(root), "--deep", "--workers", "1"])
     assert code == 1
+
+
+def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
+    """A 16x8 labelIds for a 32x16 Cityscapes frame, resized VOC SegmentationClass/Object PNGs: found
+    from the PNG headers (the loader would fail on them later), nothing reported on clean trees."""
+    from dsprep.validate import validate
+
+    from fakes_cityscapes import make_cityscapes
+    from fakes_voc import make_voc
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2, polygons=False)
+    assert validate("cityscapes", tmp_path / "cs", workers=1)[1] == []
+    small = sorted((tmp_path / "cs").rglob("*_gtFine_labelIds.png"))[0]
+    Image.open(small).resize((16, 8)).save(small)
+    problems = validate("cityscapes", tmp_path / "cs", workers=1)[1]
+    assert [p.kind for p in problems] == ["mask_size_mismatch"]
+    assert small.name in problems[0].message and "mask is 16x8, its image is 32x16" in problems[0].message
+
+    voc = make_voc(tmp_path / "voc", n=3, masks=True)
+    assert [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"] == []
+    for sub in ("SegmentationClass", "SegmentationObject"):
+        png = voc["root"] / sub / "2012_000001.png"
+        Image.open(png).resize((8, 6)).save(png)
+    found = [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"]
+    assert len(found) == 2 and all("mask is 8x6, its image is 16x12" in p.message for p in found)

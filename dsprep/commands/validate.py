@@ -13,7 +13,7 @@ the file and annotation for each: unreadable files, missing images, sizes that
 disagree with the image, boxes outside the image or empty, polygons of fewer than
 3 points, RLE sizes, unknown or unused categories, duplicate ids or files, images
 without annotations, Cityscapes instance ids on classes without instances, VOC
-mask colours outside the palette.
+mask colours outside the palette, masks whose size is not their image's.
 
 exit status: 0 clean, 1 problems found, 2 unusable input.
 
