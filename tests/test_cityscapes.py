@@ -369,6 +369,22 @@ def test_stray_files_are_reported_not_crashed_on(tmp_path, caplog):
     assert len(ds) == 1 and "do not follow the Cityscapes naming" in caplog.text
 
 
+def test_gt_file_in_another_city_folder_is_a_stray(tmp_path, caplog):
+    """bremen_..._labelIds.png inside gtFine/val/bochum/ must not become a phantom frame (no image,
+    duplicate source_id) while the real bremen frame loses its mask: it is a stray."""
+    exp = make_cityscapes(tmp_path, splits=("val",), cities=("bochum", "bremen"), frames=1)
+    bremen = [b for _, c, b in exp["frames"] if c == "bremen"][0]
+    src = tmp_path / "gtFine/val/bremen" / f"{bremen}_gtFine_labelIds.png"
+    shutil.move(src, tmp_path / "gtFine/val/bochum" / src.name)
+    ds = cs.parse(tmp_path, workers=1)
+    assert len(ds) == 2 and len({r.source_id for r in ds}) == 2
+    assert all((tmp_path / r.path).is_file() for r in ds)
+    assert ds.info["stray_files"] == 1
+    assert f"(first: gtFine/val/bochum/{src.name})" in caplog.text
+    by_city = {r.extra["city"]: r for r in ds}
+    assert by_city["bremen"].extra["mask_kind"] == "instanceIds"  # its labelIds is not in its folder
+
+
 def test_misnamed_files_are_strays_not_frames(tmp_path, caplog):
     """A file that does not follow <city>_<seq>_<frame>_ (seq and frame numbers) is no frame: a
     garbage one must not abort the parse, and the warning names it under its own folder."""

@@ -141,6 +141,17 @@ def _scanfiles(path: Path) -> list[str]:
         return []
 
 
+def _in_city(base: str, city: str) -> bool:
+    """``base`` is ``<city>_<seq>_<frame>`` of the folder's own city.
+
+    A file of another city's folder (``bremen_000101_000019_gtFine_labelIds.png``
+    in ``gtFine/val/bochum/``) would make a frame of its own with no image
+    while the real frame lost its mask: it is a stray instead.
+    """
+    m = _BASE_RE.match(base)
+    return bool(m) and m["city"] == city
+
+
 def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], list[str]]:
     """One dict per frame: base, city, image (rel path or None), gt files by kind. Plus stray names."""
     frames: dict[tuple[str, str], dict] = {}
@@ -150,7 +161,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
     for city in sorted(set(_scandirs(img_dir)) | set(_scandirs(gt_dir))):
         for name in _scanfiles(img_dir / city):
             m = _IMAGE_RE.match(name)
-            if not m or not _BASE_RE.match(m["base"]):
+            if not m or not _in_city(m["base"], city):
                 stray.append(f"{IMAGE_DIR}/{split}/{city}/{name}")
                 continue
             base = m["base"]
@@ -163,7 +174,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
                 continue
             base, rest = name[:i], name[i + len(gt_tag):]
             kind = rest.rsplit(".", 1)[0]
-            if kind not in _GT_KINDS or not _BASE_RE.match(base):
+            if kind not in _GT_KINDS or not _in_city(base, city):
                 stray.append(f"{annotations}/{split}/{city}/{name}")
                 continue
             f = frames.setdefault((city, base), {"city": city, "base": base, "gt": {}})
@@ -484,7 +495,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         strays.extend(stray)
     if strays:  # one warning naming the first file by its own folder; the count goes to info
         log.warning("%s: %d file(s) do not follow the Cityscapes naming <city>_<seq>_<frame>_leftImg8bit.png / "
-                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers) and were ignored (first: %s)",
+                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers, <city> the name of the "
+                    "folder holding the file) and were ignored (first: %s)",
                     root, len(strays), annotations, strays[0])
     opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
