@@ -527,3 +527,20 @@ def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_pat
     _, problems = validate("cityscapes", tmp_path / "poly", workers=1)
     assert [p.kind for p in problems] == ["parse"] and "unknown label 'carx'" in problems[0].message
     assert doc_path.name in problems[0].where + problems[0].message
+
+
+def test_image_split_without_annotation_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    """leftImg8bit/train_extra beside gtFine (its labels are in gtCoarse) is not labelled data for a
+    gtFine parse: skipped with one warning naming it; split= still reads it; convert writes no
+    empty gtFine/train_extra nor an annotation-less JSON."""
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=1)
+    make_cityscapes(tmp_path / "cs", splits=("train_extra",), cities=("bochum",), frames=1,
+                    annotations="gtCoarse")
+    ds = cs.parse(tmp_path / "cs", workers=1)
+    assert list(ds.splits) == ["val"] and len(ds) == 1
+    warned = [r.getMessage() for r in caplog.records if "train_extra" in r.getMessage()]
+    assert len(warned) == 1 and "no gtFine/ folder: skipped" in warned[0]
+    assert len(cs.parse(tmp_path / "cs", split="train_extra", workers=1)) == 1  # asked for: read
+    assert list(cs.parse(tmp_path / "cs", annotations="gtCoarse", workers=1).splits) == ["train_extra"]
+    convert("cityscapes", tmp_path / "cs", "coco", tmp_path / "coco", workers=1, images="none")
+    assert sorted(p.name for p in (tmp_path / "coco/annotations").iterdir()) == ["instances_val.json"]

@@ -437,7 +437,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
 
     Args:
         path: the root holding ``leftImg8bit/`` and ``gtFine/`` (or ``gtCoarse/``).
-        split: one split (``train``, ``val``, ``test``, ``train_extra``); default all found.
+        split: one split (``train``, ``val``, ``test``, ``train_extra``); default every split
+            with a folder in ``annotations`` (a leftImg8bit split without one, such as
+            ``train_extra`` beside gtFine, is skipped with a warning); every leftImg8bit
+            split when there is no annotation folder at all.
         on_error: ``raise`` or ``warn`` (skip a bad frame, count it).
         workers: processes for reading many files (default: all cores).
         progress: progress bar (default: on a terminal).
@@ -483,10 +486,22 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         raise DatasetNotFoundError(
             f"{root}: not a Cityscapes root; expected {IMAGE_DIR}/<split>/<city>/*{IMAGE_SUFFIX} and/or "
             f"{annotations}/<split>/<city>/*_{annotations}_labelIds.png (download: {DOWNLOAD_PAGE})")
-    found = sorted(set(_scandirs(root / IMAGE_DIR)) | set(_scandirs(root / annotations)))
+    labelled = _scandirs(root / annotations)
+    found = sorted(set(_scandirs(root / IMAGE_DIR)) | set(labelled))
     if split is not None:
         check_choice("split", split, found)
-    splits = [split] if split is not None else found
+        splits = [split]
+    elif (root / annotations).is_dir():
+        # a leftImg8bit split with no folder in these annotations (train_extra beside gtFine:
+        # its labels are in gtCoarse) is not labelled data: read only when asked for by split=
+        splits = [s for s in found if s in labelled]
+        unlabelled = [s for s in found if s not in labelled]
+        if unlabelled:
+            log.warning("%s: split(s) %s have images in %s/ but no %s/ folder: skipped (not labelled in %s; "
+                        "pass split=... to read one as unlabelled images, or annotations='gtCoarse' for "
+                        "train_extra)", root, ", ".join(unlabelled), IMAGE_DIR, annotations, annotations)
+    else:
+        splits = found
     frames: list[dict] = []
     strays: list[str] = []
     for s in splits:
