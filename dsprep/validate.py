@@ -45,6 +45,7 @@ KINDS = {
     "mask_colour_not_in_palette": "mask colour not in the VOC palette",
     "unreadable_mask": "mask file missing or unreadable",
     "mask_size_mismatch": "mask size differs from its image's size",
+    "area_mismatch": "stored segment area differs from its pixel count",
 }
 
 
@@ -208,6 +209,10 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
     for c in (ds.categories if annotated else ()):
         if not used[c.id]:
             problems.append(Problem("unused_category", f"category {c.id} {c.name!r}", "no object or image label uses it"))
+    # what a parser found while decoding masks (coco-panoptic with verify="all": validate --deep)
+    for png, sid, stored, counted in ds.info.get("segment_area_mismatches") or ():
+        problems.append(Problem("area_mismatch", f"{png} segment {sid}",
+                                f"segments_info area {stored:g}, the PNG has {counted} pixels of this id"))
     if check_files:
         base = Path(root if root is not None else ds.root or ".")
         items = [(r.id, str(base / r.path), r.width, r.height, deep) for r in ds.records]

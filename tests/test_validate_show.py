@@ -235,3 +235,17 @@ def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
         Image.open(png).resize((8, 6)).save(png)
     found = [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"]
     assert len(found) == 2 and all("mask is 8x6, its image is 16x12" in p.message for p in found)
+
+
+def test_validate_deep_reports_panoptic_areas_that_differ_from_the_pixels(fixtures):
+    """datumaro's a.png stores area 20 for a segment of 25 pixels: kept as stored by the parser,
+    reported by validate --deep (every PNG decoded) as area_mismatch naming the PNG and segment."""
+    from dsprep.validate import validate
+
+    root = fixtures / "datumaro/tests/assets/coco_dataset/coco_panoptic"
+    ds, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    found = [p for p in problems if p.kind == "area_mismatch"]
+    assert found and all("segments_info area" in p.message for p in found)
+    assert any("a.png" in p.where and "area 20, the PNG has 25 pixels" in p.message for p in found)
+    rec = next(r for r in ds if r.instance_mask_path.endswith("/a.png"))
+    assert 20.0 in rec.instances.area.tolist()  # the stored area is kept, not recomputed

@@ -176,8 +176,14 @@ def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
                      extra=extra if any(extra) else None)
 
 
-def _check_png(path: Path, ids: np.ndarray, masks: bool) -> list | None:
-    """Decode one panoptic PNG, check its ids against segments_info; return RLEs if ``masks``."""
+def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None
+               ) -> tuple[list | None, list[tuple[int, float, int]]]:
+    """Decode one panoptic PNG, check its ids against segments_info.
+
+    Returns:
+        (RLEs if ``masks`` else None, [(segment id, stored area, pixel count)] of the
+        segments whose stored ``area`` differs from their pixel count).
+    """
     from PIL import Image, UnidentifiedImageError
 
     from ..masks import rgb_to_id, segments_from_id_map
@@ -204,17 +210,21 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool) -> list | None:
         if int(rgb[..., 2].max(initial=0)) == 0 and extra_ids:
             msg += f"; {_TWO_CHANNEL_HINT}"
         raise InvalidAnnotationError(str(path), msg)
-    if not masks:
-        return None
     index = {int(v): i for i, v in enumerate(seg.values)}
-    return [seg.rles[index[int(v)]] for v in ids]
+    # stored areas are kept as they are (datumaro's a.png stores 20 for 25 pixels): only reported
+    off = [] if areas is None else [
+        (int(v), float(a), int(seg.areas[index[int(v)]])) for v, a in zip(ids.tolist(), areas.tolist())
+        if np.isfinite(a) and float(a) != float(seg.areas[index[int(v)]])]
+    if not masks:
+        return None, off
+    return [seg.rles[index[int(v)]] for v in ids], off
 
 
 def _decode_chunk(items: Sequence[tuple]) -> list:
     out = []
-    for path, ids, masks in items:
+    for path, ids, masks, areas in items:
         try:
-            out.append(_check_png(path, ids, masks))
+            out.append(_check_png(path, ids, masks, areas))
         except FormatError as err:
             out.append(err)
     return out
@@ -280,6 +290,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     records: list[Record] = []
     splits: dict[str, list[str]] = {}
     info: dict[str, Any] = {"instance_mask_encoding": "rgb"}
+    area_notes: list[tuple[str, int, float, int]] = []
     for split_name, jpath in files:
         doc = _load_json(jpath)
         cats = _categories(doc, jpath)
@@ -310,9 +321,13 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             if isinstance(a, dict) and a.get("image_id") not in known:
                 policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {a.get('image_id')!r}",
                                                      "no image with this id in 'images'"))
-        split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy)
+        split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy, area_notes)
         records.extend(split_recs)
         splits[split_name] = [r.id for r in split_recs]
+    if area_notes:  # kept as stored; validate reports them (area_mismatch)
+        info["segment_area_mismatches"] = area_notes
+        log.warning("%s: %d segment(s) store an area that differs from their pixel count (kept as stored; "
+                    "first: %s segment %d stores %g, has %d pixels)", root, len(area_notes), *area_notes[0])
     if policy.count:
         info["skipped"] = policy.count
         policy.summary("panoptic images")
@@ -340,7 +355,7 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
-            progress: bool | None, policy: ErrorPolicy) -> list[Record]:
+            progress: bool | None, policy: ErrorPolicy, area_notes: list) -> list[Record]:
     with_png = [r for r in recs if r.instance_mask_path]
     if masks or verify == "all":
         todo = with_png
@@ -348,7 +363,7 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         todo = with_png[:1]
     else:
         return recs
-    items = [(root / r.instance_mask_path, r.instances.ids, masks) for r in todo]
+    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area) for r in todo]
     results = [x for chunk in _io.parallel_map(_decode_chunk, items, workers=workers, chunk=8,
                                                desc="panoptic PNGs", show_progress=progress) for x in chunk]
     bad: set[str] = set()
@@ -356,8 +371,11 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         if isinstance(res, FormatError):
             policy.handle(res)
             bad.add(r.id)
-        elif res is not None:
-            r.instances.segmentation = res
+            continue
+        rles, off = res
+        if rles is not None:
+            r.instances.segmentation = rles
+        area_notes.extend((r.instance_mask_path, sid, stored, counted) for sid, stored, counted in off)
     return [r for r in recs if r.id not in bad]
 
 
