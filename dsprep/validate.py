@@ -94,19 +94,12 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
         from .formats.voc import VOC_PALETTE
 
         palette = {tuple(map(int, c)) for c in VOC_PALETTE}
-    readers = ds.info.get("mask_readers") if isinstance(ds.info.get("mask_readers"), dict) else {}
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)
             if not rel:
                 continue
             path = root / rel
-            if attr == "mask_path" and (r.extra or {}).get("mask_kind") in readers and path.suffix == ".json":
-                # the semantic map is drawn from this file (Cityscapes polygons.json), which the
-                # parser has read and checked (labels, size): only its presence is left to see
-                if not path.is_file():
-                    yield Problem("unreadable_mask", r.id, f"{rel}: no such file")
-                continue
             # Pixels are read only where a check needs them: RGB masks of a VOC tree (palette
             # colours) and instance masks of a dataset with hasInstances (Cityscapes); a palette
             # PNG holds palette indices by construction. Otherwise the header proves it readable.
@@ -176,7 +169,10 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
         if len(inst) and not (w and h):
             problems.append(Problem("missing_size", r.id, f"{len(inst)} objects but the annotation gives "
                                     f"size {w}x{h}; boxes cannot be checked against the image"))
-        if len(inst) == 0 and r.label is None and not r.mask_path and not r.captions:
+        # extra["semantic_source"]: a frame whose semantic map is drawn from another file (Cityscapes
+        # polygons.json / instanceIds only; the parser has read and checked it)
+        if len(inst) == 0 and r.label is None and not r.mask_path and not r.captions \
+                and not (r.extra or {}).get("semantic_source"):
             problems.append(Problem("no_annotations", r.id, "no objects, label, mask or caption"))
         for j, (box, label) in enumerate(zip(inst.boxes, inst.labels.tolist())):
             where = f"{r.id} object {j}" + (f" (id {inst.ids[j]})" if inst.ids[j] >= 0 else "")

@@ -132,8 +132,9 @@ def test_instances_from_polygons_when_pngs_are_absent(tmp_path, monkeypatch):
     b = cs.parse(tmp_path / "poly", instances="things", workers=1)
     assert len(reads) == len(set(reads)) == len(b)  # each polygons.json read once: size and objects
     assert [r.instances for r in a] == [r.instances for r in b]
-    # polygons.json is the semantic source (read_semantic_mask draws labelIds from it)
-    assert all(r.mask_path == r.extra["polygons_path"] and r.instance_mask_path is None for r in b)
+    # no label PNG: polygons.json is the semantic source (read_semantic_mask draws labelIds from it)
+    assert all(r.mask_path is None and r.instance_mask_path is None for r in b)
+    assert all(r.extra["semantic_source"] == r.extra["polygons_path"] for r in b)
     assert all((r.width, r.height) == (W, H) for r in b)  # from polygons.json imgWidth/imgHeight
 
 
@@ -239,9 +240,11 @@ def test_polygons_only_tree_converts_to_coco_panoptic_as_its_png_tree(tmp_path):
     a = convert("cityscapes", tmp_path / "png", "coco-panoptic", tmp_path / "a", workers=1)
     b = convert("cityscapes", tmp_path / "poly", "coco-panoptic", tmp_path / "b", workers=1)
     assert b["objects"] == a["objects"] > 0
-    # the same loss, but for the names of the gt files each tree has
+    # the same loss, but for the gt files each tree has (a labelIds PNG only in the PNG tree; the
+    # polygons tree's semantic source is reported among its image fields)
     assert {k: v for k, v in b["lost"].items() if not k.startswith("image fields")} == \
-        {k: v for k, v in a["lost"].items() if not k.startswith("image fields")}
+        {k: v for k, v in a["lost"].items() if not k.startswith(("image fields", "semantic mask PNGs"))}
+    assert b["lost"]["image fields (city, frame, mask_kind, polygons_path, semantic_source, sequence)"] == 4
     assert a["lost"]["semantic mask PNGs (mask_path)"] == 4
     ja = json.loads((tmp_path / "a/annotations/panoptic_val.json").read_text())
     jb = json.loads((tmp_path / "b/annotations/panoptic_val.json").read_text())
@@ -274,8 +277,9 @@ def test_datumaro_nonconformant_8bit_instance_ids(fixtures):
     root = fixtures / "datumaro/tests/assets/cityscapes_dataset/dataset"
     ds = cs.parse(root, instances="things", dummy_test_labels=False, workers=1)
     assert {k: len(v) for k, v in ds.splits.items()} == {"test": 2, "train": 1, "val": 1}
-    # no labelIds there: instanceIds is the semantic source (decode_instance_ids)
-    assert all(r.mask_path == r.instance_mask_path and r.extra["mask_kind"] == "instanceIds" for r in ds)
+    # no labelIds there: instanceIds is the semantic source (decode_instance_ids); mask_path stays None
+    assert all(r.mask_path is None and r.extra["semantic_source"] == r.instance_mask_path
+               and r.extra["mask_kind"] == "instanceIds" for r in ds)
     by_id = {r.source_id: r for r in ds}
     # 8-bit values are plain ids: 24 is a person group (crowd), 27 a truck group
     train = by_id["defaultcity_000002_000045"].instances
@@ -505,7 +509,7 @@ def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_pat
         _, problems = validate("cityscapes", tmp_path / name, workers=1)
         assert problems == [], (name, problems[:3])
         report = convert("cityscapes", tmp_path / name, "voc", tmp_path / f"voc_{name}", workers=1, images="none")
-        assert not any("semantic" in k for k in report["lost"]), report["lost"]
+        assert not any("mask PNGs" in k for k in report["lost"]), report["lost"]
     convert("cityscapes", tmp_path / "png", "voc", tmp_path / "voc_png", workers=1, images="none")
     for png in (tmp_path / "voc_png/SegmentationClass").glob("*.png"):
         for name in ("poly", "inst"):

@@ -254,7 +254,9 @@ def _check_polygon_labels(doc: dict, where: str) -> None:
 def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:
     """The labelIds map (uint8) of a frame whose semantic source is not a labelIds PNG.
 
-    ``kind`` is the record's ``extra["mask_kind"]``: ``"instanceIds"`` (the
+    ``path`` is the record's ``extra["semantic_source"]`` (its ``mask_path``
+    is None: the file holds no label ids) and ``kind`` its
+    ``extra["mask_kind"]``: ``"instanceIds"`` (the
     class of value ``v`` is ``decode_instance_ids(v)``) or ``"polygons"``
     (drawn as cityscapesScripts' ``json2labelImg`` draws it). This is what
     ``Dataset.info["mask_readers"]`` names, so that the torch layer, validate
@@ -397,10 +399,14 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         mask, kind = gt["labelIds"], "labelIds"
     elif "labelTrainIds" in gt:  # datumaro writes labelTrainIds without labelIds
         mask, kind = gt["labelTrainIds"], "labelTrainIds"
-    elif "instanceIds" in gt:  # datumaro: instanceIds alone; label id = decode_instance_ids(v)
-        mask, kind = gt["instanceIds"], "instanceIds"
-    elif "polygons" in gt:  # polygons.json alone: labelIds drawn from it, as json2labelImg does
-        mask, kind = gt["polygons"], "polygons"
+    elif "instanceIds" in gt or "polygons" in gt:
+        # No label-id PNG: the semantic map is read from instanceIds (datumaro; label id =
+        # decode_instance_ids(v)) or drawn from polygons.json (json2labelImg) by read_semantic_mask,
+        # which info["mask_readers"] names. mask_path stays None: the file holds no label ids,
+        # and a reader of mask_path PNGs (evaluation) must not take it for them.
+        kind = "instanceIds" if "instanceIds" in gt else "polygons"
+        mask = None
+        extra["semantic_source"] = gt[kind]
     else:
         mask, kind = None, None
     if kind:
@@ -670,11 +676,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         elif train_src:
             shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
-        elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.mask_path):
+        elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
             # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
             ids = (_label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
                                             rec.extra["polygons_path"])
-                   if rec.extra.get("polygons_path") else read_semantic_mask(src_root / rec.mask_path, kind))
+                   if rec.extra.get("polygons_path")
+                   else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
             Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
             if train_ids:
                 Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))

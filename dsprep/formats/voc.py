@@ -1122,11 +1122,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         elif rec.mask_path and exact:
             _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
             has_class = True
-        elif rec.mask_path:
+        elif rec.mask_path or _semantic_source(dataset, rec):
             kind = (rec.extra or {}).get("mask_kind")
             to_voc = foreign_luts.get(kind)
             if to_voc is not None:
-                values = _read_foreign_mask(dataset, mask_src(rec.mask_path), kind).astype(np.int64, copy=False)
+                values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
+                                            kind).astype(np.int64, copy=False)
                 _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
                 has_class = True
             else:
@@ -1209,13 +1210,23 @@ def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[st
             for kind, names in kinds.items()}
 
 
+def _semantic_source(dataset: Dataset, rec: Record) -> str | None:
+    """A record's semantic source when it has no label PNG (``extra["semantic_source"]``, of a
+    kind the parser names in ``info["mask_readers"]``: Cityscapes instanceIds or polygons.json only)."""
+    ex = rec.extra or {}
+    readers = dataset.info.get("mask_readers")
+    if rec.mask_path is None and ex.get("semantic_source") and isinstance(readers, Mapping) \
+            and ex.get("mask_kind") in readers:
+        return str(ex["semantic_source"])
+    return None
+
+
 def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.ndarray:
     """Another format's semantic mask as values of its kind.
 
-    A label PNG is decoded; a kind the parser names in
-    ``info["mask_readers"]`` (kind -> ``"module:function"``: Cityscapes frames
-    whose only source is instanceIds or polygons.json) is read by that
-    function, which gives the map a label PNG of the frame would hold.
+    A label PNG is decoded; a record without one (:func:`_semantic_source`) is
+    read by the function the parser names in ``info["mask_readers"][kind]``
+    (``"module:function"``), which gives the map a label PNG would hold.
     """
     readers = dataset.info.get("mask_readers")
     named = readers.get(kind) if isinstance(readers, Mapping) and kind is not None else None
