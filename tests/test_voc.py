@@ -552,3 +552,8 @@ def test_cityscapes_dummy_test_labels_are_not_written_as_segmentation(tmp_path):
     assert len((tmp_path / "v/ImageSets/Segmentation/val.txt").read_text().split()) == 2
     assert len(list((tmp_path / "v/SegmentationClass").glob("*.png"))) == 2
     assert len((tmp_path / "v/ImageSets/Main/test.txt").read_text().split()) == 2  # the images stay
+    # a polygons-only tree: the test frames' semantic source is a dummy polygons.json, not written either
+    make_cityscapes(tmp_path / "poly", splits=("val",), cities=("bochum",), frames=2, test=True, pngs=False)
+    report = convert("cityscapes", tmp_path / "poly", "voc", tmp_path / "vp", workers=1, images="none")
+    assert report["lost"]["dummy label masks (Cityscapes test: not ground truth)"] == 2
+    assert len(list((tmp_path / "vp/SegmentationClass").glob("*.png"))) == 2

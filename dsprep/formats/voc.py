@@ -1114,7 +1114,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         # format's semantic mask is mapped pixel by pixel when its values name categories
         # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
         has_class = False
-        if (rec.extra or {}).get("dummy_labels") and not exact and (rec.mask_path or rec.instance_mask_path):
+        if (rec.extra or {}).get("dummy_labels") and not exact and (
+                rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
             # Cityscapes test gt files are placeholders: written as SegmentationClass they would
             # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
             what = "dummy label masks (Cityscapes test: not ground truth)"
