@@ -312,6 +312,35 @@ def _build_luts(mask_lut: Any, dataset: Any) -> tuple[list[np.ndarray | None], n
     return luts, which
 
 
+def _mask_readers(dataset: Any) -> tuple[list[tuple[Callable, str]], dict[int, tuple[int, str]]]:
+    """(readers, record index -> (its reader's index, its source file)) for records without a label PNG.
+
+    A parser whose semantic source for some records is another file (a
+    Cityscapes frame with only instanceIds, or only polygons.json) leaves
+    their ``mask_path`` None, puts the file in ``record.extra["semantic_source"]``
+    and its kind in ``extra["mask_kind"]``, and names the function that turns
+    it into the label map a PNG would hold: ``info["mask_readers"]`` = kind ->
+    ``"module:function"``, called as ``function(path, kind)``.
+    """
+    import importlib
+
+    named = dataset.info.get("mask_readers")
+    if not isinstance(named, Mapping) or not named:
+        return [], {}
+    kinds = sorted(named)
+    readers = []
+    for kind in kinds:
+        module, _, attr = str(named[kind]).partition(":")
+        readers.append((getattr(importlib.import_module(module), attr), kind))
+    index = {kind: i for i, kind in enumerate(kinds)}
+    sources = {}
+    for r, (rel, e) in enumerate(zip(dataset.column("mask_path"), dataset.column("extra"))):
+        e = e or {}
+        if rel is None and e.get("semantic_source") and e.get("mask_kind") in index:
+            sources[r] = (index[e["mask_kind"]], str(e["semantic_source"]))
+    return readers, sources
+
+
 def _to_tensor_image(image: Any) -> torch.Tensor:
     # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
     # of planar data from torch's resampler): collate copies it into the batch.
@@ -399,6 +428,8 @@ class TorchDataset(tud.Dataset):
         self._native = isinstance(self.transform, T.Compose)
         self.mask_luts, self.mask_lut_of = (_build_luts(mask_lut, dataset) if self.task == "segmentation"
                                             else ([None], None))
+        self.mask_readers, self.mask_sources = (_mask_readers(dataset) if self.task == "segmentation"
+                                                else ([], {}))
         self.flip_map = None
         if want_kp:
             self.flip_map = np.asarray(flip_map if flip_map is not None else _default_flip_map(dataset, self.table))
@@ -569,10 +600,17 @@ class TorchDataset(tud.Dataset):
     def _semantic_mask(self, r: int, w: int, h: int) -> np.ndarray:
         tb = self.table
         rel = tb.mask_paths[r]
-        if rel is None:
-            raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path")
-        path = os.path.join(tb.root, rel)
-        m = decode_mask(path)
+        source = self.mask_sources.get(r) if rel is None else None
+        if source is not None:  # no label PNG (Cityscapes instanceIds / polygons.json only): the parser's reader
+            reader, kind = self.mask_readers[source[0]]
+            path = os.path.join(tb.root, source[1])
+            m = reader(path, kind)
+        elif rel is None:
+            raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path "
+                                                            "(nor a semantic source its parser can read)")
+        else:
+            path = os.path.join(tb.root, rel)
+            m = decode_mask(path)
         if m.shape != (h, w):
             raise InvalidAnnotationError(path, f"mask is {m.shape[1]}x{m.shape[0]}, its image is {w}x{h}")
         lut = self.mask_luts[0 if self.mask_lut_of is None else self.mask_lut_of[r]]

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["apply_split", "parse_ratios", "split_counts", "split_ids", "strata_for"]
+__all__ = ["apply_split", "dummy_labelled", "parse_ratios", "split_counts", "split_ids", "strata_for"]
 
 
 def parse_ratios(text: str | Mapping[str, float]) -> dict[str, float]:
@@ -187,6 +187,20 @@ def strata_for(records: Sequence[Any], by: str = "auto") -> dict[str, Hashable]:
         present[r.id] = cls
         images_with.update(cls)
     return {rid: (min(cls, key=lambda c: (images_with[c], c)) if cls else None) for rid, cls in present.items()}
+
+
+def dummy_labelled(records: Sequence[Any]) -> list[str]:
+    """Ids of records whose labels are placeholders, not ground truth (``extra["dummy_labels"]``).
+
+    The Cityscapes ``test`` split's gt files are dummies (only ego vehicle and
+    rectification border are real) [formats.md section 4]: dealt into new
+    splits they would be re-read as real labels, so a re-split leaves them out.
+
+    Example:
+        >>> dummy_labelled(ds.records)  # doctest: +SKIP
+        ['leftImg8bit/test/berlin/berlin_000000_000019_leftImg8bit', ...]
+    """
+    return [r.id for r in records if (r.extra or {}).get("dummy_labels")]
 
 
 def apply_split(dataset: Any, assignment: Mapping[str, Sequence[str]]) -> Any:

@@ -44,6 +44,8 @@ KINDS = {
     "instance_id_without_instances": "instance id on a class that has no instances",
     "mask_colour_not_in_palette": "mask colour not in the VOC palette",
     "unreadable_mask": "mask file missing or unreadable",
+    "mask_size_mismatch": "mask size differs from its image's size",
+    "area_mismatch": "stored segment area differs from its pixel count",
 }
 
 
@@ -104,6 +106,10 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
             try:
                 with Image.open(path) as im:
                     mode = im.mode
+                    mw, mh = im.size  # header only: a mask covers its image pixel for pixel
+                    if r.width and r.height and (mw, mh) != (r.width, r.height):
+                        yield Problem("mask_size_mismatch", r.id,
+                                      f"{rel}: mask is {mw}x{mh}, its image is {r.width}x{r.height}")
                     need_pixels = ((palette is not None and mode != "P")
                                    or (attr == "instance_mask_path" and bool(has_instances)))
                     arr = (np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)
@@ -163,7 +169,10 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
         if len(inst) and not (w and h):
             problems.append(Problem("missing_size", r.id, f"{len(inst)} objects but the annotation gives "
                                     f"size {w}x{h}; boxes cannot be checked against the image"))
-        if len(inst) == 0 and r.label is None and not r.mask_path and not r.captions:
+        # extra["semantic_source"]: a frame whose semantic map is drawn from another file (Cityscapes
+        # polygons.json / instanceIds only; the parser has read and checked it)
+        if len(inst) == 0 and r.label is None and not r.mask_path and not r.captions \
+                and not (r.extra or {}).get("semantic_source"):
             problems.append(Problem("no_annotations", r.id, "no objects, label, mask or caption"))
         for j, (box, label) in enumerate(zip(inst.boxes, inst.labels.tolist())):
             where = f"{r.id} object {j}" + (f" (id {inst.ids[j]})" if inst.ids[j] >= 0 else "")
@@ -196,6 +205,10 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
     for c in (ds.categories if annotated else ()):
         if not used[c.id]:
             problems.append(Problem("unused_category", f"category {c.id} {c.name!r}", "no object or image label uses it"))
+    # what a parser found while decoding masks (coco-panoptic with verify="all": validate --deep)
+    for png, sid, stored, counted in ds.info.get("segment_area_mismatches") or ():
+        problems.append(Problem("area_mismatch", f"{png} segment {sid}",
+                                f"segments_info area {stored:g}, the PNG has {counted} pixels of this id"))
     if check_files:
         base = Path(root if root is not None else ds.root or ".")
         items = [(r.id, str(base / r.path), r.width, r.height, deep) for r in ds.records]
@@ -210,13 +223,23 @@ def validate(format: str, root: str | os.PathLike, *, split: str | None = None, 
              workers: int | None = None, **parse_options: Any) -> tuple[Dataset, list[Problem]]:
     """Parse ``root`` leniently and check it; returns the dataset and every problem.
 
+    With ``deep``, every image is decoded and the format checks what it only
+    samples otherwise (coco-panoptic: every PNG's ids against ``segments_info``;
+    a mismatch is a ``parse`` problem naming the PNG).
+
     Raises:
         DsprepError: the input is unusable (not this format at all, root missing).
     """
     from .formats import get_format
 
+    fmt = get_format(format)
+    # a format may check more when asked to be thorough (coco-panoptic: every PNG's ids
+    # against its segments_info, not only the first)
+    own = getattr(fmt, "validate_options", None)
+    if own is not None:
+        parse_options = {**own(deep=deep), **parse_options}
     policy = ErrorPolicy("warn", show=10**9)
-    ds = get_format(format).parse(root, split=split, on_error=policy, workers=workers, progress=False,
+    ds = fmt.parse(root, split=split, on_error=policy, workers=workers, progress=False,
                                   **parse_options)
     problems = [Problem("parse", e.split(": ", 1)[0], e.split(": ", 1)[-1]) for e in policy.examples]
     return ds, problems + validate_dataset(ds, root=ds.root or root, deep=deep, workers=workers)

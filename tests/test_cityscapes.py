@@ -132,7 +132,9 @@ def test_instances_from_polygons_when_pngs_are_absent(tmp_path, monkeypatch):
     b = cs.parse(tmp_path / "poly", instances="things", workers=1)
     assert len(reads) == len(set(reads)) == len(b)  # each polygons.json read once: size and objects
     assert [r.instances for r in a] == [r.instances for r in b]
+    # no label PNG: polygons.json is the semantic source (read_semantic_mask draws labelIds from it)
     assert all(r.mask_path is None and r.instance_mask_path is None for r in b)
+    assert all(r.extra["semantic_source"] == r.extra["polygons_path"] for r in b)
     assert all((r.width, r.height) == (W, H) for r in b)  # from polygons.json imgWidth/imgHeight
 
 
@@ -237,7 +239,13 @@ def test_polygons_only_tree_converts_to_coco_panoptic_as_its_png_tree(tmp_path):
     make_cityscapes(tmp_path / "poly", splits=("val",), frames=2, pngs=False)
     a = convert("cityscapes", tmp_path / "png", "coco-panoptic", tmp_path / "a", workers=1)
     b = convert("cityscapes", tmp_path / "poly", "coco-panoptic", tmp_path / "b", workers=1)
-    assert b["lost"] == a["lost"] == {} and b["objects"] == a["objects"] > 0
+    assert b["objects"] == a["objects"] > 0
+    # the same loss, but for the gt files each tree has (a labelIds PNG only in the PNG tree; the
+    # polygons tree's semantic source is reported among its image fields)
+    assert {k: v for k, v in b["lost"].items() if not k.startswith("image fields")} == \
+        {k: v for k, v in a["lost"].items() if not k.startswith(("image fields", "semantic mask PNGs"))}
+    assert b["lost"]["image fields (city, frame, mask_kind, polygons_path, semantic_source, sequence)"] == 4
+    assert a["lost"]["semantic mask PNGs (mask_path)"] == 4
     ja = json.loads((tmp_path / "a/annotations/panoptic_val.json").read_text())
     jb = json.loads((tmp_path / "b/annotations/panoptic_val.json").read_text())
     assert jb["annotations"] == ja["annotations"] and jb["images"] == ja["images"]
@@ -269,7 +277,9 @@ def test_datumaro_nonconformant_8bit_instance_ids(fixtures):
     root = fixtures / "datumaro/tests/assets/cityscapes_dataset/dataset"
     ds = cs.parse(root, instances="things", dummy_test_labels=False, workers=1)
     assert {k: len(v) for k, v in ds.splits.items()} == {"test": 2, "train": 1, "val": 1}
-    assert all(r.mask_path is None and r.instance_mask_path for r in ds)  # no labelIds there
+    # no labelIds there: instanceIds is the semantic source (decode_instance_ids); mask_path stays None
+    assert all(r.mask_path is None and r.extra["semantic_source"] == r.instance_mask_path
+               and r.extra["mask_kind"] == "instanceIds" for r in ds)
     by_id = {r.source_id: r for r in ds}
     # 8-bit values are plain ids: 24 is a person group (crowd), 27 a truck group
     train = by_id["defaultcity_000002_000045"].instances
@@ -361,6 +371,22 @@ def test_stray_files_are_reported_not_crashed_on(tmp_path, caplog):
                 tmp_path / "leftImg8bit/val/bochum/extra.png")
     ds = cs.parse(tmp_path, workers=1)
     assert len(ds) == 1 and "do not follow the Cityscapes naming" in caplog.text
+
+
+def test_gt_file_in_another_city_folder_is_a_stray(tmp_path, caplog):
+    """bremen_..._labelIds.png inside gtFine/val/bochum/ must not become a phantom frame (no image,
+    duplicate source_id) while the real bremen frame loses its mask: it is a stray."""
+    exp = make_cityscapes(tmp_path, splits=("val",), cities=("bochum", "bremen"), frames=1)
+    bremen = [b for _, c, b in exp["frames"] if c == "bremen"][0]
+    src = tmp_path / "gtFine/val/bremen" / f"{bremen}_gtFine_labelIds.png"
+    shutil.move(src, tmp_path / "gtFine/val/bochum" / src.name)
+    ds = cs.parse(tmp_path, workers=1)
+    assert len(ds) == 2 and len({r.source_id for r in ds}) == 2
+    assert all((tmp_path / r.path).is_file() for r in ds)
+    assert ds.info["stray_files"] == 1
+    assert f"(first: gtFine/val/bochum/{src.name})" in caplog.text
+    by_city = {r.extra["city"]: r for r in ds}
+    assert by_city["bremen"].extra["mask_kind"] == "instanceIds"  # its labelIds is not in its folder
 
 
 def test_misnamed_files_are_strays_not_frames(tmp_path, caplog):
@@ -456,3 +482,69 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
                       tmp_path / "out2", images="none")
     assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
                               "categories (Cityscapes has a fixed label table)": 1}
+
+
+def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_path):
+    """polygons.json only (drawn as json2labelImg) or instanceIds only (datumaro; decode_instance_ids):
+    the torch layer, validate and --to voc see the same labelIds the PNG tree holds."""
+    import dsprep
+    from dsprep.validate import validate
+
+    make_cityscapes(tmp_path / "png", splits=("val",), frames=2, polygons=False)
+    make_cityscapes(tmp_path / "poly", splits=("val",), frames=2, pngs=False)
+    make_cityscapes(tmp_path / "inst", splits=("val",), frames=2, polygons=False)
+    for f in (tmp_path / "inst").rglob("*_gtFine_*.png"):
+        if not f.name.endswith("instanceIds.png"):
+            f.unlink()
+    ref = dsprep.parse("cityscapes", tmp_path / "png", workers=1)
+    want = [ref.torch(task="segmentation")[i][1]["mask"] for i in range(len(ref))]
+    assert all(bool((m == 23).any()) for m in want)  # sky is there
+    for name, kind in (("poly", "polygons"), ("inst", "instanceIds")):
+        ds = dsprep.parse("cityscapes", tmp_path / name, workers=1)
+        assert [r.extra["mask_kind"] for r in ds] == [kind] * len(ds)
+        got = [ds.torch(task="segmentation")[i][1]["mask"] for i in range(len(ds))]
+        assert all(np.array_equal(g.numpy(), w.numpy()) for g, w in zip(got, want)), name
+        tid = ds.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"]
+        assert np.array_equal(tid.numpy(), ref.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"].numpy())
+        _, problems = validate("cityscapes", tmp_path / name, workers=1)
+        assert problems == [], (name, problems[:3])
+        report = convert("cityscapes", tmp_path / name, "voc", tmp_path / f"voc_{name}", workers=1, images="none")
+        assert not any("mask PNGs" in k for k in report["lost"]), report["lost"]
+    convert("cityscapes", tmp_path / "png", "voc", tmp_path / "voc_png", workers=1, images="none")
+    for png in (tmp_path / "voc_png/SegmentationClass").glob("*.png"):
+        for name in ("poly", "inst"):
+            assert np.array_equal(np.asarray(Image.open(png)),
+                                  np.asarray(Image.open(tmp_path / f"voc_{name}/SegmentationClass" / png.name)))
+    # instanceIds alone written back to Cityscapes: labelIds decoded from it, not dropped
+    inst = cs.parse(tmp_path / "inst", workers=1)
+    (tmp_path / "back").mkdir()
+    cs.write(inst, tmp_path / "back", images="none")
+    back = sorted((tmp_path / "back").rglob("*_gtFine_labelIds.png"))
+    assert len(back) == 4 and np.array_equal(np.asarray(Image.open(back[0])),
+                                             np.asarray(Image.open(sorted((tmp_path / "png").rglob(
+                                                 "*_gtFine_labelIds.png"))[0])))
+    # an unknown label in a polygons-only frame is named by validate, not found later by a loader
+    doc_path = sorted((tmp_path / "poly").rglob("*_polygons.json"))[0]
+    doc = json.loads(doc_path.read_text())
+    doc["objects"][5]["label"] = "carx"
+    doc_path.write_text(json.dumps(doc))
+    _, problems = validate("cityscapes", tmp_path / "poly", workers=1)
+    assert [p.kind for p in problems] == ["parse"] and "unknown label 'carx'" in problems[0].message
+    assert doc_path.name in problems[0].where + problems[0].message
+
+
+def test_image_split_without_annotation_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    """leftImg8bit/train_extra beside gtFine (its labels are in gtCoarse) is not labelled data for a
+    gtFine parse: skipped with one warning naming it; split= still reads it; convert writes no
+    empty gtFine/train_extra nor an annotation-less JSON."""
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=1)
+    make_cityscapes(tmp_path / "cs", splits=("train_extra",), cities=("bochum",), frames=1,
+                    annotations="gtCoarse")
+    ds = cs.parse(tmp_path / "cs", workers=1)
+    assert list(ds.splits) == ["val"] and len(ds) == 1
+    warned = [r.getMessage() for r in caplog.records if "train_extra" in r.getMessage()]
+    assert len(warned) == 1 and "no gtFine/ folder: skipped" in warned[0]
+    assert len(cs.parse(tmp_path / "cs", split="train_extra", workers=1)) == 1  # asked for: read
+    assert list(cs.parse(tmp_path / "cs", annotations="gtCoarse", workers=1).splits) == ["train_extra"]
+    convert("cityscapes", tmp_path / "cs", "coco", tmp_path / "coco", workers=1, images="none")
+    assert sorted(p.name for p in (tmp_path / "coco/annotations").iterdir()) == ["instances_val.json"]

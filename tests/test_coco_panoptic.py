@@ -181,3 +181,35 @@ def test_detect_rejects_other_trees(tmp_path):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "instances_val.json").write_text("{}")
     assert not cp.detect(tmp_path)
+
+
+def test_writer_counts_every_field_it_cannot_hold(fixtures, tmp_path):
+    """Nothing dropped silently: keypoints, difficult flags, semantic masks, foreign image and
+    category fields are counted lost, in the coco/voc writers' wording; a panoptic round trip
+    loses nothing."""
+    from dsprep.convert import convert
+
+    from fakes_cityscapes import make_cityscapes
+    from fakes_voc import make_voc
+
+    pose = fixtures / "super-gradients" / "tests" / "data" / "pose_minicoco"
+    lost = convert("coco", pose, "coco-panoptic", tmp_path / "pose", images="none")["lost"]
+    assert lost["keypoints (objects)"] == 40
+    assert lost["category fields (keypoints, skeleton)"] == 1
+    cats = json.loads((tmp_path / "pose/annotations/panoptic_val2017.json").read_text())["categories"]
+    assert "keypoints" not in cats[0]
+
+    voc = make_voc(tmp_path / "voc", n=4, masks=True)  # images 1 and 3 have a difficult object
+    lost = convert("voc", voc["root"], "coco-panoptic", tmp_path / "vp", images="none")["lost"]
+    assert lost["difficult flags (objects)"] == 2
+    assert lost["semantic mask PNGs (mask_path)"] == 4
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=1)
+    lost = convert("cityscapes", tmp_path / "cs", "coco-panoptic", tmp_path / "cp", workers=1)["lost"]
+    assert lost["semantic mask PNGs (mask_path)"] == 1
+    assert lost["category fields (catId, trainId)"] == 19 and lost["categories flagged ignoreInEval"] == 16
+    assert lost["image fields (city, color_path, frame, labelIds_path, mask_kind, polygons_path, "
+                "sequence)"] == 1
+
+    back = convert("coco-panoptic", tmp_path / "cp", "coco-panoptic", tmp_path / "again", images="none")
+    assert back["lost"] == {}

@@ -174,3 +174,24 @@ def test_split_voc_rewrites_the_segmentation_lists_too(tmp_path):
         assert sorted(seg_ids) == sorted(main_ids)
     assert not (out / "ImageSets/Segmentation/train.txt").exists()
     assert len(dsprep.parse("voc", out)) == 12
+
+
+def test_split_leaves_dummy_labelled_frames_out(tmp_path, capsys):
+    """The Cityscapes test split's gt files are dummies: dealt into new splits they would read back
+    as real labels. They are left out of the split and the output, and the message says so."""
+    from fakes_cityscapes import make_cityscapes
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), frames=2, test=True)  # 4 val + 4 test frames
+    out = tmp_path / "out"
+    assert main(["split", "cityscapes", str(tmp_path / "cs"), "--ratios", "a=0.5,b=0.5", "--out", str(out),
+                 "--quiet", "--workers", "1", "--json"]) == 0
+    io = capsys.readouterr()
+    assert json.loads(io.out)["splits"] == {"a": 2, "b": 2}
+    assert "left out 4 images whose labels are dummies" in io.err and "test" in io.err
+    back = dsprep.formats.get_format("cityscapes").parse(out, workers=1)
+    assert len(back) == 4 and not any("test" in r.path for r in back)
+    assert not any(p.is_dir() and p.name == "test" for p in out.rglob("*"))
+    assert main(["split", "cityscapes", str(tmp_path / "cs"), "--split", "test", "--ratios", "a=0.5,b=0.5",
+                 "--out", str(tmp_path / "out2"), "--quiet", "--workers", "1"]) == 2
+    assert "all 4 images have dummy labels" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()

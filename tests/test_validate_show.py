@@ -181,3 +181,71 @@ def test_show_bad_or_missing_image_names_the_file_exit_2(clean, tmp_path, monkey
         err = capsys.readouterr().err
         assert code == 2 and rec.path in err and "Traceback" not in err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_validate_deep_checks_every_panoptic_png(fixtures, tmp_path):
+    """A PNG other than the first whose ids match nothing in segments_info is found by --deep
+    (verify="all"), named as a parse problem, and the bad image is not loaded."""
+    from dsprep.validate import validate
+
+    src = fixtures / "panopticapi" / "sample_data"
+    root = tmp_path / "pan"
+    (root / "annotations").mkdir(parents=True)
+    doc = json.loads((src / "panoptic_examples.json").read_text())
+    (root / "annotations" / "panoptic_val.json").write_text(json.dumps(doc))
+    import shutil
+
+    shutil.copytree(src / "panoptic_examples", root / "annotations" / "panoptic_val")
+    shutil.copytree(src / "input_images", root / "val")
+    png = root / "annotations" / "panoptic_val" / "000000439180.png"
+    rgb = np.asarray(Image.open(png).convert("RGB")).copy()
+    rgb[..., 2] = 0
+    Image.fromarray(rgb).save(png)
+    _, shallow = validate("coco-panoptic", root, workers=1)
+    assert not any(p.kind == "parse" for p in shallow)  # only the first PNG is checked by default
+    ds, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    parse = [p for p in problems if p.kind == "parse"]
+    assert len(parse) == 1 and "000000439180.png" in parse[0].where
+    assert "do not match segments_info" in parse[0].message
+    assert len(ds) == len(doc["images"]) - 1
+    code = main(["validate", "coco-panoptic", str(root), "--deep", "--workers", "1"])
+    assert code == 1
+
+
+def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
+    """A 16x8 labelIds for a 32x16 Cityscapes frame, resized VOC SegmentationClass/Object PNGs: found
+    from the PNG headers (the loader would fail on them later), nothing reported on clean trees."""
+    from dsprep.validate import validate
+
+    from fakes_cityscapes import make_cityscapes
+    from fakes_voc import make_voc
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2, polygons=False)
+    assert validate("cityscapes", tmp_path / "cs", workers=1)[1] == []
+    small = sorted((tmp_path / "cs").rglob("*_gtFine_labelIds.png"))[0]
+    Image.open(small).resize((16, 8)).save(small)
+    problems = validate("cityscapes", tmp_path / "cs", workers=1)[1]
+    assert [p.kind for p in problems] == ["mask_size_mismatch"]
+    assert small.name in problems[0].message and "mask is 16x8, its image is 32x16" in problems[0].message
+
+    voc = make_voc(tmp_path / "voc", n=3, masks=True)
+    assert [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"] == []
+    for sub in ("SegmentationClass", "SegmentationObject"):
+        png = voc["root"] / sub / "2012_000001.png"
+        Image.open(png).resize((8, 6)).save(png)
+    found = [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"]
+    assert len(found) == 2 and all("mask is 8x6, its image is 16x12" in p.message for p in found)
+
+
+def test_validate_deep_reports_panoptic_areas_that_differ_from_the_pixels(fixtures):
+    """datumaro's a.png stores area 20 for a segment of 25 pixels: kept as stored by the parser,
+    reported by validate --deep (every PNG decoded) as area_mismatch naming the PNG and segment."""
+    from dsprep.validate import validate
+
+    root = fixtures / "datumaro/tests/assets/coco_dataset/coco_panoptic"
+    ds, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    found = [p for p in problems if p.kind == "area_mismatch"]
+    assert found and all("segments_info area" in p.message for p in found)
+    assert any("a.png" in p.where and "area 20, the PNG has 25 pixels" in p.message for p in found)
+    rec = next(r for r in ds if r.instance_mask_path.endswith("/a.png"))
+    assert 20.0 in rec.instances.area.tolist()  # the stored area is kept, not recomputed

@@ -553,3 +553,24 @@ def test_foreign_semantic_mask_without_category_values_is_rasterised_or_not_list
     assert not (out / "SegmentationClass/b.png").exists() and not (out / "SegmentationObject/b.png").exists()
     b = etree.parse(str(out / "Annotations/b.xml"))
     assert b.findtext("segmented") == "0" and etree.parse(str(out / "Annotations/a.xml")).findtext("segmented") == "1"
+
+
+def test_cityscapes_dummy_test_labels_are_not_written_as_segmentation(tmp_path):
+    """The Cityscapes test split's masks are dummies: --to voc must not write them as
+    SegmentationClass nor list them in ImageSets/Segmentation; they are counted lost."""
+    from dsprep.convert import convert
+
+    from fakes_cityscapes import make_cityscapes
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2, test=True)
+    report = convert("cityscapes", tmp_path / "cs", "voc", tmp_path / "v", workers=1, images="none")
+    assert report["lost"]["dummy label masks (Cityscapes test: not ground truth)"] == 2
+    assert not (tmp_path / "v/ImageSets/Segmentation/test.txt").exists()
+    assert len((tmp_path / "v/ImageSets/Segmentation/val.txt").read_text().split()) == 2
+    assert len(list((tmp_path / "v/SegmentationClass").glob("*.png"))) == 2
+    assert len((tmp_path / "v/ImageSets/Main/test.txt").read_text().split()) == 2  # the images stay
+    # a polygons-only tree: the test frames' semantic source is a dummy polygons.json, not written either
+    make_cityscapes(tmp_path / "poly", splits=("val",), cities=("bochum",), frames=2, test=True, pngs=False)
+    report = convert("cityscapes", tmp_path / "poly", "voc", tmp_path / "vp", workers=1, images="none")
+    assert report["lost"]["dummy label masks (Cityscapes test: not ground truth)"] == 2
+    assert len(list((tmp_path / "vp/SegmentationClass").glob("*.png"))) == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ._common import add_output, add_source, add_workers, print_json
@@ -13,7 +14,9 @@ folder per split. The input is never modified. The same seed gives the same
 split on any machine (numpy PCG64 over the sorted image ids).
 
 Every image the parse returns is split once (with --split, only that split's
-images). --stratify keeps class proportions in every split: by image label
+images), except images whose labels are dummies (the Cityscapes test split):
+they are not ground truth, so they are left out of the split and the output,
+and a message says how many. --stratify keeps class proportions in every split: by image label
 for classification, else by each image's rarest class (--stratify-by).
 
 examples:
@@ -38,9 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import check_output_outside_input, write_dataset
-    from ..errors import DatasetNotFoundError, OutputExistsError
+    from ..errors import DatasetNotFoundError, FormatError, OutputExistsError
     from ..formats import get_format
-    from ..splitting import apply_split, parse_ratios, split_ids, strata_for
+    from ..splitting import apply_split, dummy_labelled, parse_ratios, split_ids, strata_for
 
     ratios = parse_ratios(args.ratios)  # fail on bad ratios before parsing a large dataset
     root, out = Path(args.root), Path(args.out)
@@ -53,7 +56,18 @@ def run(args: argparse.Namespace) -> int:
     fmt = get_format(args.format)
     ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
                    progress=False if args.quiet else None)
-    ids = [r.id for r in ds.records]
+    # Frames whose labels are dummies (Cityscapes test) are no ground truth: dealt into new
+    # splits they would be re-read as labelled. They are left out of the split and the output.
+    dummy = set(dummy_labelled(ds.records))
+    if dummy and len(dummy) == len(ds.records):
+        raise FormatError(str(root), f"all {len(dummy)} images have dummy labels (Cityscapes test split: not "
+                                     f"ground truth); nothing to split (pick labelled splits with --split)")
+    if dummy:
+        splits = sorted({r.split for r in ds.records if r.id in dummy})
+        print(f"left out {len(dummy)} images whose labels are dummies, not ground truth (split "
+              f"{'/'.join(map(str, splits))}, Cityscapes test); they are neither split nor written",
+              file=sys.stderr)
+    ids = [r.id for r in ds.records if r.id not in dummy]
     strata = strata_for(ds.records, args.stratify_by) if args.stratify else None
     parts = split_ids(ids, ratios, args.seed, strata=strata)
     new = apply_split(ds, parts)
@@ -61,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite, progress=False if args.quiet else None)
     summary = {"format": args.format, "out": str(out), "seed": args.seed, "ratios": ratios,
                "stratified": bool(args.stratify), "images": len(new),
-               "splits": {k: len(v) for k, v in parts.items()}, "lost": dict(report.get("lost") or {})}
+               "splits": {k: len(v) for k, v in parts.items()}, "lost": dict(report.get("lost") or {}),
+               "left_out_dummy_labels": len(dummy)}
     if args.json:
         print_json(summary)
         return 0

@@ -13,7 +13,7 @@ the file and annotation for each: unreadable files, missing images, sizes that
 disagree with the image, boxes outside the image or empty, polygons of fewer than
 3 points, RLE sizes, unknown or unused categories, duplicate ids or files, images
 without annotations, Cityscapes instance ids on classes without instances, VOC
-mask colours outside the palette.
+mask colours outside the palette, masks whose size is not their image's.
 
 exit status: 0 clean, 1 problems found, 2 unusable input.
 
@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", choices=list(FORMATS), metavar="FORMAT", help=f"the dataset's format: {', '.join(FORMATS)}")
     p.add_argument("root", metavar="ROOT", help="the dataset root (for coco also a single annotation JSON)")
     p.add_argument("--split", default=None, help="only this split (default: every split found)")
-    p.add_argument("--deep", action="store_true", help="decode every image fully (finds truncated files)")
+    p.add_argument("--deep", action="store_true", help="decode every image fully (finds truncated files); "
+                   "coco-panoptic: check every PNG's ids against segments_info, not only the first")
     p.add_argument("--show", type=int, default=5, metavar="N", help="problems shown per kind")
     p.add_argument("--json", action="store_true", help="print every problem as JSON")
     add_workers(p)

@@ -59,7 +59,7 @@ NAME = "cityscapes"
 DESCRIPTION = "Cityscapes leftImg8bit + gtFine/gtCoarse (labelIds, instanceIds, polygons.json)"
 
 __all__ = ["NAME", "DESCRIPTION", "detect", "parse", "write", "parse_options_for", "categories",
-           "decode_instance_ids", "instance_map_from_polygons", "ANNOTATION_TYPES", "LABEL_SPACES",
+           "decode_instance_ids", "instance_map_from_polygons", "read_semantic_mask", "ANNOTATION_TYPES", "LABEL_SPACES",
            "INSTANCE_MODES"]
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,17 @@ def _scanfiles(path: Path) -> list[str]:
         return []
 
 
+def _in_city(base: str, city: str) -> bool:
+    """``base`` is ``<city>_<seq>_<frame>`` of the folder's own city.
+
+    A file of another city's folder (``bremen_000101_000019_gtFine_labelIds.png``
+    in ``gtFine/val/bochum/``) would make a frame of its own with no image
+    while the real frame lost its mask: it is a stray instead.
+    """
+    m = _BASE_RE.match(base)
+    return bool(m) and m["city"] == city
+
+
 def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], list[str]]:
     """One dict per frame: base, city, image (rel path or None), gt files by kind. Plus stray names."""
     frames: dict[tuple[str, str], dict] = {}
@@ -150,7 +161,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
     for city in sorted(set(_scandirs(img_dir)) | set(_scandirs(gt_dir))):
         for name in _scanfiles(img_dir / city):
             m = _IMAGE_RE.match(name)
-            if not m or not _BASE_RE.match(m["base"]):
+            if not m or not _in_city(m["base"], city):
                 stray.append(f"{IMAGE_DIR}/{split}/{city}/{name}")
                 continue
             base = m["base"]
@@ -163,7 +174,7 @@ def _list_split(root: Path, split: str, annotations: str) -> tuple[list[dict], l
                 continue
             base, rest = name[:i], name[i + len(gt_tag):]
             kind = rest.rsplit(".", 1)[0]
-            if kind not in _GT_KINDS or not _BASE_RE.match(base):
+            if kind not in _GT_KINDS or not _in_city(base, city):
                 stray.append(f"{annotations}/{split}/{city}/{name}")
                 continue
             f = frames.setdefault((city, base), {"city": city, "base": base, "gt": {}})
@@ -206,23 +217,62 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     for i, obj in enumerate(objects):
         if obj.get("deleted", 0):
             continue
-        label = obj.get("label")
-        is_group = False
-        if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
-            label, is_group = label[: -len("group")], True
-        lab = L.BY_NAME.get(label)
-        if lab is None:
-            raise InvalidAnnotationError(f"{where}: object {i}",
-                                         f"unknown label {obj.get('label')!r}; expected a Cityscapes label "
-                                         f"name (labels.py) or <name>group")
+        lab, is_group = _polygon_label(obj, f"{where}: object {i}")
         value = lab.id
         if lab.hasInstances and not is_group:
-            value = lab.id * 1000 + counters.get(label, 0)
-            counters[label] = counters.get(label, 0) + 1
+            value = lab.id * 1000 + counters.get(lab.name, 0)
+            counters[lab.name] = counters.get(lab.name, 0) + 1
         if value < 0:
             continue
         shapes.append((_polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})"), value))
     return rasterise_polygons(w, h, shapes, background=0)
+
+
+def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
+    """(label row, is a group) of one polygons.json object; an unknown label is a named error."""
+    label = obj.get("label") if isinstance(obj, dict) else None
+    is_group = False
+    if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
+        label, is_group = label[: -len("group")], True
+    lab = L.BY_NAME.get(label)
+    if lab is None:
+        raise InvalidAnnotationError(where, f"unknown label {obj.get('label') if isinstance(obj, dict) else obj!r}; "
+                                            f"expected a Cityscapes label name (labels.py) or <name>group")
+    return lab, is_group
+
+
+def _check_polygon_labels(doc: dict, where: str) -> None:
+    """Every label of a polygons.json is a Cityscapes label (no pixels drawn)."""
+    objects = doc.get("objects", []) if isinstance(doc, dict) else None
+    if not isinstance(objects, list):
+        raise InvalidAnnotationError(where, "expected imgWidth, imgHeight and an 'objects' list")
+    for i, obj in enumerate(objects):
+        if not (isinstance(obj, dict) and obj.get("deleted", 0)):
+            _polygon_label(obj, f"{where}: object {i}")
+
+
+def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """The labelIds map (uint8) of a frame whose semantic source is not a labelIds PNG.
+
+    ``path`` is the record's ``extra["semantic_source"]`` (its ``mask_path``
+    is None: the file holds no label ids) and ``kind`` its
+    ``extra["mask_kind"]``: ``"instanceIds"`` (the
+    class of value ``v`` is ``decode_instance_ids(v)``) or ``"polygons"``
+    (drawn as cityscapesScripts' ``json2labelImg`` draws it). This is what
+    ``Dataset.info["mask_readers"]`` names, so that the torch layer, validate
+    and other formats' writers get the same map a labelIds PNG would hold.
+
+    Example:
+        >>> read_semantic_mask("gtFine/val/x/x_000000_000019_gtFine_polygons.json", "polygons")  # doctest: +SKIP
+        array([[23, 23, ...]], dtype=uint8)
+    """
+    from ..masks import read_label_png
+
+    if kind == "instanceIds":
+        return decode_instance_ids(read_label_png(path)).clip(0, 255).astype(np.uint8)
+    if kind == "polygons":
+        return _label_map_from_polygons(_io.read_json_object(Path(path)), str(path))
+    raise ValueError(f"read_semantic_mask: kind must be 'instanceIds' or 'polygons', found {kind!r}")
 
 
 def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
@@ -349,6 +399,14 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         mask, kind = gt["labelIds"], "labelIds"
     elif "labelTrainIds" in gt:  # datumaro writes labelTrainIds without labelIds
         mask, kind = gt["labelTrainIds"], "labelTrainIds"
+    elif "instanceIds" in gt or "polygons" in gt:
+        # No label-id PNG: the semantic map is read from instanceIds (datumaro; label id =
+        # decode_instance_ids(v)) or drawn from polygons.json (json2labelImg) by read_semantic_mask,
+        # which info["mask_readers"] names. mask_path stays None: the file holds no label ids,
+        # and a reader of mask_path PNGs (evaluation) must not take it for them.
+        kind = "instanceIds" if "instanceIds" in gt else "polygons"
+        mask = None
+        extra["semantic_source"] = gt[kind]
     else:
         mask, kind = None, None
     if kind:
@@ -359,6 +417,8 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
     if dummy:
         extra["dummy_labels"] = True
     polygons = _io.read_json_object(root / gt["polygons"]) if "polygons" in gt else None  # read once
+    if kind == "polygons" and not dummy:
+        _check_polygon_labels(polygons, gt["polygons"])  # it is the frame's semantic map: fail now, not in a loader
     width, height = _frame_size(root, frame, polygons)
     inst = Instances()
     if opts["instances"] != "none" and not dummy:
@@ -383,7 +443,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
 
     Args:
         path: the root holding ``leftImg8bit/`` and ``gtFine/`` (or ``gtCoarse/``).
-        split: one split (``train``, ``val``, ``test``, ``train_extra``); default all found.
+        split: one split (``train``, ``val``, ``test``, ``train_extra``); default every split
+            with a folder in ``annotations`` (a leftImg8bit split without one, such as
+            ``train_extra`` beside gtFine, is skipped with a warning); every leftImg8bit
+            split when there is no annotation folder at all.
         on_error: ``raise`` or ``warn`` (skip a bad frame, count it).
         workers: processes for reading many files (default: all cores).
         progress: progress bar (default: on a terminal).
@@ -429,10 +492,22 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         raise DatasetNotFoundError(
             f"{root}: not a Cityscapes root; expected {IMAGE_DIR}/<split>/<city>/*{IMAGE_SUFFIX} and/or "
             f"{annotations}/<split>/<city>/*_{annotations}_labelIds.png (download: {DOWNLOAD_PAGE})")
-    found = sorted(set(_scandirs(root / IMAGE_DIR)) | set(_scandirs(root / annotations)))
+    labelled = _scandirs(root / annotations)
+    found = sorted(set(_scandirs(root / IMAGE_DIR)) | set(labelled))
     if split is not None:
         check_choice("split", split, found)
-    splits = [split] if split is not None else found
+        splits = [split]
+    elif (root / annotations).is_dir():
+        # a leftImg8bit split with no folder in these annotations (train_extra beside gtFine:
+        # its labels are in gtCoarse) is not labelled data: read only when asked for by split=
+        splits = [s for s in found if s in labelled]
+        unlabelled = [s for s in found if s not in labelled]
+        if unlabelled:
+            log.warning("%s: split(s) %s have images in %s/ but no %s/ folder: skipped (not labelled in %s; "
+                        "pass split=... to read one as unlabelled images, or annotations='gtCoarse' for "
+                        "train_extra)", root, ", ".join(unlabelled), IMAGE_DIR, annotations, annotations)
+    else:
+        splits = found
     frames: list[dict] = []
     strays: list[str] = []
     for s in splits:
@@ -441,7 +516,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         strays.extend(stray)
     if strays:  # one warning naming the first file by its own folder; the count goes to info
         log.warning("%s: %d file(s) do not follow the Cityscapes naming <city>_<seq>_<frame>_leftImg8bit.png / "
-                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers) and were ignored (first: %s)",
+                    "<city>_<seq>_<frame>_%s_<kind>.<ext> (seq and frame numbers, <city> the name of the "
+                    "folder holding the file) and were ignored (first: %s)",
                     root, len(strays), annotations, strays[0])
     opts = {"instances": instances, "masks": masks, "label_space": label_space, "annotations": annotations,
             "dummy_test_labels": dummy_test_labels}
@@ -468,6 +544,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         "cityscapes_label_space": label_space,
         "mask_luts": _mask_luts(label_space),
         "mask_category_names": _mask_category_names(),
+        "mask_readers": {kind: MASK_READER for kind in _READ_KINDS},
         "mask_ignore_index": 255 if label_space == "trainId" else 0,
         "train_id_names": [lab.name for lab in sorted((x for x in L.LABELS if 0 <= x.trainId < 255),
                                                       key=lambda x: x.trainId)],
@@ -494,8 +571,16 @@ def _mask_luts(label_space: str) -> dict[str, list[int]]:
     if label_space == "trainId":
         # values outside the 19 classes (datumaro's background 19) become 255, ignore
         train = [v if v < 19 else 255 for v in range(256)]
-        return {"labelIds": L.id_to_train_id_lut(), "labelTrainIds": train}
-    return {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
+        luts = {"labelIds": L.id_to_train_id_lut(), "labelTrainIds": train}
+    else:
+        luts = {"labelIds": ident, "labelTrainIds": L.train_id_to_id_lut()}
+    # instanceIds / polygons.json are read as label ids by read_semantic_mask (info["mask_readers"])
+    return {**luts, **{kind: luts["labelIds"] for kind in _READ_KINDS}}
+
+
+# mask kinds whose file is not a label-id PNG: read_semantic_mask turns them into labelIds
+_READ_KINDS = ("instanceIds", "polygons")
+MASK_READER = "dsprep.formats.cityscapes:read_semantic_mask"
 
 
 def _mask_category_names() -> dict[str, list[str | None]]:
@@ -591,9 +676,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         elif train_src:
             shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
-        elif rec.extra.get("polygons_path"):  # labelIds drawn from the polygons, as json2labelImg does
-            ids = _label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
-                                           rec.extra["polygons_path"])
+        elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
+            # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
+            ids = (_label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
+                                            rec.extra["polygons_path"])
+                   if rec.extra.get("polygons_path")
+                   else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
             Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
             if train_ids:
                 Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))

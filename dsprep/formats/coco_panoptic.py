@@ -43,7 +43,8 @@ from ..records import Category, Dataset, Instances, Record, record_id_from_path
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
 
-__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "write", "VERIFY_MODES"]
+__all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "validate_options", "write",
+           "VERIFY_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ VERIFY_MODES = ("first", "all", "none")
 MAX_SEGMENT_ID = 256 ** 3 - 1
 _SEGMENT_KEYS = ("id", "category_id", "area", "bbox", "iscrowd")
 _IMAGE_KEYS = ("id", "width", "height", "file_name")
+# image keys of COCO's image entries a panoptic JSON carries over from another format
+_IMAGE_EXTRA_KEYS = ("license", "coco_url", "flickr_url", "date_captured")
+# category keys the writer turns into isthing / uses to drop a category (Cityscapes)
+_CATEGORY_USED = ("hasInstances", "ignoreInEval")
 _TWO_CHANNEL_HINT = ("this looks like panopticapi's 2-channel format (R = category id, G = instance id, "
                      "B = 0), which is not COCO panoptic; convert it with panopticapi's "
                      "converters/2channels2panoptic_coco_format.py")
@@ -171,8 +176,14 @@ def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
                      extra=extra if any(extra) else None)
 
 
-def _check_png(path: Path, ids: np.ndarray, masks: bool) -> list | None:
-    """Decode one panoptic PNG, check its ids against segments_info; return RLEs if ``masks``."""
+def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None
+               ) -> tuple[list | None, list[tuple[int, float, int]]]:
+    """Decode one panoptic PNG, check its ids against segments_info.
+
+    Returns:
+        (RLEs if ``masks`` else None, [(segment id, stored area, pixel count)] of the
+        segments whose stored ``area`` differs from their pixel count).
+    """
     from PIL import Image, UnidentifiedImageError
 
     from ..masks import rgb_to_id, segments_from_id_map
@@ -199,20 +210,34 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool) -> list | None:
         if int(rgb[..., 2].max(initial=0)) == 0 and extra_ids:
             msg += f"; {_TWO_CHANNEL_HINT}"
         raise InvalidAnnotationError(str(path), msg)
-    if not masks:
-        return None
     index = {int(v): i for i, v in enumerate(seg.values)}
-    return [seg.rles[index[int(v)]] for v in ids]
+    # stored areas are kept as they are (datumaro's a.png stores 20 for 25 pixels): only reported
+    off = [] if areas is None else [
+        (int(v), float(a), int(seg.areas[index[int(v)]])) for v, a in zip(ids.tolist(), areas.tolist())
+        if np.isfinite(a) and float(a) != float(seg.areas[index[int(v)]])]
+    if not masks:
+        return None, off
+    return [seg.rles[index[int(v)]] for v in ids], off
 
 
 def _decode_chunk(items: Sequence[tuple]) -> list:
     out = []
-    for path, ids, masks in items:
+    for path, ids, masks, areas in items:
         try:
-            out.append(_check_png(path, ids, masks))
+            out.append(_check_png(path, ids, masks, areas))
         except FormatError as err:
             out.append(err)
     return out
+
+
+def validate_options(deep: bool) -> dict[str, Any]:
+    """Parse options :func:`dsprep.validate.validate` uses: ``--deep`` checks every PNG (``verify="all"``).
+
+    Example:
+        >>> validate_options(deep=True)
+        {'verify': 'all'}
+    """
+    return {"verify": "all"} if deep else {}
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
@@ -265,6 +290,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     records: list[Record] = []
     splits: dict[str, list[str]] = {}
     info: dict[str, Any] = {"instance_mask_encoding": "rgb"}
+    area_notes: list[tuple[str, int, float, int]] = []
     for split_name, jpath in files:
         doc = _load_json(jpath)
         cats = _categories(doc, jpath)
@@ -295,9 +321,13 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             if isinstance(a, dict) and a.get("image_id") not in known:
                 policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {a.get('image_id')!r}",
                                                      "no image with this id in 'images'"))
-        split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy)
+        split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy, area_notes)
         records.extend(split_recs)
         splits[split_name] = [r.id for r in split_recs]
+    if area_notes:  # kept as stored; validate reports them (area_mismatch)
+        info["segment_area_mismatches"] = area_notes
+        log.warning("%s: %d segment(s) store an area that differs from their pixel count (kept as stored; "
+                    "first: %s segment %d stores %g, has %d pixels)", root, len(area_notes), *area_notes[0])
     if policy.count:
         info["skipped"] = policy.count
         policy.summary("panoptic images")
@@ -325,7 +355,7 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
-            progress: bool | None, policy: ErrorPolicy) -> list[Record]:
+            progress: bool | None, policy: ErrorPolicy, area_notes: list) -> list[Record]:
     with_png = [r for r in recs if r.instance_mask_path]
     if masks or verify == "all":
         todo = with_png
@@ -333,7 +363,7 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         todo = with_png[:1]
     else:
         return recs
-    items = [(root / r.instance_mask_path, r.instances.ids, masks) for r in todo]
+    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area) for r in todo]
     results = [x for chunk in _io.parallel_map(_decode_chunk, items, workers=workers, chunk=8,
                                                desc="panoptic PNGs", show_progress=progress) for x in chunk]
     bad: set[str] = set()
@@ -341,8 +371,11 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         if isinstance(res, FormatError):
             policy.handle(res)
             bad.add(r.id)
-        elif res is not None:
-            r.instances.segmentation = res
+            continue
+        rles, off = res
+        if rles is not None:
+            r.instances.segmentation = rles
+        area_notes.extend((r.instance_mask_path, sid, stored, counted) for sid, stored, counted in off)
     return [r for r in recs if r.id not in bad]
 
 
@@ -380,26 +413,38 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     encoding = dataset.info.get("instance_mask_encoding")
+    native = dataset.format == NAME
     dropped_cats = {c.id for c in dataset.categories if c.extra.get("ignoreInEval")}
-    cats_out = []
-    for c in dataset.categories:
-        if c.id in dropped_cats:
-            continue
-        entry = {"id": c.id, "name": c.name, "supercategory": c.supercategory,
-                 "isthing": int(bool(c.extra.get("isthing", c.extra.get("hasInstances", 1))))}
-        for k, v in c.extra.items():
-            if k not in entry and k in ("color",):
-                entry[k] = list(v) if isinstance(v, (tuple, list)) else v
-        cats_out.append(entry)
-    source_ids = [r.source_id for r in dataset.records]
-    use_source = (all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in source_ids)
-                  and len(set(source_ids)) == len(source_ids))
     lost: dict[str, int] = {}
     n_obj = n_img = 0
 
     def lose(what: str, n: int = 1) -> None:
         if n:
             lost[what] = lost.get(what, 0) + n
+
+    cats_out = []
+    for c in dataset.categories:
+        if c.id in dropped_cats:
+            continue
+        entry = {"id": c.id, "name": c.name, "supercategory": c.supercategory,
+                 "isthing": int(bool(c.extra.get("isthing", c.extra.get("hasInstances", 1))))}
+        other = []
+        for k, v in c.extra.items():
+            if k in entry or k in _CATEGORY_USED:
+                continue
+            if k == "color" or native:  # a panoptic JSON's own keys go back as they came
+                entry[k] = list(v) if isinstance(v, tuple) else v
+            else:
+                other.append(k)  # COCO keypoints/skeleton, Cityscapes trainId/catId...
+        if other:
+            lose("category fields (" + ", ".join(sorted(other)) + ")")
+        cats_out.append(entry)
+    lose("categories flagged ignoreInEval", len(dropped_cats))
+    source_ids = [r.source_id for r in dataset.records]
+    use_source = (all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in source_ids)
+                  and len(set(source_ids)) == len(source_ids))
+    if not use_source:
+        lose("source image ids", sum(s is not None for s in source_ids))
 
     by_split: dict[str, list[tuple[int, Record]]] = {}
     for i, r in enumerate(dataset.records):
@@ -432,10 +477,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 png_name = f"{i:08d}_{Path(png_name).name}"
             used_png.add(png_name)
             img_entry = {"id": image_id, "width": rec.width, "height": rec.height, "file_name": file_name}
-            lose("image-level labels", int(rec.label is not None))  # panoptic JSON has no field for them
-            lose("captions", len(rec.captions))
+            _count_lost(rec, native, lose)
             for k, v in rec.extra.items():
-                if k in ("license", "coco_url", "flickr_url", "date_captured"):
+                if k in _IMAGE_EXTRA_KEYS or (native and k != "panoptic_file_name"):
                     img_entry[k] = v
             id_map, segs = _segments_for(rec, src_root, encoding, dropped_cats, lose)
             n_obj += len(segs)
@@ -449,6 +493,22 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                "images": images_out, "annotations": anns_out, "categories": cats_out}
         _dump_json(ann_dir / f"panoptic_{split}.json", doc)
     return {"images": n_img, "objects": n_obj, "lost": lost}
+
+
+def _count_lost(rec: Record, native: bool, lose) -> None:
+    """Count what of ``rec`` a panoptic JSON + PNG has no place for (the VOC and COCO writers' wording)."""
+    inst = rec.instances
+    lose("image-level labels", int(rec.label is not None))  # panoptic JSON has no field for them
+    lose("captions", len(rec.captions))
+    # the PNG holds segments, not a per-pixel class file (labelIds, SegmentationClass)
+    lose("semantic mask PNGs (mask_path)", int(rec.mask_path is not None))
+    if inst.keypoints is not None:
+        lose("keypoints (objects)", int((inst.keypoints[..., 2] > 0).any(axis=1).sum()))
+    lose("difficult flags (objects)", int(inst.difficult.sum()))
+    if not native:
+        other = [k for k in (rec.extra or {}) if k not in _IMAGE_EXTRA_KEYS and k != "panoptic_file_name"]
+        if other:
+            lose("image fields (" + ", ".join(sorted(other)) + ")")
 
 
 def _dump_json(path: Path, doc: dict) -> None:
@@ -495,6 +555,8 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
     # paint per-object masks
     id_map = np.zeros((h, w), np.int32)
     seg_ids = ids if ids_ok else np.arange(1, len(inst) + 1)
+    if not ids_ok:
+        lose("annotation ids", int((ids >= 0).sum()))
     painted = []
     for k in range(len(inst)):
         mask = _object_mask(inst.segmentation[k] if inst.segmentation is not None else None, h, w)
@@ -511,6 +573,8 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
             lose("objects hidden by later objects")
             continue
         area, bbox = counted[sid]
+        # area is counted on the painted map: a stored area that differs (COCO's polygon area) is not kept
+        lose("stored areas", int(bool(np.isfinite(inst.area[k])) and float(inst.area[k]) != area))
         segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
     return id_map, segs
 

@@ -1040,7 +1040,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     (exactly the images given a ``SegmentationClass``, which alone get
     ``<segmented>1``). Another format's semantic mask is mapped to VOC class
     indices when ``dataset.info["mask_category_names"]`` names the category of
-    each of its values (Cityscapes labelIds), else counted lost.
+    each of its values (Cityscapes labelIds), else counted lost. Masks of
+    records flagged ``extra["dummy_labels"]`` (the Cityscapes test split) are
+    placeholders: never written, counted lost.
     A ``labelmap.txt`` (datumaro's format) is written when the categories are not
     exactly the 20 VOC classes in order, so that :func:`parse` restores their order.
 
@@ -1112,15 +1114,21 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         # format's semantic mask is mapped pixel by pixel when its values name categories
         # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
         has_class = False
-        if rec.mask_path and exact:
+        if (rec.extra or {}).get("dummy_labels") and not exact and (
+                rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
+            # Cityscapes test gt files are placeholders: written as SegmentationClass they would
+            # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
+            what = "dummy label masks (Cityscapes test: not ground truth)"
+            lost[what] = lost.get(what, 0) + 1
+        elif rec.mask_path and exact:
             _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
             has_class = True
-        elif rec.mask_path:
-            to_voc = foreign_luts.get((rec.extra or {}).get("mask_kind"))
+        elif rec.mask_path or _semantic_source(dataset, rec):
+            kind = (rec.extra or {}).get("mask_kind")
+            to_voc = foreign_luts.get(kind)
             if to_voc is not None:
-                from ..masks import read_label_png
-
-                values = read_label_png(mask_src(rec.mask_path)).astype(np.int64, copy=False)
+                values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
+                                            kind).astype(np.int64, copy=False)
                 _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
                 has_class = True
             else:
@@ -1134,6 +1142,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
         if made is not None:
             _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
+        elif (rec.extra or {}).get("dummy_labels") and not exact:
+            pass  # counted above
         elif rec.instance_mask_path and exact:
             _copy_mask(mask_src(rec.instance_mask_path), dest / _SEGOBJ / f"{name}.png")
         elif rec.instance_mask_path:
@@ -1168,6 +1178,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if groups:
             for split, ids in groups.items():
                 lines = [name_of[i] for i in ids if i in name_of and name_of[i] in have]
+                if not lines and not exact:  # a split without masks (Cityscapes test) gets no list
+                    continue
                 (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in dataset.categories] != list(VOC_CLASSES):
         _write_labelmap(dest, dataset.categories)
@@ -1197,6 +1209,36 @@ def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[st
     voc_of = {c.name: index_of[c.id] for c in dataset.categories}
     return {kind: np.array([voc_of.get(n, VOID) if n is not None else VOID for n in names] + [VOID], np.uint8)
             for kind, names in kinds.items()}
+
+
+def _semantic_source(dataset: Dataset, rec: Record) -> str | None:
+    """A record's semantic source when it has no label PNG (``extra["semantic_source"]``, of a
+    kind the parser names in ``info["mask_readers"]``: Cityscapes instanceIds or polygons.json only)."""
+    ex = rec.extra or {}
+    readers = dataset.info.get("mask_readers")
+    if rec.mask_path is None and ex.get("semantic_source") and isinstance(readers, Mapping) \
+            and ex.get("mask_kind") in readers:
+        return str(ex["semantic_source"])
+    return None
+
+
+def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.ndarray:
+    """Another format's semantic mask as values of its kind.
+
+    A label PNG is decoded; a record without one (:func:`_semantic_source`) is
+    read by the function the parser names in ``info["mask_readers"][kind]``
+    (``"module:function"``), which gives the map a label PNG would hold.
+    """
+    readers = dataset.info.get("mask_readers")
+    named = readers.get(kind) if isinstance(readers, Mapping) and kind is not None else None
+    if named:
+        import importlib
+
+        module, _, attr = str(named).partition(":")
+        return np.asarray(getattr(importlib.import_module(module), attr)(path, kind))
+    from ..masks import read_label_png
+
+    return read_label_png(path)
 
 
 def _count_lost(rec: Record, lost: dict[str, int]) -> None:
