@@ -49,6 +49,24 @@ def read_json_object(path: str | os.PathLike) -> dict:
     return doc
 
 
+def json_default(obj):
+    """``default=`` for json/orjson: numpy scalars and arrays, bytes (text), sets and
+    tuples (lists), paths; anything else is a TypeError naming its type."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
 @contextlib.contextmanager
 def gc_paused(*, freeze: bool = False) -> Iterator[None]:
     """Pause Python's cyclic garbage collector while many acyclic objects are made.

@@ -44,6 +44,7 @@ import torch
 import torch.utils.data as tud
 
 from . import transforms as T
+from ._io import json_default
 from .errors import FormatError, InvalidAnnotationError, check_choice
 from .imageio import ImageSource, decode_mask
 from .masks import read_id_png, segmentation_mask
@@ -109,22 +110,12 @@ class _Strings:
         return bool(self.present.any())
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).decode("ascii")
-    raise TypeError(f"cannot store {type(obj).__name__} in a segmentation")
-
-
 def _segm_bytes(segm: Any) -> bytes | None:
     if segm is None:
         return None
     if isinstance(segm, (bytes, bytearray, memoryview)):
         return bytes(segm)
-    return json.dumps(segm, default=_json_default, separators=(",", ":")).encode("utf-8")
+    return json.dumps(segm, default=json_default, separators=(",", ":")).encode("utf-8")
 
 
 class RecordTable:

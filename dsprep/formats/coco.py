@@ -46,7 +46,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from .._io import gc_paused, image_size, place_image, progress as _progress
+from .._io import gc_paused, image_size, json_default, place_image, progress as _progress
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import segmentation_area
@@ -1021,20 +1021,6 @@ def _xywh_exact(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).decode("utf-8", "replace")
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to COCO JSON")
-
-
 def _segmentation_out(segm: Any) -> Any:
     """A segmentation entry as COCO JSON: raw text passes through unparsed."""
     import orjson
@@ -1262,7 +1248,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r in written:
                     b = a + r.instances.boxes.shape[0]
                     if b > a:
-                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=_json_default,
+                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=json_default,
                                                       option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
                     a = b
                 del all_anns
@@ -1302,7 +1288,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
                 out = dest / "annotations" / f"{task}_{split}.json"
-                out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
                 files.append(out.relative_to(dest).as_posix())
             if has_captions:
                 caps = []
@@ -1319,7 +1305,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 # present, and captions have none (the real captions_*.json has no 'categories' either)
                 doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
                 out = dest / "annotations" / f"captions_{split}.json"
-                out.write_bytes(orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
                 files.append(out.relative_to(dest).as_posix())
             n_images += len(recs)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
