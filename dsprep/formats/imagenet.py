@@ -29,7 +29,7 @@ import logging
 import os
 import re
 from bisect import bisect_left
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -594,24 +594,19 @@ def _parse_loc_xml(path: str) -> tuple[int, int, list[tuple]]:
     return w, h, objs
 
 
-def _parse_xml_chunk(paths: list[str]) -> list:
+def _each(fn, paths: list[str]) -> list:
+    """Worker: ``fn(path)`` for each path, a FormatError in place of a result it raised."""
     out: list = []
     for p in paths:
         try:
-            out.append(_parse_loc_xml(p))
+            out.append(fn(p))
         except FormatError as err:
             out.append(err)
     return out
 
 
-def _size_chunk(paths: list[str]) -> list:
-    out: list = []
-    for p in paths:
-        try:
-            out.append(image_size(p))
-        except FormatError as err:
-            out.append(err)
-    return out
+_parse_xml_chunk = partial(_each, _parse_loc_xml)  # picklable for the process pool
+_size_chunk = partial(_each, image_size)
 
 
 def _xml_index(folder: Path) -> dict[str, str]:
