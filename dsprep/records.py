@@ -398,9 +398,12 @@ class Dataset:
         # A LazyRecords is kept as it is until .records is first read (see LazyRecords).
         self._records: list[Record] | LazyRecords = (records if isinstance(records, LazyRecords)
                                                      else list(records))
-        # None: derived from the records' ``split`` on first read of .splits.
+        # Given, or the records' own ``split`` fields as they are now; for a LazyRecords,
+        # derived on first read of .splits (from the listing, without building records).
         self._splits: dict[str, list[str]] | None = (None if splits is None
                                                      else {k: list(v) for k, v in splits.items()})
+        if self._splits is None and not isinstance(self._records, LazyRecords):
+            self._splits = self._splits_from_records()
         self.info: dict[str, Any] = dict(info or {})
         self.root = root
         self.format = format
