@@ -651,6 +651,8 @@ def _infer_task(dataset: Any) -> str:
         return "detection"
     if any(dataset.column("mask_path")):
         return "segmentation"
+    if dataset.info.get("mask_readers") and any(e.get("semantic_source") for e in dataset.column("extra")):
+        return "segmentation"  # label maps drawn from another file (Cityscapes polygons.json)
     raise ValueError("cannot tell the task from the records (no image labels, objects or mask paths); "
                      f"pass task= one of {', '.join(TASKS)}")
 

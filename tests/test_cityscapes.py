@@ -504,6 +504,7 @@ def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_pat
         assert [r.extra["mask_kind"] for r in ds] == [kind] * len(ds)
         got = [ds.torch(task="segmentation")[i][1]["mask"] for i in range(len(ds))]
         assert all(np.array_equal(g.numpy(), w.numpy()) for g, w in zip(got, want)), name
+        assert ds.torch().task == "segmentation"  # inferred from the semantic sources too
         tid = ds.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"]
         assert np.array_equal(tid.numpy(), ref.torch(task="segmentation", mask_lut="train_id")[0][1]["mask"].numpy())
         _, problems = validate("cityscapes", tmp_path / name, workers=1)
