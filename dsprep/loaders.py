@@ -635,6 +635,12 @@ class TorchDataset(tud.Dataset):
                         raise InvalidAnnotationError(mp, f"instance mask is {inst_png.shape[1]}x"
                                                          f"{inst_png.shape[0]}, its image is {w}x{h}")
                 out[j] = inst_png == tb.mask_value[o]
+                if tb.mask_encoding in ("id", "rgb") and not out[j].any():
+                    # the ids were read from this PNG's annotations (Cityscapes instanceIds,
+                    # panoptic segments_info): an id without a pixel means they disagree
+                    raise InvalidAnnotationError(
+                        os.path.join(tb.root, rel), f"object {j} (segment id {int(tb.mask_value[o])}) has no "
+                        f"pixel in this PNG: the PNG and its annotations disagree (dsprep validate --deep)")
             else:  # no shape known: the box is the best mask there is (documented)
                 x0, y0, x1, y1 = tb.boxes[o]
                 out[j, int(math.floor(y0)):int(math.ceil(y1)), int(math.floor(x0)):int(math.ceil(x1))] = 1

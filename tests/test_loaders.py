@@ -468,3 +468,25 @@ def test_unknown_instance_mask_encoding_is_refused(ds):
     ds.info["instance_mask_encoding"] = "rgba"
     with pytest.raises(UnknownNameError, match="instance_mask_encoding.*'rgb'"):
         ds.torch(task="detection", masks=True)
+
+
+def test_a_segment_id_without_pixels_in_its_png_is_a_named_error(fixtures, tmp_path):
+    """A panoptic PNG that disagrees with its segments_info gives no silent all-zero mask."""
+    import shutil
+
+    import dsprep
+
+    src = fixtures / "panopticapi" / "sample_data"
+    copy = tmp_path / "pan"
+    shutil.copytree(src, copy)
+    ds = dsprep.parse("coco-panoptic", copy / "panoptic_examples.json", images_dir=copy / "input_images")
+    png = copy / ds.records[1].instance_mask_path
+    rgb = np.asarray(Image.open(png).convert("RGB")).copy()
+    rgb[..., 2] = 0  # what the reviewer did: 30 ids of this PNG then match nothing
+    Image.fromarray(rgb).save(png)
+    tds = ds.torch(task="detection", masks=True)
+    assert len(tds[0][1]["masks"])  # the other images are unaffected
+    with pytest.raises(InvalidAnnotationError, match=r"\.png: object \d+ \(segment id \d+\) has no pixel"):
+        tds[1]
+    skipping = ds.torch(task="detection", masks=True, on_error="skip")
+    assert isinstance(skipping[1], Skipped)
