@@ -47,7 +47,7 @@ from . import transforms as T
 from ._io import json_default
 from .errors import FormatError, InvalidAnnotationError, check_choice
 from .imageio import ImageSource, decode_mask
-from .masks import read_id_png, segmentation_mask
+from .masks import read_id_png, segmentation_mask, semantic_readers
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "TASKS", "Collate", "DeviceLoader", "EpochSampler",
@@ -313,16 +313,11 @@ def _mask_readers(dataset: Any) -> tuple[list[tuple[Callable, str]], dict[int, t
     it into the label map a PNG would hold: ``info["mask_readers"]`` = kind ->
     ``"module:function"``, called as ``function(path, kind)``.
     """
-    import importlib
-
-    named = dataset.info.get("mask_readers")
-    if not isinstance(named, Mapping) or not named:
+    named = semantic_readers(dataset)
+    if not named:
         return [], {}
     kinds = sorted(named)
-    readers = []
-    for kind in kinds:
-        module, _, attr = str(named[kind]).partition(":")
-        readers.append((getattr(importlib.import_module(module), attr), kind))
+    readers = [(named[kind], kind) for kind in kinds]
     index = {kind: i for i, kind in enumerate(kinds)}
     sources = {}
     for r, (rel, e) in enumerate(zip(dataset.column("mask_path"), dataset.column("extra"))):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .records import decode_segmentation
 
 __all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_label_png", "read_id_png", "segments_from_png", "rgb_to_id",
            "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
-           "segmentation_area"]
+           "segmentation_area", "semantic_readers"]
 
 log = logging.getLogger(__name__)
 
@@ -486,3 +486,27 @@ def segmentation_area(segm: Any, h: int, w: int) -> float | None:
         h = int(np.ceil(pts[1::2].max())) + 1
     rle = _pycoco_rle(segm, h, w)
     return 0.0 if rle is None else float(mask_utils.area(rle))
+
+
+def semantic_readers(dataset: Any) -> dict[str, Any]:
+    """Mask kind -> the function that draws a record's label map from another file.
+
+    A parser whose semantic source for some records is not a label PNG (a
+    Cityscapes frame with only ``polygons.json`` or only instanceIds) leaves
+    their ``mask_path`` None, puts the file in ``record.extra["semantic_source"]``
+    and its kind in ``extra["mask_kind"]``, and names the function in
+    ``dataset.info["mask_readers"]`` (kind -> ``"module:function"``), called as
+    ``function(path, kind)`` and returning the map a label PNG would hold.
+
+    Example:
+        >>> semantic_readers(dsprep.load("cityscapes", root="cs_polygons_only"))  # doctest: +SKIP
+        {'polygons': <function read_semantic_mask ...>}
+    """
+    import importlib
+
+    named = dataset.info.get("mask_readers")
+    out: dict[str, Any] = {}
+    for kind, spec in (named.items() if isinstance(named, Mapping) else ()):
+        module, _, attr = str(spec).partition(":")
+        out[kind] = getattr(importlib.import_module(module), attr)
+    return out

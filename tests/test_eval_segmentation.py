@@ -193,3 +193,36 @@ def test_eval_command_leaves_out_dummy_test_labels(tmp_path, capsys):
     assert "left out 4 image(s) of split test whose labels are dummies" in captured.err
     assert main(["eval", "segmentation", "cityscapes", str(root), str(preds), "--split", "test"]) == 2
     assert "the test split's labels are dummies" in capsys.readouterr().err
+
+
+def test_cityscapes_ground_truth_without_label_pngs_or_of_mixed_kinds(tmp_path):
+    """A polygons-only tree is scored on the map json2labelImg draws; a trainId parse that mixes
+    labelTrainIds and labelIds PNGs is scored on both, each read as what it holds."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import dsprep
+    from dsprep.eval.segmentation import evaluate_dataset
+    from dsprep.formats import _cityscapes_labels as L
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+
+    make_cityscapes(tmp_path / "png", splits=("val",), polygons=False)
+    make_cityscapes(tmp_path / "poly", splits=("val",), pngs=False)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    label_files = sorted((tmp_path / "png" / "gtFine" / "val").rglob("*_labelIds.png"))
+    for f in label_files:  # perfect predictions, in label ids
+        shutil.copy(f, preds / f.name.replace("_gtFine_labelIds", "_leftImg8bit"))
+    poly = dsprep.parse("cityscapes", tmp_path / "poly", workers=1)
+    assert all(r.mask_path is None for r in poly)
+    assert evaluate_dataset(poly, preds, workers=1).miou == pytest.approx(1.0)
+    # one frame also gets its createTrainIdLabelImgs PNG; parse in train ids
+    to_train = np.asarray(L.id_to_train_id_lut(), np.uint8)
+    first = label_files[0]
+    Image.fromarray(to_train[np.asarray(Image.open(first))]).save(str(first).replace("_labelIds", "_labelTrainIds"))
+    mixed = dsprep.parse("cityscapes", tmp_path / "png", label_space="trainId", workers=1)
+    assert len({r.extra["mask_kind"] for r in mixed}) == 2
+    assert evaluate_dataset(mixed, preds, workers=1).miou == pytest.approx(1.0)

@@ -50,7 +50,7 @@ __all__ = [
     "segmentation_metrics",
 ]
 
-from ..formats._cityscapes_labels import LABELS as _CS_LABELS
+from ..formats._cityscapes_labels import LABELS as _CS_LABELS, train_id_to_id_lut
 
 log = logging.getLogger(__name__)
 IGNORE = 255
@@ -435,13 +435,29 @@ def evaluate_dataset(dataset: Any, pred_dir: str | os.PathLike, *, split: str | 
     """
     root = Path(dataset.root) if dataset.root is not None else Path(".")
     pred_dir = Path(pred_dir)
-    records = [r for r in scored_records(dataset, split) if r.mask_path]
+    from ..masks import semantic_readers
+
+    readers = semantic_readers(dataset)
+    records = [r for r in scored_records(dataset, split)
+               if r.mask_path or (r.extra or {}).get("mask_kind") in readers]
     if not records:
         raise FormatError(str(root), "no record has a semantic mask (mask_path); nothing to evaluate"
                                      + (f" in split {split!r}" if split else ""))
+    gt_of: dict[str, Any] = {}  # record id -> ground truth given as an array, not a label PNG path
     if _is_cityscapes(dataset):
         names = list(CITYSCAPES_EVAL_CLASSES)
-        gt_kind = "train_ids" if records[0].mask_path.endswith("TrainIds.png") else "label_ids"
+        # labelTrainIds PNGs where they exist, labelIds elsewhere (a label_space="trainId" parse);
+        # a frame with only polygons.json or instanceIds gives label ids through its reader
+        train_kind = [bool(r.mask_path) and r.mask_path.endswith("TrainIds.png") for r in records]
+        gt_kind = "train_ids" if all(train_kind) else "label_ids"
+        to_ids = (np.asarray(train_id_to_id_lut(), np.int64) if any(train_kind) and gt_kind == "label_ids"
+                  else None)
+        for r, is_train in zip(records, train_kind):
+            if not r.mask_path:
+                kind = r.extra["mask_kind"]
+                gt_of[r.id] = readers[kind](root / r.extra["semantic_source"], kind)
+            elif is_train and to_ids is not None:
+                gt_of[r.id] = to_ids[read_label_image(root / r.mask_path)]
         gt_lut, pred_lut = cityscapes_luts(gt_kind, pred_ids)
         want_inst = iiou if iiou is not None else all(r.instance_mask_path for r in records)
         if want_inst and not all(r.instance_mask_path for r in records):
@@ -459,9 +475,10 @@ def evaluate_dataset(dataset: Any, pred_dir: str | os.PathLike, *, split: str | 
     pairs = []
     for r in records:
         p = prediction_path(pred_dir, r)
+        gt = gt_of[r.id] if r.id in gt_of else root / r.mask_path
         if want_inst:
-            pairs.append((root / r.mask_path, p, root / r.instance_mask_path))
+            pairs.append((gt, p, root / r.instance_mask_path))
         else:
-            pairs.append((root / r.mask_path, p))
+            pairs.append((gt, p))
     return evaluate_segmentation(pairs, len(names), class_names=names, gt_lut=gt_lut, pred_lut=pred_lut,
                                  ignore_index=ignore_index, instances=want_inst, workers=workers)
