@@ -418,6 +418,8 @@ class Dataset:
         recs = self._records
         if isinstance(recs, LazyRecords):
             recs = self._records = recs.build()
+            if self._splits is None:  # fixed now, before anyone edits a record (as for a list)
+                self._splits = self._splits_from_records()
         return recs
 
     @records.setter

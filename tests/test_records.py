@@ -118,6 +118,9 @@ def test_lazy_records_are_built_once_on_first_use_and_splits_derive_from_them():
     assert ds.records is first and lazy.builds == 1
     ds.records = [first[2]]  # replacing the records keeps the splits of construction, as for a list
     assert ds.splits == {"train": ["a"], "val": ["b"]} and len(ds) == 1
+    ds = Dataset([Category(1, "cat")], _Counted())
+    ds.records[0].split = "val"  # built, then edited before .splits is read: as for a list,
+    assert ds.splits == {"train": ["a"], "val": ["b"]}  # the splits are those of the records as given
     ds = Dataset([], _Counted(), splits={"all": ["c", "a"]})
     assert ds.splits == {"all": ["c", "a"]} and [r.id for r in ds.subset("all")] == ["c", "a"]
 
