@@ -894,7 +894,12 @@ class GroupedBatchSampler(tud.Sampler[list[tuple[int, int]]]):
 
     Padding a batch to its largest image then wastes little. ``(epoch, index)`` keys
     from ``sampler`` are bucketed by ``group_ids[index]``; a bucket is
-    yielded when full; leftovers are yielded at the end unless ``drop_last``.
+    yielded when full. What is left in the buckets at the end is batched
+    together, groups mixed, so the number of batches depends only on
+    ``len(sampler)``: ``len // batch_size`` (``drop_last``) or its ceiling,
+    the same on every rank of a distributed run (a rank with one more batch
+    than the others would wait in allreduce for ever; torchvision's reference
+    GroupedBatchSampler fixes the count for the same reason).
     """
 
     def __init__(self, sampler: EpochSampler, group_ids: np.ndarray, batch_size: int, drop_last: bool = False):
@@ -912,17 +917,15 @@ class GroupedBatchSampler(tud.Sampler[list[tuple[int, int]]]):
             if len(b) == self.batch_size:
                 yield list(b)
                 b.clear()
-        if not self.drop_last:
-            for g in sorted(buckets):
-                if buckets[g]:
-                    yield list(buckets[g])
+        rest = [key for g in sorted(buckets) for key in buckets[g]]
+        for a in range(0, len(rest), self.batch_size):
+            batch = rest[a:a + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
 
     def __len__(self) -> int:
-        idx = self.sampler.indices(self.sampler.epoch)
-        counts = np.bincount(self.group_ids[idx]) if len(idx) else np.zeros(0, np.int64)
-        if self.drop_last:
-            return int(sum(c // self.batch_size for c in counts))
-        return int(sum(-(-c // self.batch_size) for c in counts))
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -328,8 +328,17 @@ def test_grouped_batches_share_aspect_ratio(ds):
     batches = list(sampler)
     assert len(batches) == len(sampler)
     assert sorted(i for b in batches for _, i in b) == list(range(len(tds)))
-    for b in batches:
-        assert len({int(groups[i]) for _, i in b}) == 1
+    mixed = [b for b in batches if len({int(groups[i]) for _, i in b}) > 1]
+    assert len(mixed) <= 1 and all(b is batches[-1] or b is batches[-2] for b in mixed)  # the leftovers only
+    # under a distributed run every rank gets the same number of batches (else one waits in
+    # allreduce for ever): 9 of 20 seeds gave 5 and 6 when each rank emptied its own buckets
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        g = rng.integers(0, 2, 40)
+        for drop_last in (False, True):
+            counts = {len(list(GroupedBatchSampler(EpochSampler(40, seed=seed, num_replicas=2, rank=r), g, 4,
+                                                   drop_last=drop_last))) for r in (0, 1)}
+            assert counts == {5}, (seed, drop_last, counts)
 
 
 def _dist_worker(rank: int, world: int, root: str, port: int, out: str) -> None:
