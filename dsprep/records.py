@@ -47,6 +47,8 @@ __all__ = [
     "CATEGORY_ID_POLICIES",
     "convert_boxes",
     "decode_segmentation",
+    "distinct_ids",
+    "make_ids_distinct",
     "record_id_from_path",
 ]
 
@@ -99,6 +101,33 @@ def record_id_from_path(relpath: str) -> str:
     head, _, tail = relpath.rpartition("/")
     stem = tail.rsplit(".", 1)[0] if "." in tail else tail
     return f"{head}/{stem}" if head else stem
+
+
+def distinct_ids(ids: list[str], paths: list[str]) -> list[str]:
+    """``ids``, except that an id standing for several different paths becomes each path.
+
+    Record ids drop the extension (:func:`record_id_from_path`), so ``a.jpg``
+    and ``a.png`` in one folder would share ``a``; they are two images (as
+    torchvision's ``ImageFolder`` lists them), and their ids keep the extension.
+
+    Example:
+        >>> distinct_ids(["c/a", "c/a", "c/b"], ["c/a.jpg", "c/a.png", "c/b.jpg"])
+        ['c/a.jpg', 'c/a.png', 'c/b']
+    """
+    if len(set(ids)) == len(ids):
+        return ids
+    paths_of: dict[str, set[str]] = {}
+    for rid, path in zip(ids, paths):
+        paths_of.setdefault(rid, set()).add(path)
+    return [path if len(paths_of[rid]) > 1 else rid for rid, path in zip(ids, paths)]
+
+
+def make_ids_distinct(records: "list[Record]") -> None:
+    """Apply :func:`distinct_ids` to these records' ids, in place."""
+    ids = [r.id for r in records]
+    for r, rid, new in zip(records, ids, distinct_ids(ids, [r.path for r in records])):
+        if new is not rid:
+            r.id = new
 
 
 def decode_segmentation(segm: Any) -> Any:

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from dsprep import parse as dsprep_parse
 from dsprep.convert import convert
 from dsprep.errors import (InvalidAnnotationError, MalformedFileError, MissingFileError,
                            UnknownNameError)
@@ -566,6 +567,12 @@ def test_files_differing_only_by_extension_are_two_records_everywhere(tmp_path):
     images = json.loads((out / "annotations" / "instances_train.json").read_text())["images"]
     assert sorted(i["file_name"] for i in images) == ["1.jpg", "1.png", "2.jpg", "3.jpg"]  # unique basenames
     assert len({i["id"] for i in images}) == 4
+    # and read back from COCO (and COCO panoptic): still four records, four ids
+    back = dsprep_parse("coco", out)
+    assert sorted(r.id for r in back) == ["train/1.jpg", "train/1.png", "train/2", "train/3"]
+    assert len(back.subset("train")) == 4
+    convert("imagenet", root, "coco-panoptic", tmp_path / "pan", images="none")
+    assert len({r.id for r in dsprep_parse("coco-panoptic", tmp_path / "pan")}) == 4
 
 
 def test_convert_to_formats_that_store_sizes_reads_the_headers(tmp_path):

@@ -50,7 +50,8 @@ from .._io import gc_paused, image_size, json_default, place_image, progress as 
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import segmentation_area
-from ..records import Category, Dataset, Instances, Record, decode_segmentation, record_id_from_path
+from ..records import (Category, Dataset, Instances, Record, decode_segmentation, make_ids_distinct,
+                       record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -954,6 +955,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     with gc_paused(freeze=True):
         for src in sources:
             recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress)
+            make_ids_distinct(recs)  # a.jpg and a.png of one folder: two ids
             for c in cats:
                 old = categories.get(c.id)
                 if old is None:

@@ -38,7 +38,7 @@ import numpy as np
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
-from ..records import Category, Dataset, Instances, Record, record_id_from_path
+from ..records import Category, Dataset, Instances, Record, make_ids_distinct, record_id_from_path
 
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
@@ -322,6 +322,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
                 policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {a.get('image_id')!r}",
                                                      "no image with this id in 'images'"))
         split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy, area_notes)
+        make_ids_distinct(split_recs)  # a.jpg and a.png of one folder: two ids
         records.extend(split_recs)
         splits[split_name] = [r.id for r in split_recs]
     if area_notes:  # kept as stored; validate reports them (area_mismatch)

@@ -38,7 +38,7 @@ import numpy as np
 from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, LazyRecords, Record
+from ..records import Category, Dataset, Instances, LazyRecords, Record, distinct_ids
 
 NAME = "imagenet"
 DESCRIPTION = ("ImageNet/ILSVRC2012 and any class-subfolder (ImageFolder) tree; "
@@ -147,13 +147,7 @@ def _ids(paths: list[str]) -> list[str]:
     (:func:`~dsprep.records.record_id_from_path`), or the whole path for files
     that differ only by extension (``1.jpg``, ``1.png``: two images, as
     torchvision's ``ImageFolder`` lists them)."""
-    ids = [p[:p.rfind(".")] for p in paths]
-    if len(set(ids)) != len(ids):
-        seen: dict[str, int] = {}
-        for rid in ids:
-            seen[rid] = seen.get(rid, 0) + 1
-        ids = [p if seen[rid] > 1 else rid for rid, p in zip(ids, paths)]
-    return ids
+    return distinct_ids([p[:p.rfind(".")] for p in paths], paths)
 
 
 class _Listing(LazyRecords):
