@@ -229,6 +229,17 @@ KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
 })
 
 
+def _images_missing(ds: Dataset) -> str | None:
+    """Annotations without their images (an empty ``val2017/`` or ``JPEGImages/``) are a
+    partial copy: three records (first, middle, last) are looked at, none found -> problem."""
+    paths = ds.column("path")
+    root = Path(ds.root) if ds.root is not None else Path(".")
+    sample = [paths[0], paths[len(paths) // 2], paths[-1]]
+    if any((root / p).is_file() for p in sample):
+        return None
+    return f"the annotations are there but not the images (e.g. {root / sample[0]} does not exist)"
+
+
 def candidate_roots(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The places :func:`load` looks at for ``name``, in order.
 
@@ -338,6 +349,8 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
             problem = entry.check(ds, base) if entry.check else None
             if problem is None and not len(ds):  # the folders are there, but empty
                 problem = "the expected folders hold no images"
+            if problem is None:
+                problem = _images_missing(ds)
             if problem is None:
                 return ds
             looked.append(f"  {cand}: {problem}")

@@ -6,6 +6,7 @@ are checked for root resolution, error messages and the arguments handed to
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,8 +41,9 @@ class Recorder:
     def __call__(self, name):
         def parse(root, **kw):
             self.calls.append((name, Path(root), kw))
-            # one labelled image: not an empty or partial copy
-            return Dataset([], [Record("x", "x.jpg", mask_path="x.png")], format=name)
+            # one labelled image that exists: not an empty or partial copy
+            Path(root, "x.jpg").touch()
+            return Dataset([], [Record("x", "x.jpg", mask_path="x.png")], root=Path(root), format=name)
         return SimpleNamespace(parse=parse)
 
 
@@ -236,6 +238,16 @@ def test_partial_copies_raise_not_found(places):
     with pytest.raises(DatasetNotFoundError, match=r"image\(s\) have no gtFine labels .*unpack gtFine"):
         load("cityscapes", split="train", root=city)
     assert len(load("cityscapes", split="val", root=city)) == 2
+    coco = places.tmp / "coco"  # the annotations without their images
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "val2017").mkdir()
+    (coco / "annotations" / "instances_val2017.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}]}))
+    with pytest.raises(DatasetNotFoundError, match=r"the annotations are there but not the images \(e\.g\. .*a\.jpg"):
+        load("coco", split="val", root=coco)
+    (coco / "val2017" / "a.jpg").write_bytes(b"")
+    assert len(load("coco", split="val", root=coco)) == 1
     a_file = places.tmp / "file"
     a_file.write_text("x")
     with pytest.raises(DatasetNotFoundError, match=r"file: is a file, not a folder"):
