@@ -622,11 +622,11 @@ def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[st
     """(image base, {split: folder name ("" = the base itself)}, image files at the root,
     folders at the root that are neither splits nor classes, reported and not listed).
 
-    The root holds split folders when every sub-folder is one (``train/``,
-    ``val/``...), or when the split-named ones hold class folders (or a flat
-    ILSVRC val) and the rest are strays beside them (an unzipped ``__MACOSX/``,
-    a ``scripts/`` folder): a class tree whose classes include ``train`` holds
-    images directly in ``train/``, not folders.
+    The root holds split folders when a split-named one (``train/``, ``val/``...)
+    holds class folders (or a flat ILSVRC val); other folders beside them are
+    strays (an unzipped ``__MACOSX/``, a ``scripts/`` folder). A class tree
+    whose classes are named ``train`` and ``val`` holds images directly in
+    those folders, not class folders, and stays a class tree.
     """
     base = root
     kaggle = root / "ILSVRC" / "Data" / "CLS-LOC"
@@ -638,7 +638,7 @@ def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[st
     dirs = [d for d in dirs if d not in _JUNK_DIRS]
     images = [f for f in files if _is_image(f)]
     splits = [d for d in dirs if _is_split_name(d)]
-    if splits and (len(splits) == len(dirs) or all(_holds_classes(base / d) for d in splits)):
+    if splits and any(_holds_classes(base / d) for d in splits):
         stray = sorted(d for d in dirs if not _is_split_name(d))
         return base, {d: d for d in sorted(splits, key=_split_order)}, images, sorted(junk) + stray
     return base, {None: ""}, [], sorted(junk)
@@ -1199,8 +1199,8 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
                  for c in sorted(dataset.categories, key=lambda c: names[c.id])]
         (dest / SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
-        lose("category words (names with spaces cannot go in LOC_synset_mapping.txt)",
-             sum(1 for c in dataset.categories if c.extra.get("words")))
+        lose("category words and original names (names with spaces cannot go in LOC_synset_mapping.txt)",
+             sum(1 for c in dataset.categories if c.extra.get("words") or names[c.id] != c.name))
     return {"images": n_images, "objects": n_objects, "lost": lost}
 
 
