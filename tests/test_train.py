@@ -193,6 +193,22 @@ def test_dummy_labelled_test_split_is_never_the_default_validation(tmp_path, mon
     assert "the 'test' split's labels are dummies" in capsys.readouterr().err
 
 
+def test_roboflow_split_names_are_found_in_any_case(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_imagenet import make_tree
+
+    make_tree(tmp_path / "flowers", splits=("Train", "valid"))
+    seen = {}
+
+    def fake_train(train_ds, val_ds, cfg):
+        seen["train"], seen["val"] = train_ds, val_ds
+        return {"best": {"epoch": 1, "top1": 1.0}, "seconds": 0.0}
+
+    monkeypatch.setattr("dsprep.train.train", fake_train)
+    assert main(["train", "imagenet", str(tmp_path / "flowers"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert list(seen["train"].splits) == ["Train"] and list(seen["val"].splits) == ["valid"]
+
+
 def test_help_texts_state_each_default_once():
     # Every option of every command has a help text, and no text says its default twice
     # ("(default: every split found) (default: None)").
@@ -209,4 +225,4 @@ def test_help_texts_state_each_default_once():
             assert text.count("default") <= 1, (name, text)
             assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
     train_help = sub.choices["train"].format_help()
-    assert "val/validation/val2017/test" in train_help and "(default: 10)" in train_help
+    assert "val/valid/validation/val2017/test" in train_help and "(default: 10)" in train_help

@@ -35,10 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="a known dataset name for dsprep.load (imagenet, coco, voc, cityscapes)")
     p.add_argument("--data-root", default=None, help="with --dataset: its root (default: $DSPREP_DATA/<name> or ~/datasets/<name>)")
     p.add_argument("--split", default=None,
-                   help="training split (default: the first of train/train2017/trainval present, "
+                   help="training split (default: the first of train/train2017/trainval present, any case, "
                         "else the first split)")
     p.add_argument("--val-split", default=None,
-                   help="validation split (default: the first of val/validation/val2017/test present, "
+                   help="validation split (default: the first of val/valid/validation/val2017/test present, any case, "
                         "never one whose labels are dummies, e.g. the Cityscapes test split); "
                         "'none' to skip")
     p.add_argument("--task", default="classification", choices=["classification", "crops", "segmentation"],
@@ -74,9 +74,10 @@ CATALOG_TASKS = {
 }
 
 
-# Default training and validation splits, the first present wins.
+# Default training and validation splits, the first present wins (in any case: Roboflow and
+# Kaggle trees have Train/ and valid/).
 TRAIN_SPLITS = ("train", "train2017", "trainval")
-VAL_SPLITS = ("val", "validation", "val2017", "test")
+VAL_SPLITS = ("val", "valid", "validation", "val2017", "test")
 
 
 def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
@@ -84,9 +85,10 @@ def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: s
 
     if wanted:
         return check_choice(f"{what} split", wanted, splits)
+    by_lower = {k.lower(): k for k in reversed(list(splits))}  # the first spelling wins
     for c in candidates:
-        if c in splits:
-            return c
+        if c in by_lower:
+            return by_lower[c]
     return None
 
 
@@ -120,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
         usable = {k: v for k, v in splits.items() if k not in dummy} or splits
         tr = _pick(splits, args.split, TRAIN_SPLITS, "training") or next(iter(usable))
         val_name = None if args.val_split == "none" else _pick(
-            splits, args.val_split, tuple(c for c in VAL_SPLITS if c not in dummy), "validation")
+            splits, args.val_split, tuple(c for c in VAL_SPLITS if c not in {d.lower() for d in dummy}),
+            "validation")
         if val_name is None and args.val_split != "none" and int(os.environ.get("RANK", "0")) == 0:
-            for c in VAL_SPLITS:
-                if c in dummy:
+            for c in dummy:
+                if c.lower() in VAL_SPLITS:
                     print(f"not validating on {c!r}: its labels are dummies "
                           f"(Dataset.info['dummy_label_splits'])", flush=True)
         train_ds = ds.subset(tr)
