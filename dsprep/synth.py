@@ -22,9 +22,11 @@ import numpy as np
 
 from .records import Category, Dataset, Instances, Record
 
-__all__ = ["SHAPES", "synth", "make_shapes_dataset"]
+__all__ = ["SHAPES", "SYNTH_FORMATS", "synth", "make_shapes_dataset"]
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+# The formats that hold what synth makes (1-3 shapes per image, boxes and polygons).
+SYNTH_FORMATS = ("voc", "coco", "coco-panoptic")
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[float]:
@@ -108,7 +110,10 @@ def synth(format: str, out: str | os.PathLike, *, images: int = 300, seed: int =
     from .convert import write_dataset
     from .formats import get_format
 
+    from .errors import check_choice
+
     get_format(format)
+    check_choice("synth format", format, SYNTH_FORMATS)
     if images < 2:
         raise ValueError(f"synth needs at least 2 images (a train and a val image), got {images}")
     out = Path(out)

@@ -36,6 +36,18 @@ def test_synth_is_deterministic_and_learnable_shaped(tmp_path):
             assert box.tolist() == [min(xs), min(ys), max(xs), max(ys)]
 
 
+def test_synth_writes_only_formats_that_hold_its_objects(tmp_path, capsys):
+    # imagenet would keep 0 of its images (no image label), cityscapes none of its objects
+    for fmt in ("imagenet", "cityscapes"):
+        with pytest.raises(SystemExit) as err:
+            main(["synth", fmt, str(tmp_path / fmt), "--images", "4"])
+        assert err.value.code == 2 and "choose from 'voc', 'coco', 'coco-panoptic'" in capsys.readouterr().err
+        assert not (tmp_path / fmt).exists()
+    assert main(["synth", "coco-panoptic", str(tmp_path / "pan"), "--images", "4", "--size", "32"]) == 0
+    import dsprep
+    assert dsprep.parse("coco-panoptic", tmp_path / "pan").num_objects() > 0
+
+
 def test_synth_voc_then_convert_to_coco_loads_in_pycocotools(shapes_voc, tmp_path, capsys):
     out = tmp_path / "coco"
     assert main(["convert", "voc", str(shapes_voc), "--to", "coco", "--out", str(out), "--quiet"]) == 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..formats import FORMATS
+from ..synth import SYNTH_FORMATS
 
 HELP = "write a small, learnable sample dataset of coloured shapes (no download)"
 DESCRIPTION = """Write a sample dataset: images of 1-3 coloured shapes (circle, square,
@@ -16,7 +16,9 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("format", choices=list(FORMATS), metavar="FORMAT", help=f"output format: {', '.join(FORMATS)}")
+    p.add_argument("format", choices=list(SYNTH_FORMATS), metavar="FORMAT",
+                   help=f"output format: {', '.join(SYNTH_FORMATS)} (formats that hold its boxes and masks; "
+                        f"imagenet holds one label per image and cityscapes its fixed label table)")
     p.add_argument("out", metavar="OUT", help="output directory")
     p.add_argument("--images", type=int, default=300, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
