@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UnknownNameError, check_choice
+from .errors import MissingFileError, OutputExistsError, UnknownNameError, check_choice
 from .records import Dataset
 
 __all__ = ["TrainConfig", "train", "TASKS"]
@@ -337,8 +337,16 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     if cfg.resume:
         ckpt_path = out / "last.pt"
         if not ckpt_path.exists():
-            raise FileNotFoundError(f"--resume: {ckpt_path} does not exist; run without --resume first")
+            raise MissingFileError(str(ckpt_path), "--resume: no checkpoint here; run without --resume first")
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        saved = ck.get("config") or {}
+        differs = [f"{k} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in ("task", "model", "image_size")
+                   if k in saved and saved[k] != getattr(cfg, k)]
+        if ck.get("classes") is not None and list(ck["classes"]) != list(names):
+            differs.append(f"classes {len(ck['classes'])} -> {len(names)}")
+        if differs:
+            raise OutputExistsError(f"--resume: {ckpt_path} was written by another run ({'; '.join(differs)}); "
+                                    f"resume with the same settings, or write to another --out")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

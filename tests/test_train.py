@@ -80,6 +80,9 @@ def test_train_is_deterministic_on_cpu_and_resumes(shapes, tmp_path):
     hist = json.loads((tmp_path / "a" / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in hist] == [1, 2]
     assert hist[0]["train"]["loss"] == a["last"]["train"]["loss"]
+    # another model or task over the same --out: named, not a load_state_dict traceback
+    with pytest.raises(FileExistsError, match=r"written by another run \(model 'resnet18' -> 'resnet34'\)"):
+        train(ds.subset("train"), ds.subset("val"), _cfg(tmp_path / "a", epochs=3, resume=True, model="resnet34"))
 
 
 def test_resume_without_checkpoint_is_a_clear_error(shapes, tmp_path):
