@@ -192,6 +192,7 @@ def test_dummy_labelled_test_split_is_never_the_default_validation(tmp_path, mon
     out = capsys.readouterr().out
     assert seen["val"] is None and set(seen["train"].splits) == {"train"}
     assert "not validating on 'test': its labels are dummies" in out and "no validation split" in out
+    assert "task segmentation, 19 classes" in out  # the train ids trained on, not the 35 label rows
     assert main([*args, "--val-split", "test"]) == 2
     assert "the 'test' split's labels are dummies" in capsys.readouterr().err
 

@@ -139,9 +139,14 @@ def run(args: argparse.Namespace) -> int:
                       channels_last=args.channels_last, out=args.out, resume=args.resume,
                       progress=False if args.quiet else None)
     if int(os.environ.get("RANK", "0")) == 0:
+        from ..train import segmentation_classes
+
+        # the classes the model is trained on: Cityscapes' 19 train ids, VOC's background + 20
+        n_classes = (len(segmentation_classes(train_ds)[0]) if args.task == "segmentation"
+                     else len(ds.categories))
         print(f"training {args.model} on {len(train_ds)} images ({tr})"
               + (f", validating on {len(val_ds)} ({val_name})" if val_ds is not None else ", no validation split")
-              + f"; task {args.task}, {len(ds.categories)} categories -> {args.out}", flush=True)
+              + f"; task {args.task}, {n_classes} classes -> {args.out}", flush=True)
     summary = train(train_ds, val_ds, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         best = summary["best"]
