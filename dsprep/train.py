@@ -348,6 +348,10 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
             raise OutputExistsError(f"--resume: {ckpt_path} was written by another run ({'; '.join(differs)}); "
                                     f"resume with the same settings, or write to another --out")
         model.load_state_dict(ck["model"])
+        if ck.get("torch_rng") is not None:
+            torch.set_rng_state(ck["torch_rng"].cpu())
+        if ck.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all([t.cpu() for t in ck["cuda_rng"]])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch = int(ck["epoch"]) + 1
@@ -408,12 +412,16 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
             score = score_src.get(best_key) or 0.0
             is_best = not best or score >= best.get(best_key, -1.0)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": names, "metrics": entry}
+                     "epoch": epoch, "config": dataclasses.asdict(cfg), "classes": names, "metrics": entry,
+                     # the generator dropout draws from: a resumed run continues as an uninterrupted one
+                     "torch_rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
             _atomic_save(state, out / "last.pt")
             if is_best:
                 best = {"epoch": epoch + 1, best_key: score}
                 # best.pt holds the weights only (no optimizer state: a third of the size)
-                _atomic_save({k: v for k, v in state.items() if k not in ("optimizer", "scheduler")},
+                _atomic_save({k: v for k, v in state.items()
+                              if k not in ("optimizer", "scheduler", "torch_rng", "cuda_rng")},
                              out / "best.pt")
                 if val_loader is not None and cfg.task != "segmentation":
                     _write_class_report(res, out)

@@ -103,6 +103,22 @@ def test_train_segmentation_on_voc_masks(shapes_voc, tmp_path):
     assert (tmp_path / "predictions.png").is_file() and res["best"]["epoch"] == 1
 
 
+def test_an_interrupted_segmentation_run_resumes_as_if_never_stopped(shapes_voc, tmp_path):
+    """The FCN head's dropout draws from torch's generator: its state travels in last.pt."""
+    ds = dsprep.parse("voc", shapes_voc)
+    cfg = dict(task="segmentation", image_size=32, epochs=2, batch_size=4)
+    whole = train(ds.subset("train"), None, _cfg(tmp_path / "whole", **cfg), echo=lambda s: None)
+
+    def stop_after_epoch_1(line: str) -> None:
+        if line.startswith("epoch 1/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ds.subset("train"), None, _cfg(tmp_path / "cut", **cfg), echo=stop_after_epoch_1)
+    resumed = train(ds.subset("train"), None, _cfg(tmp_path / "cut", resume=True, **cfg), echo=lambda s: None)
+    assert resumed["last"]["train"]["loss"] == whole["last"]["train"]["loss"]
+
+
 def test_finetune_head_only_changes_the_head(shapes, tmp_path):
     ds = dsprep.parse("coco", shapes)
     w = tmp_path / "init.pt"
