@@ -168,3 +168,12 @@ def test_image_size_applies_exif_rotation_for_jpeg_and_png(tmp_path):
     assert image_size(tmp_path / "r.jpg") == (20, 40)
     assert image_size(tmp_path / "r.png") == (20, 40)
     assert image_size(tmp_path / "plain.png") == (40, 20)
+
+
+def test_record_replace_is_a_shallow_copy_and_refuses_unknown_fields():
+    r = Record("a", "a.jpg", 8, 8, "train", instances=Instances(boxes=[[0, 0, 1, 1]], labels=[1]))
+    c = r.replace(split="val", width=9)
+    assert (c.split, c.width, c.height, r.split, r.width) == ("val", 9, 8, "train", 8)
+    assert c.instances is r.instances and type(c) is Record and c == r.replace(split="val", width=9)
+    with pytest.raises(TypeError, match="no field"):
+        r.replace(widht=3)
