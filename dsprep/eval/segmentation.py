@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,16 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
     return read_label_png(path, "label image")
 
 
+def _train_ids_as_label_ids(path: Path) -> np.ndarray:
+    """A ``*_labelTrainIds.png`` read back into label ids (a tree mixing both kinds)."""
+    return np.asarray(train_id_to_id_lut(), np.int64)[read_label_image(path)]
+
+
 def _as_labels(x: Any) -> np.ndarray:
     if isinstance(x, (str, os.PathLike)):
         return read_label_image(x)
+    if callable(x):  # a reader bound to its file, run where the matrix is counted
+        x = x()
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise FormatError("label array", f"expected a 2-D (H, W) label array, found shape {arr.shape}")
@@ -450,14 +458,14 @@ def evaluate_dataset(dataset: Any, pred_dir: str | os.PathLike, *, split: str | 
         # a frame with only polygons.json or instanceIds gives label ids through its reader
         train_kind = [bool(r.mask_path) and r.mask_path.endswith("TrainIds.png") for r in records]
         gt_kind = "train_ids" if all(train_kind) else "label_ids"
-        to_ids = (np.asarray(train_id_to_id_lut(), np.int64) if any(train_kind) and gt_kind == "label_ids"
-                  else None)
+        convert = any(train_kind) and gt_kind == "label_ids"
         for r, is_train in zip(records, train_kind):
+            # read in the pool's workers, like the label PNGs (see _as_labels)
             if not r.mask_path:
                 kind = r.extra["mask_kind"]
-                gt_of[r.id] = readers[kind](root / r.extra["semantic_source"], kind)
-            elif is_train and to_ids is not None:
-                gt_of[r.id] = to_ids[read_label_image(root / r.mask_path)]
+                gt_of[r.id] = partial(readers[kind], root / r.extra["semantic_source"], kind)
+            elif is_train and convert:
+                gt_of[r.id] = partial(_train_ids_as_label_ids, root / r.mask_path)
         gt_lut, pred_lut = cityscapes_luts(gt_kind, pred_ids)
         want_inst = iiou if iiou is not None else all(r.instance_mask_path for r in records)
         if want_inst and not all(r.instance_mask_path for r in records):
