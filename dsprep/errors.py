@@ -47,15 +47,18 @@ class FormatError(DsprepError, ValueError):
         where: the file, plus line / annotation id where known
             (``"Annotations/000012.xml:17"``, ``"instances_val.json: annotation id 42"``).
         message: what was expected and what was found.
+        kind: the ``dsprep validate`` problem kind it is reported under (a key of
+            ``dsprep.validate.KINDS``; default ``"parse"``).
     """
 
-    def __init__(self, where: str, message: str):
+    def __init__(self, where: str, message: str, *, kind: str | None = None):
         self.where = str(where)
         self.message = message
+        self.kind = kind
         super().__init__(f"{self.where}: {message}" if self.where else message)
 
-    def __reduce__(self):  # picklable across process pools
-        return (type(self), (self.where, self.message))
+    def __reduce__(self):  # picklable across process pools (the kind travels as state)
+        return (type(self), (self.where, self.message), {"kind": self.kind})
 
 
 class MalformedFileError(FormatError):
@@ -105,6 +108,10 @@ class ErrorPolicy:
     single warning with the count and the first few messages. Parsers call
     :meth:`handle` from inside their ``except FormatError`` blocks.
 
+    :meth:`note` records what a parser accepts but ``dsprep validate`` should
+    report (an ``iscrowd`` of 2 read as crowd, a VOC class missing from
+    ``labelmap.txt``), in either mode; :meth:`summary` logs them too.
+
     Example:
         >>> policy = ErrorPolicy("warn")
         >>> try:
@@ -133,6 +140,9 @@ class ErrorPolicy:
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self.examples: list[str] = []
+        self.errors: list[FormatError] = []  # the first ``show`` errors themselves
+        self.note_count: Counter[str] = Counter()
+        self.notes: list[FormatError] = []  # the first ``show`` notes
 
     def handle(self, err: FormatError) -> None:
         """Re-raise ``err`` in raise mode; otherwise record it."""
@@ -142,15 +152,33 @@ class ErrorPolicy:
         self.kinds[type(err).__name__] += 1
         if len(self.examples) < self.show:
             self.examples.append(str(err))
+            self.errors.append(err)
+
+    def note(self, kind: str, where: str, message: str) -> None:
+        """Record something accepted as it is that ``validate`` reports as problem ``kind``."""
+        self.note_count[kind] += 1
+        if len(self.notes) < self.show:
+            self.notes.append(InvalidAnnotationError(where, message, kind=kind))
 
     def merge(self, other: "ErrorPolicy") -> None:
         """Fold the counts of a worker's policy into this one."""
         self.count += other.count
         self.kinds.update(other.kinds)
-        self.examples.extend(other.examples[: max(0, self.show - len(self.examples))])
+        room = max(0, self.show - len(self.examples))
+        self.examples.extend(other.examples[:room])
+        self.errors.extend(other.errors[:room])
+        self.note_count.update(other.note_count)
+        self.notes.extend(other.notes[: max(0, self.show - len(self.notes))])
 
     def summary(self, what: str = "items") -> str | None:
-        """Log (and return) one line summarising skipped items, or None if none."""
+        """Log (and return) one line summarising skipped items, or None if none.
+
+        Notes, if any, get a line of their own (logged, not returned).
+        """
+        if self.note_count:
+            log.warning("accepted as they are, reported by dsprep validate: " + ", ".join(
+                f"{n} {k}" for k, n in self.note_count.most_common()) + "; first: "
+                + " | ".join(str(e) for e in self.notes[: min(self.show, 5)]))
         if not self.count:
             return None
         line = f"skipped {self.count} bad {what} (" + ", ".join(

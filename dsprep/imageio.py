@@ -15,7 +15,8 @@ Rules (see ``docs/loading.md``):
   *whole image* would have at the crop's output scale, not the output size
   itself: asking for (224, 224) on a 500x375 image never shrinks it.
 - A missing file raises :class:`~dsprep.errors.MissingFileError`; a truncated
-  or unreadable one :class:`~dsprep.errors.MalformedFileError`. Both name the file.
+  or unreadable one, or one past Pillow's decompression-bomb limit,
+  :class:`~dsprep.errors.MalformedFileError` (whatever Pillow raised). Both name the file.
 
 Masks (:func:`decode_mask`) keep their values: palette PNGs give their
 indices (VOC ``SegmentationClass``: class index, 255 = void), ``L`` gives
@@ -31,10 +32,11 @@ import math
 import os
 import warnings
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ._checks import image_error
 from ._io import exif_orientation
-from .errors import MalformedFileError, MissingFileError
+from .errors import MalformedFileError
 from .masks import read_label_png
 
 __all__ = ["ImageSource", "decode_image", "decode_mask", "open_image"]
@@ -61,10 +63,8 @@ def _open(path: str) -> Image.Image:
             # DecompressionBombWarning and friends belong in the log, not in a worker's stderr.
             warnings.simplefilter("ignore")
             return Image.open(path)
-    except FileNotFoundError:
-        raise MissingFileError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MalformedFileError(path, f"not a readable image ({err})") from None
+    except Exception as err:  # every kind Pillow raises, the decompression-bomb error included
+        raise image_error(path, err, "image file") from None
 
 
 def _orientation(im: Image.Image) -> int:
@@ -141,11 +141,11 @@ class ImageSource:
                 warnings.simplefilter("ignore")
                 im.load()
             im = _to_rgb(im, self.path)
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
+        except Exception as err:  # every kind Pillow raises on a corrupt file (see _checks.image_error)
             im.close()
             if isinstance(err, MalformedFileError):
                 raise
-            raise MalformedFileError(self.path, f"truncated or corrupt image ({err})") from None
+            raise image_error(self.path, err, "image file") from None
         if self.orientation != 1:
             im = im.transpose(_ORIENTATION_OPS[self.orientation])
         return im, factor

@@ -130,10 +130,19 @@ def make_ids_distinct(records: "list[Record]") -> None:
             r.id = new
 
 
-def decode_segmentation(segm: Any) -> Any:
-    """Return a segmentation entry in decoded form (raw JSON bytes are parsed)."""
+def decode_segmentation(segm: Any, where: str = "segmentation") -> Any:
+    """Return a segmentation entry in decoded form (raw JSON bytes are parsed).
+
+    Raises:
+        InvalidAnnotationError: raw bytes that are not JSON (or not UTF-8 text), naming ``where``.
+    """
     if isinstance(segm, (bytes, bytearray, memoryview)):
-        return json.loads(bytes(segm))
+        try:
+            return json.loads(bytes(segm))
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            from .errors import InvalidAnnotationError
+
+            raise InvalidAnnotationError(where, f"segmentation is not valid JSON text ({err})"[:300]) from None
     return segm
 
 

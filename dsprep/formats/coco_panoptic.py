@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import _io
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
-                      MalformedFileError, MissingFileError, check_choice)
+                      MalformedFileError, check_choice)
 from ..records import Category, Dataset, Instances, Record, make_ids_distinct, record_id_from_path
 
 NAME = "coco-panoptic"
@@ -176,16 +176,18 @@ def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
                      extra=extra if any(extra) else None)
 
 
-def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None
-               ) -> tuple[list | None, list[tuple[int, float, int]]]:
-    """Decode one panoptic PNG, check its ids against segments_info.
+def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None,
+               size: tuple[int, int] = (0, 0)) -> tuple[list | None, list[tuple[int, float, int]]]:
+    """Decode one panoptic PNG, check its size against the image's ``size`` (width, height;
+    unknown when 0) and its ids against segments_info.
 
     Returns:
         (RLEs if ``masks`` else None, [(segment id, stored area, pixel count)] of the
         segments whose stored ``area`` differs from their pixel count).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    from .._checks import image_error
     from ..masks import rgb_to_id, segments_from_id_map
 
     try:
@@ -193,11 +195,16 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | Non
             if im.mode not in ("RGB", "RGBA"):
                 raise MalformedFileError(str(path), f"expected an RGB PNG (id = R + 256 G + 256^2 B), "
                                                     f"found mode {im.mode}")
+            if size[0] and size[1] and im.size != tuple(size):
+                raise InvalidAnnotationError(
+                    str(path), f"the PNG is {im.size[0]}x{im.size[1]}, its image is {size[0]}x{size[1]} "
+                    "(width x height); expected the same size: a segment map covers its image pixel for pixel "
+                    "(fix: regenerate the PNG, or correct the image's width/height in the JSON)")
             rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "panoptic PNG not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
+    except FormatError:
+        raise
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(path, err, "panoptic PNG") from None
     id_map = rgb_to_id(rgb)
     seg = segments_from_id_map(id_map, None, with_rle=masks)
     present = set(seg.values.tolist()) - {0}
@@ -222,9 +229,9 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | Non
 
 def _decode_chunk(items: Sequence[tuple]) -> list:
     out = []
-    for path, ids, masks, areas in items:
+    for path, ids, masks, areas, size in items:
         try:
-            out.append(_check_png(path, ids, masks, areas))
+            out.append(_check_png(path, ids, masks, areas, size))
         except FormatError as err:
             out.append(err)
     return out
@@ -364,7 +371,8 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         todo = with_png[:1]
     else:
         return recs
-    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area) for r in todo]
+    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area, (r.width, r.height))
+             for r in todo]
     results = [x for chunk in _io.parallel_map(_decode_chunk, items, workers=workers, chunk=8,
                                                desc="panoptic PNGs", show_progress=progress) for x in chunk]
     bad: set[str] = set()
@@ -513,9 +521,7 @@ def _count_lost(rec: Record, native: bool, lose) -> None:
 
 
 def _dump_json(path: Path, doc: dict) -> None:
-    import orjson
-
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+    path.write_bytes(_io.json_bytes(doc, f"{path.parent.name}/{path.name}: "))
 
 
 def _num(v: float) -> int | float:
@@ -540,6 +546,11 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
         id_map = read_id_png(src, encoding).astype(np.int32)
         if not h:
             h, w = id_map.shape
+        elif id_map.shape != (h, w):  # written as is, it would read back as a PNG of the wrong size
+            raise InvalidAnnotationError(
+                str(rec.instance_mask_path), f"the segment PNG is {id_map.shape[1]}x{id_map.shape[0]}, its image "
+                f"is {w}x{h} (width x height); expected the same size (fix: regenerate the PNG, or correct the "
+                "image's size in the source)")
         id_map = np.where(np.isin(id_map, ids), id_map, 0).astype(np.int32)
         segs = []
         need = np.isnan(inst.area) | ~np.isfinite(inst.boxes).all(axis=1)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_utf8_name
 from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
@@ -256,6 +257,46 @@ class _Counts:
         self.hidden: int = 0              # dot files (.DS_Store, AppleDouble ._x.JPEG)
         self.nested: int = 0              # images in folders inside a class folder
         self.empty_classes: list[str] = []
+        self.bad: list[tuple[str, str]] = []  # (where, message): names that cannot be listed or written
+
+    def report_bad(self, policy: ErrorPolicy) -> None:
+        """Each bad entry as an :class:`InvalidAnnotationError` through ``policy`` (raise: the first)."""
+        for where, message in self.bad:
+            policy.handle(InvalidAnnotationError(where, message))
+
+
+def _utf8_names(names: list[str], rel: str, counts: _Counts | None) -> list[str]:
+    """``names`` without those that are not valid UTF-8 (each listed in ``counts.bad``).
+
+    Python decodes a file name's undecodable bytes as lone surrogates; JSON and
+    XML cannot hold them. One encode of the joined names checks a whole folder.
+    """
+    try:
+        "".join(names).encode("utf-8")
+        return names
+    except UnicodeEncodeError:
+        pass
+    good = []
+    for n in names:
+        try:
+            check_utf8_name(n, rel + n)
+            good.append(n)
+        except InvalidAnnotationError as err:
+            if counts is not None:
+                counts.bad.append((err.where, err.message))
+    return good
+
+
+def _is_dir(entry: os.DirEntry, counts: _Counts | None) -> bool | None:
+    """``entry.is_dir()``, or None for an entry whose type cannot be read (a symbolic link loop,
+    a link into a folder without permission), listed in ``counts.bad``."""
+    try:
+        return entry.is_dir()
+    except OSError as err:
+        if counts is not None:
+            counts.bad.append((entry.path, f"cannot tell what it is ({err.strerror or err}); expected a folder "
+                                           "or an image file (fix: remove or repair the symbolic link)"))
+        return None
 
 
 def _is_image(name: str) -> bool:
@@ -265,16 +306,23 @@ def _is_image(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def _scan(path: str) -> tuple[list[str], list[str]]:
-    """One ``os.scandir`` pass: (sub-folder names, file names), hidden names dropped."""
+def _scan(path: str, counts: _Counts | None = None, rel: str = "") -> tuple[list[str], list[str]]:
+    """One ``os.scandir`` pass: (sub-folder names, file names), hidden names dropped.
+
+    Entries that cannot be listed (a symbolic link loop, a name that is not
+    UTF-8) are left out; with ``counts`` they are listed in ``counts.bad``
+    (``rel`` is the folder's path as errors name it).
+    """
     dirs, files = [], []
     with os.scandir(path) as it:
         for e in it:
             name = e.name
             if name[0] == ".":
                 continue
-            (dirs if e.is_dir() else files).append(name)
-    return dirs, files
+            kind = _is_dir(e, counts)
+            if kind is not None:
+                (dirs if kind else files).append(name)
+    return _utf8_names(dirs, rel, counts), _utf8_names(files, rel, counts)
 
 
 def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list[str],
@@ -295,12 +343,20 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
         folders: list[tuple[str, list[str]]] = []
         while stack:
             folder, rel, nested = stack.pop()
-            with os.scandir(folder) as it:
-                entries = list(it)
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError as err:  # no permission, or gone since it was listed
+                counts.bad.append((rel, f"cannot list this folder ({err.strerror or err})"))
+                continue
             # Comprehensions for the common case (every entry an image file);
-            # the rare entries (folders, other extensions, dot files) take
-            # the slow branches.
-            names = [e.name for e in entries if not e.is_dir()]
+            # the rare entries (folders, other extensions, dot files, links that
+            # cannot be followed) take the slow branches.
+            try:
+                names = [e.name for e in entries if not e.is_dir()]
+            except OSError:
+                names = [e.name for e in entries if _is_dir(e, counts) is False]
+                entries = [e for e in entries if _is_dir(e, None) is not None]
             subdirs = []
             if len(names) != len(entries):
                 for e in entries:
@@ -309,6 +365,8 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
                             counts.hidden += 1
                         else:
                             subdirs.append((e.name, e.is_symlink()))
+            subdirs = [d for d in subdirs if _utf8_names([d[0]], rel, counts)]
+            names = _utf8_names(names, rel, counts)
             images = [n for n in names if n.endswith(common)]
             if len(images) != len(names):
                 images = []
@@ -618,7 +676,7 @@ def _xml_index(folder: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- layout
-def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[str]]:
+def _layout(root: Path, counts: _Counts | None = None) -> tuple[Path, dict[str | None, str], list[str], list[str]]:
     """(image base, {split: folder name ("" = the base itself)}, image files at the root,
     folders at the root that are neither splits nor classes, reported and not listed).
 
@@ -632,7 +690,7 @@ def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[st
     kaggle = root / "ILSVRC" / "Data" / "CLS-LOC"
     if kaggle.is_dir():
         base = kaggle
-    dirs, files = _scan(str(base))
+    dirs, files = _scan(str(base), counts)
     dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
     junk = [d for d in dirs if d in _JUNK_DIRS]
     dirs = [d for d in dirs if d not in _JUNK_DIRS]
@@ -747,7 +805,8 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     if not root.is_dir():
         raise DatasetNotFoundError(f"{root}: not a folder (expected an ImageNet root or a class-subfolder tree)")
     policy = ErrorPolicy(on_error)
-    base, split_dirs, root_images, stray_folders = _layout(root)
+    counts = _Counts()
+    base, split_dirs, root_images, stray_folders = _layout(root, counts)
     base_rel = "" if base == root else base.relative_to(root).as_posix() + "/"
     stray_folders = [base_rel + d for d in stray_folders]
     if validation_split is not None:
@@ -767,12 +826,11 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     wanted = [s for s in split_dirs if validation_split is not None or split is None or s == split]
 
     # Scan each wanted split folder once: class folders, or a flat folder of images.
-    counts = _Counts()
     scans: dict[str | None, tuple[list[str], list[str]]] = {}
     for s in wanted:
         folder = base / split_dirs[s] if split_dirs[s] else base
-        dirs, files = _scan(str(folder))
         prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+        dirs, files = _scan(str(folder), counts if split_dirs[s] else None, prefix)
         if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
             dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
         else:
@@ -832,6 +890,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                 counts.non_image.extend(prefix + f for f in files if not _is_image(f))
                 _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, listing, counts)
                 layout[s if s is not None else "(root)"] = "class folders"
+    counts.report_bad(policy)  # links that cannot be followed, names that are not UTF-8
 
     # The records stay a compact listing (built on first use of ds.records) unless a step
     # below has to change them.

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, image_error, read_utf8
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record
@@ -138,11 +139,10 @@ def _read_list(path: Path) -> list[str]:
     """Ids of a split file: first token per line; blank lines and ``#`` comments skipped
     (datumaro voc_dataset3 starts its train.txt with ``# a comment``)."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line.split()[0])
+    for line in read_utf8(path, f"{path.parent.parent.name}/{path.parent.name}/{path.name}").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line.split()[0])
     return out
 
 
@@ -175,7 +175,7 @@ def _read_labelmap(root: Path) -> list[str] | None:
     if not path.is_file():
         return None
     names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(path, "labelmap.txt").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -197,12 +197,17 @@ def _text(el) -> str:
 
 
 def _number(el, where: str) -> float:
+    """A finite number (NaN, inf and 1e400 are no coordinate or size)."""
     t = el.text
     try:
-        return float(t)
+        v = float(t)
     except (TypeError, ValueError):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}"[:300]) from None
+    if not math.isfinite(v):
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> must be a finite number, found "
+                                                                 f"{(t or '').strip()!r}"[:300])
+    return v
 
 
 def _flag(el, where: str) -> int | None:
@@ -213,8 +218,10 @@ def _flag(el, where: str) -> int | None:
     try:
         v = float(t)
     except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and INT64_MIN <= v <= INT64_MAX):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer flag, found {t.strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer (a flag: 0 or 1; depth: 3), found {t.strip()!r}"[:300])
     return int(v) if v.is_integer() else v  # type: ignore[return-value]
 
 
@@ -379,6 +386,10 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
     except etree.XMLSyntaxError as err:
         raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
     except OSError as err:
+        if "encoding" in str(err):  # lxml: bytes that are not UTF-8 (or the declared encoding)
+            raise MalformedFileError(where, "holds bytes that are not valid in its encoding (UTF-8 unless its "
+                                            "<?xml encoding=...?> says otherwise); expected UTF-8 text (fix: "
+                                            "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8)") from None
         raise MalformedFileError(where, f"cannot read ({err})") from None
     ann = tree.getroot()
     if ann.tag != "annotation":
@@ -414,8 +425,8 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
                 elif c.tag == "depth":
                     extra["depth"] = _flag(c, where)
             if w is not None and h is not None and _text(w) and _text(h):
-                fw, fh = _number(w, where), _number(h, where)
-                width, height = int(fw), int(fh)
+                width = check_side(_number(w, where), f"{where}:{w.sourceline}", "<width>")
+                height = check_side(_number(h, where), f"{where}:{h.sourceline}", "<height>")
                 have_size = width > 0 and height > 0
         elif tag == "filename" or tag == "folder":
             extra[tag] = (el.text or "").strip()
@@ -475,6 +486,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
         try:
+            check_utf8_name(stem, where if kind == "xml" else f"{_IMG}/{stem}.*")
             if kind == "xml":
                 extra, w, h, have_size, names, boxes, diff, crowd, oex = _parse_xml_file(
                     root_s + where, where, policy)
@@ -743,6 +755,11 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                 if n not in known:
                     known[n] = len(known) + 1
                     names.append(n)
+                    if labelmap:
+                        stem = chunk["stem"][int(np.searchsorted(np.cumsum(chunk["count"]), i, side="right"))]
+                        policy.note("class_not_in_labelmap", f"{_ANN}/{stem}.xml",
+                                    f"class {n!r} is not in labelmap.txt; read as category {known[n]}, after the "
+                                    "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
     categories = [Category(i + 1, n) for i, n in enumerate(names)]
@@ -756,7 +773,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     if per_class:
         info["voc_class_lists"] = sorted(per_class)
         if class_lists == "check":
-            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits)
+            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
     policy.summary("VOC objects/files")
@@ -764,7 +781,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
 
 
 def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
-                       splits: Mapping[str, Any]) -> int:
+                       splits: Mapping[str, Any], policy: ErrorPolicy) -> int:
     """Count lines of ``<class>_<split>.txt`` that disagree with the objects.
 
     Devkit meaning: 1 = a non-difficult object of the class is present, 0 = only
@@ -789,7 +806,11 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
     for stem, path in per_class.items():
         cls, _, sp = stem.rpartition("_")
         cid = known.get(cls, 0)
-        data = path.read_text(encoding="utf-8")
+        try:
+            data = read_utf8(path, f"{_MAIN}/{stem}.txt")
+        except FormatError as err:
+            policy.handle(err)
+            continue
         if "#" in data:
             data = "\n".join(t for t in data.splitlines() if not t.lstrip().startswith("#"))
         tokens = data.split()
@@ -830,10 +851,8 @@ def _read_mask(path: Path) -> np.ndarray:
             if im.mode in ("P", "L"):
                 return np.array(im)
             rgb = np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(path), f"cannot read mask PNG ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(path, err, "mask PNG") from None
     key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     pal = (VOC_PALETTE[:, 0].astype(np.int32) << 16) | (VOC_PALETTE[:, 1].astype(np.int32) << 8) | VOC_PALETTE[:, 2]
     order = np.argsort(pal, kind="stable")
@@ -1271,10 +1290,8 @@ def _copy_mask(src: Path, dst: Path) -> None:
     try:
         with Image.open(src) as im:
             mode = im.mode
-    except FileNotFoundError:
-        raise MissingFileError(str(src), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(src), f"cannot read mask PNG ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(src, err, "mask PNG") from None
     if mode == "P" and src.suffix.lower() == ".png":
         shutil.copyfile(src, dst)
     else:
