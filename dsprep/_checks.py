@@ -29,7 +29,7 @@ from typing import Any
 from .errors import InvalidAnnotationError, MalformedFileError, MissingFileError
 
 __all__ = ["INT64_MAX", "INT64_MIN", "MAX_SIDE", "bomb_message", "check_canvas", "image_error", "check_side", "check_utf8_name",
-           "check_json_writable", "json_problem", "pixel_limit", "read_utf8"]
+           "json_problem", "pixel_limit", "read_utf8"]
 
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 MAX_SIDE = 2 ** 31 - 1
@@ -71,7 +71,7 @@ def image_error(path: str | os.PathLike, err: BaseException, what: str = "image"
     if isinstance(err, MemoryError):
         return MalformedFileError(path, f"{what} needs more memory than there is to decode; expected an image "
                                         "that fits in memory")
-    return MalformedFileError(path, f"cannot read {what}, truncated or corrupt ({type(err).__name__}: {err})"[:400])
+    return MalformedFileError(path, f"not a readable {what}, truncated or corrupt ({type(err).__name__}: {err})"[:400])
 
 
 def check_canvas(width: int, height: int, where: str, what: str = "canvas") -> None:
@@ -100,33 +100,14 @@ def check_side(value: Any, where: str, name: str) -> int:
     return int(value)
 
 
-def check_json_writable(obj: Any, where: str) -> None:
-    """Raise unless ``obj`` (decoded JSON kept to be written again) can be written as JSON.
+def json_problem(obj: Any) -> tuple[str, str] | None:
+    """``(path, message)`` of the first value JSON writers cannot write, or None.
 
     JSON decoders give Python ints of any size (and Python's ``json`` strings
     holding lone surrogates, ``"\\udcff"``); orjson, numpy and pycocotools
-    hold 64-bit integers and UTF-8 text. One ``orjson.dumps`` checks it all at
-    C speed; only a failure walks the values to name the offending one.
-
-    Raises:
-        InvalidAnnotationError: naming the value's path (``images[3].license``).
+    hold 64-bit integers and UTF-8 text. Called once orjson has refused ``obj``
+    (:func:`dsprep._io.json_bytes`), to name the value.
     """
-    import orjson
-
-    from ._io import json_default
-
-    try:
-        orjson.dumps(obj, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError:
-        problem = json_problem(obj)
-        if problem is None:
-            raise
-        raise InvalidAnnotationError(f"{where}{problem[0]}", problem[1]) from None
-
-
-def json_problem(obj: Any) -> tuple[str, str] | None:
-    """``(path, message)`` of the first value JSON writers cannot write (see
-    :func:`check_json_writable`), or None."""
     path, value = _first_unwritable(obj)
     if type(value) is int:
         return path, (f"the integer {value} does not fit in 64 bits; expected integers in "

@@ -217,7 +217,7 @@ def _duplicate_annotation_ids(ds: Dataset) -> Iterable[Problem]:
 def _unwritable_values(ds: Dataset) -> Iterable[Problem]:
     """Values kept from the input that JSON writers cannot write (an integer beyond 64 bits):
     ``convert`` to COCO or COCO panoptic would stop at them."""
-    from ._checks import check_json_writable
+    from ._io import json_bytes
 
     parts: list[tuple[str, Any]] = [("info", {k: v for k, v in ds.info.items() if k in ("info", "licenses",
                                                                                         "top_level")}),
@@ -225,11 +225,11 @@ def _unwritable_values(ds: Dataset) -> Iterable[Problem]:
     parts += [(f"{r.id}: image fields", r.extra) for r in ds.records if r.extra]
     parts += [(f"{r.id}: object fields", r.instances.extra) for r in ds.records if r.instances.extra]
     try:
-        check_json_writable([p for _, p in parts], "")
+        json_bytes([p for _, p in parts], "")
     except FormatError:
         for name, value in parts:  # the slow path, only when something is wrong
             try:
-                check_json_writable(value, f"{name} ")
+                json_bytes(value, f"{name} ")
             except FormatError as err:
                 yield Problem("unwritable_value", err.where.strip(), err.message)
 

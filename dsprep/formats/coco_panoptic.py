@@ -199,7 +199,8 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | Non
                 raise InvalidAnnotationError(
                     str(path), f"the PNG is {im.size[0]}x{im.size[1]}, its image is {size[0]}x{size[1]} "
                     "(width x height); expected the same size: a segment map covers its image pixel for pixel "
-                    "(fix: regenerate the PNG, or correct the image's width/height in the JSON)")
+                    "(fix: regenerate the PNG, or correct the image's width/height in the JSON)",
+                    kind="mask_size_mismatch")
             rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
     except FormatError:
         raise
