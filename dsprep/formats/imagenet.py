@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 from bisect import bisect_left
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_utf8_name
+from .._checks import check_side, check_utf8_name
 from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
@@ -597,10 +598,13 @@ def _read_loc_csv(path: Path) -> dict[str, list[tuple[str, list[float]]]]:
             objs = []
             for i in range(0, len(tokens), 5):
                 try:
-                    objs.append((tokens[i], [float(v) for v in tokens[i + 1:i + 5]]))
+                    box = [float(v) for v in tokens[i + 1:i + 5]]
                 except ValueError:
-                    raise MalformedFileError(f"{path}:{lineno}", f"expected four numbers after {tokens[i]}, "
-                                                                 f"found {tokens[i + 1:i + 5]}") from None
+                    box = [math.nan]
+                if not all(map(math.isfinite, box)):
+                    raise MalformedFileError(f"{path}:{lineno}", f"expected four finite numbers after "
+                                                                 f"{tokens[i]}, found {tokens[i + 1:i + 5]}"[:300])
+                objs.append((tokens[i], box))
             out[row[0].strip()] = objs
     return out
 
@@ -624,13 +628,16 @@ def _parse_loc_xml(path: str) -> tuple[int, int, list[tuple]]:
                 return default
             raise InvalidAnnotationError(path, f"<{tag}> is missing")
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise InvalidAnnotationError(path, f"<{tag}> expected a number, found {text!r}") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidAnnotationError(path, f"<{tag}> expected a finite number, found {text!r}"[:300])
+        return value
 
     size = root.find("size")
-    w = int(num(size, "width", 0)) if size is not None else 0
-    h = int(num(size, "height", 0)) if size is not None else 0
+    w = check_side(num(size, "width", 0), path, "<width>") if size is not None else 0
+    h = check_side(num(size, "height", 0), path, "<height>") if size is not None else 0
     objs = []
     for i, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()

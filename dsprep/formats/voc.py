@@ -33,6 +33,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -251,9 +252,10 @@ def _bndbox(el, where: str) -> list[float]:
     except (TypeError, ValueError):
         return _bndbox_checked(el, where)
     if x0 is None or y0 is None or x1 is None or y1 is None or not (
-            x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
+            x1 >= x0 - 1 and y1 >= y0 - 1 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
         return _bndbox_checked(el, where)
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one, and between the two a box narrower than a pixel (decimal coordinates).
     return [_minus1(x0, tx), _minus1(y0, ty), x1, y1]
 
 
@@ -273,11 +275,13 @@ def _bndbox_checked(el, where: str) -> list[float]:
     xmin, ymin, xmax, ymax = vals["xmin"], vals["ymin"], vals["xmax"], vals["ymax"]
     if not (math.isfinite(xmin) and math.isfinite(ymin) and math.isfinite(xmax) and math.isfinite(ymax)):
         raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<bndbox> has a non-finite value {vals}")
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
-    if xmax < xmin or ymax < ymin:
-        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin else f"ymax={ymax:g} < ymin={ymin:g}"
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one (0-based width 0): less is a negative width.
+    if xmax < xmin - 1 or ymax < ymin - 1:
+        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin - 1 else f"ymax={ymax:g} < ymin={ymin:g}"
         raise InvalidAnnotationError(f"{where}:{el.sourceline}",
-                                     f"<bndbox> has {which}; expected xmin <= xmax and ymin <= ymax")
+                                     f"<bndbox> has {which}; expected xmin <= xmax (1-based, inclusive: "
+                                     "xmax = xmin - 1 is an empty box, less a negative width)")
     return [_minus1(xmin, texts["xmin"]), _minus1(ymin, texts["ymin"]), xmax, ymax]
 
 
@@ -1175,8 +1179,15 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             segmented = 1
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
-        (dest / _ANN / f"{name}.xml").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
-                                                                       exact or _from_voc(rec)))
+        if not (exact or _from_voc(rec)):  # a VOC XML without <size> is written back as it was
+            _check_size_known(rec, images)
+        try:
+            xml = _xml_for(_boxes_inside(rec, lost), filename, names_by_id, segmented, lost, exact or _from_voc(rec))
+        except ValueError as err:  # lxml: a control character or lone surrogate in a name or value
+            raise InvalidAnnotationError(rec.path, f"cannot be written as VOC XML: {err} (a name or value holds "
+                                                   "a character XML cannot hold, such as a control character); "
+                                                   "expected XML text (fix: correct it in the source)") from None
+        (dest / _ANN / f"{name}.xml").write_bytes(xml)
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
@@ -1187,7 +1198,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         for split, ids in dataset.splits.items():
             ids = [i for i in ids if i in name_of]
             (main / f"{split}.txt").write_text("".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
-            _write_class_lists(main, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
+            no_list = _write_class_lists(main, split, [(name_of[i], by_id[i].instances) for i in ids],
+                                         dataset.categories)
+        if no_list:
+            log.warning("voc: no ImageSets/Main/<class>_<split>.txt for %d class name(s) that cannot name a file "
+                        "(empty, holding '/' or NUL, or longer than 255 bytes), e.g. %.60r; their XMLs hold them",
+                        len(no_list), no_list[0])
     if mask_names:
         segsets = dest / _SEGSETS
         segsets.mkdir(parents=True, exist_ok=True)
@@ -1211,6 +1227,38 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _check_size_known(rec: Record, images: str) -> None:
+    """A VOC XML without ``<size>`` is read back from its image's header: without an image
+    (``images="none"``), a record of unknown size would be written as an XML no reader takes."""
+    if not (rec.width and rec.height) and images == "none":
+        raise InvalidAnnotationError(
+            rec.path, f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); a VOC XML needs "
+            "<size>, or an image beside it to read it from, and images='none' places none (fix: convert with "
+            "--images link or copy, or give the source its sizes)")
+
+
+def _boxes_inside(rec: Record, lost: dict[str, int]) -> Record:
+    """``rec`` with every box lying outside its image by more than VOC's tolerance clipped to the
+    image (VOC readers, dsprep's included, refuse such boxes), each counted in ``lost``.
+
+    A box within the tolerance stays exact; a box wholly outside becomes an empty box on the edge.
+    """
+    inst = rec.instances
+    w, h = rec.width, rec.height
+    if not (len(inst) and w and h):
+        return rec
+    b = inst.boxes
+    out = (b[:, 0] < -_BOX_TOLERANCE) | (b[:, 1] < -_BOX_TOLERANCE) | (b[:, 2] > w + _BOX_TOLERANCE) | (
+        b[:, 3] > h + _BOX_TOLERANCE)
+    if not out.any():
+        return rec
+    clipped = b.copy()
+    clipped[out] = np.clip(b[out], 0, [w, h, w, h])
+    what = "boxes outside the image (objects; clipped to it: VOC readers refuse them)"
+    lost[what] = lost.get(what, 0) + int(out.sum())
+    return rec.replace(instances=dataclasses.replace(inst, boxes=clipped))
 
 
 def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[str, np.ndarray]:
@@ -1298,17 +1346,35 @@ def _copy_mask(src: Path, dst: Path) -> None:
 
 
 def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]],
-                       categories: Sequence[Category]) -> None:
-    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit."""
+                       categories: Sequence[Category]) -> list[str]:
+    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit.
+
+    Returns the class names that cannot name a file (none is written for them: the per-class
+    list is derivable from the XMLs, which hold the name).
+    """
+    skipped = []
     for c in categories:
-        if "/" in c.name or "\\" in c.name or not c.name:
-            continue  # not a file name; the per-class list is derivable from the XMLs anyway
+        if not c.name or not _is_file_name(f"{c.name}_{split}.txt"):
+            skipped.append(c.name)
+            continue
         lines = []
         for name, inst in rows:
             sel = inst.labels == c.id
             flag = -1 if not sel.any() else (1 if (~inst.difficult[sel]).any() else 0)
             lines.append(f"{name} {flag:2d}\n")
         (main / f"{c.name}_{split}.txt").write_text("".join(lines), encoding="utf-8")
+    return skipped
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` can be one file's name here: no separator or NUL, at most 255 bytes of UTF-8
+    (a 400-character class name cannot name its ``<class>_<split>.txt``)."""
+    if "/" in name or "\\" in name or "\0" in name:
+        return False
+    try:
+        return len(name.encode("utf-8")) <= 255
+    except UnicodeEncodeError:
+        return False
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
