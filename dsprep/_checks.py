@@ -28,8 +28,8 @@ from typing import Any
 
 from .errors import InvalidAnnotationError, MalformedFileError, MissingFileError
 
-__all__ = ["INT64_MAX", "INT64_MIN", "MAX_SIDE", "bomb_message", "check_canvas", "image_error", "check_side", "check_utf8_name",
-           "json_problem", "pixel_limit", "read_utf8"]
+__all__ = ["INT64_MAX", "INT64_MIN", "MAX_SIDE", "NAME_BYTES", "bomb_message", "check_canvas", "check_side",
+           "check_utf8_name", "fit_name", "image_error", "json_problem", "pixel_limit", "read_utf8"]
 
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 MAX_SIDE = 2 ** 31 - 1
@@ -176,6 +176,31 @@ def read_utf8(path: str | os.PathLike, where: str | None = None, *, strip_bom: b
         raise MalformedFileError(f"{where}:{line}", f"not UTF-8 text: bytes {data[err.start:err.end + 3]!r}; "
                                                     "expected UTF-8 (fix: re-save the file as UTF-8, e.g. "
                                                     "iconv -f latin1 -t utf-8)") from None
+
+
+NAME_BYTES = 240  # file systems hold 255 bytes a name; room left for a suffix a writer adds (".xml")
+
+
+def fit_name(name: str, limit: int = NAME_BYTES) -> str:
+    """``name`` if its UTF-8 fits ``limit`` bytes, else cut to fit with ``~`` and 8 hex digits of
+    its hash before the extension: a file name every file system holds, distinct for distinct
+    names (a 400-character COCO ``file_name`` becomes a VOC image id).
+
+    Example:
+        >>> fit_name("x" * 300 + ".jpg", 20)
+        'xxxxxxx~f6b6611a.jpg'
+    """
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return name
+    import hashlib
+
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode("utf-8", "surrogatepass")) > 16:
+        stem, ext = name, ""
+    tag = "~" + hashlib.sha1(raw).hexdigest()[:8] + (f".{ext}" if ext else "")
+    keep = stem.encode("utf-8", "surrogatepass")[:max(1, limit - len(tag.encode()))]
+    return keep.decode("utf-8", "ignore") + tag
 
 
 def check_utf8_name(name: str, where: str) -> str:

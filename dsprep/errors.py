@@ -51,10 +51,13 @@ class FormatError(DsprepError, ValueError):
             ``dsprep.validate.KINDS``; default ``"parse"``).
     """
 
+    kind: str | None = None  # a subclass may name its own (the class default of the kind= argument)
+
     def __init__(self, where: str, message: str, *, kind: str | None = None):
         self.where = str(where)
         self.message = message
-        self.kind = kind
+        if kind is not None:
+            self.kind = kind
         super().__init__(f"{self.where}: {message}" if self.where else message)
 
     def __reduce__(self):  # picklable across process pools (the kind travels as state)

@@ -232,7 +232,10 @@ def _polygons_size(doc: Any, where: str) -> tuple[int, int]:
     if not isinstance(doc, dict) or "imgWidth" not in doc or "imgHeight" not in doc:
         raise InvalidAnnotationError(where, "expected a JSON object with imgWidth, imgHeight and an 'objects' "
                                             "list (cityscapesScripts' polygons.json)")
-    return (check_side(doc["imgWidth"], where, "imgWidth"), check_side(doc["imgHeight"], where, "imgHeight"))
+    w, h = check_side(doc["imgWidth"], where, "imgWidth"), check_side(doc["imgHeight"], where, "imgHeight")
+    if not (w and h):  # the size of the image its polygons are drawn on
+        raise InvalidAnnotationError(where, f"imgWidth and imgHeight must be at least 1, found {w} x {h}")
+    return w, h
 
 
 def _polygon_objects(doc: dict, where: str) -> list[dict]:
@@ -251,6 +254,8 @@ def _polygon_objects(doc: dict, where: str) -> list[dict]:
 def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
     """(label row, is a group) of one polygons.json object; an unknown label is a named error."""
     label = obj.get("label") if isinstance(obj, dict) else None
+    if not isinstance(label, str):
+        raise InvalidAnnotationError(where, f"'label' must be a Cityscapes label name, found {label!r}"[:300])
     is_group = False
     if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
         label, is_group = label[: -len("group")], True
@@ -262,12 +267,13 @@ def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
 
 
 def _check_polygon_labels(doc: dict, where: str) -> None:
-    """Every object of a polygons.json is a JSON object with a Cityscapes label, and its canvas can
-    be drawn (no pixels drawn here)."""
+    """Every object of a polygons.json is a JSON object with a Cityscapes label and a polygon PIL
+    can draw, and its canvas is within the pixel limit (no pixels drawn here)."""
     check_canvas(*_polygons_size(doc, where), where, "polygons.json canvas (imgWidth x imgHeight)")
     for i, obj in enumerate(_polygon_objects(doc, where)):
         if not obj.get("deleted", 0):
             _polygon_label(obj, f"{where}: object {i}")
+            _polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})")
 
 
 def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:

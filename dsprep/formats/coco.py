@@ -159,8 +159,12 @@ def _decode(data: Any, typ: Any, where: str) -> Any:
     nesting deeper than Python's recursion limit) are a :class:`MalformedFileError` naming ``where``."""
     try:
         return msgspec.json.decode(data, type=typ) if typ is not None else msgspec.json.decode(data)
-    except msgspec.ValidationError:
-        raise  # a subclass of DecodeError: the callers word these
+    except msgspec.ValidationError as err:
+        if typ is not None:
+            raise  # a subclass of DecodeError: the callers word these
+        # untyped: only a number JSON allows but float64 cannot hold (1e400)
+        raise MalformedFileError(where, f"invalid JSON: {_explain(err)} (a number past float64's range, such "
+                                        "as 1e400)") from None
     except msgspec.DecodeError as err:
         raise MalformedFileError(where, f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
     except RecursionError:

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
-from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, image_error, read_utf8
+from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record
@@ -970,7 +970,12 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
         o = oex[k] or {}
         obj = _sub(ann, "object")
         lab = int(inst.labels[k])
-        _sub(obj, "name", names.get(lab, str(lab)))
+        name = names.get(lab, str(lab))
+        if not name or name != name.strip():  # VOC readers strip <name>: it would read back as another class
+            raise InvalidAnnotationError(rec.path, f"object {k} is of category {lab} named {name!r}; a VOC <name> "
+                                                   "is read stripped of surrounding spaces, so expected a name "
+                                                   "without them (fix: rename the category in the source)")
+        _sub(obj, "name", name)
         _sub(obj, "pose", o.get("pose", "Unspecified")) if (not exact or "pose" in o) else None
         if not exact or "truncated" in o:
             _sub(obj, "truncated", _flag_text(o.get("truncated", 0)))
@@ -1030,8 +1035,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     """The XML/image name of each record: the path stem; clashing stems (two ``0001.jpg`` in
-    different folders) become the record id with ``/`` -> ``_``. Returns (names, renamed)."""
-    stems = [Path(r.path).stem for r in records]
+    different folders) become the record id with ``/`` -> ``_``, and a stem too long for a file
+    name is cut with a hash (:func:`dsprep._checks.fit_name`). Returns (names, renamed)."""
+    stems = [fit_name(Path(r.path).stem, 200) for r in records]
     count: dict[str, int] = {}
     for s in stems:
         count[s] = count.get(s, 0) + 1
@@ -1040,7 +1046,9 @@ def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     for r, s in zip(records, stems):
         name = s
         if count[s] > 1:
-            name = _SAFE.sub("_", r.id.replace("/", "_")).strip("_") or s
+            name = fit_name(_SAFE.sub("_", r.id.replace("/", "_")).strip("_"), 200) or s
+            renamed += 1
+        elif s != Path(r.path).stem:
             renamed += 1
         base, i = name, 1
         while name in used:
