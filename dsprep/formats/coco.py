@@ -826,6 +826,11 @@ class _Columns:
             iscrowd = _column(anns, _get_iscrowd, bool, False)
             difficult = _column(anns, _get_difficult, bool, False)
             area = _column(anns, _get_area, np.float64, math.nan)
+        crowd_raw = flags[:, 0] if flags is not None else _column(anns, _get_iscrowd, np.float64, 0)
+        for i in np.flatnonzero((crowd_raw != 0) & (crowd_raw != 1)).tolist():
+            self.policy.note("bad_iscrowd", _where(self.file, anns[i].id, where[i]),
+                             f"iscrowd is {anns[i].iscrowd!r}; expected 0 or 1 (read as crowd, as pycocotools "
+                             "takes any value but 0)")
 
         segs: list[bytes | None] = [None] * n
         if not is_captions:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_side, check_utf8_name
+from .._checks import check_side, check_utf8_name, fit_name
 from .._io import gc_paused, image_size, parallel_map, place_image
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
@@ -669,17 +669,43 @@ _size_chunk = partial(_each, image_size)
 
 
 def _xml_index(folder: Path) -> dict[str, str]:
-    """stem -> XML path, for every ``*.xml`` under ``folder`` (recursively)."""
+    """Path relative to ``folder`` without ``.xml`` (``n01440764/n01440764_10026``) -> XML path,
+    for every ``*.xml`` under ``folder`` (recursively; link loops and unreadable folders skipped)."""
     out: dict[str, str] = {}
-    stack = [str(folder)]
+    stack = [(str(folder), "")]
     while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                if e.is_dir():
-                    stack.append(e.path)
-                elif e.name.endswith(".xml"):
-                    out[e.name[:-4]] = e.path
+        path, rel = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    if _is_dir(e, None):
+                        stack.append((e.path, f"{rel}{e.name}/"))
+                    elif e.name.endswith(".xml"):
+                        out[rel + e.name[:-4]] = e.path
+        except OSError:
+            continue
     return out
+
+
+def _match_xmls(xmls: dict[str, str], paths: dict[str, int]) -> list[tuple[int, str]]:
+    """(record, XML) pairs: an XML at the image's own relative path (``train/n01/x.xml`` for
+    ``train/n01/x.JPEG``) first; else, by stem, when both the stem's image and its XML are unique
+    (ILSVRC's val XMLs are flat while tools sort val images into class folders)."""
+    stem_of = lambda rel: rel[rel.rfind("/") + 1:]  # noqa: E731
+    exact = [(paths[rel], p) for rel, p in xmls.items() if rel in paths]
+    taken_images = {i for i, _ in exact}
+    taken_xmls = {p for _, p in exact}
+    image_stems: dict[str, list[int]] = {}
+    for rel, i in paths.items():
+        if i not in taken_images:
+            image_stems.setdefault(stem_of(rel), []).append(i)
+    xml_stems: dict[str, list[str]] = {}
+    for rel, p in xmls.items():
+        if p not in taken_xmls:
+            xml_stems.setdefault(stem_of(rel), []).append(p)
+    by_stem = [(image_stems[k][0], ps[0]) for k, ps in xml_stems.items()
+               if len(ps) == 1 and len(image_stems.get(k, ())) == 1]
+    return exact + by_stem
 
 
 # --------------------------------------------------------------------------- layout
@@ -1039,10 +1065,14 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
     if ann_root is None and not any(s in csv_paths for s in wanted):
         return 0, listing
     records = listing.build()
-    by_split: dict[str | None, dict[str, int]] = {}
+    by_split: dict[str | None, dict[str, int]] = {}  # split -> path in its folder, no extension -> record
     for i, r in enumerate(records):
-        stem = r.path[r.path.rfind("/") + 1:r.path.rfind(".")]
-        by_split.setdefault(_split_of(r, base_rel, split_dirs), {})[stem] = i
+        s = _split_of(r, base_rel, split_dirs)
+        rel = r.path[len(base_rel):]
+        if split_dirs.get(s):
+            rel = rel[len(split_dirs[s]) + 1:]
+        by_split.setdefault(s, {})[rel[:rel.rfind(".")] if "." in rel else rel] = i
+    ann_splits = ann_root is not None and any(d and (ann_root / d).is_dir() for d in split_dirs.values())
     boxed = 0
     for s in wanted:
         index = by_split.get(s, {})
@@ -1050,8 +1080,9 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
             continue
         if s in csv_paths:
             rows = read_csv(csv_paths[s])
+            stems = {rel[rel.rfind("/") + 1:]: i for rel, i in index.items()}
             for stem, objs in rows.items():
-                i = index.get(stem)
+                i = stems.get(stem)
                 if i is None:
                     continue
                 try:
@@ -1064,9 +1095,13 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
             continue
         if ann_root is None:
             continue
-        folder = ann_root / split_dirs[s] if split_dirs[s] and (ann_root / split_dirs[s]).is_dir() else ann_root
-        xmls = _xml_index(folder)
-        todo = [(index[stem], p) for stem, p in xmls.items() if stem in index]
+        if split_dirs[s] and (ann_root / split_dirs[s]).is_dir():
+            folder = ann_root / split_dirs[s]
+        elif ann_splits:  # Annotations/ has split folders, none for this split: none of its XMLs are this split's
+            continue
+        else:
+            folder = ann_root
+        todo = _match_xmls(_xml_index(folder), index)
         if not todo:
             continue
         results = parallel_map(_parse_xml_chunk, [p for _, p in todo], workers=workers,
@@ -1163,9 +1198,10 @@ def _safe(name: str) -> str:
 
     ``/`` and ``\\`` become ``_``; ``.``, ``..``, dot names (skipped as hidden),
     archive junk (``__MACOSX``) and root metadata names (``Annotations``) get a
-    leading ``_``.
+    leading ``_``; a name too long for a folder is cut with a hash
+    (:func:`dsprep._checks.fit_name`).
     """
-    name = name.replace("/", "_").replace("\\", "_")
+    name = fit_name(name.replace("/", "_").replace("\\", "_").replace("\0", "_"))
     if (not name or name[0] == "." or name in _JUNK_DIRS or name in _META_DIRS
             or name.startswith("ILSVRC2012_devkit")):
         name = "_" + name

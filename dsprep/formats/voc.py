@@ -1033,11 +1033,21 @@ def _attr_text(v: Any) -> str:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_SPACE = re.compile(r"\s+")
+
+
+def _listable(name: str) -> str:
+    """``name`` as an ``ImageSets`` line reads it back: whitespace separates a line's fields and a
+    leading ``#`` makes a comment, so both become ``_`` (an empty name too)."""
+    name = _SPACE.sub("_", name)
+    return "_" + name[1:] if name.startswith("#") else (name or "_")
+
+
 def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     """The XML/image name of each record: the path stem; clashing stems (two ``0001.jpg`` in
     different folders) become the record id with ``/`` -> ``_``, and a stem too long for a file
     name is cut with a hash (:func:`dsprep._checks.fit_name`). Returns (names, renamed)."""
-    stems = [fit_name(Path(r.path).stem, 200) for r in records]
+    stems = [_listable(fit_name(Path(r.path).stem, 200)) for r in records]
     count: dict[str, int] = {}
     for s in stems:
         count[s] = count.get(s, 0) + 1
