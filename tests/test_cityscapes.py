@@ -479,7 +479,7 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
 
     tree = make_tree(tmp_path / "inet", splits=("train",))
     n = sum(len(v) for v in tree["train"].values())
-    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="none")
+    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="link")
     assert summary["lost"] == {"image-level labels": n,
                                "categories (Cityscapes has a fixed label table)": len(tree["train"])}
     assert f"cityscapes cannot hold image-level labels: {n} dropped" in caplog.text
@@ -487,9 +487,15 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
     rec = Record("a", "a.jpg", 8, 8, "train", captions=["a cat", "the cat"], instance_mask_path="a_pan.png")
     (tmp_path / "out2").mkdir()
     report = cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"),
-                      tmp_path / "out2", images="none")
+                      tmp_path / "out2", images="link")
     assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
                               "categories (Cityscapes has a fixed label table)": 1}
+    # without images a Cityscapes tree of another format's records would be empty: refused, named
+    (tmp_path / "out3").mkdir()
+    with pytest.raises(InvalidAnnotationError, match="images='none' places none: nothing would be written"):
+        cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"), tmp_path / "out3",
+                 images="none")
+    assert not any((tmp_path / "out3").iterdir())
 
 
 def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_path):

@@ -669,6 +669,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     native = dataset.format == NAME
+    if not native and images == "none" and len(dataset):
+        # of another format's records Cityscapes holds the images only: OUT would hold nothing to read back
+        raise InvalidAnnotationError(
+            str(dataset.root or ""), f"a Cityscapes tree holds only the images of {dataset.format or 'these'} "
+            "records (its labels are PNGs of its own label table), and images='none' places none: nothing would "
+            "be written; expected --images link or copy (fix: pass one)")
     lut_train = np.array(L.id_to_train_id_lut(), dtype=np.uint8)
     lost: dict[str, int] = {}
     n_img = n_obj = 0
