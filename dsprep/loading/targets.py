@@ -131,7 +131,7 @@ class MaskReader:
             raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path "
                                                             "(nor a semantic source its parser can read)")
         path = os.path.join(tb.root, rel)
-        return decode_mask(path), path
+        return decode_mask(path, palette=tb.mask_palette), path
 
     def instances(self, r: int, objs: slice, w: int, h: int, path: str) -> np.ndarray:
         """``(N, h, w)`` uint8 masks of record ``r``'s objects: from each object's polygons/RLE,
@@ -159,7 +159,7 @@ class MaskReader:
     def _instance_png(self, r: int, w: int, h: int) -> np.ndarray:
         tb = self.table
         mp = os.path.join(tb.root, tb.instance_mask_paths[r])
-        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp)
+        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp, palette=tb.mask_palette)
         if png.shape != (h, w):
             raise InvalidAnnotationError(mp, f"instance mask is {png.shape[1]}x{png.shape[0]}, its image is {w}x{h}")
         return png
