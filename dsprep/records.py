@@ -45,6 +45,7 @@ __all__ = [
     "LazyRecords",
     "Record",
     "CATEGORY_ID_POLICIES",
+    "box_extents",
     "convert_boxes",
     "decode_segmentation",
     "distinct_ids",
@@ -66,9 +67,15 @@ class BoxFormat(str, enum.Enum):
 def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str) -> np.ndarray:
     """Convert an ``(N, 4)`` array between box formats (returns a new float64 array).
 
+    Widths and heights are exact decimals (:func:`box_extents`): the xyxy box
+    of COCO's ``[473.07, 395.93, 38.65, 28.67]`` gives back ``38.65``, not
+    ``38.64999999999998``. Every writer and the evaluators convert through here.
+
     Example:
         >>> convert_boxes(np.array([[10, 20, 30, 40]]), "xywh", "xyxy").tolist()
         [[10.0, 20.0, 40.0, 60.0]]
+        >>> convert_boxes(np.array([[473.07, 395.93, 473.07 + 38.65, 395.93 + 28.67]]), "xyxy", "xywh").tolist()
+        [[473.07, 395.93, 38.65, 28.67]]
     """
     src, dst = BoxFormat(src), BoxFormat(dst)
     b = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
@@ -81,12 +88,38 @@ def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str)
         b[:, :2], b[:, 2:] = b[:, :2] - half, b[:, :2] + half
     # b is now xyxy
     if dst == BoxFormat.XYWH:
-        b[:, 2:] -= b[:, :2]
+        b[:, 2:] = box_extents(b)
     elif dst == BoxFormat.CXCYWH:
-        wh = b[:, 2:] - b[:, :2]
+        wh = box_extents(b)
         b[:, :2] = b[:, :2] + wh / 2
         b[:, 2:] = wh
     return b
+
+
+def box_extents(xyxy: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` width and height of ``(N, 4)`` xyxy boxes, each the shortest decimal ``w``
+    with ``x1 + w == x2`` (and ``y1 + h == y2``).
+
+    Reading ``[x, y, w, h]`` stored ``x2 = x + w`` in float64; ``x2 - x`` can
+    differ from ``w`` in the last bit (473.07 + 38.65 - 473.07 is
+    38.64999999999998). The source's ``w`` was the shortest decimal that
+    gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping the
+    first that adds up recovers it exactly; where none does, the plain
+    difference is kept.
+    """
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    out = b[:, 2:] - b[:, :2]
+    for a in (0, 1):
+        lo, hi, w = b[:, a], b[:, a + 2], out[:, a]
+        todo = np.ones(len(w), bool)
+        for d in range(16):
+            if not todo.any():
+                break
+            cand = np.round(w, d)
+            ok = todo & (lo + cand == hi)
+            w[ok] = cand[ok]
+            todo &= ~ok
+    return out
 
 
 def record_id_from_path(relpath: str) -> str:

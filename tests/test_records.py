@@ -28,6 +28,21 @@ def test_float64_keeps_coco_decimals_exactly():
     assert back[0] == 473.07 and back[1] == 395.93
 
 
+def test_convert_boxes_gives_back_the_source_decimals():
+    x, w = 473.07, 38.65
+    assert (x + w) - x == 38.64999999999998  # what a plain subtraction gives
+    xyxy = np.array([[x, 395.93, x + w, 395.93 + 28.67]])
+    assert convert_boxes(xyxy, "xyxy", "xywh").tolist() == [[473.07, 395.93, 38.65, 28.67]]
+    assert convert_boxes(xyxy, "xyxy", "cxcywh")[0, 2:].tolist() == [38.65, 28.67]
+    # COCO-like boxes of 2 decimals: xywh -> xyxy -> xywh is the identity, float for float
+    rng = np.random.default_rng(0)
+    xywh = np.round(rng.uniform(0, 1000, (20000, 4)), 2)
+    back = convert_boxes(convert_boxes(xywh, "xywh", "xyxy"), "xyxy", "xywh")
+    assert np.array_equal(back, xywh)
+    plain = convert_boxes(xywh, "xywh", "xyxy")
+    assert (plain[:, 2:] - plain[:, :2] != xywh[:, 2:]).sum() > 1000  # the case this guards
+
+
 def test_instances_validates_shapes_with_expected_and_found():
     with pytest.raises(ValueError, match=r"shape \(N, 4\), but got shape \(3,\)"):
         Instances(boxes=[1, 2, 3], labels=[1])
