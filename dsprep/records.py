@@ -282,39 +282,6 @@ class Instances:
             keypoints=None if self.keypoints is None else self.keypoints[idx],
             extra=pick(self.extra))
 
-    @classmethod
-    def concat(cls, parts: Sequence["Instances"]) -> "Instances":
-        """Stack several Instances (used by parsers that read object by object)."""
-        if not parts:
-            return cls()
-        if len(parts) == 1:
-            return parts[0]
-
-        def lists(name: str) -> list | None:
-            if all(getattr(p, name) is None for p in parts):
-                return None
-            out: list = []
-            for p in parts:
-                v = getattr(p, name)
-                out.extend(v if v is not None else [None] * len(p))
-            return out
-
-        kps = [p.keypoints for p in parts]
-        if all(k is None for k in kps):
-            keypoints = None
-        else:
-            k = max(x.shape[1] for x in kps if x is not None)
-            keypoints = np.concatenate([x if x is not None else np.zeros((len(p), k, 3))
-                                        for x, p in zip(kps, parts)])
-        return cls(
-            boxes=np.concatenate([p.boxes for p in parts]),
-            labels=np.concatenate([p.labels for p in parts]),
-            iscrowd=np.concatenate([p.iscrowd for p in parts]),
-            difficult=np.concatenate([p.difficult for p in parts]),
-            ids=np.concatenate([p.ids for p in parts]),
-            area=np.concatenate([p.area for p in parts]),
-            segmentation=lists("segmentation"), keypoints=keypoints, extra=lists("extra"))
-
 
 def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
@@ -563,9 +530,6 @@ class Dataset:
 
     def category_by_id(self) -> dict[int, Category]:
         return {c.id: c for c in self.categories}
-
-    def category_by_name(self) -> dict[str, Category]:
-        return {c.name: c for c in self.categories}
 
     def category_index(self) -> dict[int, int]:
         """Source category id -> contiguous 0-based training index (in category order)."""

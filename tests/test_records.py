@@ -52,16 +52,13 @@ def test_instances_validates_shapes_with_expected_and_found():
         Instances(boxes=[[0, 0, 1, 1]], labels=[1], segmentation=[None, None])
 
 
-def test_instances_defaults_select_and_concat():
+def test_instances_defaults_and_select():
     a = Instances(boxes=[[0, 0, 2, 2], [1, 1, 3, 3]], labels=[1, 2], difficult=[False, True],
                   extra=[{"pose": "Left"}, {"pose": "Right"}])
     assert a.iscrowd.tolist() == [False, False] and a.ids.tolist() == [-1, -1]
     assert np.isnan(a.area).all()
     b = a.select([False, True])
     assert b.labels.tolist() == [2] and b.extra == [{"pose": "Right"}] and b.difficult.tolist() == [True]
-    c = Instances.concat([a, Instances(boxes=[[5, 5, 6, 6]], labels=[3], segmentation=[[[5, 5, 6, 5, 6, 6]]])])
-    assert len(c) == 3 and c.segmentation == [None, None, [[5, 5, 6, 5, 6, 6]]]
-    assert c.extra == [{"pose": "Left"}, {"pose": "Right"}, None]
 
 
 def test_raw_json_segmentation_equals_decoded():
