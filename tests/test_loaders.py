@@ -220,6 +220,15 @@ def test_user_callable_is_seeded_per_sample(ds):
     assert len(torch.cat(a).unique()) == 12
 
 
+def test_augment_is_the_one_name_for_the_augmentation(ds):
+    assert TorchDataset(ds, "detection", "eval").augment_name == "eval"  # third positional
+    assert ds.torch(task="detection").augment_name == "none"
+    flip = T.Compose([T.HFlip(p=1.0)])
+    assert ds.torch("detection", flip).transform is flip
+    with pytest.raises(TypeError, match="transform= is not an option: pass the augmentation as augment="):
+        ds.torch(task="detection", transform=flip)
+
+
 def test_unreadable_image_raises_naming_the_file(ds):
     (ds.root / "img_2.jpg").write_bytes((ds.root / "img_2.jpg").read_bytes()[:40])
     tds = ds.torch(task="classification")

@@ -156,7 +156,7 @@ def test_error_policy_warn_counts_and_raise_raises(caplog):
 
 def test_core_layers_do_not_import_torch():
     import subprocess
-    code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.convert, dsprep.cli; print('torch' in sys.modules)"
+    code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.conversion, dsprep.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -164,6 +164,10 @@ def test_core_layers_do_not_import_torch():
 def test_error_policy_passes_through_an_existing_policy():
     pol = ErrorPolicy("warn", show=100)
     assert ErrorPolicy(pol) is pol and pol.show == 100
+    assert ErrorPolicy("warn").show == 5
+    with pytest.raises(TypeError, match=r"show=3.*its own show \(100\)"):
+        ErrorPolicy(pol, show=3)  # would be ignored: refused instead
+    assert pol.show == 100
 
 
 def test_image_size_applies_exif_rotation_for_jpeg_and_png(tmp_path):

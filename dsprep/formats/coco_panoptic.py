@@ -242,7 +242,7 @@ def validate_options(deep: bool) -> dict[str, Any]:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO instances and VOC hold per-object masks, not the panoptic id PNG: the
     segments are decoded into RLE (``masks=True``) so they survive.

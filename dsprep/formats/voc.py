@@ -625,7 +625,7 @@ def _fmt(v: float) -> str:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     Formats that hold per-object masks (COCO, COCO panoptic) get the
     ``SegmentationObject`` masks decoded into each object's segmentation, so
