@@ -19,7 +19,8 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -232,14 +233,14 @@ def segmentation_target(table: RecordTable, r: int, j: int | None, out: dict, or
 
 
 # task -> its target builder, called as (table, record, object in the record (crops), transformed
-# sample, original (h, w), image tensor). A fixed table, not a registry: a new task is a new line.
-TARGETS: dict[str, Callable[..., dict]] = {
+# sample, original (h, w), image tensor). A read-only table, not a registry: a new task is a new line.
+TARGETS: Mapping[str, Callable[..., dict]] = MappingProxyType({
     "classification": classification_target,
     "crops": crop_target,
     "detection": detection_target,
     "keypoints": keypoints_target,
     "segmentation": segmentation_target,
-}
+})
 
 
 def make_target(task: str, table: RecordTable, r: int, j: int | None, out: dict, orig_hw: tuple[int, int],
