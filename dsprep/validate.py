@@ -106,7 +106,7 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
 
     has_instances = {c.id: bool(c.extra.get("hasInstances")) for c in ds.categories if "hasInstances" in c.extra}
     voc_colours = mask_palette(ds)
-    palette = None if voc_colours is None else {tuple(map(int, c)) for c in voc_colours}
+    palette = None if voc_colours is None else set(map(tuple, voc_colours.tolist()))
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)

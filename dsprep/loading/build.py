@@ -18,7 +18,7 @@ import torch.utils.data as tud
 from .collate import Collate, unpack_targets
 from .dataset import TorchDataset
 from .samplers import EpochSampler, GroupedBatchSampler, dist_world
-from .targets import Skipped
+from .targets import Failed, Skipped
 
 __all__ = ["Loader", "make_loader", "worker_init_fn"]
 
@@ -64,6 +64,8 @@ class Loader(tud.DataLoader):
         for item in super().__iter__():
             if isinstance(self.collate_fn, Collate) and self.collate_fn.report_skips:
                 batch, skipped = item
+                if isinstance(skipped, Failed):
+                    raise skipped.error  # a worker's FormatError, as num_workers=0 raises it
                 self.skipped.extend(skipped)
                 if batch is None:
                     continue
@@ -114,6 +116,7 @@ def make_loader(dataset: Any, batch_size: int = 32, *, task: str | None = None, 
         ...     x = to_device(images, "cuda", dtype=torch.bfloat16)
     """
     tds = _torch_dataset(dataset, task, augment, seed, on_error, options)
+    tds.errors_as_samples = collate_fn is None  # our Collate and Loader carry a worker's error out
     if shuffle is None:
         shuffle = tds.augment_name in ("default", "custom") and augment not in ("eval", "none")
     if num_workers is None:

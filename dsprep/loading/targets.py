@@ -32,7 +32,7 @@ from .decode import decode_mask
 from .luts import build_luts, mask_readers
 from .table import RecordTable
 
-__all__ = ["MaskReader", "Skipped", "TARGETS", "crop_plan", "make_target", "object_inputs", "to_tensor_image"]
+__all__ = ["Failed", "MaskReader", "Skipped", "TARGETS", "crop_plan", "make_target", "object_inputs", "to_tensor_image"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,19 @@ class Skipped:
     index: int
     image_id: str
     message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Returned instead of a sample by a worker process when the image is bad and ``on_error="raise"``.
+
+    torch re-raises an exception from a worker as a new one built from its text (a
+    ``RuntimeError`` when the type needs more than one argument, as dsprep's do), with the
+    worker's traceback in its message. Sent as a sample instead, the error itself reaches
+    :class:`~dsprep.loading.Loader`, which raises it unchanged in the main process.
+    """
+
+    error: Exception
 
 
 def to_tensor_image(image: Any) -> torch.Tensor:
