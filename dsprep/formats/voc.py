@@ -374,6 +374,9 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
     try:
         tree = etree.parse(path)
     except etree.XMLSyntaxError as err:
+        if "Excessive depth" in err.msg:  # lxml's own advice (XML_PARSE_HUGE) is no fix for a user
+            raise MalformedFileError(f"{where}:{err.lineno}", "elements nested deeper than 256 levels; expected "
+                                                              "VOC's few levels") from None
         raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
     except OSError as err:
         if "encoding" in str(err):  # lxml: bytes that are not UTF-8 (or the declared encoding)
