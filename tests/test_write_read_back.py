@@ -97,3 +97,32 @@ def test_the_cli_round_trip_of_a_coco_box_outside_its_image_to_voc(tmp_path, cap
     assert "boxes outside the image" in capsys.readouterr().err
     assert main(["info", "voc", str(out)]) == 0
     assert f"{coco['objects']['val2017']} objects" in capsys.readouterr().out
+
+
+def test_voc_names_an_image_whose_name_no_file_system_holds(tmp_path):
+    """A 300-character COCO file_name (no file of that name can exist, so images='none'): the VOC
+    id is cut to fit with a hash, reads back, and says it renamed it."""
+    rec = Record("a", "x" * 300 + ".jpg", 16, 12, "train",
+                 instances=Instances(boxes=[[1, 1, 5, 5]], labels=[1]))
+    ds = Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco")
+    out = tmp_path / "voc"
+    out.mkdir()
+    report = get_format("voc").write(ds, out, images="none")
+    back = get_format("voc").parse(out, workers=1)
+    name = back[0].id.split("/")[1]
+    assert report["renamed"] == 1 and len(name.encode()) <= 200 and name.startswith("xxx") and "~" in name
+    assert back.num_objects() == 1
+
+
+def test_voc_names_what_an_imagesets_line_can_hold(tmp_path):
+    """Whitespace separates an ImageSets line's fields and a leading '#' makes it a comment: such
+    image names become '_' (the fuzz found ' cat ' read back as 'cat', listed but missing)."""
+    recs = [Record(n, f"{n}.jpg", 16, 12, "train", instances=Instances(boxes=[[1, 1, 5, 5]], labels=[1]))
+            for n in (" cat ", "#3", "a\tb")]
+    ds = Dataset([Category(1, "cat")], recs, root=tmp_path, format="coco")
+    out = tmp_path / "voc"
+    out.mkdir()
+    assert get_format("voc").write(ds, out, images="none")["renamed"] == 3
+    back = get_format("voc").parse(out, workers=1)
+    assert sorted(r.id for r in back) == ["JPEGImages/_3", "JPEGImages/_cat_", "JPEGImages/a_b"]
+    assert sorted(back.splits["train"]) == sorted(r.id for r in back) and back.num_objects() == 3
