@@ -126,3 +126,24 @@ def test_voc_names_what_an_imagesets_line_can_hold(tmp_path):
     back = get_format("voc").parse(out, workers=1)
     assert sorted(r.id for r in back) == ["JPEGImages/_3", "JPEGImages/_cat_", "JPEGImages/a_b"]
     assert sorted(back.splits["train"]) == sorted(r.id for r in back) and back.num_objects() == 3
+
+
+@pytest.mark.parametrize("to", ["coco", "voc"])
+def test_one_file_listed_twice_is_two_records_written_and_read_back(tmp_path, to):
+    """Two `images` entries of one COCO file naming the same file_name (the fuzz found it: the COCO
+    writer gave both the same image id, which its reader refuses): two records, ids x and x#2."""
+    from dsprep.formats import coco
+
+    ex = make_coco(tmp_path, splits=("val2017",))
+    path = ex["json"]["val2017"]
+    doc = json.loads(path.read_text())
+    doc["images"][2]["file_name"] = doc["images"][1]["file_name"]
+    path.write_text(json.dumps(doc))
+    ds = coco.parse(path)
+    ids = [r.id for r in ds]
+    assert len(set(ids)) == 3 and ids[2] == ids[1] + "#2"
+    out = tmp_path / "out"
+    out.mkdir()
+    get_format(to).write(ds, out, images="none")
+    back = get_format(to).parse(out, workers=1)
+    assert len(back) == 3 and back.num_objects() == ds.num_objects()
