@@ -943,13 +943,7 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
     for k in range(len(inst)):
         o = oex[k] or {}
         obj = _sub(ann, "object")
-        lab = int(inst.labels[k])
-        name = names.get(lab, str(lab))
-        if not name or name != name.strip():  # VOC readers strip <name>: it would read back as another class
-            raise InvalidAnnotationError(rec.path, f"object {k} is of category {lab} named {name!r}; a VOC <name> "
-                                                   "is read stripped of surrounding spaces, so expected a name "
-                                                   "without them (fix: rename the category in the source)")
-        _sub(obj, "name", name)
+        _sub(obj, "name", _class_name(names, int(inst.labels[k]), rec, k))
         _sub(obj, "pose", o.get("pose", "Unspecified")) if (not exact or "pose" in o) else None
         if not exact or "truncated" in o:
             _sub(obj, "truncated", _flag_text(o.get("truncated", 0)))
@@ -987,6 +981,17 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
         ann.append(etree.fromstring(raw))
     etree.indent(ann, space="  ")
     return etree.tostring(ann, encoding="utf-8", xml_declaration=False, pretty_print=True)
+
+
+def _class_name(names: Mapping[int, str], label: int, rec: Record, k: int) -> str:
+    """Object ``k``'s ``<name>``: VOC readers strip it, so an empty name or one with surrounding
+    spaces would read back as another class."""
+    name = names.get(label, str(label))
+    if not name or name != name.strip():
+        raise InvalidAnnotationError(rec.path, f"object {k} is of category {label} named {name!r}; a VOC <name> "
+                                               "is read stripped of surrounding spaces, so expected a name "
+                                               "without them (fix: rename the category in the source)")
+    return name
 
 
 def _from_voc(rec: Record) -> bool:
@@ -1171,15 +1176,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             segmented = 1
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
-        if not (exact or _from_voc(rec)):  # a VOC XML without <size> is written back as it was
-            _check_size_known(rec, images)
-        try:
-            xml = _xml_for(_boxes_inside(rec, lost), filename, names_by_id, segmented, lost, exact or _from_voc(rec))
-        except ValueError as err:  # lxml: a control character or lone surrogate in a name or value
-            raise InvalidAnnotationError(rec.path, f"cannot be written as VOC XML: {err} (a name or value holds "
-                                                   "a character XML cannot hold, such as a control character); "
-                                                   "expected XML text (fix: correct it in the source)") from None
-        (dest / _ANN / f"{name}.xml").write_bytes(xml)
+        (dest / _ANN / f"{name}.xml").write_bytes(
+            _checked_xml(rec, filename, names_by_id, segmented, lost, exact or _from_voc(rec), images))
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
@@ -1221,14 +1219,25 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     return report
 
 
-def _check_size_known(rec: Record, images: str) -> None:
-    """A VOC XML without ``<size>`` is read back from its image's header: without an image
-    (``images="none"``), a record of unknown size would be written as an XML no reader takes."""
-    if not (rec.width and rec.height) and images == "none":
+def _checked_xml(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
+                 lost: dict[str, int], exact: bool, images: str) -> bytes:
+    """:func:`_xml_for` of what VOC readers read back: boxes outside the image clipped
+    (:func:`_boxes_inside`); a record of unknown size without an image to read it from, or text
+    XML cannot hold, is an :class:`InvalidAnnotationError`."""
+    # A VOC XML without <size> is read back from its image's header; one parsed so is written back so.
+    if not (rec.width and rec.height) and images == "none" and not exact:
         raise InvalidAnnotationError(
             rec.path, f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); a VOC XML needs "
             "<size>, or an image beside it to read it from, and images='none' places none (fix: convert with "
             "--images link or copy, or give the source its sizes)")
+    try:
+        return _xml_for(_boxes_inside(rec, lost), filename, names, segmented, lost, exact)
+    except ValueError as err:  # lxml: a control character or lone surrogate in a name or value
+        if isinstance(err, FormatError):
+            raise
+        raise InvalidAnnotationError(rec.path, f"cannot be written as VOC XML: {err} (a name or value holds "
+                                               "a character XML cannot hold, such as a control character); "
+                                               "expected XML text (fix: correct it in the source)") from None
 
 
 def _boxes_inside(rec: Record, lost: dict[str, int]) -> Record:
