@@ -25,8 +25,10 @@ conversions that ``COCOeval`` needs but never checks are done here:
   record has one, else 1..N in record order; either way predictions may also
   name an image by its ``source_id`` string or record id (:class:`ImageIdMap`).
 
-VOC AP follows the devkit rule as detectron2's ``pascal_voc_evaluation.voc_eval``
-implements it; see :func:`voc_evaluate` for the coordinate convention.
+VOC AP follows the devkit's own ``VOCevaldet.m`` (IoU ``>=`` 0.5, a class
+without non-difficult ground truth scores 0 and counts in the mean); see
+:func:`voc_evaluate` and ``docs/eval.md`` for the devkit lines and the two
+corner cases where MATLAB's NaN arithmetic gives NaN and dsprep gives 0.
 
 This converter lives here, not in ``dsprep.formats.coco``, because formats and
 metrics are separate layers; it may later reuse the COCO writer's dict builder.
@@ -68,6 +70,11 @@ COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
 VOC_METRICS = ("voc07", "voc12")
+# The devkit's "for t=0:0.1:1" as MATLAB builds that range: from both ends (a + k*d for the
+# first half, b - k*d for the second; MathWorks' colonop.m), so 0.6 and 0.7 are the doubles
+# nearest 0.6 and 0.7, where numpy's arange(0, 1.1, 0.1) (detectron2) has 0.6000000000000001
+# and 0.7000000000000001: a recall of exactly 3/5 reaches t = 0.6 here and in the devkit.
+VOC07_RECALL_THRESHOLDS = tuple([k * 0.1 for k in range(6)] + [1.0 - k * 0.1 for k in range(4, -1, -1)])
 
 
 @dataclass
@@ -78,8 +85,9 @@ class DetectionResult:
         metric: ``"coco"``, ``"voc07"`` or ``"voc12"``.
         iou_type: ``"bbox"`` or ``"segm"``.
         stats: summary numbers (COCO: :data:`COCO_STAT_NAMES`; VOC: ``mAP``).
-            AP values are fractions in [0, 1]; -1 (COCO) or NaN (VOC) where
-            undefined (no ground truth of that kind).
+            AP values are fractions in [0, 1]; COCO gives -1 where undefined
+            (no ground truth of that kind); VOC gives 0 to a class without
+            non-difficult ground truth, as the devkit does.
         per_class: category name -> AP (COCO: AP@[.5:.95]; VOC: AP@0.5).
         curves: category name -> ``(recall, precision)`` arrays, for plotting
             (COCO: at IoU 0.5, all areas, 100 detections).
@@ -459,9 +467,10 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
     """Average precision from a recall/precision curve, by the VOC devkit's rule.
 
     ``voc07``: the 11-point interpolated AP of VOC2007 (mean over recall
-    thresholds 0, 0.1, ..., 1 of the best precision at recall >= t).
+    thresholds ``t`` of the best precision at recall >= t), ``t`` being the
+    doubles MATLAB's ``0:0.1:1`` holds (:data:`VOC07_RECALL_THRESHOLDS`).
     ``voc12``: the area under the monotone (upper-envelope) precision curve,
-    VOC2010 onwards.
+    VOC2010 onwards (the devkit's ``VOCap.m``).
 
     Example:
         >>> voc_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]), "voc12")
@@ -472,7 +481,7 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
     precision = np.asarray(precision, np.float64)
     if metric == "voc07":
         ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
+        for t in VOC07_RECALL_THRESHOLDS:
             above = precision[recall >= t]
             ap += (above.max() if above.size else 0.0) / 11.0
         return float(ap)
@@ -484,29 +493,92 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
 
 
 def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    # Continuous-coordinate IoU. On records ([xmin-1, ymin-1, xmax, ymax] of
-    # the devkit's 1-based inclusive pixels) this equals the devkit's
-    # "(xmax - xmin + 1)" widths and "+1" intersections exactly: see voc_evaluate.
+    """IoU of ``box`` with each of ``boxes``; ``-inf`` where they do not overlap.
+
+    Continuous coordinates: on records (``[xmin-1, ymin-1, xmax, ymax]`` of the
+    devkit's 1-based inclusive pixels) this is the devkit's IoU with its
+    ``xmax - xmin + 1`` widths and ``+1`` intersections (see :func:`voc_evaluate`).
+    A box the detection does not overlap (``iw > 0 & ih > 0`` false) is no
+    candidate at all, as ``VOCevaldet.m`` skips it (``ovmax`` starts at ``-inf``).
+    """
     iw = np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0])
     ih = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.0)
     union = ((box[2] - box[0]) * (box[3] - box[1])
              + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
-    return inter / union
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(overlap, inter / np.where(overlap, union, 1.0), -np.inf)
+
+
+def _voc_ground_truth(records: Sequence[Any], image_ids: Sequence[int], cat_ids: Iterable[int]
+                      ) -> tuple[dict[int, dict[int, tuple[np.ndarray, np.ndarray]]], dict[int, int]]:
+    """Per class: image -> (boxes, ignored), and the count of boxes that are not ignored.
+
+    ``difficult`` boxes are ignored (the devkit's ``gt(i).diff``); crowd boxes
+    too (VOC has none; COCO data scored by the VOC rule keeps its crowd regions
+    out of both recall and false positives, as ``COCOeval`` does).
+    """
+    gt: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in cat_ids}
+    npos = dict.fromkeys(gt, 0)
+    for r, img in zip(records, image_ids):
+        inst = r.instances
+        if not len(inst):
+            continue
+        ignore = inst.difficult | inst.iscrowd
+        for c in np.unique(inst.labels).tolist():
+            sel = inst.labels == c
+            gt[c][img] = (inst.boxes[sel], ignore[sel])
+            npos[c] += int((~ignore[sel]).sum())
+    return gt, npos
+
+
+def _voc_match(dets: Sequence[Mapping[str, Any]], gt: Mapping[int, tuple[np.ndarray, np.ndarray]],
+               iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(tp, fp)`` flags of one class's detections in rank order (``VOCevaldet.m``'s loop).
+
+    Ranked by score, ties in input order (MATLAB's ``sort`` is stable); each
+    detection takes the overlapping box of its image with the highest IoU
+    (the first on a tie); IoU ``>=`` the threshold on a box not yet taken is a
+    true positive, on a taken one a false positive, on an ignored one neither;
+    no such box is a false positive.
+    """
+    n = len(dets)
+    scores = np.array([d["score"] for d in dets], np.float64)
+    order = np.argsort(-scores, kind="stable")
+    boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order]
+    boxes[:, 2:] += boxes[:, :2]
+    imgs = [dets[i]["image_id"] for i in order]
+    tp, fp = np.zeros(n), np.zeros(n)
+    taken = {img: np.zeros(len(v[0]), bool) for img, v in gt.items()}
+    for i in range(n):
+        g = gt.get(imgs[i])
+        ious = _iou_one_to_many(boxes[i], g[0]) if g is not None and len(g[0]) else np.empty(0)
+        j = int(np.argmax(ious)) if ious.size else -1
+        if j < 0 or not ious[j] >= iou_threshold:
+            fp[i] = 1
+        elif g[1][j]:
+            continue  # ignored (difficult / crowd): neither
+        elif taken[imgs[i]][j]:
+            fp[i] = 1  # a duplicate
+        else:
+            tp[i] = 1
+            taken[imgs[i]][j] = True
+    return tp, fp
 
 
 def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
                  metric: str = "voc07", iou_threshold: float = 0.5, split: str | None = None,
                  image_ids: Mapping[str, int] | None = None) -> DetectionResult:
-    """PASCAL VOC AP per class and its mean, ``difficult`` objects ignored.
+    """PASCAL VOC AP per class and its mean, by the devkit's ``VOCevaldet.m``.
 
-    The rule is the devkit's (``VOCevaldet.m``), as detectron2's
-    ``pascal_voc_evaluation.voc_eval`` implements it: per class, detections
-    over all images are ranked by score (ties keep input order); each takes
-    the ground-truth box of its image with the highest IoU; IoU > threshold
-    on a not-yet-matched box is a true positive, on an already-matched one a
-    false positive, on a ``difficult`` (or crowd) box neither; anything else
-    is a false positive. Recall is over the non-difficult boxes.
+    Per class (see ``docs/eval.md`` for the devkit lines): detections over all
+    images ranked by score; each matched to its image's ground-truth box of
+    highest IoU; IoU ``>=`` ``iou_threshold`` on an unmatched box is a true
+    positive, on a matched one a false positive, on a ``difficult`` (or
+    crowd) box neither; otherwise a false positive. Recall is over the
+    non-difficult boxes. A class with no non-difficult box has AP 0 and counts
+    in the mean, as the devkit's 11-point rule gives it (recall 0/0).
 
     Coordinates: the devkit measures 1-based inclusive pixels, so a box's
     width is ``xmax - xmin + 1`` and intersections get ``+1``. Records hold
@@ -518,81 +590,34 @@ def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Map
 
     Args:
         metric: ``"voc07"`` (11-point) or ``"voc12"`` (area).
-        iou_threshold: 0.5 in VOC.
+        iou_threshold: 0.5 in VOC (``VOCopts.minoverlap``).
 
     Returns:
-        ``stats = {"mAP": ...}`` (mean over classes with at least one
-        non-difficult box; a class without any has AP NaN, as in the devkit
-        where 0/0 recall is undefined), and per-class AP.
+        ``stats = {"mAP": ...}``, the mean over every category (NaN only for a
+        dataset without categories), and per-class AP.
     """
     check_choice("VOC metric", metric, VOC_METRICS)
     where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
     preds = load_predictions(predictions)
     records = _records_of(dataset, split)
     id_map = ImageIdMap(records, image_ids)
-    cat_ids = {c.id for c in dataset.categories}
-    preds = _check_predictions(preds, id_map, cat_ids, "bbox", where)
-
-    # ground truth per (class, image)
-    gt: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in cat_ids}
-    npos = dict.fromkeys(cat_ids, 0)
-    for r, img in zip(records, id_map.ints):
-        inst = r.instances
-        if not len(inst):
-            continue
-        ignore = inst.difficult | inst.iscrowd
-        for c in np.unique(inst.labels).tolist():
-            sel = inst.labels == c
-            gt[c][img] = (inst.boxes[sel], ignore[sel])
-            npos[c] += int((~ignore[sel]).sum())
-
-    by_cat: dict[int, list[dict]] = {c: [] for c in cat_ids}
+    preds = _check_predictions(preds, id_map, {c.id for c in dataset.categories}, "bbox", where)
+    gt, npos = _voc_ground_truth(records, id_map.ints, (c.id for c in dataset.categories))
+    by_cat: dict[int, list[dict]] = {c: [] for c in gt}
     for d in preds:
         by_cat[d["category_id"]].append(d)
-
-    names = {c.id: c.name for c in dataset.categories}
     per_class: dict[str, float] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c in (cat.id for cat in dataset.categories):
-        dets = by_cat[c]
-        n = len(dets)
-        scores = np.array([d["score"] for d in dets], np.float64)
-        order = np.argsort(-scores, kind="stable")
-        boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        imgs = [dets[i]["image_id"] for i in order]
-        boxes = boxes[order]
-        tp = np.zeros(n)
-        fp = np.zeros(n)
-        matched = {img: np.zeros(len(v[0]), bool) for img, v in gt[c].items()}
-        for i in range(n):
-            g = gt[c].get(imgs[i])
-            if g is None or not len(g[0]):
-                fp[i] = 1
-                continue
-            ious = _iou_one_to_many(boxes[i], g[0])
-            j = int(np.argmax(ious))
-            if ious[j] > iou_threshold:
-                if g[1][j]:
-                    continue  # difficult: neither TP nor FP
-                if not matched[imgs[i]][j]:
-                    tp[i] = 1
-                    matched[imgs[i]][j] = True
-                else:
-                    fp[i] = 1
-            else:
-                fp[i] = 1
-        name = names[c]
-        if npos[c] == 0:
-            per_class[name] = float("nan")
+    for cat in dataset.categories:
+        if npos[cat.id] == 0:  # recall 0/0: the devkit's 11-point AP is 0 (see docs/eval.md)
+            per_class[cat.name] = 0.0
             continue
-        tp_c, fp_c = np.cumsum(tp), np.cumsum(fp)
-        rec = tp_c / npos[c]
-        prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
-        per_class[name] = voc_ap(rec, prec, metric)
-        curves[name] = (rec, prec)
-    valid = [v for v in per_class.values() if not math.isnan(v)]
-    stats = {"mAP": float(np.mean(valid)) if valid else float("nan")}
+        tp, fp = (np.cumsum(v) for v in _voc_match(by_cat[cat.id], gt[cat.id], iou_threshold))
+        rec = tp / npos[cat.id]
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        per_class[cat.name] = voc_ap(rec, prec, metric)
+        curves[cat.name] = (rec, prec)
+    stats = {"mAP": float(np.mean(list(per_class.values()))) if per_class else float("nan")}
     return _warn_if_no_ground_truth(DetectionResult(metric, "bbox", stats, per_class, curves,
                            counts={"images": len(records), "ground_truth": sum(len(r.instances) for r in records),
                                    "detections": len(preds)}))
