@@ -6,7 +6,7 @@ import inspect
 import math
 from typing import Any
 
-from ._common import add_source, add_workers, print_json
+from ._common import add_panoptic_options, add_source, add_workers, panoptic_options, print_json
 
 HELP = "score predictions against a dataset (COCO/VOC AP, mIoU, accuracy)"
 DESCRIPTION = """Score a model's predictions against a dataset's ground truth, with the
@@ -25,6 +25,7 @@ examples:
   dsprep eval detection coco annotations/instances_val2017.json dets.json
   dsprep eval detection voc VOCdevkit/VOC2007 dets.json --split test --metric voc07 --out pr/
   dsprep eval detection coco person_keypoints_val2017.json kps.json --iou-type keypoints
+  dsprep eval detection coco-panoptic coco/ dets.json --things-only --categories-file panoptic_coco_categories.json
   dsprep eval segmentation cityscapes cityscapes/ preds/ --split val --pred-ids train_ids
   dsprep eval classification imagenet imagenet/ preds.csv --split val --json"""
 
@@ -51,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="detection: write a precision/recall curve PNG per class into DIR")
+    add_panoptic_options(p)
 
 
 def _float_list(text: str) -> list[float]:
@@ -88,7 +90,7 @@ def _load_gt(args: argparse.Namespace) -> Any:
 
     fmt = get_format(args.format)
     return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                     progress=False, **_gt_options(fmt, args))
+                     progress=False, **_gt_options(fmt, args), **panoptic_options(args))
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:
