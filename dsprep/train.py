@@ -262,7 +262,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         >>> ds = dsprep.parse("coco", "shapes-coco/")                             # doctest: +SKIP
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
-    from .loaders import TorchDataset, make_loader, to_device
+    from .loading import TorchDataset, make_loader, to_device
     from ._io import progress
     from .models import create_model, trainable_parameters
 
@@ -441,7 +441,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
 @torch.no_grad()
 def _validate(model: torch.nn.Module, loader: Any, task: str, c: int, names: list[str], device: torch.device,
               channels_last: bool, amp: bool, autocast_dtype: torch.dtype) -> tuple[dict, list]:
-    from .loaders import to_device
+    from .loading import to_device
 
     model.eval()
     loss_sum, n, ys, ps = 0.0, 0, [], []
