@@ -107,7 +107,7 @@ def synth(format: str, out: str | os.PathLike, *, images: int = 300, seed: int =
     Returns:
         The writer's report (images, objects, lost) plus the categories.
     """
-    from .convert import write_dataset
+    from .conversion import write_dataset
     from .formats import get_format
 
     from .errors import check_choice

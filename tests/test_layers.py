@@ -23,7 +23,7 @@ LAYERS = [
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep.formats"],
-    ["dsprep.convert", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
+    ["dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
     ["dsprep.synth"],
     ["dsprep.loading", "dsprep.models"],
     ["dsprep.eval"],
@@ -40,7 +40,7 @@ LAYERS = [
 LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "collate", "samplers", "build", "device"]
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
-TORCH_FREE = ["dsprep.records", "dsprep.masks", "dsprep.convert", "dsprep.validate", "dsprep.splitting",
+TORCH_FREE = ["dsprep.records", "dsprep.masks", "dsprep.conversion", "dsprep.validate", "dsprep.splitting",
               "dsprep.synth", "dsprep.catalog", "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table",
               "dsprep.loading.luts"]
 

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import check_output_outside_input, write_dataset
+    from ..conversion import check_output_outside_input, write_dataset
     from ..errors import DatasetNotFoundError, FormatError, OutputExistsError
     from ..formats import get_format
     from ..splitting import apply_split, dummy_labelled, parse_ratios, split_ids, strata_for
