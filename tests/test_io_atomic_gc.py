@@ -8,7 +8,7 @@ import pytest
 
 import dsprep
 from dsprep import _io
-from dsprep.convert import convert
+from dsprep.conversion import convert
 from dsprep.errors import FormatError
 from dsprep.synth import synth
 

@@ -194,7 +194,7 @@ def test_no_import_by_name_outside_the_known_places():
 
 # The metrics promise no torch too (dsprep/eval/__init__.py); matplotlib only where a plot is drawn.
 EVAL_MODULES = sorted(n for n in MODULES if n == "dsprep.eval" or n.startswith("dsprep.eval."))
-NO_MATPLOTLIB = ["dsprep.records", "dsprep.convert", "dsprep.validate", "dsprep.formats", *EVAL_MODULES]
+NO_MATPLOTLIB = ["dsprep.records", "dsprep.conversion", "dsprep.validate", "dsprep.formats", *EVAL_MODULES]
 
 
 @pytest.mark.parametrize("name", TORCH_FREE + EVAL_MODULES
