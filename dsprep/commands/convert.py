@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,
-                      on_error=args.on_error, progress=False if args.quiet else None)
+                      on_error=args.on_error, progress=False if args.quiet else None,
+                      allow_outside_root=args.allow_outside_root)
     if args.json:
         print_json(summary)
         return 0

@@ -6,7 +6,7 @@ import inspect
 import math
 from typing import Any
 
-from ._common import add_source, add_workers, print_json
+from ._common import add_source, add_workers, print_json, source_options
 
 HELP = "score predictions against a dataset (COCO/VOC AP, mIoU, accuracy)"
 DESCRIPTION = """Score a model's predictions against a dataset's ground truth, with the
@@ -75,7 +75,7 @@ def _load_gt(args: argparse.Namespace) -> Any:
 
     fmt = get_format(args.format)
     return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                     progress=False, **_gt_options(fmt, args))
+                     progress=False, **_gt_options(fmt, args), **source_options(args))
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:
