@@ -197,10 +197,10 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] 
 
 def write_manifest(folder: str | os.PathLike, command: str, entries: Iterable[str] | None = None) -> None:
     """Write ``folder/dsprep-manifest.json``; ``entries`` default to what ``folder`` holds now."""
-    from . import __version__
-
+    # the package root sets __version__ before it imports any module: read, not imported (layers)
+    version = getattr(sys.modules.get("dsprep"), "__version__", "unknown")
     names = sorted(set(entries if entries is not None else os.listdir(folder)) - {MANIFEST})
-    doc = {"tool": "dsprep", "version": __version__, "command": command, "argv": list(sys.argv),
+    doc = {"tool": "dsprep", "version": version, "command": command, "argv": list(sys.argv),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "entries": names}
     Path(folder, MANIFEST).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -93,7 +93,7 @@ def draw_record(image: Any, rec: Record, categories: Sequence[Category], *, boxe
 
 def _load_image(path: Path) -> Any:
     """The RGB image, EXIF orientation applied (a missing or corrupt file is a FormatError naming it)."""
-    from .imageio import ImageSource
+    from .loading.decode import ImageSource
 
     return ImageSource(path).decode(1.0)[0]
 

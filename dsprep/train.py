@@ -294,7 +294,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
 def _train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig, echo: Callable[[str], None] | None,
            device: torch.device, rank: int, world: int) -> dict[str, Any]:
     """The run itself (:func:`train` has checked and claimed OUT on rank 0)."""
-    from .loaders import TorchDataset, make_loader, to_device
+    from .loading import TorchDataset, make_loader, to_device
     from ._io import progress
     from .models import create_model, trainable_parameters
 
@@ -468,7 +468,7 @@ def _train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig, echo: Ca
 @torch.no_grad()
 def _validate(model: torch.nn.Module, loader: Any, task: str, c: int, names: list[str], device: torch.device,
               channels_last: bool, amp: bool, autocast_dtype: torch.dtype) -> tuple[dict, list]:
-    from .loaders import to_device
+    from .loading import to_device
 
     model.eval()
     loss_sum, n, ys, ps = 0.0, 0, [], []

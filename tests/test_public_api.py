@@ -8,8 +8,8 @@ import dsprep
 
 PUBLIC = ["BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS", "FormatError",
           "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError", "OutputExistsError",
-          "Record", "UnknownNameError", "__version__", "convert", "convert_boxes", "detect_format", "get_format",
-          "load", "parse"]
+          "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "__version__", "convert",
+          "convert_boxes", "detect_format", "get_format", "load", "parse"]
 
 
 def test_all_is_sorted_and_pinned():
