@@ -156,7 +156,7 @@ def place_image(src: Path, out: Path, rel: str, mode: str) -> bool:
         return True
     if not os.path.isfile(src):
         return False
-    dst = output_path(out, rel, what="image")
+    dst = output_path(out, rel, what="image", placing=True)
     if os.path.lexists(dst):
         if _placed_from(dst, src, mode):
             return True

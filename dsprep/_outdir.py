@@ -17,7 +17,7 @@ The rules (docs/cli.md, "Safety"):
   beside OUT (its manifest is written first, marking it as dsprep's) and
   renames it to OUT when complete. An error, Ctrl-C or SIGTERM removes it.
 - **One run per OUT.** :func:`claim_output` holds ``fcntl.flock`` on
-  ``.OUT.lock`` beside OUT for the whole run, final rename included; a second
+  ``.OUT.dsprep-lock`` beside OUT for the whole run, final rename included; a second
   run gets :class:`~dsprep.errors.OutputLockedError` at once. Holding the lock,
   a run knows no other run of OUT is alive, so it removes the temporary
   folders (and half-replaced ``.OUT.old-*`` ones) that a killed run left, with
@@ -223,7 +223,7 @@ def clear_output(out: str | os.PathLike) -> None:
 
 def _lock_path(out: str) -> str:
     parent, name = os.path.split(out)
-    return os.path.join(os.path.realpath(parent), f".{name}.lock")
+    return os.path.join(os.path.realpath(parent), f".{name}.dsprep-lock")  # a name no one else uses
 
 
 def _acquire(lock: str, out: str) -> int:

@@ -125,7 +125,8 @@ def safe_relpath(path: str) -> str:
     return "/".join("__" if p == ".." else p for p in parts) or "_"
 
 
-def output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", folder: bool = False) -> Path:
+def output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", folder: bool = False,
+                placing: bool = False) -> Path:
     """``out / rel`` for a file about to be written, checked first; its parent folders are made.
 
     Args:
@@ -133,6 +134,8 @@ def output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", 
         rel: the file's path relative to ``out``, built from names the data gave.
         what: what the file is, for the message (``"image"``, ``"split list"``).
         folder: ``rel`` is a folder to make (itself, not only its parents).
+        placing: the caller (:func:`dsprep._io.place_image`) handles a file already at
+            ``rel`` itself, never writing into it; only the folders above are checked.
 
     Raises:
         PathEscapeError: ``rel`` leaves ``out`` (absolute, or ``..`` climbing out), is
@@ -149,7 +152,7 @@ def output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", 
         raise PathEscapeError(str(rel), f"{what} would be written at {path}, outside the output folder {base}; "
                                         "a split, class or file name holds '..' or is absolute")
     parent = path if folder else os.path.dirname(path)
-    if os.path.islink(path) or not _real_folder_inside(base, parent):
+    if (os.path.islink(path) and not placing) or not _real_folder_inside(base, parent):
         raise PathEscapeError(str(rel), f"{what} {path} would be written through a link placed earlier in "
                                         "this output (two records name the same file, or one names a file "
                                         "inside another's); the input is never written to")

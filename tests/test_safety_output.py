@@ -126,12 +126,19 @@ def _coco_tree(tmp_path: Path) -> Path:
 def test_out_may_not_be_the_image_folder_a_json_points_at(tmp_path, capsys):
     # issue 10: `convert coco ann/instances_train.json --to coco --out <its image folder> --overwrite`
     # exited 0 with the images gone
+    from dsprep._outdir import write_manifest
+
     root = _coco_tree(tmp_path)
     js = root / "annotations" / "instances_train.json"
     before = _snapshot(root)
     assert main(["convert", "coco", str(js), "--to", "coco", "--out", str(root / "train"), "--overwrite",
                  "--quiet"]) == 2
-    capsys.readouterr()
+    assert "no dsprep-manifest.json" in capsys.readouterr().err
+    write_manifest(root / "train", "convert")  # as if dsprep had written the image folder: still an input
+    before = _snapshot(root)
+    assert main(["convert", "coco", str(js), "--to", "coco", "--out", str(root / "train"), "--overwrite",
+                 "--quiet"]) == 2
+    assert "would replace the input" in capsys.readouterr().err
     assert _snapshot(root) == before
     # a loose JSON: its folder holds its images; OUT inside it is refused before anything is read
     (tmp_path / "ann").mkdir()
@@ -176,6 +183,15 @@ def test_out_inside_the_input_through_a_symlink_is_refused(shapes_voc, tmp_path,
         assert main(_convert(shapes_voc, out, "--overwrite")) == 2
         assert "input" in capsys.readouterr().err
     assert not (shapes_voc / "new").exists()
+    # and the other way round: a link inside the input that leads out is still a path in the input
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", shapes_voc / "exit")
+    try:
+        assert main(_convert(shapes_voc, shapes_voc / "exit" / "new")) == 2
+        assert "is inside the input" in capsys.readouterr().err
+    finally:
+        (shapes_voc / "exit").unlink()
+    assert os.listdir(tmp_path / "elsewhere") == []
 
 
 def test_out_may_not_be_a_folder_that_linked_images_point_into(shapes_voc, tmp_path, capsys):
@@ -218,10 +234,15 @@ def test_train_refuses_an_existing_out_unless_resume_or_overwrite(shapes_voc, tm
         T.train(ds, None, T.TrainConfig(out=str(out)))
     T.train(ds, None, T.TrainConfig(out=str(out), resume=True))  # continued in place
     (out / "curves.png").unlink()  # what a run wrote is replaced whole, partial or not
-    (out / "last.pt").write_bytes(b"old")
+    (out / "confusion.csv").write_text("an earlier run's")
     T.train(ds, None, T.TrainConfig(out=str(out), overwrite=True))
-    assert (out / "last.pt").read_bytes() == b"x" and (out / "curves.png").is_file()
+    assert sorted(os.listdir(out)) == ["curves.png", MANIFEST, "last.pt"]
     assert main(["train", "voc", str(shapes_voc), "--out", str(mine), "--quiet"]) == 2  # before parsing
+    # under torchrun every rank checks OUT before any rank writes (rank 0 alone claims it)
+    monkeypatch.setattr(T, "_dist_setup", lambda device: (1, 2))
+    with pytest.raises(dsprep.OutputExistsError, match="already exists"):
+        T.train(ds, None, T.TrainConfig(out=str(mine)))
+    assert os.listdir(mine) == ["thesis.tex"]
 
 
 # ------------------------------------------------------------------------------ interrupted and concurrent runs

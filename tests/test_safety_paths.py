@@ -99,6 +99,15 @@ def test_allow_outside_root_reads_it_and_writes_it_inside_out(tmp_path):
     assert (out / "train" / "secret.jpg").read_bytes() == (tmp_path / "outside" / "secret.jpg").read_bytes()
 
 
+def test_two_image_entries_of_one_file_are_placed_once(tmp_path):
+    root = _coco_tree(tmp_path, ["a.jpg", "a.jpg"])
+    for mode in ("link", "copy"):
+        assert main(["convert", "coco", str(root), "--to", "coco", "--out", str(tmp_path / mode), "--images", mode,
+                     "--quiet"]) == 0
+        placed = [p for p in (tmp_path / mode / "train").rglob("*") if not p.is_dir()]
+        assert [p.name for p in placed] == ["a.jpg"]  # one file for both entries (named by its path)
+
+
 def test_validate_reports_every_escape_by_kind(tmp_path, capsys):
     root = _coco_tree(tmp_path, ["a.jpg", "../../outside/secret.jpg", "/etc/passwd"])
     assert main(["validate", "coco", str(root), "--json"]) == 1
@@ -328,3 +337,64 @@ def test_place_image_never_writes_through_a_link_it_made(tmp_path):
         write_dataset(ds, "coco", tmp_path / "out", images="link")
     assert (root / "d" / "x" / "x.jpg").read_bytes() == keep
     assert not (root / "d" / "x" / "x.jpg").is_symlink()
+
+
+# ------------------------------------------------------------------------------ the helpers themselves
+
+@pytest.mark.parametrize("rel,escapes", [
+    ("a.jpg", False), ("sub/../a.jpg", False), ("./a.jpg", False), ("a..b.jpg", False), ("a:b.jpg", False),
+    ("../a.jpg", True), ("sub/../../a.jpg", True), ("/etc/passwd", True), ("..\\a.jpg", True),
+    ("C:\\x.jpg", True), ("C:/x.jpg", True), ("\\\\server\\x.jpg", True),
+])
+def test_escapes_reads_the_path_lexically(rel, escapes):
+    from dsprep._paths import escapes as leaves
+
+    assert leaves(rel) is escapes
+
+
+@pytest.mark.parametrize("path,safe", [
+    ("a/b.jpg", "a/b.jpg"), ("../x.jpg", "__/x.jpg"), ("../../v/x.jpg", "__/__/v/x.jpg"),
+    ("/data/x.jpg", "data/x.jpg"), ("a/../b.jpg", "b.jpg"), ("..", "__"), ("", "_"), ("C:\\d\\x.jpg", "C/d/x.jpg"),
+])
+def test_safe_relpath_never_climbs(path, safe):
+    from dsprep._paths import escapes, safe_relpath
+
+    assert safe_relpath(path) == safe and not escapes(safe)
+
+
+def test_output_path_refuses_escapes_links_and_the_folder_itself(tmp_path):
+    from dsprep._paths import output_path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "input").mkdir()
+    os.symlink(tmp_path / "input", out / "linked-dir")
+    (tmp_path / "input" / "x.jpg").write_bytes(b"input")
+    os.symlink(tmp_path / "input" / "x.jpg", out / "linked.jpg")
+    assert output_path(out, "a/b/c.json") == out / "a" / "b" / "c.json" and (out / "a" / "b").is_dir()
+    for rel in ("../x.json", "a/../../x.json", str(tmp_path / "x.json"), "."):
+        with pytest.raises(PathEscapeError, match="outside the output folder"):
+            output_path(out, rel)
+    with pytest.raises(PathEscapeError, match="outside the output folder"):
+        output_path(out, ".", folder=True)
+    for rel in ("linked-dir/new.json", "linked.jpg"):
+        with pytest.raises(PathEscapeError, match="through a link"):
+            output_path(out, rel)
+    assert os.listdir(tmp_path / "input") == ["x.jpg"] and not (tmp_path / "x.json").exists()
+
+
+def test_place_image_refuses_a_second_image_at_one_name_and_a_folder_as_source(tmp_path):
+    from dsprep._io import place_image
+    from dsprep.errors import InvalidAnnotationError
+
+    a, b = _jpeg(tmp_path / "src" / "a.jpg", colour=(1, 1, 1)), _jpeg(tmp_path / "src" / "b.jpg", colour=(2, 2, 2))
+    out = tmp_path / "out"
+    out.mkdir()
+    for mode in ("copy", "link"):
+        assert place_image(a, out, f"{mode}/x.jpg", mode)
+        assert place_image(a, out, f"{mode}/x.jpg", mode)  # the same image twice: one file
+        with pytest.raises(InvalidAnnotationError, match="two different images"):
+            place_image(b, out, f"{mode}/x.jpg", mode)
+        assert (out / mode / "x.jpg").read_bytes() == a.read_bytes()
+        assert place_image(tmp_path / "src", out, f"{mode}/dir", mode) is False  # not a file: not placed
+        assert not os.path.lexists(out / mode / "dir")

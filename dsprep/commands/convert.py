@@ -9,7 +9,9 @@ from ._common import add_output, add_source, add_workers, print_json
 
 HELP = "convert a dataset between formats (through the one record model)"
 DESCRIPTION = """Convert a dataset between formats. The input is never modified; the output is
-written to a temporary directory and renamed to OUT when complete.
+written to a temporary directory and renamed to OUT when complete. OUT may not
+be, hold or lie inside a folder the input reads from; --overwrite replaces only
+a folder dsprep wrote (docs/cli.md, "Safety").
 
 examples:
   dsprep convert voc VOCdevkit/VOC2012 --to coco --out voc-coco/
