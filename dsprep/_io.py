@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
-from ._paths import output_path
+from ._paths import checked_output_path
 from .errors import InvalidAnnotationError, MalformedFileError, MissingFileError, check_choice
 
 __all__ = ["IMAGE_MODES", "default_workers", "gc_paused", "image_size", "parallel_map", "place_image",
@@ -156,7 +156,7 @@ def place_image(src: Path, out: Path, rel: str, mode: str) -> bool:
         return True
     if not os.path.isfile(src):
         return False
-    dst = output_path(out, rel, what="image", placing=True)
+    dst = checked_output_path(out, rel, what="image", placing=True)
     if os.path.lexists(dst):
         if _placed_from(dst, src, mode):
             return True
@@ -169,7 +169,7 @@ def place_image(src: Path, out: Path, rel: str, mode: str) -> bool:
     return True
 
 
-def _placed_from(dst: Path, src: Path, mode: str) -> bool:
+def _placed_from(dst: str, src: Path, mode: str) -> bool:
     """Whether ``dst`` is ``src`` placed by ``mode`` already (a link to it, or its copy: copy2
     keeps size and modification time)."""
     if mode == "link":

@@ -21,7 +21,8 @@ The rules (docs/cli.md, "Safety"):
   run gets :class:`~dsprep.errors.OutputLockedError` at once. Holding the lock,
   a run knows no other run of OUT is alive, so it removes the temporary
   folders (and half-replaced ``.OUT.old-*`` ones) that a killed run left, with
-  a warning; only folders holding a dsprep manifest are removed. The lock file
+  a warning; only folders holding a dsprep manifest (or nothing but its start)
+  are removed. The lock file
   is removed when the run ends.
 
 No torch here.
@@ -50,6 +51,7 @@ __all__ = ["MANIFEST", "Terminated", "atomic_output", "check_output", "claim_out
 log = logging.getLogger(__name__)
 
 MANIFEST = "dsprep-manifest.json"
+_MANIFEST_PART = MANIFEST + ".part"
 _HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth (claims nest: convert -> write)
 
 
@@ -87,10 +89,10 @@ def input_folders(dataset: Any, extra: Iterable[str | os.PathLike] = ()) -> list
     if base:
         folders.add(base)
     subdirs: set[str] = set()
-    for r in getattr(dataset, "records", ()):
-        for rel in (r.path, r.mask_path, r.instance_mask_path):
-            if rel:
-                subdirs.add(rel.rpartition("/")[0])
+    if dataset is not None:
+        for field in ("path", "mask_path", "instance_mask_path"):
+            # Dataset.column reads a lazy listing (ImageNet) without building a Record per image
+            subdirs.update(rel.rpartition("/")[0] for rel in dataset.column(field) if rel)
     for sub in subdirs:
         if not base and not sub:
             continue  # rootless records named relative to the working directory: that is not a dataset folder
@@ -122,11 +124,13 @@ def _check_location(out: str, inputs: Sequence[str]) -> None:
             raise OutputExistsError(f"--out {out} is {'the current directory' if o == cwd else 'a folder above the current directory'} "
                                     f"({o}); replacing it would remove what you are working in. Give a new "
                                     "folder, e.g. --out converted/")
-    for f in inputs:
+    for f in inputs:  # replacing an input is the worse outcome: named first
         for o in spellings:
             if _within(f, o):
                 raise OutputExistsError(f"--out {out} would replace the input {f} (it {'is' if f == o else 'holds'} "
                                         "that folder); choose a folder outside the input")
+    for f in inputs:
+        for o in spellings:
             if _within(o, f):
                 raise OutputExistsError(f"--out {out} is inside the input folder {f}: the input is never written "
                                         "to. Choose a folder outside it")
@@ -167,7 +171,7 @@ def _check_replaceable(out: str, overwrite: bool) -> None:
         raise OutputExistsError(f"--overwrite: {out} holds {len(entries)} entries ({_describe(entries)}) and no "
                                 f"{MANIFEST}: dsprep replaces only a folder it wrote itself. Give another --out, "
                                 "or move or delete that folder yourself")
-    foreign = sorted(set(entries) - set(manifest["entries"]) - {MANIFEST})
+    foreign = sorted(set(entries) - set(manifest["entries"]) - {MANIFEST, _MANIFEST_PART})
     if foreign:
         raise OutputExistsError(f"--overwrite: {out} was written by dsprep {manifest.get('command', '')}, but also "
                                 f"holds {_describe(foreign)}, which dsprep did not write; move "
@@ -203,7 +207,9 @@ def write_manifest(folder: str | os.PathLike, command: str, entries: Iterable[st
     doc = {"tool": "dsprep", "version": version, "command": command, "argv": list(sys.argv),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "entries": names}
-    Path(folder, MANIFEST).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    part = Path(folder, _MANIFEST_PART)  # written whole, then renamed: never a half manifest
+    part.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(part, Path(folder, MANIFEST))
 
 
 def clear_output(out: str | os.PathLike) -> None:
@@ -260,7 +266,9 @@ def _remove_stale(out: str) -> None:
     except OSError:
         return
     for e in candidates:
-        if e.is_dir(follow_symlinks=False) and read_manifest(e.path) is not None:
+        # dsprep's: it holds a manifest, or nothing yet but the start of one (killed right after mkdir)
+        if e.is_dir(follow_symlinks=False) and (read_manifest(e.path) is not None
+                                               or set(os.listdir(e.path)) <= {_MANIFEST_PART}):
             shutil.rmtree(e.path, ignore_errors=True)
             log.warning("removed %s, left by an interrupted dsprep run", e.path)
         else:

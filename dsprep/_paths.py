@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .errors import PathEscapeError
 
-__all__ = ["ALLOW_HINT", "confine", "escapes", "output_path", "safe_relpath"]
+__all__ = ["ALLOW_HINT", "checked_output_path", "confine", "escapes", "output_path", "safe_relpath"]
 
 _DRIVE = re.compile(r"[A-Za-z]:(?:[/\\]|$)")  # C:\x, C:/x (a Windows absolute path)
 _SEPARATORS = re.compile(r"[/\\]")
@@ -146,33 +146,47 @@ def output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", 
         >>> output_path(tmp, "annotations/instances_val.json")  # doctest: +SKIP
         PosixPath('.../annotations/instances_val.json')
     """
-    base = os.path.abspath(out)
+    return Path(checked_output_path(out, rel, what=what, folder=folder, placing=placing))
+
+
+def checked_output_path(out: str | os.PathLike, rel: str, *, what: str = "output file", folder: bool = False,
+                        placing: bool = False) -> str:
+    """:func:`output_path` as a ``str`` (no ``Path`` built: a writer placing 100k images calls it per image)."""
+    base = _absolute(os.fspath(out))
     path = os.path.normpath(os.path.join(base, rel))
-    if not path.startswith(base + os.sep) or escapes(rel):
+    if not path.startswith(base + os.sep):  # os.path's own rules: "..", absolute, and on Windows "\\" and drives
         raise PathEscapeError(str(rel), f"{what} would be written at {path}, outside the output folder {base}; "
                                         "a split, class or file name holds '..' or is absolute")
     parent = path if folder else os.path.dirname(path)
-    if (os.path.islink(path) and not placing) or not _real_folder_inside(base, parent):
-        raise PathEscapeError(str(rel), f"{what} {path} would be written through a link placed earlier in "
-                                        "this output (two records name the same file, or one names a file "
-                                        "inside another's); the input is never written to")
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise PathEscapeError(str(rel), f"{what} {path}: a file already written to this output is in the "
-                                        "way of its folder (one record's path names a file inside "
-                                        "another's)") from None
-    return Path(path)
+    if not placing and os.path.islink(path):
+        raise PathEscapeError(str(rel), f"{what} {path} would be written through a link placed earlier in this "
+                                        "output (two records name the same file); the input is never written to")
+    _made_folder(base, parent, what)
+    return path
+
+
+_absolute = functools.lru_cache(maxsize=64)(os.path.abspath)
 
 
 @functools.lru_cache(maxsize=4096)
-def _real_folder_inside(base: str, folder: str) -> bool:
-    """Whether ``folder`` (below ``base``), with every existing link followed, is still below ``base``.
+def _made_folder(base: str, folder: str, what: str) -> None:
+    """Make ``folder`` (below ``base``) after checking that, with every existing link followed,
+    it is still below ``base``.
 
-    Cached: a writer puts thousands of files in one folder, and a folder that is real
-    once stays real (nothing in a run replaces a folder by a link; ``base`` is a new
-    temporary folder per run, so keys never repeat across runs).
+    Cached: a writer puts thousands of files in one folder, and a folder made once
+    stays a real folder (nothing in a run replaces a folder by a link; ``base`` is a
+    new temporary folder per run, so keys never repeat across runs). A failure is
+    not cached.
     """
     real_base = os.path.realpath(base)
     real = os.path.realpath(folder)
-    return real == real_base or real.startswith(real_base + os.sep)
+    if not (real == real_base or real.startswith(real_base + os.sep)):
+        raise PathEscapeError(os.path.relpath(folder, base), f"{what} folder {folder} would be reached through a "
+                                                             "link placed earlier in this output (one record names "
+                                                             "a file inside another's); the input is never written to")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PathEscapeError(os.path.relpath(folder, base), f"{what} folder {folder}: a file already written to this "
+                                                             "output is in its way (one record's path names a file "
+                                                             "inside another's)") from None

@@ -305,16 +305,19 @@ def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run(tmp_path):
     argv = ["convert", "voc", str(src), "--to", "voc", "--out", "out", "--quiet"]
     run = _start(argv, tmp_path, "killed")
     try:
-        _wait_for(lambda: any(".tmp-" in t for t in _temps(tmp_path)), "the temporary folder")
+        _wait_for(lambda: any((tmp_path / t / MANIFEST).is_file() for t in _temps(tmp_path)),
+                  "the temporary folder and its manifest")
         run.send_signal(signal.SIGKILL)
     finally:
         run.kill()
         run.wait()
     stale = [t for t in _temps(tmp_path) if ".tmp-" in t]
     assert len(stale) == 1 and (tmp_path / stale[0] / MANIFEST).is_file()
-    # a folder that only looks like one, without a manifest, is not ours to remove
+    # a folder that only looks like one, without a manifest, is not ours to remove; an empty one
+    # (a run killed between its mkdir and its manifest) is
     (tmp_path / ".out.tmp-0123abcd").mkdir()
     (tmp_path / ".out.tmp-0123abcd" / "precious.txt").write_text("x")
+    (tmp_path / ".out.tmp-feedf00d").mkdir()
     fifo = sorted((src / "SegmentationClass").iterdir())[0]
     fifo.unlink()
     Image.fromarray(np.zeros((16, 16), np.uint8), mode="P").save(fifo)
@@ -322,6 +325,7 @@ def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run(tmp_path):
     assert run.wait(timeout=DEADLINE) == 0
     text = _log(tmp_path, "next")
     assert f"removed {tmp_path / stale[0]}, left by an interrupted dsprep run" in text
+    assert f"removed {tmp_path / '.out.tmp-feedf00d'}, left by an interrupted dsprep run" in text
     assert "0123abcd looks like an interrupted run's temporary folder but holds no" in text
     assert _temps(tmp_path) == [".out.tmp-0123abcd"] and (tmp_path / "out" / MANIFEST).is_file()
 
