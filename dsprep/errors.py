@@ -117,8 +117,10 @@ class ErrorPolicy:
     """What to do with a bad item: ``"raise"`` (default) or ``"warn"``.
 
     With ``"warn"`` the bad item is skipped and counted; :meth:`summary` logs a
-    single warning with the count and the first few messages. Parsers call
-    :meth:`handle` from inside their ``except FormatError`` blocks.
+    single warning with the count and the first ``show`` messages (5 by
+    default). Parsers call :meth:`handle` from inside their ``except
+    FormatError`` blocks. ``ErrorPolicy(policy)`` returns ``policy`` itself
+    (``show=`` with it is refused: it would be ignored).
 
     Example:
         >>> policy = ErrorPolicy("warn")
@@ -140,11 +142,14 @@ class ErrorPolicy:
             return mode
         return super().__new__(cls)
 
-    def __init__(self, mode: "str | ErrorPolicy" = "raise", *, show: int = 5):
+    def __init__(self, mode: "str | ErrorPolicy" = "raise", *, show: int | None = None):
         if isinstance(mode, ErrorPolicy):
+            if show is not None:
+                raise TypeError(f"ErrorPolicy(policy, show={show}): a policy passed in is returned as it is, "
+                                f"with its own show ({mode.show}); give show= where that policy is created")
             return
         self.mode = check_choice("on_error mode", mode, self.MODES)
-        self.show = show
+        self.show = 5 if show is None else int(show)
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self.examples: list[str] = []

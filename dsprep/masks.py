@@ -18,11 +18,40 @@ import numpy as np
 
 from .records import decode_segmentation
 
-__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_label_png", "read_id_png", "segments_from_png", "rgb_to_id",
-           "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
-           "segmentation_area", "semantic_readers"]
+__all__ = ["VOC_PALETTE", "Segments", "encode_mask", "id_to_rgb", "mask_palette", "rasterise_polygons",
+           "read_id_png", "read_label_png", "rgb_to_id", "rle_from_counts", "segmentation_area", "segmentation_mask",
+           "segmentation_rle", "segments_from_id_map", "semantic_readers"]
 
 log = logging.getLogger(__name__)
+
+
+def _voc_palette() -> np.ndarray:
+    """The devkit colour map (``VOClabelcolormap.m``): bits of the index spread over R, G, B."""
+    pal = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+# The PASCAL VOC colour map, index -> (R, G, B); index 255 (void) = (224, 224, 192). VOC's palette
+# PNGs carry it, and RGB label masks (datumaro's VOC export) are written in its colours.
+VOC_PALETTE = _voc_palette()
+
+
+def mask_palette(dataset: Any) -> np.ndarray | None:
+    """The colour map through which this dataset's RGB label masks are read, or None (RGB refused).
+
+    A dataset parsed from VOC: :data:`VOC_PALETTE` (datumaro and CVAT write VOC
+    masks as RGB in those colours). The one rule for every reader of a
+    record's masks: the parser, the loaders and ``dsprep validate``.
+    """
+    return VOC_PALETTE if getattr(dataset, "format", None) == "voc" else None
 
 
 class Segments:
@@ -55,19 +84,6 @@ def encode_mask(mask: np.ndarray) -> dict:
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """Binary ``(H, W)`` uint8 mask of a COCO RLE dict (compressed or uncompressed counts)."""
-    from pycocotools import mask as mask_utils
-
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    elif isinstance(counts, str):
-        rle = {"size": [h, w], "counts": counts.encode("ascii")}
-    return mask_utils.decode(rle)
 
 
 def rle_from_counts(counts: np.ndarray, h: int, w: int) -> dict:
@@ -221,24 +237,11 @@ def _counts_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: i
     return counts
 
 
-def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
-                      encoding: str = "id", with_rle: bool = True) -> tuple[Segments, int, int]:
-    """:func:`segments_from_id_map` of a label PNG; returns ``(segments, height, width)``.
-
-    Args:
-        path: the PNG.
-        keep: values to report (default: all).
-        encoding: ``"id"`` (single channel) or ``"rgb"`` (COCO panoptic).
-        with_rle: also build each segment's RLE.
-    """
-    id_map = read_id_png(path, encoding)
-    return segments_from_id_map(id_map, keep, with_rle=with_rle), id_map.shape[0], id_map.shape[1]
-
-
 LABEL_PNG_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
 
 
-def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
+def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
+                   palette: np.ndarray | None = None) -> np.ndarray:
     """Decode a single-channel label PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) PNGs give ``uint8`` (the palette index,
@@ -246,14 +249,20 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarr
     ``int32``, and 1-bit ``uint8`` 0/1. Pillow's warnings (decompression
     bomb) are silenced: a label map is as large as its image.
 
+    With a ``palette`` (:func:`mask_palette`), a colour mask is a label map
+    too: any mode other than ``P``, ``L`` and 1-bit is read as RGB and each
+    colour becomes its index in the palette (``uint8``).
+
     Args:
         path: the PNG.
         what: how error messages name the file's kind ("label PNG", "label mask"...).
+        palette: ``(256, 3)`` uint8 colours, index -> (R, G, B), or None.
 
     Raises:
         MissingFileError: no such file.
         MalformedFileError: unreadable or truncated, or not a single-channel
-            image (an RGB "colour" mask is not a label map).
+            image (an RGB "colour" mask is not a label map) when no palette is given.
+        InvalidAnnotationError: a colour outside the palette.
 
     Example:
         >>> read_label_png("gtFine/val/a/a_000000_000019_gtFine_instanceIds.png").dtype  # doctest: +SKIP
@@ -264,22 +273,44 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarr
     from .errors import MalformedFileError, MissingFileError
 
     path = os.fspath(path)
+    colours = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                if im.mode not in LABEL_PNG_MODES:
+                if palette is not None and im.mode not in ("P", "L", "1"):
+                    colours = True
+                    arr = np.asarray(im.convert("RGB"))
+                elif im.mode not in LABEL_PNG_MODES:
                     raise MalformedFileError(path, f"expected a single-channel {what} (mode P, L or 16-bit "
                                                    f"I;16), found mode {im.mode}")
-                im.load()
-                arr = np.asarray(im)
+                else:
+                    im.load()
+                    arr = np.asarray(im)
     except FileNotFoundError:
         raise MissingFileError(path, f"{what} not found") from None
     except MalformedFileError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise MalformedFileError(path, f"cannot read {what}, truncated or corrupt ({err})") from None
+    if colours:
+        return _palette_indices(arr, palette, path)
     return arr.astype(np.uint8) if arr.dtype == bool else arr
+
+
+def _palette_indices(rgb: np.ndarray, palette: np.ndarray, path: str) -> np.ndarray:
+    """``(H, W, 3)`` colours -> ``(H, W)`` uint8 indices into ``palette``."""
+    from .errors import InvalidAnnotationError
+
+    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    pal = (palette[:, 0].astype(np.int32) << 16) | (palette[:, 1].astype(np.int32) << 8) | palette[:, 2]
+    order = np.argsort(pal, kind="stable")
+    pos = np.clip(np.searchsorted(pal[order], key), 0, len(pal) - 1)
+    idx = order[pos]
+    if not np.all(pal[idx] == key):
+        bad = np.unique(rgb[pal[idx] != key].reshape(-1, 3), axis=0)[:3].tolist()
+        raise InvalidAnnotationError(path, f"RGB mask has colours outside the VOC palette, e.g. {bad}")
+    return idx.astype(np.uint8)
 
 
 def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:

@@ -45,6 +45,7 @@ __all__ = [
     "LazyRecords",
     "Record",
     "CATEGORY_ID_POLICIES",
+    "box_extents",
     "convert_boxes",
     "decode_segmentation",
     "distinct_ids",
@@ -66,9 +67,15 @@ class BoxFormat(str, enum.Enum):
 def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str) -> np.ndarray:
     """Convert an ``(N, 4)`` array between box formats (returns a new float64 array).
 
+    Widths and heights are exact decimals (:func:`box_extents`): the xyxy box
+    of COCO's ``[473.07, 395.93, 38.65, 28.67]`` gives back ``38.65``, not
+    ``38.64999999999998``. Every writer and the evaluators convert through here.
+
     Example:
         >>> convert_boxes(np.array([[10, 20, 30, 40]]), "xywh", "xyxy").tolist()
         [[10.0, 20.0, 40.0, 60.0]]
+        >>> convert_boxes(np.array([[473.07, 395.93, 473.07 + 38.65, 395.93 + 28.67]]), "xyxy", "xywh").tolist()
+        [[473.07, 395.93, 38.65, 28.67]]
     """
     src, dst = BoxFormat(src), BoxFormat(dst)
     b = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
@@ -81,12 +88,38 @@ def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str)
         b[:, :2], b[:, 2:] = b[:, :2] - half, b[:, :2] + half
     # b is now xyxy
     if dst == BoxFormat.XYWH:
-        b[:, 2:] -= b[:, :2]
+        b[:, 2:] = box_extents(b)
     elif dst == BoxFormat.CXCYWH:
-        wh = b[:, 2:] - b[:, :2]
+        wh = box_extents(b)
         b[:, :2] = b[:, :2] + wh / 2
         b[:, 2:] = wh
     return b
+
+
+def box_extents(xyxy: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` width and height of ``(N, 4)`` xyxy boxes, each the shortest decimal ``w``
+    with ``x1 + w == x2`` (and ``y1 + h == y2``).
+
+    Reading ``[x, y, w, h]`` stored ``x2 = x + w`` in float64; ``x2 - x`` can
+    differ from ``w`` in the last bit (473.07 + 38.65 - 473.07 is
+    38.64999999999998). The source's ``w`` was the shortest decimal that
+    gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping the
+    first that adds up recovers it exactly; where none does, the plain
+    difference is kept.
+    """
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    out = b[:, 2:] - b[:, :2]
+    for a in (0, 1):
+        lo, hi, w = b[:, a], b[:, a + 2], out[:, a]
+        todo = np.ones(len(w), bool)
+        for d in range(16):
+            if not todo.any():
+                break
+            cand = np.round(w, d)
+            ok = todo & (lo + cand == hi)
+            w[ok] = cand[ok]
+            todo &= ~ok
+    return out
 
 
 def record_id_from_path(relpath: str) -> str:
@@ -248,39 +281,6 @@ class Instances:
             segmentation=pick(self.segmentation),
             keypoints=None if self.keypoints is None else self.keypoints[idx],
             extra=pick(self.extra))
-
-    @classmethod
-    def concat(cls, parts: Sequence["Instances"]) -> "Instances":
-        """Stack several Instances (used by parsers that read object by object)."""
-        if not parts:
-            return cls()
-        if len(parts) == 1:
-            return parts[0]
-
-        def lists(name: str) -> list | None:
-            if all(getattr(p, name) is None for p in parts):
-                return None
-            out: list = []
-            for p in parts:
-                v = getattr(p, name)
-                out.extend(v if v is not None else [None] * len(p))
-            return out
-
-        kps = [p.keypoints for p in parts]
-        if all(k is None for k in kps):
-            keypoints = None
-        else:
-            k = max(x.shape[1] for x in kps if x is not None)
-            keypoints = np.concatenate([x if x is not None else np.zeros((len(p), k, 3))
-                                        for x, p in zip(kps, parts)])
-        return cls(
-            boxes=np.concatenate([p.boxes for p in parts]),
-            labels=np.concatenate([p.labels for p in parts]),
-            iscrowd=np.concatenate([p.iscrowd for p in parts]),
-            difficult=np.concatenate([p.difficult for p in parts]),
-            ids=np.concatenate([p.ids for p in parts]),
-            area=np.concatenate([p.area for p in parts]),
-            segmentation=lists("segmentation"), keypoints=keypoints, extra=lists("extra"))
 
 
 def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -530,9 +530,6 @@ class Dataset:
 
     def category_by_id(self) -> dict[int, Category]:
         return {c.id: c for c in self.categories}
-
-    def category_by_name(self) -> dict[str, Category]:
-        return {c.name: c for c in self.categories}
 
     def category_index(self) -> dict[int, int]:
         """Source category id -> contiguous 0-based training index (in category order)."""

@@ -108,7 +108,7 @@ def synth(format: str, out: str | os.PathLike, *, images: int = 300, seed: int =
         The writer's report (images, objects, lost) plus the categories.
     """
     from ._outdir import claim_output
-    from .convert import write_dataset
+    from .conversion import write_dataset
     from .formats import get_format
 
     from .errors import check_choice

@@ -21,6 +21,7 @@ import numpy as np
 
 from ._io import image_size, parallel_map
 from .errors import ErrorPolicy, FormatError
+from .masks import mask_palette
 from .records import Dataset, decode_segmentation
 
 __all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
@@ -88,13 +89,9 @@ def _check_files(items: Sequence[tuple[str, str, int, int, bool]]) -> list[Probl
 def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
     from PIL import Image
 
-    fmt = ds.format
     has_instances = {c.id: bool(c.extra.get("hasInstances")) for c in ds.categories if "hasInstances" in c.extra}
-    palette = None
-    if fmt == "voc":
-        from .formats.voc import VOC_PALETTE
-
-        palette = {tuple(map(int, c)) for c in VOC_PALETTE}
+    voc_colours = mask_palette(ds)
+    palette = None if voc_colours is None else {tuple(map(int, c)) for c in voc_colours}
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)

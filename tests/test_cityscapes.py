@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from dsprep.convert import convert
+from dsprep.conversion import convert
 from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError, UnknownNameError
 from dsprep.formats import _cityscapes_labels as L
 from dsprep.formats import cityscapes as cs

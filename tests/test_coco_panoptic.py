@@ -187,7 +187,7 @@ def test_writer_counts_every_field_it_cannot_hold(fixtures, tmp_path):
     """Nothing dropped silently: keypoints, difficult flags, semantic masks, foreign image and
     category fields are counted lost, in the coco/voc writers' wording; a panoptic round trip
     loses nothing."""
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
 
     from fakes_cityscapes import make_cityscapes
     from fakes_voc import make_voc

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dsprep import parse as dsprep_parse
-from dsprep.convert import convert
+from dsprep.conversion import convert
 from dsprep.errors import (InvalidAnnotationError, MalformedFileError, MissingFileError,
                            UnknownNameError)
 from dsprep.formats import detect_format, imagenet

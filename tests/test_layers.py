@@ -24,7 +24,7 @@ LAYERS = [
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep.formats"],
-    ["dsprep.convert", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
+    ["dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
     ["dsprep.synth"],
     ["dsprep.loading", "dsprep.models"],
     ["dsprep.eval"],
@@ -42,7 +42,7 @@ LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "colla
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
 TORCH_FREE = ["dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
-              "dsprep.convert", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
+              "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
               "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts"]
 
 

@@ -257,7 +257,7 @@ def _hostile_dataset(tmp_path: Path) -> tuple[Dataset, Path]:
 def test_coco_writer_collision_names_stay_inside_out(tmp_path, images):
     # issue 10: the collision renaming used the raw record path and placed OUT/train/../../victim.jpg,
     # unlinking what was there first
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     ds, victim = _hostile_dataset(tmp_path)
     before = victim.read_bytes()
@@ -274,7 +274,7 @@ def test_coco_writer_collision_names_stay_inside_out(tmp_path, images):
 
 @pytest.mark.parametrize("fmt", ["coco", "voc", "coco-panoptic", "cityscapes", "imagenet"])
 def test_a_split_name_that_climbs_is_refused_before_anything_is_written(tmp_path, fmt):
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     root = tmp_path / "src"
     _jpeg(root / "a.jpg")
@@ -288,7 +288,7 @@ def test_a_split_name_that_climbs_is_refused_before_anything_is_written(tmp_path
 
 
 def test_cityscapes_writer_keeps_a_hostile_city_name_inside_out(tmp_path):
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     root = tmp_path / "src"
     _jpeg(root / "a.png")
@@ -301,7 +301,7 @@ def test_cityscapes_writer_keeps_a_hostile_city_name_inside_out(tmp_path):
 
 
 def test_panoptic_writer_keeps_a_hostile_png_name_inside_out(tmp_path):
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     root = tmp_path / "src"
     _jpeg(root / "a.jpg")
@@ -320,7 +320,7 @@ def test_panoptic_writer_keeps_a_hostile_png_name_inside_out(tmp_path):
 def test_place_image_never_writes_through_a_link_it_made(tmp_path):
     # record A is a directory of the input placed as a link; record B would then be written
     # *through* that link into the input (and unlink the input file first)
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     root = tmp_path / "src"
     _jpeg(root / "d" / "x" / "x.jpg", colour=(9, 9, 9))

@@ -10,8 +10,8 @@ import pytest
 
 import sys
 
+import dsprep.conversion
 import dsprep.formats
-import dsprep.convert  # noqa: F401  (the module; dsprep.convert the attribute is the function)
 from dsprep.cli import main
 from dsprep.errors import FormatError
 from dsprep.records import Category, Dataset, Instances, Record
@@ -134,7 +134,7 @@ def test_split_command_writes_through_the_format(tmp_path, monkeypatch, capsys):
     written: dict = {}
     fake = _fake_format(ds, written)
     monkeypatch.setattr(dsprep.formats, "get_format", lambda name: fake)
-    monkeypatch.setattr(sys.modules["dsprep.convert"], "get_format", lambda name: fake)
+    monkeypatch.setattr(dsprep.conversion, "get_format", lambda name: fake)
     root = tmp_path / "VOC2012"
     root.mkdir()
     out = tmp_path / "out"

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import convert
+    from ..conversion import convert
 
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace, ratios: dict[str, float], root: Path, out: Path) -> int:
-    from ..convert import write_dataset
+    from ..conversion import write_dataset
     from ..errors import FormatError
     from ..formats import get_format
     from ..splitting import apply_split, dummy_labelled, split_ids, strata_for

@@ -47,7 +47,7 @@ import numpy as np
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
-from ..records import Dataset, decode_segmentation
+from ..records import BoxFormat, Dataset, convert_boxes, decode_segmentation
 from ._labels import scored_records
 
 __all__ = [
@@ -158,20 +158,9 @@ def _is_int(v: Any) -> bool:
 
 
 def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """``xyxy`` -> ``xywh`` without float noise.
-
-    Parsers store COCO's ``[x, y, w, h]`` as ``[x, y, x+w, y+h]``; plain
-    ``(x+w) - x`` may differ from ``w`` in the last bit (473.07 + 38.65 - 473.07
-    is not 38.65). Where ``w`` rounded to 10 decimals still gives back the
-    stored ``x2`` exactly, the rounded value is used: it is the same double the
-    source file held, so the box handed to COCOeval is the original one.
-    """
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    out = b.copy()
-    wh = b[:, 2:] - b[:, :2]
-    wh_r = np.round(wh, 10)
-    out[:, 2:] = np.where(b[:, :2] + wh_r == b[:, 2:], wh_r, wh)
-    return out
+    """``xyxy`` -> ``xywh`` with exact decimals (:func:`dsprep.records.convert_boxes`, as the
+    COCO writer converts): the box handed to COCOeval is the one the source file held."""
+    return convert_boxes(boxes, BoxFormat.XYXY, BoxFormat.XYWH)
 
 
 def _records_of(dataset: Dataset, split: str | None) -> list:

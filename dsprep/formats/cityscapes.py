@@ -104,7 +104,7 @@ def decode_instance_ids(values: np.ndarray) -> np.ndarray:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO instances and VOC need the objects (boxes + RLE masks); COCO panoptic needs
     every evaluated segment, and re-reads the instanceIds pixels itself, so

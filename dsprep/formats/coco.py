@@ -51,8 +51,8 @@ from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import segmentation_area
-from ..records import (Category, Dataset, Instances, Record, decode_segmentation, make_ids_distinct,
-                       record_id_from_path)
+from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
+                       make_ids_distinct, record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -1036,31 +1036,6 @@ def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> lis
 
 # ----------------------------------------------------------------------------- writing
 
-def _xywh_exact(boxes: np.ndarray) -> np.ndarray:
-    """xyxy -> xywh, choosing for each w (h) the shortest decimal with ``x + w == x2``.
-
-    Reading computed ``x2 = x + w`` in float64; ``x2 - x`` can differ from the
-    stored ``w`` in the last bit (0.1 + 0.2 - 0.1 = 0.20000000000000004). The
-    stored value is the shortest decimal that reproduces ``x2``, so trying
-    rounding to 0, 1, ... 15 decimals recovers it exactly in practice.
-    """
-    out = boxes.astype(np.float64, copy=True)
-    for a, b in ((0, 2), (1, 3)):
-        lo, hi = boxes[:, a], boxes[:, b]
-        w = hi - lo
-        best = w.copy()
-        todo = np.ones(len(w), bool)
-        for d in range(16):
-            if not todo.any():
-                break
-            cand = np.round(w, d)
-            ok = todo & (lo + cand == hi)
-            best[ok] = cand[ok]
-            todo &= ~ok
-        out[:, b] = best
-    return out
-
-
 def _segmentation_out(segm: Any) -> Any:
     """A segmentation entry as COCO JSON: raw text passes through unparsed."""
     import orjson
@@ -1368,7 +1343,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
     if n == 0:
         return []
     cat = np.concatenate
-    boxes = _xywh_exact(cat([p.boxes for p in parts]))
+    boxes = convert_boxes(cat([p.boxes for p in parts]), BoxFormat.XYXY, BoxFormat.XYWH)  # exact decimals
     areas = cat([p.area for p in parts])
     unknown = np.isnan(areas)
     # unknown area: the mask's pixel area when there is a mask (below), else the box's

@@ -40,7 +40,8 @@ from .. import _io
 from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
-from ..records import Category, Dataset, Instances, Record, make_ids_distinct, record_id_from_path
+from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, make_ids_distinct,
+                       record_id_from_path)
 
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
@@ -243,7 +244,7 @@ def validate_options(deep: bool) -> dict[str, Any]:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO instances and VOC hold per-object masks, not the panoptic id PNG: the
     segments are decoded into RLE (``masks=True``) so they survive.
@@ -558,13 +559,13 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
         segs = []
         need = np.isnan(inst.area) | ~np.isfinite(inst.boxes).all(axis=1)
         counted = _count(id_map, ids[need]) if need.any() else {}
+        xywh = convert_boxes(inst.boxes, BoxFormat.XYXY, BoxFormat.XYWH)  # exact decimals
         for k in range(len(inst)):
             sid = int(ids[k])
             if need[k]:
                 area, bbox = counted.get(sid, (0, [0, 0, 0, 0]))
             else:
-                x0, y0, x1, y1 = inst.boxes[k]
-                area, bbox = _num(inst.area[k]), [_num(x0), _num(y0), _num(x1 - x0), _num(y1 - y0)]
+                area, bbox = _num(inst.area[k]), [_num(v) for v in xywh[k]]
             segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
         return id_map, segs
     # paint per-object masks

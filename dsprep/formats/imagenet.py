@@ -684,7 +684,7 @@ def detect(path) -> bool:
 
 # --------------------------------------------------------------------------- parse
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO, COCO panoptic and VOC store each image's width and height (detectron2
     checks them against the decoded image; mmdetection filters on them), so

@@ -49,6 +49,7 @@ from .. import _io
 from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
+from ..masks import VOC_PALETTE  # index 255 (void) = (224, 224, 192)
 from ..records import Category, Dataset, Instances, Record
 
 __all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "parse_options_for", "write"]
@@ -67,21 +68,6 @@ VOC_CLASSES = (
 )
 
 
-def _voc_palette() -> np.ndarray:
-    """The devkit colour map (``VOClabelcolormap.m``): bits of the index spread over R, G, B."""
-    pal = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
-
-
-VOC_PALETTE = _voc_palette()  # index 255 (void) = (224, 224, 192)
 VOID = 255
 
 _SPLIT_ORDER = ("train", "val", "trainval", "test")
@@ -664,7 +650,7 @@ def _fmt(v: float) -> str:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     Formats that hold per-object masks (COCO, COCO panoptic) get the
     ``SegmentationObject`` masks decoded into each object's segmentation, so
@@ -855,26 +841,9 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
 
 def _read_mask(path: Path) -> np.ndarray:
     """A mask PNG as class/instance indices: P and L as stored; RGB through the VOC palette."""
-    from PIL import Image
+    from ..masks import read_label_png
 
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "L"):
-                return np.array(im)
-            rgb = np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(path), f"cannot read mask PNG ({err})") from None
-    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    pal = (VOC_PALETTE[:, 0].astype(np.int32) << 16) | (VOC_PALETTE[:, 1].astype(np.int32) << 8) | VOC_PALETTE[:, 2]
-    order = np.argsort(pal, kind="stable")
-    pos = np.clip(np.searchsorted(pal[order], key), 0, 255)
-    idx = order[pos]
-    if not np.all(pal[idx] == key):
-        bad = np.unique(rgb[pal[idx] != key].reshape(-1, 3), axis=0)[:3].tolist()
-        raise InvalidAnnotationError(str(path), f"RGB mask has colours outside the VOC palette, e.g. {bad}")
-    return idx.astype(np.uint8)
+    return read_label_png(path, "mask PNG", palette=VOC_PALETTE)
 
 
 def _save_mask(arr: np.ndarray, path: Path) -> None:

@@ -192,20 +192,23 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode_mask(path: str | os.PathLike) -> np.ndarray:
+def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None) -> np.ndarray:
     """Decode a label mask PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) masks give ``uint8`` (the palette index,
-    never the colour); 16-bit masks give ``int32`` (values up to 65535).
+    never the colour); 16-bit masks give ``int32`` (values up to 65535). With
+    a ``palette`` (:func:`dsprep.masks.mask_palette`: a VOC dataset's), an RGB
+    mask gives each colour's index in it, as the VOC parser reads it.
 
     Raises:
         MissingFileError: no such file.
         MalformedFileError: unreadable, or not a single-channel label image
-            (an RGB "colour" mask is not a label mask).
+            (an RGB "colour" mask is not a label mask) when no palette is given.
+        InvalidAnnotationError: a colour outside the palette.
 
     Example:
         >>> decode_mask("SegmentationClass/2007_000032.png").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    arr = read_label_png(path, "label mask")
+    arr = read_label_png(path, "label mask", palette=palette)
     return arr if arr.dtype == np.uint8 else arr.astype(np.int32)

@@ -19,7 +19,8 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -131,7 +132,7 @@ class MaskReader:
             raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path "
                                                             "(nor a semantic source its parser can read)")
         path = os.path.join(tb.root, rel)
-        return decode_mask(path), path
+        return decode_mask(path, palette=tb.mask_palette), path
 
     def instances(self, r: int, objs: slice, w: int, h: int, path: str) -> np.ndarray:
         """``(N, h, w)`` uint8 masks of record ``r``'s objects: from each object's polygons/RLE,
@@ -159,7 +160,7 @@ class MaskReader:
     def _instance_png(self, r: int, w: int, h: int) -> np.ndarray:
         tb = self.table
         mp = os.path.join(tb.root, tb.instance_mask_paths[r])
-        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp)
+        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp, palette=tb.mask_palette)
         if png.shape != (h, w):
             raise InvalidAnnotationError(mp, f"instance mask is {png.shape[1]}x{png.shape[0]}, its image is {w}x{h}")
         return png
@@ -232,14 +233,14 @@ def segmentation_target(table: RecordTable, r: int, j: int | None, out: dict, or
 
 
 # task -> its target builder, called as (table, record, object in the record (crops), transformed
-# sample, original (h, w), image tensor). A fixed table, not a registry: a new task is a new line.
-TARGETS: dict[str, Callable[..., dict]] = {
+# sample, original (h, w), image tensor). A read-only table, not a registry: a new task is a new line.
+TARGETS: Mapping[str, Callable[..., dict]] = MappingProxyType({
     "classification": classification_target,
     "crops": crop_target,
     "detection": detection_target,
     "keypoints": keypoints_target,
     "segmentation": segmentation_target,
-}
+})
 
 
 def make_target(task: str, table: RecordTable, r: int, j: int | None, out: dict, orig_hw: tuple[int, int],

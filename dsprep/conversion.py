@@ -1,4 +1,8 @@
-"""``convert``: parse one format, write another, always through records.
+"""Conversion: parse one format, write another, always through records.
+
+:func:`convert` is ``dsprep.convert``; :func:`write_dataset` writes records
+in a format with the atomic-output rules (also used by ``dsprep split`` and
+``dsprep synth``).
 
 No torch here: the CLI's convert path must start fast.
 """
