@@ -318,6 +318,9 @@ def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run(tmp_path):
     (tmp_path / ".out.tmp-0123abcd").mkdir()
     (tmp_path / ".out.tmp-0123abcd" / "precious.txt").write_text("x")
     (tmp_path / ".out.tmp-feedf00d").mkdir()
+    old = tmp_path / ".out.old-00c0ffee"  # a previous OUT moved aside by a run killed before it deleted it
+    old.mkdir()
+    (old / MANIFEST).write_text(json.dumps({"tool": "dsprep", "command": "convert", "entries": []}))
     fifo = sorted((src / "SegmentationClass").iterdir())[0]
     fifo.unlink()
     Image.fromarray(np.zeros((16, 16), np.uint8), mode="P").save(fifo)
@@ -326,6 +329,7 @@ def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run(tmp_path):
     text = _log(tmp_path, "next")
     assert f"removed {tmp_path / stale[0]}, left by an interrupted dsprep run" in text
     assert f"removed {tmp_path / '.out.tmp-feedf00d'}, left by an interrupted dsprep run" in text
+    assert f"removed {old}, left by an interrupted dsprep run" in text
     assert "0123abcd looks like an interrupted run's temporary folder but holds no" in text
     assert _temps(tmp_path) == [".out.tmp-0123abcd"] and (tmp_path / "out" / MANIFEST).is_file()
 
@@ -404,3 +408,16 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
         for w in workers:  # only on failure: free the blocked workers this test started
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_show_and_eval_never_write_into_the_dataset(shapes_voc, tmp_path, capsys):
+    before = _snapshot(shapes_voc)
+    image = sorted((shapes_voc / "JPEGImages").iterdir())[0]
+    assert main(["show", "voc", str(shapes_voc), "--out", str(image), "-n", "2"]) == 2  # would overwrite an image
+    assert "inside the input" in capsys.readouterr().err
+    dets = tmp_path / "dets.json"
+    dets.write_text("[]")
+    assert main(["eval", "detection", "voc", str(shapes_voc), str(dets), "--out", str(shapes_voc / "pr")]) == 2
+    assert "inside the input" in capsys.readouterr().err
+    assert _snapshot(shapes_voc) == before
+    assert main(["show", "voc", str(shapes_voc), "--out", str(tmp_path / "grid.png"), "-n", "2"]) == 0

@@ -105,6 +105,10 @@ def _detection(args: argparse.Namespace, ds: Any) -> int:
 
     metric = args.metric or ("voc07" if args.format == "voc" else "coco")
     res = evaluate_detection(ds, args.predictions, metric=metric, iou_type=args.iou_type, split=_split(args, ds))
+    if args.out:  # never into the dataset (docs/cli.md, Safety)
+        from .._outdir import check_output, input_folders
+
+        check_output(args.out, inputs=input_folders(ds, [args.root]), keep_existing=True)
     written = plot_pr_curves(res, args.out) if args.out else []
     if args.json:
         out = res.to_dict()
