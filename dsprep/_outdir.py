@@ -232,9 +232,13 @@ def _lock_path(out: str) -> str:
     return os.path.join(os.path.realpath(parent), f".{name}.dsprep-lock")  # a name no one else uses
 
 
-def _acquire(lock: str, out: str) -> int:
-    """``flock`` the lock file without waiting; the file may be unlinked by its last holder meanwhile."""
-    import fcntl
+def _acquire(lock: str, out: str) -> int | None:
+    """``flock`` the lock file without waiting; the file may be unlinked by its last holder meanwhile.
+    None where there is no ``flock`` (Windows): runs are not serialised there."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
 
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -358,9 +362,10 @@ def claim_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] 
             yield Path(out)
     finally:
         del _HELD[lock]
-        with contextlib.suppress(OSError):
-            os.unlink(lock)  # while still held: a run waiting on this file then retries on a new one
-        os.close(fd)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)  # while still held: a run waiting on this file then retries on a new one
+            os.close(fd)
 
 
 @contextlib.contextmanager
