@@ -10,6 +10,7 @@ The tree::
      +-- DatasetNotFoundError (FileNotFoundError)    no dataset where we looked
      +-- UnknownNameError (ValueError)       unknown format/dataset/split/task; lists valid ones
      +-- OutputExistsError (FileExistsError) refusing to overwrite without ``overwrite=True``
+     +-- ReadError (OSError)                 a file or URL that could not be read, after retries
 
 The second base keeps callers' ``except ValueError`` / ``except FileNotFoundError`` working.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "MalformedFileError",
     "MissingFileError",
     "OutputExistsError",
+    "ReadError",
     "UnknownNameError",
     "check_choice",
 ]
@@ -80,6 +82,11 @@ class UnknownNameError(DsprepError, ValueError):
 
 class OutputExistsError(DsprepError, FileExistsError):
     """The output exists and overwriting was not asked for."""
+
+
+class ReadError(DsprepError, OSError):
+    """A file or URL could not be read (a remote shard, after its retries); the message names
+    what was read, from where, and the last error."""
 
 
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
