@@ -97,6 +97,8 @@ class StreamLoader(Loader):
     """
 
     def __init__(self, stream: ShardStream, **kwargs: Any):
+        if kwargs.get("collate_fn") is None:
+            kwargs["collate_fn"] = Collate(stream.task, report_skips=True)
         super().__init__(stream, batch_size=stream.batch_size, drop_last=stream.drop_last, **kwargs)
         self._next = (0, 0)                      # (epoch, batches to skip) of the next iter()
         self._now: tuple[int, int] | None = None  # (epoch, batches taken) of the one under way

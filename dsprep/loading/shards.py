@@ -118,8 +118,7 @@ class ShardStream(tud.IterableDataset):
         self.rank = me if rank is None else int(rank)
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"rank {self.rank} is not in [0, {self.num_replicas})")
-        self.task = self._check_task(task)
-        self.augment_name, _ = _augmentation(self.task, augment, self.options)
+        self.task, self.augment_name = self._check_task(task)
         self.num_classes = len(self.categories)
         self.class_names = [c.name for c in self.categories]
         n = len(self.members)
@@ -142,19 +141,21 @@ class ShardStream(tud.IterableDataset):
         sizes = np.array([len(m) for _, m in runs], np.int64)
         self.unit_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-    def _check_task(self, task: str | None) -> str:
+    def _check_task(self, task: str | None) -> tuple[str, str]:
+        """The task (given, or told from the split's first sample) and the augmentation's name;
+        the options are checked on that sample here, not later in a worker."""
         if task == "crops":
             raise UnknownNameError("task 'crops' is not streamed from shards (the number of crops per shard "
                                    "is not in index.json); use detection, or convert the shards back to files")
         if not len(self.members):
             if task is None:
                 raise UnknownNameError(f"split {self.split!r} has no samples; cannot tell the task: pass task=")
-            return task
+            return task, _augmentation(task, self.augment, {})[0]
         first = self._chunk([(0, self._read_one(0))], probe=True)
         found = task if task is not None else infer_task(first)
-        TorchDataset(first, task=found, augment=self.augment, seed=self.seed, on_error=self.on_error,
-                     files={}, **self.options)  # checks the options here, not in a worker
-        return found
+        probe = TorchDataset(first, task=found, augment=self.augment, seed=self.seed, on_error=self.on_error,
+                             files={}, **self.options)
+        return found, probe.augment_name
 
     # -- sizes, epochs
     def __len__(self) -> int:
