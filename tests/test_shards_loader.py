@@ -400,3 +400,19 @@ def test_webdataset_reads_the_shards_unchanged(shards):
         assert s["json"]["id"] == r.id and s["json"]["instances"]["boxes"] == r.instances.boxes.tolist()
         assert np.array_equal(s["jpg"], np.asarray(Image.open(Path(ds.root) / r.path).convert("RGB")))
         assert np.array_equal(s["mask.png"], np.asarray(Image.open(Path(ds.root) / r.mask_path).convert("RGB")))
+
+
+def test_load_hands_a_url_root_to_the_format_as_it_is(monkeypatch):
+    seen = {}
+
+    class Format:
+        @staticmethod
+        def parse(root, **options):
+            seen.update(root=root, **options)
+            return "parsed"
+
+    monkeypatch.setattr(dsprep.catalog, "get_format", lambda name: Format)
+    assert dsprep.load(format="shards", root="http://127.0.0.1:9/data", split="val") == "parsed"
+    assert seen == {"root": "http://127.0.0.1:9/data", "split": "val"}
+    with pytest.raises(dsprep.DatasetNotFoundError):  # a path is still looked for
+        dsprep.load(format="shards", root="/no/such/folder")
