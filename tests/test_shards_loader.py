@@ -131,9 +131,14 @@ def test_every_rank_gets_the_same_number_of_samples_and_batches(shards, drop_las
 def test_rank_positions_are_contiguous_runs_of_the_permuted_shards(shards):
     _, out, index = shards
     sds = open_shards(out, "train")
-    seqs = [ShardStream(sds, task="classification", shuffle=True, num_replicas=2, rank=r, seed=9).rank_positions(0)
-            for r in range(2)]
-    whole = np.concatenate(seqs)
+    one = ShardStream(sds, task="classification", shuffle=True, seed=9).rank_positions(0)
+    seqs = [ShardStream(sds, task="classification", shuffle=True, num_replicas=3, rank=r, seed=9).rank_positions(0)
+            for r in range(3)]
+    # ranks take consecutive parts of the one epoch sequence; the last one's tail wraps to its start
+    assert np.array_equal(np.concatenate(seqs), one[np.arange(12) % 10])
+    plain = [ShardStream(sds, task="classification", num_replicas=3, rank=r).rank_positions(0) for r in range(3)]
+    assert [p.tolist() for p in plain] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
+    whole = one
     assert sorted(whole.tolist()) == list(range(10))
     sizes = [sh["samples"] for sh in index["shards"]]  # 3, 3, 3, 1: runs of a shard stay together
     shard_of = np.searchsorted(np.cumsum([0] + sizes), whole, side="right") - 1
@@ -416,3 +421,13 @@ def test_load_hands_a_url_root_to_the_format_as_it_is(monkeypatch):
     assert seen == {"root": "http://127.0.0.1:9/data", "split": "val"}
     with pytest.raises(dsprep.DatasetNotFoundError):  # a path is still looked for
         dsprep.load(format="shards", root="/no/such/folder")
+
+
+def test_a_state_taken_after_the_last_batch_points_at_the_next_epoch(shards):
+    _, out, _ = shards
+    loader = open_shards(out, "train").loader(4, task="classification", num_workers=0)
+    it = iter(loader)
+    for _ in range(len(loader)):  # every batch taken, the epoch's iterator not yet at its end
+        next(it)
+    state = loader.state_dict()
+    assert (state["epoch"], state["batches"]) == (1, 0)
