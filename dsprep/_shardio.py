@@ -293,7 +293,8 @@ def _objects(doc: Mapping[str, Any]) -> Instances:
         iscrowd=cols.get("iscrowd"), difficult=cols.get("difficult"), ids=cols.get("ids"),
         area=None if area is None else np.array([np.nan if a is None else a for a in area], np.float64),
         segmentation=None if segm is None or all(s is None for s in segm) else list(segm),
-        keypoints=None if kp is None else np.asarray(kp, np.float64).reshape(n, -1, 3),
+        keypoints=None if kp is None else np.asarray(kp, np.float64).reshape(n, int(cols.get("keypoints_per_object")
+                                                                                  or 0) if n == 0 else -1, 3),
         extra=cols.get("extra"))
 
 

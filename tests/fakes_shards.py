@@ -25,7 +25,7 @@ def _num(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def sample_json(r: Record, splits: list[str]) -> dict:
+def sample_json(r: Record, splits: list[str], image: str, files: dict[str, str]) -> dict:
     inst = r.instances
     segm = inst.segmentation
     return {
@@ -38,8 +38,10 @@ def sample_json(r: Record, splits: list[str]) -> dict:
             "area": [_num(a) for a in inst.area.tolist()],
             "segmentation": None if segm is None else [s.decode() if isinstance(s, bytes) else s for s in segm],
             "keypoints": None if inst.keypoints is None else inst.keypoints.tolist(),
+            "keypoints_per_object": None if inst.keypoints is None else inst.keypoints.shape[1],
             "extra": inst.extra,
         },
+        "image": image, "files": files,
     }
 
 
@@ -57,8 +59,9 @@ def _ext(data: bytes) -> str:
 def write_shards(ds: Dataset, out: Path, *, per_shard: int = 4, source_format: str = "coco") -> dict:
     """Write ``ds`` (its images read from ``ds.root``) as shards in ``out``; returns the index.
 
-    Records go to the shards of their first split, ``per_shard`` samples a shard; a split
-    holding records stored under another split is listed in ``"samples"``.
+    Records go to the shards of their home split (the smallest split listing them),
+    ``per_shard`` samples a shard; a split holding records stored under another split is
+    listed in ``"samples"``.
     """
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
@@ -67,10 +70,11 @@ def write_shards(ds: Dataset, out: Path, *, per_shard: int = 4, source_format: s
     for s in order:
         for rid in ds.splits[s]:
             split_of.setdefault(rid, []).append(s)
+    home = {rid: min(s, key=lambda name: len(ds.splits[name])) for rid, s in split_of.items()}
     by_split: dict[str, list[Record]] = {}
-    for r in ds.records:
-        by_split.setdefault(split_of[r.id][0], []).append(r)
-    shards, where, n = [], {}, 0
+    for n, r in enumerate(ds.records):
+        by_split.setdefault(home[r.id], []).append((n, r))
+    shards, where = [], {}
     for split in order:
         recs = by_split.get(split, [])
         for c, a in enumerate(range(0, len(recs), per_shard)):
@@ -78,18 +82,16 @@ def write_shards(ds: Dataset, out: Path, *, per_shard: int = 4, source_format: s
             members = []
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-                for r in recs[a:a + per_shard]:
-                    key = f"{n:06d}_" + re.sub(r"[^A-Za-z0-9_-]", "_", r.id)
-                    n += 1
+                for n, r in recs[a:a + per_shard]:
+                    key = f"{n:06d}_" + re.sub(r"[^A-Za-z0-9_-]+", "_", r.id)[-64:]
                     start = tf.offset
-                    doc = sample_json(r, split_of[r.id])
-                    _add(tf, f"{key}.json", orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
                     img = (Path(ds.root) / r.path).read_bytes()
+                    files = {k: p for k, p in (("mask.png", r.mask_path), ("inst.png", r.instance_mask_path)) if p}
+                    doc = sample_json(r, split_of[r.id], _ext(img), files)
+                    _add(tf, f"{key}.json", orjson.dumps(doc))
                     _add(tf, f"{key}.{_ext(img)}", img)
-                    if r.mask_path:
-                        _add(tf, f"{key}.mask.png", (Path(ds.root) / r.mask_path).read_bytes())
-                    if r.instance_mask_path:
-                        _add(tf, f"{key}.inst.png", (Path(ds.root) / r.instance_mask_path).read_bytes())
+                    for suffix, rel in files.items():
+                        _add(tf, f"{key}.{suffix}", (Path(ds.root) / rel).read_bytes())
                     members.append([key, start, tf.offset - start])
                     where[r.id] = (len(shards), len(members) - 1)
             data = buf.getvalue()
@@ -97,16 +99,14 @@ def write_shards(ds: Dataset, out: Path, *, per_shard: int = 4, source_format: s
             shards.append({"path": path, "split": split, "samples": len(members), "bytes": len(data),
                            "sha256": hashlib.sha256(data).hexdigest(), "members": members})
     samples = {s: [list(where[i]) for i in ds.splits[s]] for s in order
-               if any(split_of[i][0] != s for i in ds.splits[s])}
-    index = {"format": "dsprep-shards", "version": 1,
+               if any(home[i] != s for i in ds.splits[s])}
+    index = {"format": "dsprep-shards", "version": 1, "source_format": source_format,
              "categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory, "extra": dict(c.extra)}
                             for c in ds.categories],
-             "info": {**{k: v for k, v in ds.info.items() if isinstance(v, (str, int, float, dict, list))},
-                      "source_format": source_format},
-             "splits": {s: len(ds.splits[s]) for s in order}, "images": "keep", "shards": shards}
-    if samples:
-        index["samples"] = samples
-    (out / "index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_SORT_KEYS))
+             "info": {k: v for k, v in ds.info.items() if isinstance(v, (str, int, float, dict, list))},
+             "splits": {s: len(ds.splits[s]) for s in order}, "images": "keep", "records": len(ds),
+             "shards": shards, "samples": samples}
+    (out / "index.json").write_bytes(orjson.dumps(index))
     return index
 
 

@@ -431,3 +431,11 @@ def test_a_state_taken_after_the_last_batch_points_at_the_next_epoch(shards):
         next(it)
     state = loader.state_dict()
     assert (state["epoch"], state["batches"]) == (1, 0)
+
+
+def test_a_dataset_whose_records_were_read_from_shards_streams_its_split(shards):
+    ds, out, _ = shards
+    # what formats.shards.parse returns: the records read, info["shard_files"], root = the folder
+    parsed = dsprep.Dataset(ds.categories, ds.records, info={"shard_files": {}}, root=out, format="coco")
+    kw = dict(task="classification", augment="default", seed=1, num_workers=0, shuffle=False)
+    _same_batches(list(ds.loader(4, **kw)), list(parsed.subset("train").loader(4, **kw)))

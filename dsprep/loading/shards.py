@@ -51,13 +51,27 @@ __all__ = ["ShardStream", "buffer_order", "is_shards"]
 
 log = logging.getLogger(__name__)
 
-# member names that are not the image (WebDataset extensions after the key)
-_NOT_IMAGE = ("json", "mask.png", "inst.png")
+# member suffixes (WebDataset extensions after the key) of a sample's semantic and instance mask
+_MASK, _INSTANCE = "mask.", "inst."
 
 
 def is_shards(dataset: Any) -> bool:
     """A Dataset read from shards (``dsprep.load(format="shards")``), which the loader streams."""
-    return isinstance(getattr(dataset, "info", None), Mapping) and isinstance(dataset.info.get("shards"), Mapping)
+    info = getattr(dataset, "info", None)
+    return isinstance(info, Mapping) and (isinstance(info.get("shards"), Mapping)
+                                          or ("shard_files" in info and getattr(dataset, "root", None) is not None))
+
+
+def shards_source(dataset: Any) -> Mapping[str, Any]:
+    """``{"root", "index", "split"}`` of a Dataset read from shards: its ``info["shards"]`` (a
+    lazy parse: the shards not read), or, for one whose records were read (``info["shard_files"]``),
+    its root's ``index.json`` and its one split (None: every sample)."""
+    meta = dataset.info.get("shards")
+    if isinstance(meta, Mapping):
+        return meta
+    splits = list(dataset.splits)
+    return {"root": str(dataset.root), "index": sio.read_index(dataset.root),
+            "split": splits[0] if len(splits) == 1 else None}
 
 
 def buffer_order(items: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -102,12 +116,12 @@ class ShardStream(tud.IterableDataset):
                  retries: int = sio.RETRIES, retry_wait: float = sio.RETRY_WAIT, **options: Any):
         if not is_shards(dataset):
             raise TypeError("ShardStream reads a Dataset from dsprep.load(format='shards', root=...)")
-        meta = dataset.info["shards"]
+        meta = shards_source(dataset)
         self.root, self.split = str(meta["root"]), meta.get("split")
         self._index_arrays(meta["index"], self.split)
         self.categories = list(dataset.categories)
         self.info = {k: v for k, v in dataset.info.items() if k not in ("shards", "mask_readers")}
-        self.source_format = self.info.get("source_format")
+        self.source_format = meta["index"].get("source_format") or self.info.get("source_format")
         self.seed, self.on_error = int(seed), check_choice("on_error mode", on_error, ("raise", "skip"))
         self.augment, self.options = augment, dict(options)
         self.retries, self.retry_wait = int(retries), float(retry_wait)
@@ -286,14 +300,16 @@ class ShardStream(tud.IterableDataset):
             raise MalformedFileError(where, f"not valid JSON ({err})") from None
         if not isinstance(doc, dict):
             raise MalformedFileError(where, f"expected a JSON object, found {type(doc).__name__}")
-        images = [ext for ext in members if ext not in _NOT_IMAGE]
-        if len(images) != 1:
-            raise MalformedFileError(where, f"expected one image member beside the JSON, found {images or 'none'}")
+        image = doc.get("image")
+        if image not in members:
+            raise MalformedFileError(where, f"the JSON names the image member {key}.{image}, the sample has "
+                                            f"{', '.join(f'{key}.{e}' for e in members)}")
         paths = {ext: f"{shard}/{key}.{ext}" for ext in members}
         for ext, path in paths.items():
             files[path] = members[ext]
-        return sio.record_from_sample(doc, where, path=paths[images[0]], mask_path=paths.get("mask.png"),
-                                      instance_mask_path=paths.get("inst.png"))
+        mask = next((paths[e] for e in paths if e.startswith(_MASK)), None)
+        inst = next((paths[e] for e in paths if e.startswith(_INSTANCE)), None)
+        return sio.record_from_sample(doc, where, path=paths[image], mask_path=mask, instance_mask_path=inst)
 
 
 def _batches_taken(skip: int, counts: list[int]) -> list[int]:
