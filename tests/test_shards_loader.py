@@ -2,6 +2,7 @@
 HTTP with retries, corrupt and truncated shards, and webdataset reading the same shards."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -272,17 +273,25 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
 
 
-@pytest.fixture()
-def server(shards):
-    _, out, _ = shards
-    handler = lambda *a, **k: _Handler(*a, directory=str(out), **k)  # noqa: E731
+@contextlib.contextmanager
+def _serve(folder):
+    """``folder`` on http://127.0.0.1:<a free port>, in a thread."""
+    handler = lambda *a, **k: _Handler(*a, directory=str(folder), **k)  # noqa: E731
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.plan = {"fail": 0, "cut": 0, "requests": 0, "lock": threading.Lock()}
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture()
+def server(shards):
+    with _serve(shards[1]) as served:
+        yield served
 
 
 def test_http_stream_equals_the_local_one(shards, server):
@@ -339,18 +348,21 @@ def test_a_corrupt_sample_is_skipped_and_counted_or_named(shards, tmp_path):
         list(sds.loader(4, task="classification", num_workers=0))
 
 
-def test_a_truncated_shard_skips_its_lost_samples_or_names_them(shards, tmp_path, server):
+def test_a_truncated_shard_skips_its_lost_samples_or_names_them(shards, tmp_path):
     ds, _, _ = shards
     out = tmp_path / "out"
     index = write_shards(ds, out, per_shard=3)
     tar = out / index["shards"][0]["path"]
     _, off, _ = index["shards"][0]["members"][2]
     tar.write_bytes(tar.read_bytes()[:off + 700])  # the third sample is cut in its image
-    loader = open_shards(out, "train").loader(4, task="classification", num_workers=0, on_error="skip")
-    ids = [i for b in _ids(loader) for i in b]
-    assert len(ids) == 9 and "img_2" not in ids and len(loader.skipped) == 1
-    with pytest.raises(MalformedFileError, match=r"train-00000-00000\.tar: sample '000002_img_2'.*cut short"):
-        list(open_shards(out, "train").loader(4, task="classification", num_workers=0))
+    with _serve(out) as (_, url):
+        for root in (out, url):
+            kw = dict(task="classification", num_workers=0, retries=1, retry_wait=0.01)
+            loader = open_shards(root, "train").loader(4, on_error="skip", **kw)
+            ids = [i for b in _ids(loader) for i in b]
+            assert len(ids) == 9 and "img_2" not in ids and len(loader.skipped) == 1
+            with pytest.raises(MalformedFileError, match=r"train-00000-00000\.tar: sample '000002_img_2'.*cut short"):
+                list(open_shards(root, "train").loader(4, **kw))
 
 
 def test_crops_is_refused_with_the_reason(shards):
