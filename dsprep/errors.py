@@ -48,10 +48,14 @@ class FormatError(DsprepError, ValueError):
     Args:
         where: the file, plus line / annotation id where known
             (``"Annotations/000012.xml:17"``, ``"instances_val.json: annotation id 42"``).
-        message: what was expected and what was found.
+        message: what was expected and what was found. Omitted, ``where`` is the whole
+            message (how torch rebuilds an error raised in a DataLoader worker: from its text
+            alone; it stays a ``FormatError`` of the same class instead of a ``RuntimeError``).
     """
 
-    def __init__(self, where: str, message: str):
+    def __init__(self, where: str, message: str | None = None):
+        if message is None:
+            where, message = "", str(where)
         self.where = str(where)
         self.message = message
         super().__init__(f"{self.where}: {message}" if self.where else message)

@@ -451,3 +451,12 @@ def test_a_dataset_whose_records_were_read_from_shards_streams_its_split(shards)
     parsed = dsprep.Dataset(ds.categories, ds.records, info={"shard_files": {}}, root=out, format="coco")
     kw = dict(task="classification", augment="default", seed=1, num_workers=0, shuffle=False)
     _same_batches(list(ds.loader(4, **kw)), list(parsed.subset("train").loader(4, **kw)))
+
+
+def test_an_error_in_a_worker_reaches_the_user_as_the_same_dsprep_error(shards, tmp_path):
+    ds, _, _ = shards
+    index = write_shards(ds, tmp_path / "out", per_shard=3)
+    corrupt_member(tmp_path / "out", index, shard=1, member=1)
+    loader = open_shards(tmp_path / "out", "train").loader(2, task="classification", num_workers=2)
+    with pytest.raises(MalformedFileError, match=r"000004_img_4\.json: not valid JSON"):
+        list(loader)
