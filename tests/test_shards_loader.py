@@ -208,7 +208,9 @@ state = part.state_dict()
 resumed = sds.loader(3, **kw)
 resumed.load_state_dict(state)
 rest = ids(resumed)
-print(json.dumps({{"rank": dist.get_rank(), "len": len(loader), "whole": whole, "resumed": ids(head) + rest}}))
+result = {{"rank": dist.get_rank(), "len": len(loader), "whole": whole, "resumed": ids(head) + rest}}
+with open({results!r} + f"/rank{{dist.get_rank()}}.json", "w") as f:  # not stdout: two ranks' lines interleave
+    json.dump(result, f)
 dist.barrier()
 dist.destroy_process_group()
 """
@@ -217,12 +219,12 @@ dist.destroy_process_group()
 def test_two_ranks_under_torchrun_read_disjoint_equal_parts_and_resume(shards, tmp_path):
     _, out, _ = shards
     script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out)))
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out), results=str(tmp_path)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    results = {r["rank"]: r for r in map(json.loads, run.stdout.split("\n")[:-1]) if "rank" in r}
+    results = {r["rank"]: r for r in (json.loads(p.read_text()) for p in tmp_path.glob("rank*.json"))}
     assert sorted(results) == [0, 1]
     assert results[0]["len"] == results[1]["len"] == 2  # 5 samples each, batches of 3
     ids = [i for r in results.values() for b in r["whole"] for i in b]
