@@ -29,6 +29,7 @@ __all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
 # kind -> one-line description, in report order
 KINDS = {
     "parse": "the parser could not read an item",
+    "path_escape": "a path named in the dataset leaves its folder (absolute, or '..' climbing out)",
     "missing_image": "image file missing",
     "unreadable_image": "image file unreadable",
     "image_too_large": "image past Pillow's decompression-bomb limit (convert and the loader refuse it)",
