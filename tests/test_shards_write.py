@@ -125,6 +125,8 @@ def test_voc_to_shards_to_voc_gives_the_source_back(voc_overlap, tmp_path):
     a = dsprep.parse("voc", src, segmentation=True)
     b = dsprep.parse("voc", tmp_path / "back", segmentation=True)
     assert not _diff(a, b)
+    # the shards hold train, then val; parsing gives the source's record order back
+    assert [r.id for r in shards.parse(tmp_path / "s").records] == [r.id for r in dsprep.parse("voc", src).records]
     assert a.splits == b.splits and a.categories == b.categories
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
         for f in sorted((src / sub).iterdir()):
@@ -201,6 +203,7 @@ def test_task_array_then_merge_equals_local(voc_overlap, tmp_path):
     with pytest.raises(MissingFileError, match=r"chunks 1\): task\(s\) 1 of --num-tasks 3"):
         merge_shards(out)
     _run(voc_overlap["root"], out, num_tasks=3, task_index=1)
+    (out / "shards" / "train-00007-00000.tar").write_bytes(b"an older run's")  # no manifest names it
     merge_shards(out, verify=True)
     assert _tree_bytes(out) == local
     # a task re-run after a crash replaces its own shards and leaves the others as they were
@@ -383,3 +386,30 @@ def test_cli_convert_to_shards_and_merge(voc_overlap, tmp_path, capsys):
                  "--images", "keep", "--max-side", "8"]) == 2
     assert "give one of the two" in capsys.readouterr().err
     assert main(["shards", "merge", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_sample_path_that_climbs_out_is_refused(tmp_path):
+    root = tmp_path / "src" / "root"
+    root.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "src" / "outside.jpg")
+    ds = Dataset([Category(1, "x")], [Record("a", "../outside.jpg", 8, 8, "train")], root=root)
+    out = tmp_path / "s"
+    out.mkdir()
+    shards.write(ds, out, workers=1)  # a writer takes what it is given; a reader checks what it reads
+    with pytest.raises(InvalidAnnotationError, match=r"path '../outside.jpg' is absolute or climbs out"):
+        shards.parse(out)
+
+
+def test_merge_refuses_while_a_task_runs_and_a_task_runs_once(voc_overlap, tmp_path):
+    from dsprep.conversion import _held, _task_lock
+
+    out = tmp_path / "tasks"
+    _run(voc_overlap["root"], out, num_tasks=2, task_index=0)
+    with _held(_task_lock(out, 2, 1), "task 1 of 2"):  # as task 1 holds it while it writes
+        with pytest.raises(OutputExistsError, match=r"task-00001-of-00002 still running"):
+            merge_shards(out)
+        with pytest.raises(OutputExistsError, match=r"task 1 of 2 writing .* is running right now"):
+            _run(voc_overlap["root"], out, num_tasks=2, task_index=1)
+    _run(voc_overlap["root"], out, num_tasks=2, task_index=1)
+    assert merge_shards(out)["records"] == 6
+    assert not list((out / "manifests").glob(".task-*.lock"))
