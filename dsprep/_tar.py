@@ -63,13 +63,12 @@ class TarShardWriter:
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: BinaryIO | None = open(self.tmp, "wb")
+        self._f: BinaryIO = open(self.tmp, "wb")
         self._sha = hashlib.sha256()
         self.offset = 0
         self.members: list[list] = []  # [key, offset, length] per sample
 
     def _write(self, data: bytes) -> None:
-        assert self._f is not None  # internal state, not input
         self._f.write(data)
         self._sha.update(data)
         self.offset += len(data)
@@ -92,20 +91,16 @@ class TarShardWriter:
     def close(self) -> dict:
         """Finish the shard, rename it into place; returns ``{"bytes", "sha256", "samples", "members"}``."""
         self._write(_END)
-        assert self._f is not None
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
-        self._f = None
         os.replace(self.tmp, self.path)
         return {"samples": len(self.members), "bytes": self.offset, "sha256": self._sha.hexdigest(),
                 "members": self.members}
 
     def abort(self) -> None:
         """Drop the temporary file (on error)."""
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        self._f.close()
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:

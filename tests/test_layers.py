@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 # above what it re-exports and wires (Dataset.torch/loader -> dsprep.loading).
 LAYERS = [
     ["dsprep.errors"],
-    ["dsprep._io"],
+    ["dsprep._io", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep.formats"],

@@ -223,6 +223,10 @@ def test_task_of_another_conversion_is_refused_and_merge_names_it(voc_overlap, t
     _run(voc_overlap["root"], out, num_tasks=2, task_index=0)
     with pytest.raises(OutputExistsError, match="another conversion"):
         _run(voc_overlap["root"], out, num_tasks=2, task_index=1, shard_size=10 ** 6)
+    # --overwrite lets task 1 replace the plan: then task 0's manifest is of another conversion
+    _run(voc_overlap["root"], out, num_tasks=2, task_index=1, shard_size=10 ** 6, overwrite=True)
+    with pytest.raises(MalformedFileError, match=r"manifests/00000\.json: written by another conversion"):
+        merge_shards(out)
     with pytest.raises(OutputExistsError, match="holds stray"):
         (out / "stray").write_text("x")
         _run(voc_overlap["root"], out, num_tasks=2, task_index=1)
@@ -252,17 +256,17 @@ def test_max_side_scales_every_annotation_by_the_arithmetic(tmp_path):
     root.mkdir()
     # stored 60x40 with EXIF orientation 6 (rotate 90): decodes as 40x60
     _exif_jpeg(root / "a.jpg", (60, 40), 6)
-    Image.new("RGB", (50, 20)).save(root / "b.png")
-    mask = np.zeros((20, 50), np.uint8)
+    Image.new("RGB", (50, 21)).save(root / "b.png")
+    mask = np.zeros((21, 50), np.uint8)
     mask[4:12, 10:30] = 7
     Image.fromarray(mask, "L").save(root / "b_mask.png")
-    rle = {"size": [20, 50], "counts": _counts_of(mask > 0)}  # uncompressed, as COCO crowd ground truth
+    rle = {"size": [21, 50], "counts": _counts_of(mask > 0)}  # uncompressed, as COCO crowd ground truth
     recs = [
         Record("a", "a.jpg", 40, 60, "train", instances=Instances(
             boxes=[[1.5, 3.0, 21.0, 45.25]], labels=[1],
             keypoints=[[[10.0, 30.0, 2.0], [0.0, 0.0, 0.0]]], segmentation=[[[1.5, 3.0, 21.0, 3.0, 21.0, 45.25]]],
             area=[100.0])),
-        Record("b", "b.png", 50, 20, "train", mask_path="b_mask.png", instances=Instances(
+        Record("b", "b.png", 50, 21, "train", mask_path="b_mask.png", instances=Instances(
             boxes=[[10.0, 4.0, 30.0, 12.0]], labels=[2], iscrowd=[True], segmentation=[rle], area=[160.0])),
     ]
     ds = Dataset([Category(1, "x"), Category(2, "y")], recs, root=root, format="coco")
@@ -282,19 +286,20 @@ def test_max_side_scales_every_annotation_by_the_arithmetic(tmp_path):
     shard, off, n, _ = info["a.jpg"]
     im = Image.open(io.BytesIO((out / shard).read_bytes()[off:off + n]))
     assert im.format == "JPEG" and im.size == (20, 30)  # stored upright, no EXIF rotation left
-    # b: 50x20 -> 30x12 (sx 0.6, sy 0.6); PNG stays PNG; the mask is nearest-resized, the RLE too
-    sx, sy = 30 / 50, 12 / 20
-    assert (b.width, b.height) == (30, 12) and b.extra["scale"] == [sx, sy]
+    # b: 50x21 -> 30x13 (21 * 0.6 = 12.6 rounds to 13: sx 0.6, sy 13/21); PNG stays PNG; the mask
+    # is nearest-resized, the RLE too
+    sx, sy = 30 / 50, 13 / 21
+    assert (b.width, b.height) == (30, 13) and b.extra["scale"] == [sx, sy]
     assert b.instances.boxes.tolist() == [[10.0 * sx, 4.0 * sy, 30.0 * sx, 12.0 * sy]]
     shard, off, n, _ = info["b_mask.png"]
     small = np.array(Image.open(io.BytesIO((out / shard).read_bytes()[off:off + n])))
-    expect = np.array(Image.fromarray(mask).resize((30, 12), Image.Resampling.NEAREST))
-    assert small.shape == (12, 30) and (small == expect).all() and set(np.unique(small)) == {0, 7}
+    expect = np.array(Image.fromarray(mask).resize((30, 13), Image.Resampling.NEAREST))
+    assert small.shape == (13, 30) and (small == expect).all() and set(np.unique(small)) == {0, 7}
     (seg,) = b.instances.segmentation
-    assert seg["size"] == [12, 30] and isinstance(seg["counts"], list)  # uncompressed stays uncompressed
+    assert seg["size"] == [13, 30] and isinstance(seg["counts"], list)  # uncompressed stays uncompressed
     from dsprep.masks import segmentation_mask
 
-    assert (segmentation_mask(seg, 12, 30) == (expect > 0)).all()
+    assert (segmentation_mask(seg, 13, 30) == (expect > 0)).all()
     assert b.instances.area.tolist() == [float((expect > 0).sum())]
     # predictions map back to the original image by the recorded scale
     for r, orig in ((a, recs[0]), (b, recs[1])):
@@ -347,6 +352,15 @@ def test_corrupt_tar_header_is_named(written):
 
 def test_index_that_does_not_match_its_shards_is_named(written):
     out, index = written
+    # offsets of another conversion: a valid header, but another sample's member there
+    members = index["shards"][0]["members"]
+    members[0][1], members[1][1] = members[1][1], members[0][1]
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(MalformedFileError, match=r"expected member '000000_JPEGImages_2012_000000\.json', found "
+                                                 r"'000002_JPEGImages_2012_000002\.json'"):
+        shards.parse(out)
+    members[0][1], members[1][1] = members[1][1], members[0][1]
+    (out / "index.json").write_text(json.dumps(index))
     path = out / index["shards"][0]["path"]
     path.write_bytes(path.read_bytes()[:-1024])  # cut short
     with pytest.raises(MalformedFileError, match=r"train-00000-00000\.tar: \d+ bytes, index.json says"):
