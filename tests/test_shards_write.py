@@ -238,6 +238,10 @@ def test_ray_backend_writes_the_same_bytes(voc_overlap, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert _run(voc_overlap["root"], tmp_path / "ray", backend="ray") == local
+        # bad input in a Ray task is the local backend's error, raised once (not retried)
+        (voc_overlap["root"] / "JPEGImages" / "2012_000003.jpg").unlink()
+        with pytest.raises(MissingFileError, match=r"2012_000003\.jpg: image of record 'JPEGImages/2012_000003'"):
+            _run(voc_overlap["root"], tmp_path / "ray-missing", backend="ray")
     finally:
         ray.shutdown()
 

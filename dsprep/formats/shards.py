@@ -680,6 +680,16 @@ def _run_local(jobs: Sequence[Mapping[str, Any]], workers: int | None, progress:
                             show_progress=progress)
 
 
+def _ray_chunk(job: Mapping[str, Any]) -> dict[str, Any] | DsprepError:
+    """:func:`_write_chunk` as a Ray task: bad input is returned, not raised, so that Ray's retries
+    (``retry_exceptions=[OSError]``) never re-run a chunk for a missing image (MissingFileError is
+    an OSError too) and the driver raises the same error the local backend does."""
+    try:
+        return _write_chunk(job)
+    except DsprepError as err:
+        return err
+
+
 def _run_ray(jobs: Sequence[Mapping[str, Any]], workers: int | None, progress: bool | None,
              address: str | None, max_retries: int) -> list[dict]:
     """Each chunk a plain Ray task (not Ray Data): it writes its shards straight to ``dest`` (a
@@ -699,17 +709,14 @@ def _run_ray(jobs: Sequence[Mapping[str, Any]], workers: int | None, progress: b
             ray.init(num_cpus=workers or _io.default_workers(), **kwargs)
         started = True
     try:
-        task = ray.remote(max_retries=max_retries, retry_exceptions=[OSError])(_write_chunk)
+        task = ray.remote(max_retries=max_retries, retry_exceptions=[OSError])(_ray_chunk)
         refs = [task.remote(job) for job in jobs]
         out = []
         for ref in _io.progress(refs, total=len(refs), desc="shards (ray)", enabled=progress, unit="chunk"):
-            try:
-                out.append(ray.get(ref))
-            except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None)
-                if isinstance(cause, DsprepError):
-                    raise cause from None
-                raise
+            result = ray.get(ref)
+            if isinstance(result, DsprepError):
+                raise result
+            out.append(result)
         return out
     finally:
         if started:
