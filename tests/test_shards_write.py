@@ -74,7 +74,7 @@ def test_voc_shards_are_plain_ustar_with_json_first_and_index_offsets(voc_overla
         for key, offset, length in e["members"]:
             assert "." not in key and "/" not in key
             group = [n for n in names if n.split(".", 1)[0] == key]
-            assert group == [f"{key}.json", f"{key}.jpg", f"{key}.inst.png", f"{key}.mask.png"]
+            assert group == [f"{key}.json", f"{key}.jpg", f"{key}.mask.png", f"{key}.inst.png"]
             # bytes[offset:offset+length] is a valid mini-tar of the sample
             with tarfile.open(fileobj=io.BytesIO(data[offset:offset + length] + b"\0" * 1024)) as one:
                 assert one.getnames() == group
@@ -127,7 +127,7 @@ def test_voc_to_shards_to_voc_gives_the_source_back(voc_overlap, tmp_path):
     assert not _diff(a, b)
     # the shards hold train, then val; parsing gives the source's record order back
     assert [r.id for r in shards.parse(tmp_path / "s").records] == [r.id for r in dsprep.parse("voc", src).records]
-    assert a.splits == b.splits and a.categories == b.categories
+    assert list(a.splits.items()) == list(b.splits.items()) and a.categories == b.categories  # order too
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
         for f in sorted((src / sub).iterdir()):
             assert (tmp_path / "back" / sub / f.name).read_bytes() == f.read_bytes(), f"{sub}/{f.name}"
@@ -153,6 +153,13 @@ def test_coco_to_shards_to_coco_field_by_field(tmp_path):
             assert not placed.is_symlink()  # a file inside a tar cannot be linked to: placed as a file
             assert placed.read_bytes() == (exp["root"] / split / img["file_name"]).read_bytes()
     assert not (tmp_path / "back" / ".dsprep-unpacked").exists()
+    # the JSON a direct COCO -> COCO conversion writes, key order included (the direct one passes the
+    # source's polygon text through as it is, spaces and all: hence compared parsed, not as bytes)
+    convert("coco", exp["root"], "coco", tmp_path / "direct", images="none")
+    for split in ("train2017", "val2017"):
+        name = f"annotations/instances_{split}.json"
+        back, direct = (json.loads((tmp_path / d / name).read_bytes()) for d in ("back", "direct"))
+        assert json.dumps(back) == json.dumps(direct)
 
 
 def test_coco_keypoints_and_compressed_rle_survive(tmp_path):
@@ -396,7 +403,7 @@ def test_cli_convert_to_shards_and_merge(voc_overlap, tmp_path, capsys):
         assert main(base + ["--num-tasks", "2", "--task-index", str(i)]) == 0
     assert "dsprep shards merge" in capsys.readouterr().out
     assert main(["shards", "merge", str(out), "--verify"]) == 0
-    assert "merged 6 shards (6 samples: train 3, trainval 6, val 3)" in capsys.readouterr().out
+    assert "merged 6 shards (6 samples: train 3, val 3, trainval 6)" in capsys.readouterr().out
     assert main(["convert", "voc", str(voc_overlap["root"]), "--to", "coco", "--out", str(tmp_path / "c"),
                  "--max-side", "10"]) == 2
     assert "--max-side: only with --to shards" in capsys.readouterr().err

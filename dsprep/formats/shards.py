@@ -181,10 +181,12 @@ def sample_doc(rec: Record, splits: Sequence[str], image_ext: str, files: Mappin
 
 
 def _dumps(doc: Any) -> bytes:
+    """Compact JSON with keys in the order they were built: fixed by the input (the same input
+    gives the same bytes), and the source's own order of dict keys (COCO ``info``, a record's
+    ``extra``) and of splits survives the round trip."""
     import orjson
 
-    return orjson.dumps(doc, default=_io.json_default,
-                        option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(doc, default=_io.json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _array(value: Any, dtype: Any, where: str, name: str) -> np.ndarray | None:
@@ -489,9 +491,8 @@ def _sample(rec: Record, key: str, splits: Sequence[str], root: Path | None, ima
             rec = _rescaled_record(rec, orig, new, str(src(rec.path)))
         resized = {"orig_width": orig[0], "orig_height": orig[1], "scale": [new[0] / orig[0], new[1] / orig[1]]}
     doc = sample_doc(rec, splits, ext, {m: rel for m, rel, _ in files}, resized)
-    # the other files in the order of the JSON's (sorted) "files" keys
-    others = sorted((m, c) for (m, _, _), c in zip(files, contents))
-    return [(f"{key}.json", _dumps(doc)), (f"{key}.{ext}", image)] + [(f"{key}.{m}", c) for m, c in others]
+    return ([(f"{key}.json", _dumps(doc)), (f"{key}.{ext}", image)]
+            + [(f"{key}.{m}", c) for (m, _, _), c in zip(files, contents)])
 
 
 def _key(index: int, rec_id: str) -> str:
@@ -885,9 +886,7 @@ def merge(out: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
     index = {"format": FORMAT_TAG, "version": VERSION, "source_format": plan["source_format"],
              "categories": plan["categories"], "info": plan["info"], "splits": split_counts,
              "images": plan["options"]["images"], "records": len(where), "shards": entries, "samples": samples}
-    import orjson
-
-    _atomic_write(out / INDEX, orjson.dumps(index, default=_io.json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+    _atomic_write(out / INDEX, _dumps(index))
     return index
 
 
