@@ -44,7 +44,7 @@ from .. import _io
 from .._tar import TarShardWriter, member_bytes, padded, read_member
 from ..errors import (DsprepError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, Record, decode_segmentation
+from ..records import Category, Dataset, Instances, Record, decode_segmentation, segmentation_json
 
 __all__ = ["DESCRIPTION", "IMAGE_MODES", "NAME", "detect", "merge", "parse", "parse_size", "record_from_sample",
            "sample_doc", "write"]
@@ -135,20 +135,6 @@ def detect(path: str | os.PathLike) -> bool:
 
 # ----------------------------------------------------------------------------- sample JSON
 
-def _seg_json(s: Any) -> Any:
-    s = decode_segmentation(s)
-    if isinstance(s, dict):
-        counts = s.get("counts")
-        if isinstance(counts, (bytes, bytearray)):
-            counts = bytes(counts).decode("ascii")
-        elif isinstance(counts, np.ndarray):
-            counts = counts.tolist()
-        return {"size": [int(v) for v in s.get("size", ())], "counts": counts}
-    if isinstance(s, (list, tuple)):
-        return [np.asarray(p, np.float64).ravel() for p in s]
-    return s
-
-
 def sample_doc(rec: Record, splits: Sequence[str], image_ext: str, files: Mapping[str, str],
                resized: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``{key}.json`` document of ``rec`` (docs/shards.md, "The sample JSON").
@@ -168,7 +154,7 @@ def sample_doc(rec: Record, splits: Sequence[str], image_ext: str, files: Mappin
         "instances": {
             "boxes": inst.boxes, "labels": inst.labels, "iscrowd": inst.iscrowd, "difficult": inst.difficult,
             "ids": inst.ids, "area": inst.area,  # NaN is written as null
-            "segmentation": None if inst.segmentation is None else [_seg_json(s) for s in inst.segmentation],
+            "segmentation": None if inst.segmentation is None else [segmentation_json(s) for s in inst.segmentation],
             "keypoints": inst.keypoints, "extra": inst.extra,
             # K, so that an image without objects keeps its (0, K, 3) keypoints
             "keypoints_per_object": None if inst.keypoints is None else int(inst.keypoints.shape[1]),
