@@ -438,3 +438,11 @@ def test_merge_refuses_while_a_task_runs_and_a_task_runs_once(voc_overlap, tmp_p
     _run(voc_overlap["root"], out, num_tasks=2, task_index=1)
     assert merge_shards(out)["records"] == 6
     assert not list((out / "manifests").glob(".task-*.lock"))
+
+
+def test_tar_headers_are_the_ones_tarfile_writes():
+    from dsprep._tar import _tarfile_header, header
+
+    for name in ("a.json", "000001_JPEGImages_2012_000001.mask.png", "x" * 100, "é" * 40 + ".jpg", "y" * 120):
+        for size in (0, 1, 511, 512, 513, 10 ** 6, 8 ** 11 - 1):
+            assert header(name, size) == _tarfile_header(name, size), (name, size)
