@@ -443,6 +443,7 @@ def test_merge_refuses_while_a_task_runs_and_a_task_runs_once(voc_overlap, tmp_p
 def test_tar_headers_are_the_ones_tarfile_writes():
     from dsprep._tar import _tarfile_header, header
 
-    for name in ("a.json", "000001_JPEGImages_2012_000001.mask.png", "x" * 100, "é" * 40 + ".jpg", "d" * 60 + "/" + "y" * 60):
+    names = ("a.json", "000001_JPEGImages_2012_000001.mask.png", "x" * 100, "é" * 40 + ".jpg", "d" * 60 + "/" + "y" * 60)
+    for name in names:
         for size in (0, 1, 511, 512, 513, 10 ** 6, 8 ** 11 - 1):
             assert header(name, size) == _tarfile_header(name, size), (name, size)

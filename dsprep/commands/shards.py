@@ -18,7 +18,7 @@ OUT/index.json atomically. A missing manifest names the task to run again. Shard
 files no manifest names (left by an older run) are removed.
 
 examples:
-  sbatch --array=0-15 prepare.sh              # each: dsprep convert ... --num-tasks 16 --task-index $SLURM_ARRAY_TASK_ID
+  sbatch --array=0-15 prepare.sh   # each: dsprep convert ... --num-tasks 16 --task-index $SLURM_ARRAY_TASK_ID
   dsprep shards merge /data/coco-shards/"""
 
 
