@@ -29,8 +29,8 @@ them:
 - floor: one process, no framework: ``tarfile`` appending each file's bytes (keep), or the
   decode-resize-encode loop alone, writing nothing (256).
 
-Methods alternate within each round; the median of the rounds is reported, with the load
-average before and after. Compare ratios, not absolute times (the machine is shared).
+Methods alternate within each round; the median of the rounds is reported (wall time, and
+CPU seconds of the process and its pool workers), with the load average before and after. Compare ratios, not absolute times (the machine is shared).
 """
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ import time
 from pathlib import Path
 
 from PIL import Image
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (pool workers after
+    their pool closed); Ray's workers are not children of the driver and are not counted."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _files(data: Path) -> list[tuple[str, int]]:
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         print(f"ray.init(num_cpus={args.workers}): {time.perf_counter() - t0:.1f} s (not in the times below)")
     times: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     loads = [os.getloadavg()[0]]
     for r in range(args.rounds):
         order = args.what if r % 2 == 0 else list(reversed(args.what))
@@ -148,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 out = args.scratch / f"{what}-{images}"
                 shutil.rmtree(out, ignore_errors=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu()
                 n = METHODS[what](args.data, out, images, args.workers)
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, _cpu() - c0
                 times.setdefault((what, images), []).append(dt)
-                print(f"round {r} {what:8s} images={images:5s} {n} images {dt:7.2f} s "
+                cpus.setdefault((what, images), []).append(cpu)
+                print(f"round {r} {what:8s} images={images:5s} {n} images {dt:7.2f} s  CPU {cpu:6.2f} s "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
         loads.append(os.getloadavg()[0])
@@ -162,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         base = statistics.median(times[("dsprep", images)]) if ("dsprep", images) in times else None
         for what in args.what:
             med = statistics.median(times[(what, images)])
+            cpu = statistics.median(cpus[(what, images)])
             ratio = f"  {med / base:5.2f}x dsprep's time" if base else ""
-            print(f"images={images:5s} {what:8s} median {med:7.2f} s  {2000 / med if med else 0:7.0f} img/s{ratio}")
+            cpu_text = "n/a (Ray's workers)" if what == "ray" else f"{cpu:6.2f} s"
+            print(f"images={images:5s} {what:8s} median {med:7.2f} s  {2000 / med if med else 0:7.0f} img/s  "
+                  f"CPU {cpu_text}{ratio}")
     return 0
 
 
