@@ -8,7 +8,7 @@ from typing import Any
 from .._io import IMAGE_MODES
 from ..errors import UnknownNameError
 from ..formats import FORMATS
-from ._common import add_output, add_source, add_workers, print_json
+from ._common import add_output, add_panoptic_options, add_source, add_workers, panoptic_options, print_json
 
 HELP = "convert a dataset between formats (through the one record model)"
 DESCRIPTION = """Convert a dataset between formats. The input is never modified; the output is
@@ -18,6 +18,7 @@ examples:
   dsprep convert voc VOCdevkit/VOC2012 --to coco --out voc-coco/
   dsprep convert coco coco2017/ --to voc --out coco-voc/ --split val2017 --images copy
   dsprep convert voc VOC2012/ --to coco --out out/ --category-ids contiguous0
+  dsprep convert coco-panoptic coco/ --to coco --out things/ --things-only
   dsprep convert imagenet ILSVRC2012/ --to shards --out in1k-shards/ --max-side 256
   dsprep convert coco coco2017/ --to shards --out s/ --num-tasks 8 --task-index 3   # then: dsprep shards merge s/
 
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "(the default) stores the original bytes")
     add_workers(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_panoptic_options(p)
     g = p.add_argument_group("--to shards")
     g.add_argument("--shard-size", default=None, metavar="SIZE",
                    help="close a shard before it passes SIZE: 1GB (the default), 500MB, 64MiB or bytes")
@@ -66,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its share of the chunks into OUT; 'dsprep shards merge OUT' writes the index after")
     g.add_argument("--task-index", type=int, default=None, metavar="I",
                    help="this invocation's task, 0..N-1 (e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)")
+
 
 
 def _write_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     write_options = _write_options(args)
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,
-                      on_error=args.on_error, progress=False if args.quiet else None, write_options=write_options)
+                      on_error=args.on_error, progress=False if args.quiet else None,
+                      parse_options=panoptic_options(args), write_options=write_options)
     if args.num_tasks is not None and not args.json:
         print(f"task {args.task_index} of {args.num_tasks}: wrote {summary['written']['images']} images in "
               f"{summary['written']['shards']} shards to {summary['out']}; when every task has ended: "
