@@ -23,7 +23,8 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                           help="merge: write OUT/index.json from the manifests of a job array's tasks")
     m = sub.add_parser("merge", help="write OUT/index.json from the tasks' manifests",
                        description="Write OUT/index.json from the manifests the tasks of a job array wrote.")
     m.add_argument("out", metavar="OUT", help="the --out every task wrote into")
