@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterable, Mapping, Sequence
 
+from ._paths import output_path
 from .errors import MalformedFileError, MissingFileError
 
 __all__ = ["BLOCK", "TarShardWriter", "padded", "read_header", "unpack_files"]
@@ -183,8 +184,8 @@ def unpack_files(root: str | os.PathLike, files: Mapping[str, Sequence], dest: s
                  only: Iterable[str] | None = None) -> int:
     """Extract packed files: ``files`` maps a relative path to ``[shard, data_offset, size, kind]``.
 
-    Each lands at ``dest/<relative path>`` (paths are checked by the parser not to
-    climb out). ``only`` limits the kinds extracted (``{"file"}``: masks and other
+    Each lands at ``dest/<relative path>``, checked to stay inside ``dest``
+    (:func:`dsprep._paths.output_path`). ``only`` limits the kinds extracted (``{"file"}``: masks and other
     files, not images). Returns how many were written. Reads each shard once, in
     offset order.
     """
@@ -195,7 +196,6 @@ def unpack_files(root: str | os.PathLike, files: Mapping[str, Sequence], dest: s
         if kinds is None or kind in kinds:
             by_shard.setdefault(shard, []).append((int(offset), int(size), rel))
     n = 0
-    made: set[Path] = set()
     for shard, entries in by_shard.items():
         path = root / shard
         try:
@@ -209,10 +209,6 @@ def unpack_files(root: str | os.PathLike, files: Mapping[str, Sequence], dest: s
                 if len(data) != size:
                     raise MalformedFileError(str(path), f"truncated: {rel} needs {size} bytes at byte {offset}, "
                                                         f"{len(data)} found")
-                out = dest / rel
-                if out.parent not in made:
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(out.parent)
-                out.write_bytes(data)
+                output_path(dest, rel, what="file extracted from a shard").write_bytes(data)
                 n += 1
     return n

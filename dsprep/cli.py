@@ -5,7 +5,8 @@ Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
 and ``run(args) -> int``. Command modules import heavy libraries (torch,
 matplotlib) inside ``run`` only, so ``dsprep convert`` starts without them.
 
-Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage.
+Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage, 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from ._outdir import Terminated
 from .errors import DsprepError
 
 __all__ = ["main"]
@@ -92,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dsprep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:  # SIGTERM while OUT was held: its temporary folder is already removed
+        print(f"dsprep {args.command}: terminated", file=sys.stderr)
+        return int(stop.code)
     except BrokenPipeError:  # `dsprep info ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0

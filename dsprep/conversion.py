@@ -14,45 +14,43 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from ._io import IMAGE_MODES, atomic_output
+from ._io import IMAGE_MODES
+from ._outdir import atomic_output, check_output, claim_output, input_folders, write_manifest
+from ._paths import output_path
 from ._tar import unpack_files
-from .errors import DatasetNotFoundError, OutputExistsError, UnknownNameError, check_choice
+from .errors import DatasetNotFoundError, OutputExistsError, OutputLockedError, UnknownNameError, check_choice
 from .formats import get_format
 from .records import CATEGORY_ID_POLICIES, Dataset
 
-__all__ = ["CATEGORY_MAP_FILE", "check_output_outside_input", "convert", "merge_shards", "write_dataset"]
+__all__ = ["CATEGORY_MAP_FILE", "convert", "merge_shards", "write_dataset"]
 
 log = logging.getLogger(__name__)
 CATEGORY_MAP_FILE = "category_map.json"
 
 
-def check_output_outside_input(out: Path, root: Path) -> None:
-    """The input is never modified: OUT may not be, contain, or sit inside the input directory.
-
-    Raises:
-        OutputExistsError: naming both paths.
-    """
-    out_r, root_r = Path(out).resolve(), Path(root).resolve()
-    if out_r == root_r or root_r.is_relative_to(out_r):
-        raise OutputExistsError(f"--out {out} would replace the input {root}; choose another directory")
-    if root_r.is_dir() and out_r.is_relative_to(root_r):
-        raise OutputExistsError(f"--out {out} is inside the input {root}: the input is never written to; "
-                                "choose a directory outside it")
-
-
 def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: str = "link",
                   category_ids: str = "preserve", overwrite: bool = False, progress: bool | None = None,
+                  inputs: Iterable[str | os.PathLike] = (), command: str = "write",
                   **write_options: Any) -> dict[str, Any]:
     """Write ``dataset`` as format ``to`` into ``out``, atomically.
 
     The category-id ``policy`` is applied first and the map
     ``{"policy", "categories": [{"name", "source_id", "id"}]}`` is written to
-    ``out/category_map.json``.
+    ``out/category_map.json``. ``out`` follows the rules of docs/cli.md "Safety":
+    it may not be, hold or lie inside a folder the dataset reads from (its root,
+    image and mask folders, symlink targets; plus ``inputs``), an existing ``out``
+    is replaced only with ``overwrite`` and only when dsprep wrote it (its
+    ``dsprep-manifest.json``, which this writes, naming ``command``), and one run
+    at a time writes it.
 
     Returns:
         The writer's report plus ``"category_map"``.
+
+    Raises:
+        OutputExistsError: ``out`` may not be written (the message says why).
+        OutputLockedError: another run is writing ``out``.
     """
     fmt = get_format(to)
     _check_images(fmt, images)
@@ -64,16 +62,17 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
         "categories": [{"name": c.name, "source_id": c.id, "id": mapping[c.id]} for c in dataset.categories],
     }
     cmap_text = json.dumps(cmap, indent=1, ensure_ascii=False) + "\n"
+    folders = input_folders(dataset, inputs)
     if write_options.get("num_tasks") is not None:  # one task of a job array: OUT is shared, not swapped in
         report = _write_task_share(fmt, remapped, Path(out), images=images, overwrite=overwrite, progress=progress,
-                                   cmap_text=cmap_text, **write_options)
+                                   cmap_text=cmap_text, inputs=folders, **write_options)
     else:
-        with atomic_output(out, overwrite=overwrite) as tmp:
-            staged, staging, mode = _unpacked(remapped, tmp, images, to)
+        with atomic_output(out, overwrite=overwrite, inputs=folders, command=command) as tmp:
+            staged, staging, mode = _unpacked(remapped, tmp, images)
             report = dict(fmt.write(staged, tmp, images=mode, progress=progress, **write_options) or {})
             if staging is not None:
                 _settle_unpacked(tmp, staging, images)
-            (tmp / CATEGORY_MAP_FILE).write_text(cmap_text, encoding="utf-8")
+            output_path(tmp, CATEGORY_MAP_FILE).write_text(cmap_text, encoding="utf-8")
     report["category_map"] = mapping
     lost: Mapping[str, int] = report.get("lost") or {}
     for what, n in sorted(lost.items()):
@@ -85,19 +84,23 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
 def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.PathLike, *,
             split: str | None = None, images: str = "link", category_ids: str = "preserve",
             overwrite: bool = False, workers: int | None = None, on_error: str = "raise",
-            progress: bool | None = None, parse_options: Mapping[str, Any] | None = None,
+            progress: bool | None = None, allow_outside_root: bool = False,
+            parse_options: Mapping[str, Any] | None = None,
             write_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Convert the dataset at ``root`` from ``src_format`` to ``to``, writing ``out``.
 
     Args:
         src_format, to: format names (``dsprep.formats.FORMATS``).
         root: the source dataset (directory, or a COCO JSON file).
-        out: the output directory; must not exist unless ``overwrite``.
+        out: the output directory; must not exist unless ``overwrite`` (docs/cli.md "Safety").
         split: convert only this split (default: every split found).
         images: ``link`` (symlinks), ``copy`` or ``none``.
         category_ids: ``preserve``, ``contiguous0`` or ``contiguous1``.
         workers: processes for parsing (default: all cores).
         on_error: ``raise`` (stop at the first bad item) or ``warn`` (skip and count).
+        allow_outside_root: let paths named inside the dataset (a COCO ``file_name``...)
+            leave the dataset's folders (a split tree of your own); by default such a
+            path is a :class:`~dsprep.errors.PathEscapeError`.
 
     Returns:
         A summary: images, objects, categories, splits, seconds, lost, skipped.
@@ -105,7 +108,10 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     Raises:
         DatasetNotFoundError: ``root`` does not exist.
         FormatError: bad input (names the file and what was wrong).
-        OutputExistsError: ``out`` exists and ``overwrite`` is False.
+        PathEscapeError: a path named inside the dataset leaves it.
+        OutputExistsError: ``out`` exists and ``overwrite`` is False, or was not written by
+            dsprep, or is, holds or lies inside a folder the input reads from.
+        OutputLockedError: another run is writing ``out``.
 
     Example:
         >>> convert("voc", "VOCdevkit/VOC2012", "coco", "out/")  # doctest: +SKIP
@@ -117,19 +123,25 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     root, out = Path(root), Path(out)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {src_format} dataset)")
-    check_output_outside_input(out, root)
-    task_share = (write_options or {}).get("num_tasks") is not None  # OUT shared by a job array's tasks
-    if out.exists() and not overwrite and not task_share:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
     # A source format may need options for a given target (Cityscapes reads instances only
     # when they will be written); explicit parse_options win.
     hook = getattr(src, "parse_options_for", None)
     options = {**(hook(to) if hook else {}), **dict(parse_options or {})}
-    dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress, **options)
-    if not isinstance(dataset, Dataset):  # a format bug, not user input
-        raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
-    report = write_dataset(dataset, to, out, images=images, category_ids=category_ids,
-                           overwrite=overwrite, progress=progress, **dict(write_options or {}))
+    if allow_outside_root:
+        options["allow_outside_root"] = True
+    # OUT is checked and held before parsing (a refused or busy OUT fails at once), and
+    # again with every folder the parsed records read from before writing. The tasks of a
+    # job array share OUT: each checks where it is and holds only its own task's lock.
+    task_share = (write_options or {}).get("num_tasks") is not None
+    if task_share:
+        check_output(out, inputs=input_folders(None, [root]), keep_existing=True)
+    with contextlib.nullcontext() if task_share else claim_output(out, inputs=input_folders(None, [root]),
+                                                                  overwrite=overwrite):
+        dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress, **options)
+        if not isinstance(dataset, Dataset):  # a format bug, not user input
+            raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
+        report = write_dataset(dataset, to, out, images=images, category_ids=category_ids, overwrite=overwrite,
+                               progress=progress, inputs=[root], command="convert", **dict(write_options or {}))
     return {
         "from": src_format, "to": to, "out": str(out),
         "images": len(dataset), "objects": dataset.num_objects(), "categories": len(dataset.categories),
@@ -152,7 +164,7 @@ def _check_images(fmt: Any, images: str) -> str:
 UNPACKED = ".dsprep-unpacked"
 
 
-def _unpacked(dataset: Dataset, tmp: Path, images: str, to: str) -> tuple[Dataset, Path | None, str]:
+def _unpacked(dataset: Dataset, tmp: Path, images: str) -> tuple[Dataset, Path | None, str]:
     """A dataset parsed from tar shards (``info["shard_files"]``), with its files extracted.
 
     The images and masks are extracted under ``tmp/.dsprep-unpacked`` at their original
@@ -239,7 +251,7 @@ def _held(lock: Path, what: str) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise OutputExistsError(f"{what} is running right now ({lock} is locked); wait for it to end") from None
+        raise OutputLockedError(f"{what} is running right now ({lock} is locked); wait for it to end") from None
     try:
         yield
     finally:
@@ -272,8 +284,8 @@ def _running_tasks(out: Path) -> list[str]:
 
 
 def _write_task_share(fmt: Any, dataset: Dataset, out: Path, *, images: str, overwrite: bool,
-                      progress: bool | None, cmap_text: str, num_tasks: Any, task_index: Any = None,
-                      **write_options: Any) -> dict[str, Any]:
+                      progress: bool | None, cmap_text: str, inputs: Iterable[str], num_tasks: Any,
+                      task_index: Any = None, **write_options: Any) -> dict[str, Any]:
     """One invocation of a job array: its share of the chunks, written straight into the shared OUT.
 
     Each shard and manifest is written through a temporary file and a rename, so a task
@@ -286,6 +298,7 @@ def _write_task_share(fmt: Any, dataset: Dataset, out: Path, *, images: str, ove
         raise UnknownNameError(f"--num-tasks: --to {fmt.NAME} is written in one piece; only shards are written "
                                "by the tasks of a job array")
     n, i = _check_task(num_tasks, task_index)
+    check_output(out, inputs=inputs, keep_existing=True)  # where OUT is: never the input, nor inside it
     _check_shared_out(fmt, out)
     out.mkdir(parents=True, exist_ok=True)
     with _held(_task_lock(out, n, i), f"task {i} of {n} writing {out}"):
@@ -298,7 +311,7 @@ def _write_task_share(fmt: Any, dataset: Dataset, out: Path, *, images: str, ove
             index.unlink()
         report = dict(fmt.write(dataset, out, images=images, progress=progress, num_tasks=n, task_index=i,
                                 overwrite=overwrite, **write_options) or {})
-        tmp = out / f".{CATEGORY_MAP_FILE}.tmp-{os.getpid()}"
+        tmp = output_path(out, f".{CATEGORY_MAP_FILE}.tmp-{os.getpid()}")
         tmp.write_text(cmap_text, encoding="utf-8")
         os.replace(tmp, out / CATEGORY_MAP_FILE)
     return report
@@ -307,8 +320,12 @@ def _write_task_share(fmt: Any, dataset: Dataset, out: Path, *, images: str, ove
 def merge_shards(out: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
     """``dsprep shards merge OUT``: write ``OUT/index.json`` from the manifests of a job array's tasks.
 
+    Holds OUT's lock (as every run writing OUT does) and refuses while a task holds its
+    own; writes ``OUT/dsprep-manifest.json`` last, so that a later ``--overwrite`` may
+    replace the folder.
+
     Raises:
-        OutputExistsError: a task is still writing OUT.
+        OutputLockedError: a task (or another run) is writing OUT.
         MissingFileError: a task's manifest or shard is missing (naming the task).
         MalformedFileError: manifests of different conversions, a shard of the wrong size.
     """
@@ -316,7 +333,10 @@ def merge_shards(out: str | os.PathLike, *, verify: bool = False) -> dict[str, A
     out = Path(out)
     if not out.is_dir():
         raise DatasetNotFoundError(f"{out}: no such folder (expected the --out of dsprep convert ... --to shards)")
-    running = _running_tasks(out)
-    if running:
-        raise OutputExistsError(f"{out}: {', '.join(running)} still running; merge when every task has ended")
-    return fmt.merge(out, verify=verify)
+    with claim_output(out, keep_existing=True):
+        running = _running_tasks(out)
+        if running:
+            raise OutputLockedError(f"{out}: {', '.join(running)} still running; merge when every task has ended")
+        index = fmt.merge(out, verify=verify)
+        write_manifest(out, "shards merge", entries=[e for e in fmt.OUT_ENTRIES if (out / e).exists()])
+    return index

@@ -19,7 +19,8 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 # above what it re-exports and wires (Dataset.torch/loader -> dsprep.loading).
 LAYERS = [
     ["dsprep.errors"],
-    ["dsprep._io", "dsprep._tar"],
+    ["dsprep._paths"],
+    ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep.formats"],
@@ -40,9 +41,9 @@ LAYERS = [
 LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "collate", "samplers", "build", "device"]
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
-TORCH_FREE = ["dsprep.records", "dsprep.masks", "dsprep.conversion", "dsprep.validate", "dsprep.splitting",
-              "dsprep.synth", "dsprep.catalog", "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table",
-              "dsprep.loading.luts"]
+TORCH_FREE = ["dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
+              "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
+              "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts"]
 
 
 def _modules() -> dict[str, Path]:

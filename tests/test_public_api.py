@@ -8,8 +8,8 @@ import dsprep
 
 PUBLIC = ["BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS", "FormatError",
           "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError", "OutputExistsError",
-          "Record", "UnknownNameError", "convert", "convert_boxes", "detect_format", "get_format",
-          "load", "make_loader", "parse", "to_device"]
+          "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "convert", "convert_boxes",
+          "detect_format", "get_format", "load", "make_loader", "parse", "to_device"]
 
 
 def test_all_is_sorted_and_pinned():

@@ -223,6 +223,17 @@ def test_task_array_then_merge_equals_local(voc_overlap, tmp_path):
     assert {n for n in after if after[n] != before[n]} == {"train-00001-00000.tar", "val-00001-00000.tar"}
     merge_shards(out)
     assert _tree_bytes(out) == local
+    # the merge marks OUT as dsprep's, so that a later run may replace it with --overwrite
+    manifest = json.loads((out / "dsprep-manifest.json").read_text())
+    assert manifest["command"] == "shards merge"
+    assert manifest["entries"] == ["category_map.json", "index.json", "manifests", "shards"]
+    assert _run(voc_overlap["root"], out, overwrite=True) == local
+
+
+def test_task_array_out_inside_the_input_is_refused(voc_overlap):
+    with pytest.raises(OutputExistsError, match="inside the input"):
+        _run(voc_overlap["root"], voc_overlap["root"] / "shards", num_tasks=2, task_index=0)
+    assert not (voc_overlap["root"] / "shards").exists()
 
 
 def test_task_of_another_conversion_is_refused_and_merge_names_it(voc_overlap, tmp_path):

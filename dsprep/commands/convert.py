@@ -12,7 +12,9 @@ from ._common import add_output, add_panoptic_options, add_source, add_workers, 
 
 HELP = "convert a dataset between formats (through the one record model)"
 DESCRIPTION = """Convert a dataset between formats. The input is never modified; the output is
-written to a temporary directory and renamed to OUT when complete.
+written to a temporary directory and renamed to OUT when complete. OUT may not
+be, hold or lie inside a folder the input reads from; --overwrite replaces only
+a folder dsprep wrote (docs/cli.md, "Safety").
 
 examples:
   dsprep convert voc VOCdevkit/VOC2012 --to coco --out voc-coco/
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,
                       on_error=args.on_error, progress=False if args.quiet else None,
-                      parse_options=panoptic_options(args), write_options=write_options)
+                      allow_outside_root=args.allow_outside_root, parse_options=panoptic_options(args),
+                      write_options=write_options)
     if args.num_tasks is not None and not args.json:
         print(f"task {args.task_index} of {args.num_tasks}: wrote {summary['written']['images']} images in "
               f"{summary['written']['shards']} shards to {summary['out']}; when every task has ended: "

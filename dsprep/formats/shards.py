@@ -41,6 +41,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._paths import escapes
 from .._tar import TarShardWriter, member_bytes, padded, read_member
 from ..errors import (DsprepError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, UnknownNameError, check_choice)
@@ -242,13 +243,7 @@ def _keypoints(value: Any, k: Any, where: str) -> np.ndarray | None:
 
 def _check_relpath(rel: str, where: str) -> None:
     """A path named inside a shard is relative and stays below the folder it is extracted into."""
-    parts = rel.replace("\\", "/").split("/")
-    depth = 0
-    for part in parts:
-        depth += -1 if part == ".." else (part not in ("", "."))
-        if depth < 0:
-            break
-    if rel[:1] in ("/", "\\") or re.match(r"[A-Za-z]:", rel) or depth < 0 or not rel:
+    if not rel or escapes(rel):
         raise InvalidAnnotationError(where, f"path {rel!r} is absolute or climbs out of the dataset; expected a "
                                             "relative path (the shard was not written by dsprep, or was edited)")
 
