@@ -11,8 +11,9 @@ The tree::
      +-- DatasetNotFoundError (FileNotFoundError)    no dataset where we looked
      +-- UnknownNameError (ValueError)       unknown format/dataset/split/task; lists valid ones
      +-- OutputExistsError (FileExistsError) refusing to overwrite without ``overwrite=True``,
-          |                                  or a folder dsprep did not write, or the input
-          +-- OutputLockedError              another run is writing the same OUT
+     |    |                                  or a folder dsprep did not write, or the input
+     |    +-- OutputLockedError              another run is writing the same OUT
+     +-- ReadError (OSError)                 a file or URL that could not be read, after retries
 
 The second base keeps callers' ``except ValueError`` / ``except FileNotFoundError`` working.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "OutputExistsError",
     "OutputLockedError",
     "PathEscapeError",
+    "ReadError",
     "UnknownNameError",
     "check_choice",
 ]
@@ -51,10 +53,14 @@ class FormatError(DsprepError, ValueError):
     Args:
         where: the file, plus line / annotation id where known
             (``"Annotations/000012.xml:17"``, ``"instances_val.json: annotation id 42"``).
-        message: what was expected and what was found.
+        message: what was expected and what was found. Omitted, ``where`` is the whole
+            message (how torch rebuilds an error raised in a DataLoader worker: from its text
+            alone; it stays a ``FormatError`` of the same class instead of a ``RuntimeError``).
     """
 
-    def __init__(self, where: str, message: str):
+    def __init__(self, where: str, message: str | None = None):
+        if message is None:
+            where, message = "", str(where)
         self.where = str(where)
         self.message = message
         super().__init__(f"{self.where}: {message}" if self.where else message)
@@ -95,6 +101,11 @@ class OutputExistsError(DsprepError, FileExistsError):
 
 class OutputLockedError(OutputExistsError):
     """Another dsprep run is writing the same OUT right now."""
+
+
+class ReadError(DsprepError, OSError):
+    """A file or URL could not be read (a remote shard, after its retries); the message names
+    what was read, from where, and the last error."""
 
 
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:

@@ -458,3 +458,37 @@ def test_tar_headers_are_the_ones_tarfile_writes():
     for name in names:
         for size in (0, 1, 511, 512, 513, 10 ** 6, 8 ** 11 - 1):
             assert header(name, size) == _tarfile_header(name, size), (name, size)
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_the_stream_reads_what_the_writer_wrote_as_the_file_loader_reads_the_source(voc_overlap, tmp_path, task):
+    torch = pytest.importorskip("torch")  # the torch layer (installed by scripts/setup.sh)
+
+    convert("voc", voc_overlap["root"], "shards", tmp_path / "s", workers=1, write_options={"chunk_size": 4})
+    kw = dict(task=task, augment="default", seed=1, num_workers=0, shuffle=False)
+    files = list(dsprep.load(format="voc", root=voc_overlap["root"]).subset("trainval").loader(2, **kw))
+    stream = list(dsprep.load(format="shards", root=tmp_path / "s", split="trainval").loader(2, **kw))
+    assert len(files) == len(stream) == 3
+    for (x, t), (y, u) in zip(files, stream):
+        assert torch.equal(x, y)
+        for p, q in zip(t, u) if isinstance(t, list) else [(t, u)]:
+            assert p.keys() == q.keys()
+            for k in p:
+                assert torch.equal(p[k], q[k]) if isinstance(p[k], torch.Tensor) else p[k] == q[k], k
+
+
+def test_shards_at_a_url_load_lazily_and_stream_as_the_local_ones(voc_overlap, tmp_path):
+    torch = pytest.importorskip("torch")
+    from test_shards_loader import _serve  # a local HTTP server on 127.0.0.1 with Range requests
+
+    out = tmp_path / "s"
+    convert("voc", voc_overlap["root"], "shards", out, workers=1)
+    kw = dict(task="detection", augment="default", seed=2, num_workers=0, shuffle=False, retry_wait=0.01)
+    with _serve(out) as (_, url):
+        remote = dsprep.load(format="shards", root=url, split="trainval")
+        assert len(remote) == 0 and remote.info["shards"]["root"] == url  # index.json only: nothing else read
+        got = list(remote.loader(2, **kw))
+    local = list(dsprep.load(format="shards", root=out, split="trainval").loader(2, **kw))
+    assert len(got) == len(local) == 3
+    for (x, t), (y, u) in zip(got, local):
+        assert torch.equal(x, y) and [d["boxes"].tolist() for d in t] == [d["boxes"].tolist() for d in u]

@@ -42,13 +42,13 @@ import numpy as np
 
 from .. import _io
 from .._paths import escapes
+from .._shardio import is_url, read_index, record_from_sample, split_members
 from .._tar import TarShardWriter, member_bytes, padded, read_member
 from ..errors import (DsprepError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, Record, decode_segmentation, segmentation_json
 
-__all__ = ["DESCRIPTION", "IMAGE_MODES", "NAME", "detect", "merge", "parse", "parse_size", "record_from_sample",
-           "sample_doc", "write"]
+__all__ = ["DESCRIPTION", "IMAGE_MODES", "NAME", "detect", "merge", "parse", "parse_size", "sample_doc", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -174,71 +174,6 @@ def _dumps(doc: Any) -> bytes:
     import orjson
 
     return orjson.dumps(doc, default=_io.json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _array(value: Any, dtype: Any, where: str, name: str) -> np.ndarray | None:
-    """A column of the sample JSON as an array (``null`` in a float column, a NaN area, reads as NaN)."""
-    if value is None:
-        return None
-    try:
-        return np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise InvalidAnnotationError(where, f"instances.{name}: expected numbers, found {str(value)[:60]} "
-                                            f"({err})") from None
-
-
-def record_from_sample(doc: Any, where: str) -> Record:
-    """The :class:`Record` a ``{key}.json`` document holds (the inverse of :func:`sample_doc`).
-
-    ``orig_width``, ``orig_height`` and ``scale`` (written with ``--max-side``) land in
-    ``record.extra`` under those names.
-
-    Raises:
-        InvalidAnnotationError: a field of the wrong type or shape, naming ``where``.
-    """
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("path"), str) \
-            or not isinstance(doc.get("instances"), dict):
-        raise InvalidAnnotationError(where, "expected a sample JSON object with string 'id' and 'path' and an "
-                                            f"'instances' object, found {str(doc)[:80]}")
-    _check_relpath(doc["path"], where)
-    for key in ("mask_path", "instance_mask_path"):
-        if doc.get(key) is not None:
-            _check_relpath(doc[key], where)
-    ins = doc["instances"]
-    try:
-        instances = Instances(
-            boxes=_array(ins.get("boxes") or [], np.float64, where, "boxes"),
-            labels=_array(ins.get("labels") or [], np.int64, where, "labels"),
-            iscrowd=_array(ins.get("iscrowd"), bool, where, "iscrowd"),
-            difficult=_array(ins.get("difficult"), bool, where, "difficult"),
-            ids=_array(ins.get("ids"), np.int64, where, "ids"),
-            area=_array(ins.get("area"), np.float64, where, "area"),
-            segmentation=ins.get("segmentation"),
-            keypoints=_keypoints(ins.get("keypoints"), ins.get("keypoints_per_object"), where),
-            extra=ins.get("extra"))
-    except (ValueError, TypeError) as err:
-        raise InvalidAnnotationError(where, f"instances: {err}") from None
-    extra = dict(doc.get("extra") or {})
-    for key in ("orig_width", "orig_height", "scale"):
-        if key in doc:
-            extra[key] = doc[key]
-    try:
-        return Record(id=doc["id"], path=doc["path"], width=int(doc.get("width") or 0),
-                      height=int(doc.get("height") or 0), split=doc.get("split"), label=doc.get("label"),
-                      instances=instances, mask_path=doc.get("mask_path"),
-                      instance_mask_path=doc.get("instance_mask_path"), captions=list(doc.get("captions") or []),
-                      source_id=doc.get("source_id"), extra=extra)
-    except (TypeError, ValueError) as err:
-        raise InvalidAnnotationError(where, f"width/height: expected integers ({err})") from None
-
-
-def _keypoints(value: Any, k: Any, where: str) -> np.ndarray | None:
-    kp = _array(value, np.float64, where, "keypoints")
-    if kp is None or kp.size:
-        return kp
-    if not isinstance(k, int) or k < 0:
-        raise InvalidAnnotationError(where, f"instances.keypoints_per_object: expected an integer, found {k!r}")
-    return kp.reshape(0, k, 3)
 
 
 def _check_relpath(rel: str, where: str) -> None:
@@ -919,7 +854,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     extracts for the writer.
 
     Args:
-        path: the shards folder (or its ``index.json``).
+        path: the shards folder (or its ``index.json``), or a URL (``http(s)://``, ``s3://``...
+            with ``dsprep[remote]``): then only ``index.json`` is read, and the Dataset has no
+            records but ``info["shards"]``, from which its loader streams the split.
         split: only this split's records.
 
     Raises:
@@ -930,35 +867,25 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     """
     if options:
         log.debug("shards.parse ignores options %s", sorted(options))
+    if is_url(path):
+        return _remote(str(path), split)
     root = Path(path)
     if root.is_file():
         root = root.parent
     index = _read_index(root)
-    if split is not None:
-        check_choice("split", split, index["splits"])
     policy = ErrorPolicy(on_error)
+    shards = index["shards"]
+    members = {name: split_members(index, name) for name in index["splits"] if split in (None, name)}
+    if split is None:
+        members[None] = split_members(index, None)  # every sample, the unsplit ones included
+    wanted = sorted({s for runs in members.values() for s, _ in runs})
     records: list[tuple[int, Record]] = []
     files: dict[str, list] = {}
-    shards = index["shards"]
-    wanted = _wanted_shards(index, split)
-    for s in _io.progress([s for s in range(len(shards)) if s in wanted], total=len(wanted),
-                          desc="shards", enabled=progress, unit="shard"):
+    for s in _io.progress(wanted, total=len(wanted), desc="shards", enabled=progress, unit="shard"):
         records.extend(_read_shard(root, shards[s], files, policy))
-    records.sort(key=lambda t: t[0])
-    by_key = {i: r for i, r in records}
-    ids_of: dict[tuple[int, int], str] = {}
-    for s, e in enumerate(shards):
-        for j, (key, _, _) in enumerate(e["members"]):
-            i = _key_index(key, e["path"])
-            if i in by_key:
-                ids_of[(s, j)] = by_key[i].id
-    splits = {}
-    for name in index["splits"]:
-        if split is not None and name != split:
-            continue
-        listed = index["samples"].get(name) or [[s, j] for s, e in enumerate(shards) if e["split"] == name
-                                                for j in range(e["samples"])]
-        splits[name] = [ids_of[(s, j)] for s, j in listed if (s, j) in ids_of]
+    records.sort(key=lambda t: t[0])  # the source's record order (the key's index)
+    id_of = {i: r.id for i, r in records}
+    splits = {name: _split_ids(shards, runs, id_of) for name, runs in members.items() if name is not None}
     recs = [r for _, r in records]
     if split is not None:
         keep = set(splits[split])
@@ -972,33 +899,57 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     return Dataset(cats, recs, splits=splits, info=info, root=root, format=index.get("source_format") or NAME)
 
 
+def _remote(url: str, split: str | None) -> Dataset:
+    """Shards at a URL (fsspec; ``dsprep[remote]``): ``index.json`` only, read once. Reading every
+    sample's JSON up front would read the whole dataset over the network, so the records are left
+    to the stream (``info["shards"]``: the root, the index and the split, which the loaders read)."""
+    index = read_index(url)
+    if split is not None:
+        check_choice("split", split, index["splits"])
+    cats = [Category(int(c["id"]), str(c["name"]), c.get("supercategory") or "", dict(c.get("extra") or {}))
+            for c in index["categories"]]
+    info = {**dict(index.get("info") or {}), "shards": {"root": url, "index": index, "split": split}}
+    return Dataset(cats, [], info=info, root=url, format=NAME)
+
+
+def _split_ids(shards: Sequence[Mapping[str, Any]], runs: Sequence[tuple[int, Sequence[int]]],
+               id_of: Mapping[int, str]) -> list[str]:
+    """The record ids of a split's ``[(shard, [member...])]`` runs, in order (skipped samples left out)."""
+    ids = []
+    for s, js in runs:
+        for j in js:
+            i = _key_index(shards[s]["members"][j][0], shards[s]["path"])
+            if i in id_of:
+                ids.append(id_of[i])
+    return ids
+
+
 def _read_index(root: Path) -> dict[str, Any]:
-    path = root / INDEX
-    if not path.is_file():
-        raise MissingFileError(str(path), "no index.json: not a shards folder, or its conversion has not been "
-                                          "merged yet (dsprep shards merge OUT)")
-    index = _io.read_json_object(path)
-    if index.get("format") != FORMAT_TAG or index.get("version") != VERSION:
-        raise MalformedFileError(str(path), f"expected format {FORMAT_TAG!r} version {VERSION}, found "
-                                            f"{index.get('format')!r} version {index.get('version')!r}")
-    for key, kind in (("shards", list), ("splits", dict), ("categories", list), ("samples", dict)):
-        if not isinstance(index.get(key), kind):
-            raise MalformedFileError(str(path), f"{key!r}: expected a JSON {kind.__name__}, found "
-                                                f"{type(index.get(key)).__name__}")
+    """``index.json`` (read and checked by :func:`dsprep._shardio.read_index`), its shard entries
+    checked too: a path inside the folder, the members to read."""
+    index = read_index(root)
+    where = str(root / INDEX)
+    if not isinstance(index.get("samples", {}), dict):
+        raise MalformedFileError(where, f"'samples': expected a JSON object, found "
+                                        f"{type(index.get('samples')).__name__}")
     for e in index["shards"]:
         if not isinstance(e, dict) or not isinstance(e.get("path"), str) or not isinstance(e.get("members"), list):
-            raise MalformedFileError(str(path), f"a shard entry without 'path' and 'members': {str(e)[:80]}")
-        _check_relpath(e["path"], str(path))
+            raise MalformedFileError(where, f"a shard entry without 'path' and 'members': {str(e)[:80]}")
+        _check_relpath(e["path"], where)
     return index
 
 
-def _wanted_shards(index: Mapping[str, Any], split: str | None) -> set[int]:
-    shards = index["shards"]
-    if split is None:
-        return set(range(len(shards)))
-    if split in index["samples"]:
-        return {s for s, _ in index["samples"][split]}
-    return {s for s, e in enumerate(shards) if e["split"] == split}
+def _record(doc: Any, where: str) -> Record:
+    """A sample's JSON as a record (:func:`dsprep._shardio.record_from_sample`), its paths checked
+    and the ``--max-side`` fields (``orig_width``, ``orig_height``, ``scale``) in ``extra``."""
+    if not isinstance(doc, dict):
+        raise InvalidAnnotationError(where, f"expected a JSON object, found {type(doc).__name__}")
+    rec = record_from_sample(doc, where)
+    for rel in (rec.path, rec.mask_path, rec.instance_mask_path):
+        if rel is not None:
+            _check_relpath(rel, where)
+    rec.extra.update({k: doc[k] for k in ("orig_width", "orig_height", "scale") if k in doc})
+    return rec
 
 
 def _read_shard(root: Path, e: Mapping[str, Any], files: dict[str, list],
@@ -1024,7 +975,7 @@ def _read_shard(root: Path, e: Mapping[str, Any], files: dict[str, list],
             member = f"{where}: member {key}.json"
             try:
                 doc = orjson.loads(raw)
-                rec = record_from_sample(doc, member)
+                rec = _record(doc, member)
             except orjson.JSONDecodeError as err:
                 policy.handle(MalformedFileError(member, f"not valid JSON ({err})"))
                 continue

@@ -30,6 +30,7 @@ output's scale in one step) is one more module here providing the same
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -59,12 +60,12 @@ _ORIENTATION_OPS = {
 _SWAPS_AXES = {5, 6, 7, 8}
 
 
-def _open(path: str) -> Image.Image:
+def _open(path: str, data: bytes | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # DecompressionBombWarning and friends belong in the log, not in a worker's stderr.
             warnings.simplefilter("ignore")
-            return Image.open(path)
+            return Image.open(path if data is None else io.BytesIO(data))
     except FileNotFoundError:
         raise MissingFileError(path, "image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -85,6 +86,7 @@ class ImageSource:
 
     Args:
         path: the image file.
+        data: its bytes, read instead of the file (``path`` then only names it: a shard member).
 
     Attributes:
         path: as given.
@@ -101,9 +103,9 @@ class ImageSource:
 
     __slots__ = ("path", "_im", "orientation", "size")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
         self.path = os.fspath(path)
-        self._im: Image.Image | None = _open(self.path)
+        self._im: Image.Image | None = _open(self.path, data)
         self.orientation = _orientation(self._im)
         w, h = self._im.size
         self.size = (h, w) if self.orientation in _SWAPS_AXES else (w, h)
@@ -192,13 +194,15 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None) -> np.ndarray:
+def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None,
+                data: bytes | None = None) -> np.ndarray:
     """Decode a label mask PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) masks give ``uint8`` (the palette index,
     never the colour); 16-bit masks give ``int32`` (values up to 65535). With
     a ``palette`` (:func:`dsprep.masks.mask_palette`: a VOC dataset's), an RGB
-    mask gives each colour's index in it, as the VOC parser reads it.
+    mask gives each colour's index in it, as the VOC parser reads it. ``data``: the
+    file's bytes, read instead of ``path`` (a shard member).
 
     Raises:
         MissingFileError: no such file.
@@ -210,5 +214,5 @@ def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None) -
         >>> decode_mask("SegmentationClass/2007_000032.png").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    arr = read_label_png(path, "label mask", palette=palette)
+    arr = read_label_png(path, "label mask", palette=palette, data=data)
     return arr if arr.dtype == np.uint8 else arr.astype(np.int32)
