@@ -1,4 +1,4 @@
-"""The ``dsprep`` command line: ``dsprep convert | info | validate | split | show | synth | train | eval``.
+"""The ``dsprep`` command line: ``dsprep convert | info | validate | split | show | synth | train | eval | shards``.
 
 Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
 (one line), ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)``
@@ -32,6 +32,7 @@ COMMANDS = {
     "synth": "dsprep.commands.synth",
     "train": "dsprep.commands.train",
     "eval": "dsprep.commands.eval",
+    "shards": "dsprep.commands.shards",
 }
 
 

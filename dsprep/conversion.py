@@ -8,21 +8,23 @@ No torch here: the CLI's convert path must start fast.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from ._io import check_images_mode
-from ._outdir import atomic_output, claim_output, input_folders
+from ._io import IMAGE_MODES
+from ._outdir import atomic_output, check_output, claim_output, input_folders, write_manifest
 from ._paths import output_path
-from .errors import DatasetNotFoundError, check_choice
+from ._tar import unpack_files
+from .errors import DatasetNotFoundError, OutputExistsError, OutputLockedError, UnknownNameError, check_choice
 from .formats import get_format
 from .records import CATEGORY_ID_POLICIES, Dataset
 
-__all__ = ["CATEGORY_MAP_FILE", "convert", "write_dataset"]
+__all__ = ["CATEGORY_MAP_FILE", "convert", "merge_shards", "write_dataset"]
 
 log = logging.getLogger(__name__)
 CATEGORY_MAP_FILE = "category_map.json"
@@ -51,19 +53,26 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
         OutputLockedError: another run is writing ``out``.
     """
     fmt = get_format(to)
-    check_images_mode(images)
+    _check_images(fmt, images)
     check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
     remapped, mapping = dataset.remap_categories(category_ids)
+    cmap = {
+        "policy": category_ids,
+        "source_format": dataset.format,
+        "categories": [{"name": c.name, "source_id": c.id, "id": mapping[c.id]} for c in dataset.categories],
+    }
+    cmap_text = json.dumps(cmap, indent=1, ensure_ascii=False) + "\n"
     folders = input_folders(dataset, inputs)
-    with atomic_output(out, overwrite=overwrite, inputs=folders, command=command) as tmp:
-        report = dict(fmt.write(remapped, tmp, images=images, progress=progress, **write_options) or {})
-        cmap = {
-            "policy": category_ids,
-            "source_format": dataset.format,
-            "categories": [{"name": c.name, "source_id": c.id, "id": mapping[c.id]} for c in dataset.categories],
-        }
-        output_path(tmp, CATEGORY_MAP_FILE).write_text(json.dumps(cmap, indent=1, ensure_ascii=False) + "\n",
-                                                       encoding="utf-8")
+    if write_options.get("num_tasks") is not None:  # one task of a job array: OUT is shared, not swapped in
+        report = _write_task_share(fmt, remapped, Path(out), images=images, overwrite=overwrite, progress=progress,
+                                   cmap_text=cmap_text, inputs=folders, **write_options)
+    else:
+        with atomic_output(out, overwrite=overwrite, inputs=folders, command=command) as tmp:
+            staged, staging, mode = _unpacked(remapped, tmp, images)
+            report = dict(fmt.write(staged, tmp, images=mode, progress=progress, **write_options) or {})
+            if staging is not None:
+                _settle_unpacked(tmp, staging, images)
+            output_path(tmp, CATEGORY_MAP_FILE).write_text(cmap_text, encoding="utf-8")
     report["category_map"] = mapping
     lost: Mapping[str, int] = report.get("lost") or {}
     for what, n in sorted(lost.items()):
@@ -109,8 +118,7 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     """
     t0 = time.perf_counter()
     src = get_format(src_format)
-    get_format(to)
-    check_images_mode(images)
+    _check_images(get_format(to), images)
     check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
     root, out = Path(root), Path(out)
     if not root.exists():
@@ -122,8 +130,13 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
     if allow_outside_root:
         options["allow_outside_root"] = True
     # OUT is checked and held before parsing (a refused or busy OUT fails at once), and
-    # again with every folder the parsed records read from before writing.
-    with claim_output(out, inputs=input_folders(None, [root]), overwrite=overwrite):
+    # again with every folder the parsed records read from before writing. The tasks of a
+    # job array share OUT: each checks where it is and holds only its own task's lock.
+    task_share = (write_options or {}).get("num_tasks") is not None
+    if task_share:
+        check_output(out, inputs=input_folders(None, [root]), keep_existing=True)
+    with contextlib.nullcontext() if task_share else claim_output(out, inputs=input_folders(None, [root]),
+                                                                  overwrite=overwrite):
         dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress, **options)
         if not isinstance(dataset, Dataset):  # a format bug, not user input
             raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
@@ -134,7 +147,196 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
         "images": len(dataset), "objects": dataset.num_objects(), "categories": len(dataset.categories),
         "splits": {k: len(v) for k, v in dataset.splits.items()},
         "lost": dict(report.get("lost") or {}),
-        "skipped": int(dataset.info.get("skipped", 0)),
+        "skipped": int(dataset.info.get("skipped", 0)) + int(report.get("skipped") or 0),
+        "written": {k: report[k] for k in ("images", "objects", "shards", "bytes") if k in report},
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
+
+
+def _check_images(fmt: Any, images: str) -> str:
+    """``images`` is one of the target format's modes (``IMAGE_MODES`` of its module, else link/copy/none)."""
+    return check_choice(f"--images mode (with --to {fmt.NAME})", images, getattr(fmt, "IMAGE_MODES", IMAGE_MODES))
+
+
+# ----------------------------------------------------------------------------- records read from shards
+
+UNPACKED = ".dsprep-unpacked"
+
+
+def _unpacked(dataset: Dataset, tmp: Path, images: str) -> tuple[Dataset, Path | None, str]:
+    """A dataset parsed from tar shards (``info["shard_files"]``), with its files extracted.
+
+    The images and masks are extracted under ``tmp/.dsprep-unpacked`` at their original
+    relative paths (only the masks and other files with ``images="none"``), so that every
+    writer reads them as it reads a source tree. A file inside a tar cannot be linked to:
+    the writer links to the extracted file, and :func:`_settle_unpacked` then moves it
+    into the link's place. Returns the dataset to write, the folder (None when the dataset
+    was not read from shards) and the images mode to hand the writer.
+    """
+    files = dataset.info.get("shard_files")
+    if not files:
+        return dataset, None, images
+    staging = tmp / UNPACKED
+    only = {"file"} if images == "none" else None
+    unpack_files(dataset.root, files, staging, only)
+    info = {k: v for k, v in dataset.info.items() if k not in ("shard_files", "shards_images")}
+    staged = Dataset(dataset.categories, dataset.records, splits=dataset.splits, info=info, root=staging,
+                     format=dataset.format)
+    return staged, staging, ("link" if images in ("link", "copy") else images)
+
+
+def _settle_unpacked(tmp: Path, staging: Path, images: str) -> None:
+    """Replace each link the writer made into ``staging`` by the extracted file itself (moved the
+    first time, copied for a second link to it), then remove ``staging``."""
+    import shutil
+
+    base = os.path.realpath(staging) + os.sep
+    placed: dict[str, str] = {}
+    for folder, dirs, names in os.walk(tmp):
+        if Path(folder) == tmp and UNPACKED in dirs:
+            dirs.remove(UNPACKED)
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            link = os.path.join(folder, name)
+            if not os.path.islink(link):
+                continue
+            target = os.path.realpath(link)
+            if not target.startswith(base):
+                continue
+            if target in placed:
+                os.unlink(link)
+                shutil.copyfile(placed[target], link)
+            else:
+                os.replace(target, link)
+                placed[target] = link
+    shutil.rmtree(staging, ignore_errors=True)
+    if placed and images == "link":
+        log.info("images inside tar shards cannot be symlinked: %d placed as files", len(placed))
+
+
+# ----------------------------------------------------------------------------- job arrays
+
+def _check_task(num_tasks: Any, task_index: Any) -> tuple[int, int]:
+    if task_index is None:
+        raise UnknownNameError(f"--num-tasks {num_tasks} needs --task-index I (0 <= I < {num_tasks}): which "
+                               "share of the chunks this invocation writes")
+    n, i = int(num_tasks), int(task_index)
+    if n < 1 or not 0 <= i < n:
+        raise UnknownNameError(f"--task-index {i} of --num-tasks {n}: expected --num-tasks >= 1 and "
+                               f"0 <= --task-index < {n}")
+    return n, i
+
+
+def _check_shared_out(fmt: Any, out: Path) -> None:
+    """OUT of a job array: absent, an empty folder, or the output of the same kind these tasks write."""
+    if not os.path.lexists(out):
+        return
+    if os.path.islink(out) or not out.is_dir():
+        raise OutputExistsError(f"--out {out} exists and is not a folder; give a new --out")
+    foreign = sorted(set(os.listdir(out)) - set(fmt.OUT_ENTRIES))
+    if foreign:
+        raise OutputExistsError(f"--out {out} holds {', '.join(foreign[:5])}, which a {fmt.NAME} job array does "
+                                "not write: task-array invocations write into a new or empty folder (or one "
+                                "they wrote); give another --out")
+
+
+@contextlib.contextmanager
+def _held(lock: Path, what: str) -> Iterator[None]:
+    """``flock`` ``lock`` without waiting for the block; removed when released."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputLockedError(f"{what} is running right now ({lock} is locked); wait for it to end") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _task_lock(out: Path, num_tasks: int, task_index: int) -> Path:
+    return out / "manifests" / f".task-{task_index:05d}-of-{num_tasks:05d}.lock"
+
+
+def _running_tasks(out: Path) -> list[str]:
+    """The tasks of a job array writing ``out`` right now (their lock files are held)."""
+    import fcntl
+
+    running = []
+    for lock in sorted((out / "manifests").glob(".task-*.lock")):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running.append(lock.name[1:-5])
+        finally:
+            os.close(fd)
+    return running
+
+
+def _write_task_share(fmt: Any, dataset: Dataset, out: Path, *, images: str, overwrite: bool,
+                      progress: bool | None, cmap_text: str, inputs: Iterable[str], num_tasks: Any,
+                      task_index: Any = None, **write_options: Any) -> dict[str, Any]:
+    """One invocation of a job array: its share of the chunks, written straight into the shared OUT.
+
+    Each shard and manifest is written through a temporary file and a rename, so a task
+    re-run after a crash replaces exactly its own files. The task holds a lock of its own
+    (``OUT/manifests/.task-I-of-N.lock``): the same task started twice is refused, and
+    ``dsprep shards merge`` refuses while any task runs. A finished OUT (``index.json``) is
+    changed only with ``overwrite``, which first removes the index (merge again afterwards).
+    """
+    if not hasattr(fmt, "merge"):
+        raise UnknownNameError(f"--num-tasks: --to {fmt.NAME} is written in one piece; only shards are written "
+                               "by the tasks of a job array")
+    n, i = _check_task(num_tasks, task_index)
+    check_output(out, inputs=inputs, keep_existing=True)  # where OUT is: never the input, nor inside it
+    _check_shared_out(fmt, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _held(_task_lock(out, n, i), f"task {i} of {n} writing {out}"):
+        index = out / fmt.INDEX
+        if index.exists():
+            if not overwrite:
+                raise OutputExistsError(f"{out} is complete ({fmt.INDEX} is there); re-running task {i} would change "
+                                        "shards under it: pass --overwrite to rewrite this task's shards (the index "
+                                        "is removed; run dsprep shards merge again after)")
+            index.unlink()
+        report = dict(fmt.write(dataset, out, images=images, progress=progress, num_tasks=n, task_index=i,
+                                overwrite=overwrite, **write_options) or {})
+        tmp = output_path(out, f".{CATEGORY_MAP_FILE}.tmp-{os.getpid()}")
+        tmp.write_text(cmap_text, encoding="utf-8")
+        os.replace(tmp, out / CATEGORY_MAP_FILE)
+    return report
+
+
+def merge_shards(out: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
+    """``dsprep shards merge OUT``: write ``OUT/index.json`` from the manifests of a job array's tasks.
+
+    Holds OUT's lock (as every run writing OUT does) and refuses while a task holds its
+    own; writes ``OUT/dsprep-manifest.json`` last, so that a later ``--overwrite`` may
+    replace the folder.
+
+    Raises:
+        OutputLockedError: a task (or another run) is writing OUT.
+        MissingFileError: a task's manifest or shard is missing (naming the task).
+        MalformedFileError: manifests of different conversions, a shard of the wrong size.
+    """
+    fmt = get_format("shards")
+    out = Path(out)
+    if not out.is_dir():
+        raise DatasetNotFoundError(f"{out}: no such folder (expected the --out of dsprep convert ... --to shards)")
+    with claim_output(out, keep_existing=True):
+        running = _running_tasks(out)
+        if running:
+            raise OutputLockedError(f"{out}: {', '.join(running)} still running; merge when every task has ended")
+        index = fmt.merge(out, verify=verify)
+        write_manifest(out, "shards merge", entries=[e for e in fmt.OUT_ENTRIES if (out / e).exists()])
+    return index

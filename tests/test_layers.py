@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 LAYERS = [
     ["dsprep.errors"],
     ["dsprep._checks", "dsprep._paths"],
-    ["dsprep._io", "dsprep._outdir"],
+    ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep._shardio"],

@@ -66,15 +66,15 @@ def add_workers(p: argparse.ArgumentParser) -> None:
                    help="processes for parsing many files (default: all cores)")
 
 
-def add_output(p: argparse.ArgumentParser) -> None:
+def add_output(p: argparse.ArgumentParser, *, image_modes: tuple[str, ...] = IMAGE_MODES,
+               images_help: str = "place images in OUT as symlinks, copies, or not at all") -> None:
     p.add_argument("--out", required=True, metavar="OUT",
                    help="output directory, written atomically; never the input, a folder inside it or "
                         "above it, nor the current directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT if it exists and dsprep wrote it (it holds dsprep-manifest.json and "
                         "nothing else the manifest does not list); any other folder is refused")
-    p.add_argument("--images", choices=IMAGE_MODES, default="link",
-                   help="place images in OUT as symlinks, copies, or not at all")
+    p.add_argument("--images", choices=image_modes, default="link", help=images_help)
     p.add_argument("--category-ids", choices=CATEGORY_ID_POLICIES, default="preserve",
                    help="keep source category ids, or renumber them 0.. or 1.. in category order "
                         "(the map is written to OUT/category_map.json)")
