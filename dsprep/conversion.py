@@ -55,6 +55,7 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
     fmt = get_format(to)
     _check_images(fmt, images)
     check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
+    category_ids = _target_ids(fmt, category_ids)
     remapped, mapping = dataset.remap_categories(category_ids)
     cmap = {
         "policy": category_ids,
@@ -79,6 +80,18 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
         if n:
             log.warning("%s cannot hold %s: %d dropped from the output (the input is unchanged)", to, what, n)
     return report
+
+
+def _target_ids(fmt: Any, policy: str) -> str:
+    """The category-id policy a format fixes (``CATEGORY_IDS`` of its module: YOLO's 0..C-1) in
+    place of ``preserve``; another policy than the fixed one is refused."""
+    fixed = getattr(fmt, "CATEGORY_IDS", None)
+    if fixed is None or policy == fixed:
+        return policy
+    if policy == "preserve":
+        return fixed
+    raise UnknownNameError(f"--category-ids {policy}: --to {fmt.NAME} numbers its classes as {fixed} (the map to "
+                           f"the source ids is written to {CATEGORY_MAP_FILE}); leave --category-ids out")
 
 
 def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.PathLike, *,

@@ -683,3 +683,87 @@ def semantic_readers(dataset: Any) -> dict[str, Any]:
         module, _, attr = str(spec).partition(":")
         out[kind] = getattr(importlib.import_module(module), attr)
     return out
+
+
+def mask_polygons(mask: np.ndarray) -> tuple[list[list[float]], int]:
+    """The outer boundaries of a binary mask's regions as flat polygons along pixel edges, and
+    the number of holes left out.
+
+    Each ring follows the edges between the mask's pixels and the others (pixel ``(r, c)``
+    covers ``[c, c+1] x [r, r+1]``), with collinear corners removed: a rectangle of
+    pixels gives 4 points. Regions touching only at a corner are walked as one ring
+    through that corner (it rasterises to the same pixels). A
+    format that holds one simple polygon per object (YOLO) cannot hold holes; they are
+    counted, not traced. Largest region first.
+
+    Example:
+        >>> mask_polygons(np.array([[0, 1, 1], [0, 1, 1]], np.uint8))
+        ([[1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 3.0, 0.0]], 0)
+    """
+    m = np.pad(np.asarray(mask).astype(bool), 1)
+    inner = m[1:-1, 1:-1]
+    r, c = np.nonzero(inner & ~m[:-2, 1:-1])      # top edges, walked right to left
+    edges = [((c + 1, r), (c, r))]
+    r, c = np.nonzero(inner & ~m[1:-1, :-2])      # left edges, downwards
+    edges.append(((c, r), (c, r + 1)))
+    r, c = np.nonzero(inner & ~m[2:, 1:-1])       # bottom edges, left to right
+    edges.append(((c, r + 1), (c + 1, r + 1)))
+    r, c = np.nonzero(inner & ~m[1:-1, 2:])       # right edges, upwards
+    edges.append(((c + 1, r + 1), (c + 1, r)))
+    out: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (x0, y0), (x1, y1) in edges:
+        for a, b, p, q in zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()):
+            out.setdefault((a, b), []).append((p, q))
+    rings, holes = [], 0
+    while out:
+        start = next(iter(out))
+        ring, prev, cur = [start], None, start
+        while True:
+            nxt = out[cur]
+            # Two ways on at a corner where regions touch diagonally: always the same turn,
+            # so that the walk is deterministic.
+            step = nxt.pop(_turn(prev, cur, nxt) if len(nxt) > 1 else 0)
+            if not nxt:
+                del out[cur]
+            prev, cur = cur, step
+            if cur == start:
+                break
+            ring.append(cur)
+        pts = _without_collinear(ring)
+        area = _signed_area(pts)
+        if area > 0:
+            rings.append((area, [float(v) for xy in pts for v in xy]))
+        else:
+            holes += 1
+    rings.sort(key=lambda t: -t[0])
+    return [p for _, p in rings], holes
+
+
+def _turn(prev, cur, options) -> int:
+    """Index of the option turning right of the walk's direction (y down) at a shared corner."""
+    dx, dy = cur[0] - prev[0], cur[1] - prev[1]
+    for i, (x, y) in enumerate(options):
+        ex, ey = x - cur[0], y - cur[1]
+        if dx * ey - dy * ex > 0:
+            return i
+    return 0
+
+
+def _without_collinear(ring: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    n = len(ring)
+    keep = []
+    for i in range(n):
+        a, b, c = ring[i - 1], ring[i], ring[(i + 1) % n]
+        if (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]) != 0:
+            keep.append(b)
+    return keep
+
+
+def _signed_area(pts: list[tuple[int, int]]) -> float:
+    """Shoelace area: positive for the outer boundaries as :func:`mask_polygons` walks them."""
+    s = 0
+    for i in range(len(pts)):
+        x0, y0 = pts[i - 1]
+        x1, y1 = pts[i]
+        s += x0 * y1 - x1 * y0
+    return -s / 2
