@@ -37,6 +37,7 @@ Converting shards to another format extracts the images as files (a file inside 
 tar cannot be symlinked: --images link places them as files too)."""
 
 SHARDS_FLAGS = ("shard_size", "max_side", "chunk_size", "backend", "ray_address", "num_tasks", "task_index")
+YOLO_FLAGS = ("task", "crowd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,11 +71,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its share of the chunks into OUT; 'dsprep shards merge OUT' writes the index after")
     g.add_argument("--task-index", type=int, default=None, metavar="I",
                    help="this invocation's task, 0..N-1 (e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)")
+    y = p.add_argument_group("--to yolo")
+    y.add_argument("--task", choices=["detect", "segment", "pose", "classify"], default=None,
+                   help="the row kind: detect (class cx cy w h), segment (polygons; RLE masks traced, approximate), "
+                        "pose (box + keypoints) or classify (split/class/ folders); default: from the records "
+                        "(keypoints: pose, masks: segment, image labels only: classify, else detect)")
+    y.add_argument("--crowd", choices=["keep", "drop"], default=None,
+                   help="YOLO has no crowd flag: keep (the default) writes crowd objects as ordinary ones, drop "
+                        "leaves them out; either way they are counted in the summary")
 
 
 
 def _write_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The --to shards flags as write options (refused with another target: they would do nothing)."""
+    """The --to shards and --to yolo flags as write options (refused with another target: they would
+    do nothing)."""
+    yolo = {k: getattr(args, k) for k in YOLO_FLAGS if getattr(args, k, None) is not None}
+    if yolo and args.to != "yolo":
+        raise UnknownNameError(f"{', '.join('--' + k for k in yolo)}: only with --to yolo (this writes {args.to})")
+    if args.to == "yolo":
+        return yolo
     given = {k: getattr(args, k) for k in SHARDS_FLAGS if getattr(args, k) is not None}
     if args.to != "shards":
         if given or args.images == "keep":

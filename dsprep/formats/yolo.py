@@ -248,18 +248,22 @@ def _list_folder(root: Path, rel: str) -> list[str]:
 
 
 def _list_file(root: Path, rel: str, allow_outside: bool) -> list[str]:
-    """Images of a ``.txt`` list: one path a line, relative to the list's folder (``./x`` or ``x``)."""
+    """Images of a ``.txt`` list: one path a line, relative to the list's folder (``./x`` or ``x``),
+    or absolute inside the dataset folder; each must stay inside the dataset folder."""
     folder = posixpath.dirname(rel)
     prefix = f"{folder}/" if folder else ""
+    base = os.path.realpath(root) + os.sep
     out = []
     for n, line in enumerate(read_utf8(root / rel, rel).splitlines(), 1):
         line = line.strip()
         if not line:
             continue
-        item = line[2:] if line.startswith("./") else line
+        if os.path.isabs(line) and os.path.realpath(line).startswith(base):
+            item = os.path.relpath(os.path.realpath(line), base[:-1]).replace(os.sep, "/")
+        else:
+            item = prefix + (line[2:] if line.startswith("./") else line)
         if _is_image(item):
-            out.append(confine(root, item, where=f"{rel}:{n}", prefix=prefix, what="image path",
-                               allow_outside=allow_outside))
+            out.append(confine(root, item, where=f"{rel}:{n}", what="image path", allow_outside=allow_outside))
     return out
 
 
