@@ -311,7 +311,7 @@ def _lines(text: str) -> list[tuple[int, list[str]]]:
 def _read_label(rows: _Rows, text: str, where: str, ncol: int) -> None:
     """Append one label file's rows to ``rows`` (the image was appended before); errors name the line."""
     toks = [ln.split() for ln in text.splitlines()]
-    if ncol != 5 or len(toks) == 0 or any(len(t) != 5 for t in toks):  # not the plain detect file
+    if ncol != 5 or set(map(len, toks)) != {5}:  # not the plain detect file (5 columns every line)
         numbered = _lines(text)
         lens = {len(t) for _, t in numbered}
         if not numbered:
@@ -490,15 +490,17 @@ def _read_chunk(items: Sequence[tuple[str, str]], *, root: str, ncls: int, kpt: 
     with _io.gc_paused():
         policy = ErrorPolicy(mode)
         rootp = Path(root)
+        base = root + os.sep
         rows = _Rows(kpt)
         ncol = 5 + (kpt[0] * kpt[1] if kpt else 0)
         label_of = dict(items)
         for rel, lab in items:
             try:
                 check_utf8_name(rel, rel)
-                w, h = _io.image_size(rootp / rel)
+                w, h = _io.image_size(base + rel)
                 try:
-                    data = (rootp / lab).read_bytes()
+                    with open(base + lab, "rb") as f:
+                        data = f.read()
                 except FileNotFoundError:
                     data = None
                 except OSError as err:
@@ -510,7 +512,7 @@ def _read_chunk(items: Sequence[tuple[str, str]], *, root: str, ncls: int, kpt: 
                     rows.missing += 1
                 else:
                     try:
-                        text = data.decode("utf-8-sig")
+                        text = (data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
                     except UnicodeDecodeError:
                         text = read_utf8(rootp / lab, lab)  # raises, naming the line and the bytes
                     try:
