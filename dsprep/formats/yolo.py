@@ -434,10 +434,10 @@ def _snap(v: np.ndarray, size: np.ndarray | float) -> np.ndarray:
     written with up to D - 1 decimals. Values with no such decimal stay as computed.
     """
     v = np.asarray(v, np.float64)
-    size = np.asarray(size, np.float64)
-    # One scale for the whole array (the largest size): scalar arithmetic, three passes.
-    scale = max(float(np.abs(size).max()) if size.size else 1.0, 1.0) * (1 + 2 * TOLERANCE)
-    p = 10.0 ** min(max(math.floor(math.log10(2.0 ** 52 / scale)), 0), 15)
+    # Per element, from that value's own image size only: the same row reads the same
+    # whichever images share its chunk.
+    scale = np.maximum(np.abs(np.asarray(size, np.float64)), 1.0) * (1 + 2 * TOLERANCE)
+    p = 10.0 ** np.clip(np.floor(np.log10(2.0 ** 52 / scale)), 0, 15)
     cand = np.round(v * p) / p
     return np.where(np.abs(cand - v) <= 8 * np.spacing(scale), cand, v)
 
