@@ -21,7 +21,7 @@ step a conversion starts from, the COCO JSON then dumped with orjson) and superv
 Usage (from the repository root)::
 
     python scripts/bench/bench_yolo.py gen /tmp/bench-yolo
-    python scripts/bench/bench_yolo.py run /tmp/bench-yolo --repeat 3
+    python scripts/bench/bench_yolo.py run /tmp/bench-yolo --repeat 3 [--limit 30000]
     /work/bench-venvs/yolo-peers/bin/python scripts/bench/bench_yolo.py peers /tmp/bench-yolo --limit 10000
 """
 from __future__ import annotations
@@ -132,11 +132,29 @@ def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
     return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
-def run(root: Path, repeat: int) -> None:
+def _subset(root: Path, limit: int | None, tmp: Path) -> Path:
+    """``root`` itself, or a tree of links to its first ``limit`` images and their labels."""
+    if not limit:
+        return root
+    sub = tmp / "subset"
+    names = sorted(os.listdir(root / "images" / "train2017"))[:limit]
+    for d in ("images", "labels"):
+        (sub / d / "train2017").mkdir(parents=True)
+    for name in names:
+        os.symlink(root / "images" / "train2017" / name, sub / "images" / "train2017" / name)
+        lab = root / "labels" / "train2017" / f"{name[:-4]}.txt"
+        if lab.exists():
+            os.symlink(lab, sub / "labels" / "train2017" / lab.name)
+    shutil.copy(root / "data.yaml", sub / "data.yaml")
+    return sub
+
+
+def run(root: Path, repeat: int, limit: int | None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from dsprep.conversion import convert
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-yolo-"))
+    root = _subset(root, limit, tmp)
     n = len(os.listdir(root / "images" / "train2017"))
 
     def ours(workers: int) -> None:
@@ -165,17 +183,10 @@ def run(root: Path, repeat: int) -> None:
 def peers(root: Path, limit: int) -> None:
     import orjson
 
-    sub = Path(tempfile.mkdtemp(prefix="bench-yolo-peers-"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-yolo-peers-"))
     try:
-        names = sorted(os.listdir(root / "images" / "train2017"))[:limit]
-        for d in ("images", "labels"):
-            (sub / d / "train2017").mkdir(parents=True)
-        for name in names:
-            os.symlink(root / "images" / "train2017" / name, sub / "images" / "train2017" / name)
-            lab = root / "labels" / "train2017" / f"{name[:-4]}.txt"
-            if lab.exists():
-                os.symlink(lab, sub / "labels" / "train2017" / lab.name)
-        shutil.copy(root / "data.yaml", sub / "data.yaml")
+        sub = _subset(root, limit, tmp)
+        names = os.listdir(sub / "images" / "train2017")
         (sub / "data.yaml").write_text((root / "data.yaml").read_text().replace("path: .", f"path: {sub}"))
 
         def ultralytics() -> None:
@@ -218,7 +229,7 @@ def peers(root: Path, limit: int) -> None:
             print(f"| {name} | {wall:.2f} | {len(names) / wall:,.0f} images/s |")
         print(f"load after: {os.getloadavg()}")
     finally:
-        shutil.rmtree(sub, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -231,6 +242,7 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("root", type=Path)
     r.add_argument("--repeat", type=int, default=3)
+    r.add_argument("--limit", type=int, default=None, help="only the first N images (a tree of links to them)")
     p = sub.add_parser("peers")
     p.add_argument("root", type=Path)
     p.add_argument("--limit", type=int, default=10_000)
@@ -238,7 +250,7 @@ def main() -> None:
     if args.cmd == "gen":
         gen(args.root, args.scale, args.seed)
     elif args.cmd == "run":
-        run(args.root, args.repeat)
+        run(args.root, args.repeat, args.limit)
     else:
         peers(args.root, args.limit)
 
