@@ -55,6 +55,12 @@ DESCRIPTION = "Ultralytics YOLO (dataset YAML, images/<split> + labels/<split> r
 # YOLO's class indices are 0..C-1 in category order: dsprep.convert renumbers to them (and writes
 # category_map.json with the source ids) whatever --category-ids says, unless it says contiguous0.
 CATEGORY_IDS = "contiguous0"
+# What write() keeps of any dataset (dsprep.formats.FIELDS once the round-trip matrix lands; docs/formats/yolo.md):
+# file names, splits (folders, lists of folders, .txt lists), every object, boxes to the last decimal,
+# category names, keypoints (pose, the default when the records have any). Not held, counted lost:
+# category ids (0..C-1; category_map.json), supercategories, crowd, difficult, masks (under pose, or
+# traced from RLE), image labels (unless --task classify), annotation and image ids.
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "keypoints"})
 TASKS = ("detect", "segment", "pose", "classify")
 # ultralytics/data/utils.py IMG_FORMATS (8.4): the extensions listed as images, in any case.
 IMAGE_EXTENSIONS = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif",
