@@ -68,8 +68,10 @@ IMAGE_EXTENSIONS = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg
 TOLERANCE = 0.01  # verify_image_label: coordinates in [-0.01, 1.01] ("with 1% tolerance")
 SPLIT_KEYS = ("train", "val", "test", "minival")
 _YAML_KEYS = ("path", "train", "val", "test", "minival", "names", "nc", "kpt_shape", "flip_idx", "kpt_names",
+              "dsprep_val_is_train",
               "dsprep_splits")
 YAML_FILE = "data.yaml"
+CATEGORY_MAP_FILE = "category_map.json"  # written beside the output by dsprep convert (dsprep.conversion)
 
 
 # --------------------------------------------------------------------------- YAML
@@ -642,6 +644,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         raise InvalidAnnotationError(where, f"'dsprep_splits' must map split names to paths, found "
                                             f"{type(extra).__name__}")
     split_doc = {**{k: doc[k] for k in SPLIT_KEYS if doc.get(k)}, **{str(k): v for k, v in (extra or {}).items()}}
+    if doc.get("dsprep_val_is_train") is True and split_doc.get("val") == split_doc.get("train"):
+        del split_doc["val"]  # dsprep's writer named train as val only because Ultralytics requires a val
     keys = list(split_doc)
     if not keys:
         raise InvalidAnnotationError(where, "no split: expected 'train' (and 'val') naming image folders or lists")
@@ -656,7 +660,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             found += _list_folder(root, rel) if (root / rel).is_dir() else _list_file(root, rel, allow_outside_root)
         listed[k] = sorted(set(found))  # get_img_files sorts the paths
     records, splits, info = _read_records(root, listed, len(names), kpt, policy, workers, progress)
-    cats = [Category(i, n, extra=_keypoint_names(doc, i, kpt)) for i, n in enumerate(names)]
+    cats = _restored_ids([Category(i, n, extra=_keypoint_names(doc, i, kpt)) for i, n in enumerate(names)],
+                         records, yaml_path.parent)
     info["yolo"] = {"yaml": yaml_path.name, **({"kpt_shape": list(kpt)} if kpt else {}),
                     **({"flip_idx": list(doc["flip_idx"])} if kpt and doc.get("flip_idx") is not None else {}),
                     "other_keys": {k: v for k, v in doc.items() if k not in _YAML_KEYS}}
@@ -724,6 +729,44 @@ def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str]) -> li
     return out
 
 
+def _category_map(folder: Path) -> list[dict] | None:
+    """The entries of ``folder/category_map.json`` (``dsprep convert`` writes it beside every output:
+    ``{"categories": [{"name", "source_id", "id"[, "supercategory"]}]}``), or None: absent, not
+    JSON, or not of that shape (then ignored, as the file is dsprep's, not the format's)."""
+    import json
+
+    path = folder / CATEGORY_MAP_FILE
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 24:
+            return None
+        entries = json.loads(path.read_text(encoding="utf-8"))["categories"]
+        ok = isinstance(entries, list) and all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and type(e.get("id")) is int
+            and type(e.get("source_id")) is int and isinstance(e.get("supercategory", ""), (str, type(None)))
+            for e in entries)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return entries if ok else None
+
+
+def _restored_ids(categories: list[Category], records: Sequence[Record], folder: Path) -> list[Category]:
+    """The source category ids (and supercategories) that ``dsprep convert`` wrote to
+    ``category_map.json`` beside the YAML, when the map names exactly these classes as
+    0..C-1 in this order; else ``categories`` as they are (0..C-1). Labels follow."""
+    entries = _category_map(folder)
+    if entries is None or [(e["name"], e["id"]) for e in entries] != [(c.name, c.id) for c in categories] \
+            or len({e["source_id"] for e in entries}) != len(entries):
+        return categories
+    lut = np.array([e["source_id"] for e in entries], np.int64)
+    for r in records:
+        if len(r.instances):
+            r.instances.labels = lut[r.instances.labels]
+        if r.label is not None:
+            r.label = int(lut[r.label])
+    return [Category(e["source_id"], c.name, e.get("supercategory") or "", extra=c.extra)
+            for e, c in zip(entries, categories)]
+
+
 _CLS_SPLITS = (("train", ("train",)), ("val", ("val", "validation")), ("test", ("test",)))
 
 
@@ -756,7 +799,7 @@ def _parse_classify(root: Path, split: str | None, on_error: str) -> Dataset:
                 records.append(Record(record_id_from_path(rel), rel, split=k, label=index[cname]))
     make_ids_distinct(records)
     policy.summary("class folders")
-    cats = [Category(i, c) for i, c in enumerate(classes)]
+    cats = _restored_ids([Category(i, c) for i, c in enumerate(classes)], records, root)
     return Dataset(cats, records, info={"yolo": {"task": "classify"}, "skipped": policy.count}, root=root,
                    format=NAME)
 
@@ -940,6 +983,8 @@ def _lost_fields(rec: Record, keep: np.ndarray, task: str, report: _Report) -> N
     report.add("semantic masks", rec.mask_path is not None)
     report.add("instance masks", rec.instance_mask_path is not None)
     report.add("source image ids", rec.source_id is not None)
+    if task != "classify":
+        report.add("image-level labels (only --task classify writes them: class folders)", rec.label is not None)
     report.add("image fields", bool(rec.extra))
 
 
@@ -1049,9 +1094,12 @@ def _yaml_doc(dataset: Dataset, values: Mapping[str, Any], task: str, kpt: tuple
     src = src if isinstance(src, Mapping) else {}
     doc: dict[str, Any] = {}
     std = {k: v for k, v in values.items() if k in SPLIT_KEYS}
-    if "train" in std and "val" not in std:
+    val_is_train = "train" in std and "val" not in std
+    if val_is_train:
         std["val"] = std["train"]  # Ultralytics requires val; the same images, said in the docs
     doc.update(std)
+    if val_is_train:
+        doc["dsprep_val_is_train"] = True  # parse reads no val split back (Ultralytics ignores the key)
     other = {k: v for k, v in values.items() if k not in SPLIT_KEYS}
     if other:
         doc["dsprep_splits"] = other  # splits Ultralytics has no key for (VOC's trainval); parse reads them
@@ -1170,6 +1218,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report = _Report()
     report.add("category ids (YOLO classes are 0..C-1 in category order; see category_map.json)",
                sum(1 for c in dataset.categories if index[c.id] != c.id))
+    _lost_categories(dataset, dest, report)
     src_root = Path(dataset.root) if dataset.root is not None else None
     folder, splits = _placement(dataset)
     records = dataset.records
@@ -1202,6 +1251,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     return {"images": len(records), "objects": n_obj, "lost": report.lost, "task": task, "missing_images": missing}
 
 
+def _lost_categories(dataset: Dataset, dest: Path, report: _Report) -> None:
+    """Supercategories: YOLO stores names only; kept only where ``dest``'s category map (written by
+    dsprep convert before the writer, once it holds them) has them, as :func:`parse` reads it."""
+    kept = {e["name"]: e.get("supercategory") or "" for e in _category_map(dest) or []}
+    report.add("category supercategories (YOLO stores names only)",
+               sum(1 for c in dataset.categories if c.supercategory and kept.get(c.name) != c.supercategory))
+
+
 def _write_yaml(dest: Path, doc: Mapping[str, Any]) -> None:
     import yaml
 
@@ -1218,6 +1275,7 @@ def _write_classify(dataset: Dataset, dest: Path, images: str, progress: bool | 
         f = _folder_name(c.name)
         names[c.id] = f"{f}_{c.id}" if f in names.values() else f
     report.add("category names changed into folder names", sum(1 for c in dataset.categories if names[c.id] != c.name))
+    _lost_categories(dataset, dest, report)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     used: set[str] = set()
     n = 0
