@@ -547,3 +547,86 @@ def test_mask_polygons():
     # pycocotools rasterises the outline back onto the same pixels, up to its edge rule
     back = segmentation_mask([ring], 12, 10)
     assert abs(int(back.sum()) - int(blob.sum())) <= 12
+
+
+# --------------------------------------------------------------------------- what the round-trip matrix needs
+
+def test_source_category_ids_come_back_from_the_category_map(tmp_path):
+    from dsprep.conversion import write_dataset
+
+    ds = _coco_like(tmp_path)
+    ds.categories = [Category(3, "car", "vehicle"), Category(90, "toothbrush", "indoor")]
+    report = write_dataset(ds, "yolo", tmp_path / "out", images="link")
+    assert (tmp_path / "out/data.yaml").read_text().count("0: car") == 1  # the file itself says 0..C-1
+    back = yolo.parse(tmp_path / "out", workers=1)
+    assert [(c.id, c.name) for c in back.categories] == [(3, "car"), (90, "toothbrush")]
+    assert [r.instances.labels.tolist() for r in back] == [[3, 90], [90]]
+    # main's category map has no supercategories: counted lost, not claimed kept
+    assert report["lost"]["category supercategories (YOLO stores names only)"] == 2
+    # a map that no longer names the classes (the YAML edited after) is ignored: 0..C-1
+    doc = json.loads((tmp_path / "out/category_map.json").read_text())
+    doc["categories"][0]["name"] = "bus"
+    (tmp_path / "out/category_map.json").write_text(json.dumps(doc))
+    assert [c.id for c in yolo.parse(tmp_path / "out", workers=1).categories] == [0, 1]
+    (tmp_path / "out/category_map.json").write_text("not json")
+    assert [c.id for c in yolo.parse(tmp_path / "out", workers=1).categories] == [0, 1]
+
+
+def test_a_map_with_supercategories_restores_them_and_they_are_not_counted(tmp_path):
+    ds = _coco_like(tmp_path)
+    ds.categories = [Category(3, "car", "vehicle"), Category(90, "toothbrush", "indoor")]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o/category_map.json").write_text(json.dumps({"categories": [
+        {"name": "car", "source_id": 3, "id": 0, "supercategory": "vehicle"},
+        {"name": "toothbrush", "source_id": 90, "id": 1, "supercategory": "indoor"}]}))
+    lost = yolo.write(ds.remap_categories("contiguous0")[0], tmp_path / "o")["lost"]
+    assert not any("supercategor" in k for k in lost)
+    back = yolo.parse(tmp_path / "o", workers=1)
+    assert [(c.id, c.supercategory) for c in back.categories] == [(3, "vehicle"), (90, "indoor")]
+
+
+def test_image_labels_outside_classify_are_counted_lost(tmp_path):
+    ds = _coco_like(tmp_path)
+    ds.records = [r.replace(label=3) for r in ds.records]
+    (tmp_path / "o").mkdir()
+    lost = yolo.write(ds, tmp_path / "o", task="detect", images="none")["lost"]
+    assert lost["image-level labels (only --task classify writes them: class folders)"] == 2
+
+
+def test_a_dataset_without_val_reads_back_without_one(tmp_path):
+    make_yolo(tmp_path / "src")
+    ds = yolo.parse(tmp_path / "src", split="train", workers=1)
+    ds.splits = {"train": ds.splits["train"]}
+    (tmp_path / "o").mkdir()
+    yolo.write(ds, tmp_path / "o")
+    doc = yolo._read_yaml(tmp_path / "o" / "data.yaml")
+    assert doc["val"] == doc["train"] == "images/train" and doc["dsprep_val_is_train"] is True  # Ultralytics needs val
+    assert yolo.parse(tmp_path / "o", workers=1).splits == ds.splits
+    # a user's YAML whose val is its train folder keeps both splits
+    write_yaml(tmp_path / "o", "train: images/train\nval: images/train\nnames: [cat, dog]\n")
+    assert set(yolo.parse(tmp_path / "o", workers=1).splits) == {"train", "val"}
+
+
+def test_no_other_format_claims_a_yolo_tree_and_yolo_claims_no_other(tmp_path, fixtures):
+    """detect_formats (validate-cli) refuses a path two formats claim: YOLO trees must be only YOLO's."""
+    from dsprep.conversion import write_dataset
+    from fakes_coco import make_coco
+    from fakes_voc import make_voc
+
+    make_yolo(tmp_path / "y")
+    write_dataset(_coco_like(tmp_path), "yolo", tmp_path / "w", images="link")  # with manifest and category map
+    yolo_trees = [tmp_path / "y", tmp_path / "w", fixtures / HUB / "coco8"]
+    for root in yolo_trees:
+        claims = [n for n in FORMATS if n != "yolo" and _claims(n, root)]
+        assert claims == [], (root, claims)
+    others = [make_coco(tmp_path / "c")["root"], make_voc(tmp_path / "v")["root"], tmp_path / "c2"]
+    image(tmp_path / "c2" / "train" / "ant" / "0.jpg", 8, 8)
+    for root in others:
+        assert not yolo.detect(root), root
+
+
+def _claims(name: str, root: Path) -> bool:
+    try:
+        return bool(FORMATS[name].detect(root))
+    except NotImplementedError:
+        return False
