@@ -630,3 +630,37 @@ def _claims(name: str, root: Path) -> bool:
         return bool(FORMATS[name].detect(root))
     except NotImplementedError:
         return False
+
+
+def test_cvat_yolo11_darknet_export_gives_the_boxes_of_its_coco_export(fixtures, tmp_path):
+    """README §14: one CVAT task exported as YOLO 1.1 (Darknet: data/train.txt lines relative to the
+    Darknet folder, labels beside the images, 0-byte files for images without boxes) and as COCO 1.0.
+    The YOLO rows are the task's boxes (polygons and ellipses are not in YOLO 1.1) to 6 decimals."""
+    src = fixtures / "2label" / "datasets"
+    root = tmp_path / "darknet"
+    shutil.copytree(src / "yolo1.1", root / "data")
+    sizes = {"birds.jpg": (1000, 666), "crack.jpeg": (1280, 720), "strawberry.jpg": (800, 800)}
+    for name, (w, h) in sizes.items():
+        image(root / "data" / "obj_train_data" / name, w, h)
+    shutil.copy(src / "cvat1.1" / "images" / "shapes.jpg", root / "data" / "obj_train_data" / "shapes.jpg")
+    names = (root / "data" / "obj.names").read_text().split()
+    write_yaml(root, f"train: data/train.txt\nnames: {json.dumps(names)}\n")
+    ds = yolo.parse(root, workers=1)
+    assert len(ds) == 4 and ds.info["empty_labels"] == 2 and ds.num_objects() == 18
+    coco = json.loads((src / "coco1.0" / "annotations" / "instances_default.json").read_text())
+    file_of = {im["id"]: (im["file_name"], im["width"], im["height"]) for im in coco["images"]}
+    cname = {c["id"]: c["name"] for c in coco["categories"]}
+    want: dict[str, list] = {}
+    for a in coco["annotations"]:
+        if a["segmentation"] == []:  # CVAT's boxes (polygons and ellipses carry a segmentation)
+            x, y, w, h = a["bbox"]
+            want.setdefault(file_of[a["image_id"]][0], []).append((cname[a["category_id"]], [x, y, x + w, y + h]))
+    for r in ds:
+        name = Path(r.path).name
+        assert (r.width, r.height) == file_of[next(k for k, v in file_of.items() if v[0] == name)][1:]
+        got = sorted(((names[c], b) for c, b in zip(r.instances.labels.tolist(), r.instances.boxes.tolist())),
+                     key=lambda t: (t[0], [round(v) for v in t[1]]))
+        exp = sorted(want.get(name, []), key=lambda t: (t[0], [round(v) for v in t[1]]))
+        assert [g[0] for g in got] == [e[0] for e in exp], name
+        np.testing.assert_allclose([g[1] for g in got] or np.zeros((0, 4)), [e[1] for e in exp] or np.zeros((0, 4)),
+                                   atol=0.01)  # COCO's 2 decimals vs YOLO's 6 at <= 1280 px

@@ -257,19 +257,33 @@ def _list_folder(root: Path, rel: str) -> list[str]:
 
 def _list_file(root: Path, rel: str, allow_outside: bool) -> list[str]:
     """Images of a ``.txt`` list: one path a line, relative to the list's folder (``./x`` or ``x``),
-    or absolute inside the dataset folder; each must stay inside the dataset folder."""
+    or absolute inside the dataset folder; each must stay inside the dataset folder.
+
+    Darknet lists (CVAT's "YOLO 1.1" export: ``data/train.txt`` saying ``data/obj_train_data/a.jpg``)
+    are relative to Darknet's working folder, the dataset root: when the list's first plain line
+    is no file beside the list but is one under the root, the list's plain lines are read from
+    the root (Ultralytics reads plain lines from its working directory)."""
     folder = posixpath.dirname(rel)
     prefix = f"{folder}/" if folder else ""
     base = os.path.realpath(root) + os.sep
     out = []
-    for n, line in enumerate(read_utf8(root / rel, rel).splitlines(), 1):
+    lines = read_utf8(root / rel, rel).splitlines()
+    plain = next((ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("./")
+                  and not os.path.isabs(ln.strip())), None)
+    prefix_plain = prefix
+    if prefix and plain is not None and not escapes(plain) and not (root / folder / plain).is_file() \
+            and (root / plain).is_file():
+        prefix_plain = ""
+    for n, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
         if os.path.isabs(line) and os.path.realpath(line).startswith(base):
             item = os.path.relpath(os.path.realpath(line), base[:-1]).replace(os.sep, "/")
+        elif line.startswith("./"):
+            item = prefix + line[2:]
         else:
-            item = prefix + (line[2:] if line.startswith("./") else line)
+            item = prefix_plain + line
         if _is_image(item):
             out.append(confine(root, item, where=f"{rel}:{n}", what="image path", allow_outside=allow_outside))
     return out
