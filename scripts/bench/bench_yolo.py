@@ -13,10 +13,11 @@ every contender alike), best of N:
   (a fork Pool over chunks);
 - dsprep: ``dsprep.convert("yolo", ROOT, "coco", OUT, images="none", workers=1 / 2)``.
 
-``peers ROOT [--limit N]`` (run with the peers' virtualenv, dsprep not needed): Ultralytics'
-label scan (``YOLODataset(...).labels``: it has no YOLO -> COCO converter; its scan is the
-step a conversion starts from, the COCO JSON then dumped with orjson) and supervision's
-``DetectionDataset.from_yolo(...).as_coco(...)``, on the first N images (images/s compared).
+``peers ROOT [--limit N] [--repeat N]`` (run with the peers' virtualenv, dsprep not needed):
+the floor (1 process), Ultralytics' label scan (``YOLODataset(...).labels``: it has no
+YOLO -> COCO converter; its scan is the step a conversion starts from, the COCO JSON then
+dumped with orjson) and supervision's ``DetectionDataset.from_yolo(...).as_coco(...)``,
+round-robin on the first N images: each peer's ratio to the floor, which ``run`` relates to dsprep.
 
 Usage (from the repository root)::
 
@@ -180,7 +181,7 @@ def run(root: Path, repeat: int, limit: int | None) -> None:
 
 # --------------------------------------------------------------------------- peers
 
-def peers(root: Path, limit: int) -> None:
+def peers(root: Path, limit: int, repeat: int) -> None:
     import orjson
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-yolo-peers-"))
@@ -219,14 +220,16 @@ def peers(root: Path, limit: int) -> None:
                                                data_yaml_path=str(sub / "data.yaml"))
             ds.as_coco(annotations_path=str(sub / "sv.json"))
 
+        contenders = [("floor, 1 process", lambda: floor(sub, tmp / "floor.json", 1)),
+                      ("Ultralytics YOLODataset label scan + orjson", ultralytics),
+                      ("supervision from_yolo().as_coco()", supervision)]
         print(f"{len(names)} images; load {os.getloadavg()}")
-        for name, fn in (("Ultralytics YOLODataset label scan + orjson", ultralytics),
-                         ("supervision from_yolo().as_coco()", supervision)):
-            gc.collect()
-            t0 = time.perf_counter()
-            fn()
-            wall = time.perf_counter() - t0
-            print(f"| {name} | {wall:.2f} | {len(names) / wall:,.0f} images/s |")
+        results = interleaved(contenders, repeat)
+        base = results[0][0]
+        print("| what | wall s | images/s | x floor (1 process) | CPU s (this process) |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for (name, _), (wall, cpu) in zip(contenders, results):
+            print(f"| {name} | {wall:.2f} | {len(names) / wall:,.0f} | {wall / base:.2f} | {cpu:.2f} |")
         print(f"load after: {os.getloadavg()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -246,13 +249,14 @@ def main() -> None:
     p = sub.add_parser("peers")
     p.add_argument("root", type=Path)
     p.add_argument("--limit", type=int, default=10_000)
+    p.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     if args.cmd == "gen":
         gen(args.root, args.scale, args.seed)
     elif args.cmd == "run":
         run(args.root, args.repeat, args.limit)
     else:
-        peers(args.root, args.limit)
+        peers(args.root, args.limit, args.repeat)
 
 
 if __name__ == "__main__":
