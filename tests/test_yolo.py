@@ -664,3 +664,16 @@ def test_cvat_yolo11_darknet_export_gives_the_boxes_of_its_coco_export(fixtures,
         assert [g[0] for g in got] == [e[0] for e in exp], name
         np.testing.assert_allclose([g[1] for g in got] or np.zeros((0, 4)), [e[1] for e in exp] or np.zeros((0, 4)),
                                    atol=0.01)  # COCO's 2 decimals vs YOLO's 6 at <= 1280 px
+
+
+def test_absolute_paths_inside_the_dataset_folder_are_read(tmp_path):
+    """Ultralytics writes absolute paths (``path: /data/coco8``); inside the YAML's folder they are
+    the dataset itself, not an escape."""
+    root = tmp_path / "d"
+    make_yolo(root)
+    write_yaml(root, f"path: {root}\ntrain: {root / 'images' / 'train'}\nval: images/val\nnames: [cat, dog]\n")
+    ds = yolo.parse(root, workers=1)
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 3, "val": 1}
+    write_yaml(root, f"path: {tmp_path}\ntrain: images/train\nnames: [cat, dog]\n")  # the folder above: out
+    with pytest.raises(PathEscapeError, match=r"data\.yaml: path: path '/"):
+        yolo.parse(root, workers=1)

@@ -197,9 +197,21 @@ def _dataset_root(yaml_path: Path, doc: Mapping, allow_outside: bool) -> Path:
         return base
     if not isinstance(p, str):
         raise InvalidAnnotationError(yaml_path.name, f"'path' must be text (a folder), found {type(p).__name__}")
+    p = _absolute_inside(base, p)
     rel = confine(base, p, where=f"{yaml_path.name}: path", what="path", allow_outside=allow_outside)
     root = base / rel if not os.path.isabs(rel) else Path(rel)
     return root if root.is_dir() else base
+
+
+def _absolute_inside(base: Path, p: str) -> str:
+    """An absolute ``p`` that is ``base`` or lies inside it, made relative to it (``.`` for
+    ``base``: the ``path: /data/coco8`` of a YAML inside ``/data/coco8``); else ``p`` as it is."""
+    if not os.path.isabs(p):
+        return p
+    rp, rb = os.path.realpath(p), os.path.realpath(base)
+    if rp == rb or rp.startswith(rb.rstrip(os.sep) + os.sep):
+        return os.path.relpath(rp, rb).replace(os.sep, "/")
+    return p
 
 
 def _split_entries(root: Path, doc: Mapping, key: str, where: str, allow_outside: bool) -> list[str]:
@@ -217,6 +229,7 @@ def _split_entries(root: Path, doc: Mapping, key: str, where: str, allow_outside
     for v in values:
         if isinstance(value, str) and v.startswith("../") and escapes(v) and (root / v[3:]).exists():
             v = v[3:]
+        v = _absolute_inside(root, v)
         rel = confine(root, v, where=f"{where}: {key}", what=f"'{key}' path", allow_outside=allow_outside)
         if not (root / rel).exists():
             raise MissingFileError(f"{where}: {key}", f"{v!r} resolves to {root / rel}, which does not exist; "

@@ -23,7 +23,7 @@ Usage (from the repository root)::
 
     python scripts/bench/bench_yolo.py gen /tmp/bench-yolo
     python scripts/bench/bench_yolo.py run /tmp/bench-yolo --repeat 3 [--limit 30000]
-    /work/bench-venvs/yolo-peers/bin/python scripts/bench/bench_yolo.py peers /tmp/bench-yolo --limit 10000
+    /work/bench-venvs/yolo-peers/bin/python scripts/bench/bench_yolo.py peers /tmp/bench-yolo --limit 10000 [--with-dsprep]
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 N_IMAGES = 118_287
@@ -181,7 +182,7 @@ def run(root: Path, repeat: int, limit: int | None) -> None:
 
 # --------------------------------------------------------------------------- peers
 
-def peers(root: Path, limit: int, repeat: int) -> None:
+def peers(root: Path, limit: int, repeat: int, with_dsprep: bool) -> None:
     import orjson
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-yolo-peers-"))
@@ -223,6 +224,14 @@ def peers(root: Path, limit: int, repeat: int) -> None:
         contenders = [("floor, 1 process", lambda: floor(sub, tmp / "floor.json", 1)),
                       ("Ultralytics YOLODataset label scan + orjson", ultralytics),
                       ("supervision from_yolo().as_coco()", supervision)]
+        if with_dsprep:  # the repository's dsprep, imported into the peers' virtualenv: one process tree
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+            from dsprep.conversion import convert
+
+            for workers in (1, 2):
+                contenders.append((f"dsprep convert yolo -> coco, workers={workers}", partial(
+                    convert, "yolo", sub, "coco", tmp / "coco", split="train", images="none", workers=workers,
+                    overwrite=True, progress=False)))
         print(f"{len(names)} images; load {os.getloadavg()}")
         results = interleaved(contenders, repeat)
         base = results[0][0]
@@ -250,13 +259,14 @@ def main() -> None:
     p.add_argument("root", type=Path)
     p.add_argument("--limit", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--with-dsprep", action="store_true", help="also run this repository's dsprep in the same rounds")
     args = ap.parse_args()
     if args.cmd == "gen":
         gen(args.root, args.scale, args.seed)
     elif args.cmd == "run":
         run(args.root, args.repeat, args.limit)
     else:
-        peers(args.root, args.limit, args.repeat)
+        peers(args.root, args.limit, args.repeat, args.with_dsprep)
 
 
 if __name__ == "__main__":
