@@ -146,6 +146,13 @@ def test_same_generator_same_augmentation():
     assert len(sizes) > 1  # the scale jitter does draw
 
 
+def test_uniform_draws_what_numpy_uniform_draws():
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    for low, high in ((0.08, 1.0), (np.log(3 / 4), np.log(4 / 3)), (0.5, 2.0), (-3.0, 7.5)):
+        for _ in range(50):
+            assert T._uniform(a, low, high) == b.uniform(low, high)
+
+
 def test_random_resized_crop_output_and_region():
     s = {"image": np.zeros((375, 500, 3), np.uint8)}
     for seed in range(20):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -55,10 +54,7 @@ def to_tensor_image(image: Any) -> torch.Tensor:
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        t = torch.from_numpy(arr)
-    return t.permute(2, 0, 1)
+    return T._tensor(arr).permute(2, 0, 1)
 
 
 # --------------------------------------------------------------------------- inputs

@@ -182,8 +182,14 @@ class Plan:
         """Output pixels per source pixel, ``(sx, sy)``."""
         return self.out_w / (self.x1 - self.x0), self.out_h / (self.y1 - self.y0)
 
+    def _replace(self, **changes: Any) -> "Plan":
+        # dataclasses.replace, without its checks and frozen __init__ (5x its cost; plans are made per sample)
+        new = object.__new__(Plan)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     def resize(self, width: int, height: int) -> "Plan":
-        return dataclasses.replace(self, out_w=max(1, int(width)), out_h=max(1, int(height)))
+        return self._replace(out_w=max(1, int(width)), out_h=max(1, int(height)))
 
     def crop(self, left: float, top: float, right: float, bottom: float) -> "Plan":
         """Keep output rectangle ``[left, right) x [top, bottom)`` (beyond the output = padding)."""
@@ -191,8 +197,8 @@ class Plan:
             left, right = self.out_w - right, self.out_w - left
         kx = (self.x1 - self.x0) / self.out_w
         ky = (self.y1 - self.y0) / self.out_h
-        return dataclasses.replace(
-            self, x0=self.x0 + left * kx, x1=self.x0 + right * kx, y0=self.y0 + top * ky,
+        return self._replace(
+            x0=self.x0 + left * kx, x1=self.x0 + right * kx, y0=self.y0 + top * ky,
             y1=self.y0 + bottom * ky, out_w=max(1, int(round(right - left))),
             out_h=max(1, int(round(bottom - top))))
 
@@ -213,10 +219,10 @@ class Plan:
         y = _snap_axis(self.y0, self.y1, self.src_h, self.out_h, self.reduce, self.origin[1])
         if x is None or y is None:
             return self
-        return dataclasses.replace(self, x0=x[0], x1=x[1], y0=y[0], y1=y[1])
+        return self._replace(x0=x[0], x1=x[1], y0=y[0], y1=y[1])
 
     def flip(self) -> "Plan":
-        return dataclasses.replace(self, hflip=not self.hflip)
+        return self._replace(hflip=not self.hflip)
 
     def map_boxes(self, boxes: np.ndarray) -> np.ndarray:
         """Boxes in source pixels -> output pixels (not clipped, flip applied)."""
@@ -252,7 +258,7 @@ def fit(plan: Plan, image: Any) -> Plan:
             ox, oy = image.grid(s)
             if (_grid_reaches_padding(plan.x0, plan.x1, plan.src_w, s, ox)
                     and _grid_reaches_padding(plan.y0, plan.y1, plan.src_h, s, oy)):
-                return dataclasses.replace(plan, reduce=s, origin=(ox, oy)).snapped()
+                return plan._replace(reduce=s, origin=(ox, oy)).snapped()
             s //= 2
     return plan.snapped()
 
@@ -383,9 +389,7 @@ def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], dst: tu
     arr = arr[y0:y1, x0:x1]  # a view: the kernel's input copy below takes the crop's pixels only
     if arr.strides[1] < 0 or arr.strides[0] < 0:  # torch takes no negative strides (orientation flips)
         arr = np.ascontiguousarray(arr)
-    with warnings.catch_warnings():  # PIL's array is read-only; it is only read
-        warnings.simplefilter("ignore", UserWarning)
-        t = torch.from_numpy(arr)
+    t = _tensor(arr)
     if (x1 - x0, y1 - y0) == (W, H) and (u0, v0) == (0, 0):  # a pure crop: stay HWC
         if hflip:
             t = t.flip(1)
@@ -405,6 +409,17 @@ def _torch_resized_crop(arr: np.ndarray, box: tuple[int, int, int, int], dst: tu
     if hflip:
         chw = chw.flip(2)
     return chw.permute(1, 2, 0).numpy()
+
+
+def _tensor(arr: np.ndarray) -> Any:
+    """``torch.from_numpy``, quiet about read-only arrays (Pillow's): they are only read."""
+    import torch
+
+    if arr.flags.writeable:
+        return torch.from_numpy(arr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
 
 
 def _fill(fill: int | Sequence[int], mode: str) -> Any:
@@ -502,6 +517,12 @@ def render(sample: dict, plan: Plan, *, fill: int | Sequence[int] = 0, mask_fill
 
 # --------------------------------------------------------------------------- ops
 
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """``rng.uniform(low, high)``, the same number (numpy computes ``low + (high - low) * random()``)
+    at a third of the cost of its argument handling."""
+    return low + (high - low) * rng.random()
+
+
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:
     """``224`` -> ``(224, 224)``; ``(w, h)`` stays."""
     if isinstance(size, (int, np.integer)):
@@ -575,7 +596,7 @@ class RandomScale(Transform):
         self.scale = (float(scale[0]), float(scale[1]))
 
     def plan(self, plan, sample, rng):
-        k = rng.uniform(*self.scale)
+        k = _uniform(rng, *self.scale)
         w, h = plan.size
         return plan.resize(int(round(w * k)), int(round(h * k)))
 
@@ -628,8 +649,8 @@ class RandomResizedCrop(Transform):
         area = w * h
         log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         for _ in range(10):
-            target = area * rng.uniform(*self.scale)
-            r = math.exp(rng.uniform(*log_r))
+            target = area * _uniform(rng, *self.scale)
+            r = math.exp(_uniform(rng, *log_r))
             cw = int(round(math.sqrt(target * r)))
             ch = int(round(math.sqrt(target / r)))
             if 0 < cw <= w and 0 < ch <= h:
