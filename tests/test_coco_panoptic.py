@@ -213,3 +213,79 @@ def test_writer_counts_every_field_it_cannot_hold(fixtures, tmp_path):
 
     back = convert("coco-panoptic", tmp_path / "cp", "coco-panoptic", tmp_path / "again", images="none")
     assert back["lost"] == {}
+
+
+# --------------------------------------------------------------------------- panoptic -> detection: things
+@pytest.fixture()
+def no_isthing(sample, tmp_path):
+    """panopticapi's sample with 'isthing' stripped from its categories (PNGs linked, not copied)."""
+    doc = json.loads((sample / "panoptic_examples.json").read_text())
+    for c in doc["categories"]:
+        del c["isthing"]
+    (tmp_path / "panoptic_examples.json").write_text(json.dumps(doc))
+    (tmp_path / "panoptic_examples").symlink_to(sample / "panoptic_examples", target_is_directory=True)
+    return tmp_path / "panoptic_examples.json", doc
+
+
+def _things_by_panopticapi_rule(doc, categories_file) -> list[tuple[int, int]]:
+    """(image_id, segment id) of the segments panoptic2detection_coco_format.py --things_only keeps:
+    categories[segm_info['category_id']]['isthing'] == 1, from the categories file."""
+    isthing = {c["id"]: c["isthing"] for c in json.loads(categories_file.read_text())}
+    return sorted((a["image_id"], s["id"]) for a in doc["annotations"] for s in a["segments_info"]
+                  if isthing[s["category_id"]] == 1)
+
+
+def test_things_only_takes_isthing_from_a_categories_file(fixtures, no_isthing):
+    from dsprep.errors import FormatError
+
+    path, doc = no_isthing
+    cats_file = fixtures / "panopticapi" / "panoptic_coco_categories.json"
+    everything = cp.parse(path)
+    assert everything.num_objects() == 50 and all("isthing" not in c.extra for c in everything.categories)
+    with pytest.raises(FormatError, match=r"things_only needs 'isthing' on every category; 133 have none"):
+        cp.parse(path, things_only=True)
+    filled = cp.parse(path, categories_file=cats_file)
+    assert sum(c.extra["isthing"] for c in filled.categories) == 80 and filled.num_objects() == 50
+    things = cp.parse(path, categories_file=cats_file, things_only=True)
+    expected = _things_by_panopticapi_rule(doc, cats_file)
+    assert len(expected) == 43  # 50 segments, 7 of stuff classes (125, 184, 187, 193)
+    assert sorted((r.source_id, int(i)) for r in things for i in r.instances.ids) == expected
+    assert len(things) == 2 and len(things.categories) == 80 and max(c.id for c in things.categories) == 90
+    assert things.info["things_only"] == {"stuff_segments_dropped": 7, "stuff_categories": 53}
+    # the JSON's own isthing wins over the file's: tree-merged (184) declared a thing keeps its 2 segments
+    next(c for c in doc["categories"] if c["id"] == 184)["isthing"] = 1
+    path.write_text(json.dumps(doc))
+    assert cp.parse(path, categories_file=cats_file, things_only=True).num_objects() == 45
+    # a file that names an id otherwise is refused
+    wrong = json.loads(cats_file.read_text())
+    wrong[0]["name"] = "human"
+    (path.parent / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(InvalidAnnotationError, match=r"category 1.*named 'human' there but 'person'"):
+        cp.parse(path, categories_file=path.parent / "wrong.json")
+
+
+def test_things_only_on_a_json_with_isthing_and_through_the_cli(sample, fixtures, no_isthing, tmp_path, capsys):
+    from dsprep.cli import main
+
+    ds = cp.parse(sample / "panoptic_examples.json", things_only=True)  # the JSON has isthing itself
+    assert ds.num_objects() == 43 and len(ds.categories) == 80
+    path, doc = no_isthing
+    cats_file = str(fixtures / "panopticapi" / "panoptic_coco_categories.json")
+    preds = [{"image_id": a["image_id"], "category_id": s["category_id"], "bbox": s["bbox"], "score": 1.0}
+             for a in doc["annotations"] for s in a["segments_info"] if s["category_id"] <= 90]
+    (tmp_path / "things.json").write_text(json.dumps(preds))
+    capsys.readouterr()
+    base = ["eval", "detection", "coco-panoptic", str(path), str(tmp_path / "things.json"), "--json"]
+    assert main(base + ["--things-only", "--categories-file", cats_file]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["ground_truth"] == 43 and out["stats"]["AP"] == pytest.approx(1.0)
+    assert len(out["per_class"]) == 80
+    assert main(base) == 0  # every segment is an object: the stuff ones are missed
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["ground_truth"] == 50 and out["stats"]["AP"] < 0.7
+    assert main(["eval", "detection", "voc", str(tmp_path), str(tmp_path / "things.json"), "--things-only"]) == 2
+    assert "--things-only: applies to coco-panoptic sources" in capsys.readouterr().err
+    assert main(["convert", "coco-panoptic", str(path), "--to", "coco", "--out", str(tmp_path / "coco"),
+                 "--things-only", "--categories-file", cats_file, "--images", "none"]) == 0
+    coco = json.loads(next((tmp_path / "coco" / "annotations").glob("instances_*.json")).read_text())
+    assert len(coco["annotations"]) == 43 and len(coco["categories"]) == 80

@@ -550,3 +550,18 @@ def test_a_segment_id_without_pixels_in_its_png_is_a_named_error(fixtures, tmp_p
         tds[1]
     skipping = ds.torch(task="detection", masks=True, on_error="skip")
     assert isinstance(skipping[1], Skipped)
+
+
+def test_augmentation_is_seeded_by_the_sample_index(tmp_path):
+    # Eight records of one and the same image: in one epoch, with one seed, only the sample
+    # index can tell their augmentations apart (seeding by seed and epoch alone would give
+    # eight identical crops); each sample is still reproducible.
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "same.png")
+    recs = [Record(f"r{i}", "same.png", 48, 40, "train", label=1) for i in range(8)]
+    tds = Dataset([Category(1, "x")], recs, root=tmp_path).torch(task="classification", augment="default",
+                                                                  size=16, seed=7)
+    images = [tds[(0, i)][0] for i in range(8)]
+    assert len({img.numpy().tobytes() for img in images}) == 8
+    assert torch.equal(tds[(0, 5)][0], images[5])
+    assert not torch.equal(tds[(1, 5)][0], images[5])  # and by the epoch

@@ -91,6 +91,19 @@ def test_remap_categories(policy, expected):
     assert [c.name for c in ds.categories] == ["cat", "dog", "cow"]
 
 
+def test_remap_categories_numbers_in_category_order_not_id_order():
+    # Category order is the dataset's (a VOC labelmap's, a COCO file's), not id order:
+    # contiguous ids follow it, and labels follow their category.
+    cats = [Category(9, "cow"), Category(3, "cat"), Category(7, "dog")]
+    recs = [Record("a", "a.jpg", 8, 8, instances=Instances(boxes=[[0, 0, 1, 1]] * 3, labels=[3, 7, 9])),
+            Record("b", "b.jpg", 8, 8, label=9)]
+    ds, mapping = Dataset(cats, recs).remap_categories("contiguous0")
+    assert mapping == {9: 0, 3: 1, 7: 2}
+    assert [(c.id, c.name) for c in ds.categories] == [(0, "cow"), (1, "cat"), (2, "dog")]
+    assert ds.records[0].instances.labels.tolist() == [1, 2, 0] and ds.records[1].label == 0
+    assert Dataset(cats, recs).remap_categories("contiguous1")[1] == {9: 1, 3: 2, 7: 3}
+
+
 def test_splits_subset_and_stats():
     ds = _toy()
     assert ds.splits == {"train": ["a"], "val": ["b"]}

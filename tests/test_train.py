@@ -246,3 +246,25 @@ def test_help_texts_state_each_default_once():
             assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
     train_help = sub.choices["train"].format_help()
     assert "val/valid/validation/val2017/test" in train_help and "(default: 10)" in train_help
+
+
+def test_validation_metrics_leave_out_void_pixels():
+    # The training loop's mIoU counts what the segmentation eval counts: mask value 255 is
+    # void (as the loss's ignore_index), whatever the model predicts there.
+    import torch.nn.functional as F
+
+    from dsprep.train import _validate
+
+    pred = torch.tensor([[[0, 1, 1], [0, 0, 1]]])
+    mask = torch.tensor([[[0, 1, 255], [255, 0, 0]]], dtype=torch.uint8)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return F.one_hot(pred, 2).permute(0, 3, 1, 2).float() * 5
+
+    loader = [(torch.zeros(1, 3, 2, 3), {"mask": mask})]
+    metrics, _ = _validate(Fixed(), loader, "segmentation", 2, ["a", "b"], torch.device("cpu"),
+                           channels_last=False, amp=False, autocast_dtype=torch.bfloat16)
+    # counted: 0->0, 1->1, 0->0, 0->1: confusion [[2, 1], [0, 1]]
+    assert metrics["per_class_iou"] == pytest.approx({"a": 2 / 3, "b": 1 / 2})
+    assert metrics["pixel_accuracy"] == pytest.approx(3 / 4) and metrics["miou"] == pytest.approx(7 / 12)

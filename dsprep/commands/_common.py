@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .._io import IMAGE_MODES
+from ..errors import FormatError
 from ..formats import FORMATS
 from ..records import CATEGORY_ID_POLICIES
 
@@ -20,6 +21,35 @@ def add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="only this split (default: every split found)")
     p.add_argument("--on-error", choices=["raise", "warn"], default="raise",
                    help="stop at the first bad item, or skip bad items and print one summary count")
+
+
+def add_panoptic_options(p: argparse.ArgumentParser) -> None:
+    """``--things-only`` and ``--categories-file``: parse options of a coco-panoptic source."""
+    g = p.add_argument_group("coco-panoptic sources")
+    g.add_argument("--things-only", action="store_true",
+                   help="keep only the segments and categories with isthing=1 (panopticapi's panoptic2detection "
+                        "--things_only); default: every segment, stuff included, is an object")
+    g.add_argument("--categories-file", metavar="JSON", default=None,
+                   help="a panopticapi categories JSON (panoptic_coco_categories.json) that gives isthing to "
+                        "categories whose panoptic JSON entry lacks it")
+
+
+def panoptic_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parse options :func:`add_panoptic_options` asked for.
+
+    Raises:
+        FormatError: one was given for a source that is not coco-panoptic.
+    """
+    options: dict[str, Any] = {}
+    if getattr(args, "things_only", False):
+        options["things_only"] = True
+    if getattr(args, "categories_file", None):
+        options["categories_file"] = args.categories_file
+    if options and args.format != "coco-panoptic":
+        flags = " and ".join(("--things-only",) * ("things_only" in options)
+                             + ("--categories-file",) * ("categories_file" in options))
+        raise FormatError(flags, f"applies to coco-panoptic sources (isthing); found format {args.format}")
+    return options
 
 
 def add_workers(p: argparse.ArgumentParser) -> None:

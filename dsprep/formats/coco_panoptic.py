@@ -252,7 +252,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, masks: bool = False,
-          verify: str = "first", images_dir: str | os.PathLike | None = None) -> Dataset:
+          verify: str = "first", images_dir: str | os.PathLike | None = None,
+          categories_file: str | os.PathLike | None = None, things_only: bool = False) -> Dataset:
     """Read COCO panoptic annotations into records.
 
     Args:
@@ -267,6 +268,14 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             ``all`` or ``none``.
         images_dir: where the images are, relative to the root (default: found
             among ``<split>/``, ``images/<split>/``, ``images/``, the root).
+        categories_file: a panopticapi-style categories JSON (a list of
+            ``{id, name, isthing, color}``, as ``panoptic_coco_categories.json``):
+            gives ``isthing`` to the categories whose JSON entry lacks it
+            (matched by id; a differing name is an error).
+        things_only: keep the segments and categories with ``isthing == 1`` only,
+            as panopticapi's ``panoptic2detection_coco_format.py --things_only``
+            (images are all kept; the count left out is logged and stored in
+            ``info["things_only"]``). Every category needs an ``isthing``.
 
     Returns:
         A :class:`Dataset`; ``info`` holds the JSON's ``info``/``licenses`` and
@@ -326,6 +335,11 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         make_ids_distinct(split_recs)  # a.jpg and a.png of one folder: two ids
         records.extend(split_recs)
         splits[split_name] = [r.id for r in split_recs]
+    categories = categories or []
+    if categories_file is not None:
+        _fill_isthing(categories, Path(categories_file))
+    if things_only:
+        categories = _keep_things(records, categories, root, info)
     if area_notes:  # kept as stored; validate reports them (area_mismatch)
         info["segment_area_mismatches"] = area_notes
         log.warning("%s: %d segment(s) store an area that differs from their pixel count (kept as stored; "
@@ -333,7 +347,52 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     if policy.count:
         info["skipped"] = policy.count
         policy.summary("panoptic images")
-    return Dataset(categories or [], records, splits=splits, info=info, root=root, format=NAME)
+    return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _fill_isthing(categories: list[Category], path: Path) -> None:
+    """Give ``isthing`` from a panopticapi categories file to the categories that lack it."""
+    import orjson
+
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "categories file not found") from None
+    except orjson.JSONDecodeError as err:
+        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    entries = doc.get("categories") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "id" in e for e in entries):
+        raise MalformedFileError(str(path), "expected a panopticapi categories list [{id, name, isthing, color}] "
+                                            "(as panoptic_coco_categories.json) or a JSON with 'categories'")
+    table = {e["id"]: e for e in entries}
+    for c in categories:
+        entry = table.get(c.id)
+        if "isthing" in c.extra or entry is None or "isthing" not in entry:
+            continue
+        if entry.get("name", c.name) != c.name:
+            raise InvalidAnnotationError(f"{path}: category {c.id}",
+                                         f"named {entry.get('name')!r} there but {c.name!r} in the dataset; "
+                                         f"pass the categories file of this dataset")
+        c.extra["isthing"] = int(entry["isthing"])
+
+
+def _keep_things(records: list[Record], categories: list[Category], root: Path, info: dict) -> list[Category]:
+    """Drop stuff segments (``isthing == 0``) from ``records`` in place; return the thing categories."""
+    unknown = [c.name for c in categories if "isthing" not in c.extra]
+    if unknown:
+        raise FormatError(f"{root}: categories", f"things_only needs 'isthing' on every category; "
+                                                 f"{len(unknown)} have none ({', '.join(unknown[:5])}); pass a "
+                                                 f"panopticapi categories file (categories_file= / --categories-file)")
+    stuff = np.array([c.id for c in categories if not c.extra["isthing"]], np.int64)
+    dropped = 0
+    for r in records:
+        is_stuff = np.isin(r.instances.labels, stuff)
+        if is_stuff.any():
+            dropped += int(is_stuff.sum())
+            r.instances = r.instances.select(~is_stuff)
+    info["things_only"] = {"stuff_segments_dropped": dropped, "stuff_categories": len(stuff)}
+    log.info("%s: things_only: left out %d stuff segment(s) of %d stuff categories", root, dropped, len(stuff))
+    return [c for c in categories if c.extra["isthing"]]
 
 
 def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Path, jpath: Path, split: str,

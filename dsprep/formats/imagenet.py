@@ -13,7 +13,9 @@ Layouts read (see ``docs/formats/imagenet.md`` for the full rules):
 - ILSVRC LOC box XMLs (``Annotations/.../<stem>.xml``).
 
 Class index = position of the class folder name (the wnid) in sorted order,
-as torchvision's ``ImageFolder`` (``folder.py`` ``find_classes``) and Keras
+over the class folders of every split folder and the class tables (whatever
+``split=`` asks; where that differs from ``ImageFolder(root/val)``, see the
+docs), as torchvision's ``ImageFolder`` (``folder.py`` ``find_classes``) and Keras
 (``imagenet_class_index.json``, ``"0": ["n01440764", "tench"]``) number them.
 ``Category.id`` is that index and ``Record.label`` holds it.
 
@@ -766,16 +768,17 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         check_choice("split", split, valid)
     wanted = [s for s in split_dirs if validation_split is not None or split is None or s == split]
 
-    # Scan each wanted split folder once: class folders, or a flat folder of images.
+    # Scan every split folder once (class folders, or a flat folder of images), the ones
+    # split= leaves out too: classes are numbered over the whole tree, whatever split= asks.
     counts = _Counts()
     scans: dict[str | None, tuple[list[str], list[str]]] = {}
-    for s in wanted:
+    for s in split_dirs:
         folder = base / split_dirs[s] if split_dirs[s] else base
         dirs, files = _scan(str(folder))
         prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
         if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
             dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
-        else:
+        elif s in wanted:
             stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
         scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
     if split is None or validation_split is not None:
@@ -795,12 +798,13 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
         meta = _find(root, META_FILE, parent)
-        if meta is None:
+        if meta is not None:
+            _read_meta_mat(meta, tables)
+        elif flat.intersection(wanted):  # a flat split read here needs the ID -> wnid table
             looked = ", ".join(str(d) for d in _search_dirs(root, parent))
             raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
                                                  f"(meta.mat or map_clsloc.txt) to become wnids; none found "
                                                  f"in {looked}; pass mapping=")
-        _read_meta_mat(meta, tables)
     class_names = set(tables.words) | set(tables.ids.values())
     for s, (dirs, _) in scans.items():
         if s not in flat:
