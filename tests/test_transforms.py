@@ -321,6 +321,22 @@ def test_presets_and_unknown_names():
         T.preset("detection", "train")
 
 
+def test_resampling_is_torchs_antialiased_bilinear_exactly():
+    """Shrinking, enlarging, or both at once: the bytes of torch's antialiased bilinear
+    kernel (enlarging takes the plain bilinear kernel, which gives the same bytes)."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    for plan in (T.Plan.identity(80, 60).crop(10, 5, 70, 55).resize(24, 20),   # shrink
+                 T.Plan.identity(80, 60).resize(120, 90),                      # enlarge
+                 T.Plan.identity(80, 60).resize(40, 90)):                      # one of each
+        box = [int(v) for v in (plan.x0, plan.y0, plan.x1, plan.y1)]
+        crop = torch.from_numpy(arr[box[1]:box[3], box[0]:box[2]].copy()).permute(2, 0, 1)[None]
+        want = F.interpolate(crop, size=(plan.out_h, plan.out_w), mode="bilinear", antialias=True)
+        np.testing.assert_array_equal(T.resized_crop_image(arr, plan), want[0].permute(1, 2, 0).numpy())
+
+
 def test_torch_resampling_follows_pil():
     y, x = np.mgrid[0:60, 0:80]
     arr = np.stack([x * 3, y * 4, (x + y) * 2], -1).astype(np.uint8)  # smooth: no wrap-around edges

@@ -49,8 +49,8 @@ class Skipped:
 
 def to_tensor_image(image: Any) -> torch.Tensor:
     """An ``(H, W, 3)`` (or ``(H, W)``) uint8 image -> a ``(3, H, W)`` tensor view."""
-    # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
-    # of planar data from torch's resampler): collate copies it into the batch.
+    # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a
+    # strided view): collate copies it into the batch, planar.
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
