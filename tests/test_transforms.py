@@ -9,14 +9,15 @@ from dsprep.loading import transforms as T
 from dsprep.loading.decode import ImageSource
 
 
-def _scene(w: int = 64, h: int = 48):
+def _scene(w: int = 64, h: int = 48, boxes=((8, 6, 30, 40), (36, 10, 60, 22)), background: int = 0,
+           colours=((200, 100, 50), (200, 150, 50))):
     """An image with two solid rectangles, their boxes, instance masks and a semantic mask."""
-    boxes = np.array([[8, 6, 30, 40], [36, 10, 60, 22]], np.float64)
-    img = np.zeros((h, w, 3), np.uint8)
+    boxes = np.array(boxes, np.float64)
+    img = np.full((h, w, 3), background, np.uint8)
     masks = np.zeros((2, h, w), np.uint8)
     sem = np.zeros((h, w), np.uint8)
     for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
-        img[y0:y1, x0:x1] = (200, 100 + 50 * k, 50)
+        img[y0:y1, x0:x1] = colours[k]
         masks[k, y0:y1, x0:x1] = 1
         sem[y0:y1, x0:x1] = k + 1
     return {"image": img, "boxes": boxes, "labels": np.array([0, 1]), "iscrowd": np.array([False, True]),
@@ -262,22 +263,13 @@ def test_padding_needs_the_reduced_pixels_to_end_at_the_image_edge(tmp_path):
 def _objects_jpeg(path, w: int, h: int, orientation: int) -> dict:
     """A dark photo with two bright rectangles (boxes, instance masks, a semantic mask and
     corner keypoints in the oriented image), stored with EXIF ``orientation``."""
-    boxes = np.array([[40, 30, 200, 150], [230, 100, 390, 280]], np.float64)
-    img = np.full((h, w, 3), 20, np.uint8)
-    masks = np.zeros((2, h, w), np.uint8)
-    sem = np.zeros((h, w), np.uint8)
-    for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
-        img[y0:y1, x0:x1] = (230, 120 + 100 * k, 40)
-        masks[k, y0:y1, x0:x1] = 1
-        sem[y0:y1, x0:x1] = k + 1
-    kps = np.array([[[b[0] + 0.5, b[1] + 0.5, 2], [b[2] - 0.5, b[3] - 0.5, 2]] for b in boxes])
-    im = Image.fromarray(_undo_orientation(img, orientation))
+    scene = _scene(w, h, ((40, 30, 200, 150), (230, 100, 390, 280)), 20, ((230, 120, 40), (230, 220, 40)))
+    im = Image.fromarray(_undo_orientation(scene.pop("image"), orientation))
     exif = im.getexif()
     exif[0x0112] = orientation
     im.save(path, "JPEG", quality=95, exif=exif.tobytes())
-    return {"boxes": boxes, "labels": np.array([0, 1]), "iscrowd": np.array([False, False]),
-            "difficult": np.array([False, False]), "masks": masks, "mask": sem, "keypoints": kps,
-            "flip_map": np.array([1, 0])}
+    kps = np.array([[[b[0] + 0.5, b[1] + 0.5, 2], [b[2] - 0.5, b[3] - 0.5, 2]] for b in scene["boxes"]])
+    return {**scene, "iscrowd": np.array([False, False]), "keypoints": kps, "flip_map": np.array([1, 0])}
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6])

@@ -378,6 +378,135 @@ def bench_seg(data: Path, workers: int, floor_images: int, res: dict) -> None:
     _rounds(pipes, res, pairs)
 
 
+# ----------------------------------------------------------------------------- sample path, stage by stage
+
+def _cpu_ms(fn, items) -> float:
+    c = time.process_time()
+    for x in items:
+        fn(x)
+    return 1000 * (time.process_time() - c) / len(items)
+
+
+class _Constant(tud.Dataset):
+    """A loader's own cost: every sample the same pre-built (image, target)."""
+
+    def __init__(self, n: int, sample):
+        self.n, self.sample = n, sample
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        return self.sample
+
+
+def _dsprep_stages(data: Path, paths: list[Path], batch: int) -> dict:
+    from dsprep.loading import Collate, TorchDataset
+    from dsprep.loading import transforms as T
+    from dsprep.loading.dataset import sample_rng
+    from dsprep.loading.decode import ImageSource
+
+    ds = dsprep_classification(data)
+    tds = TorchDataset(ds, task="classification", augment="default")
+    aug = tds.transform
+    index = {os.fspath(tds.table.path(r)): r for r in range(len(tds))}
+    keys = [(0, index[os.fspath(p)]) for p in paths]  # the same images, each with its own crop
+    decoded = {p: ImageSource(p).decode() for p in paths}
+
+    def plan(p):
+        src = ImageSource(p)
+        pl = T.Plan.identity(*src.size)
+        rng = sample_rng(0, 0, index[os.fspath(p)])
+        for op in aug.ops:
+            pl = op.plan(pl, {}, rng)
+        return T.fit(pl, src)
+
+    plans = {p: plan(p) for p in paths}
+    samples = [tds[k] for k in keys[:batch]]
+    collate = Collate("classification", report_skips=True)
+    return {
+        "open (read file, header)": lambda: _cpu_ms(ImageSource, paths),
+        "open + decode": lambda: _cpu_ms(lambda p: ImageSource(p).decode(), paths),
+        "open + augmentation plan": lambda: _cpu_ms(plan, paths),
+        "crop + resample (decoded image, planned crop)":
+            lambda: _cpu_ms(lambda p: T.resized_crop_image(decoded[p], plans[p]), paths),
+        "whole sample (dataset[i])": lambda: _cpu_ms(tds.__getitem__, keys),
+        "collate, per image": lambda: _cpu_ms(collate, [samples] * 20) / batch,
+    }
+
+
+def _torchvision_stages(data: Path, paths: list[Path], batch: int) -> dict:
+    import torchvision
+    from torchvision.transforms import v2
+
+    tf = v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor()])
+    tv = torchvision.datasets.ImageFolder(str(data / "train"), transform=tf)
+    index = {os.fspath(p): i for i, (p, _) in enumerate(tv.samples)}
+    idx = [index[os.fspath(p)] for p in paths]
+    decoded = {p: Image.open(p).convert("RGB") for p in paths}
+    samples = [tv[i] for i in idx[:batch]]
+    return {
+        "open (read file, header)": lambda: _cpu_ms(Image.open, paths),
+        "open + decode": lambda: _cpu_ms(lambda p: Image.open(p).convert("RGB"), paths),
+        "crop + resample (decoded image, planned crop)": lambda: _cpu_ms(lambda p: tf(decoded[p]), paths),
+        "whole sample (dataset[i])": lambda: _cpu_ms(tv.__getitem__, idx),
+        "collate, per image": lambda: _cpu_ms(tud.default_collate, [samples] * 20) / batch,
+    }
+
+
+def bench_stages(data: Path, n: int, workers: int, res: dict) -> None:
+    """One worker's sample path, stage by stage, dsprep against torchvision on the same files
+    (CPU ms per image, one process, medians over alternated rounds), and the loader's own
+    cost: 2 workers, batch 64, every sample a pre-built one (collate, shared-memory
+    hand-off, main process)."""
+    from dsprep.loading.build import Loader
+    from dsprep.loading.collate import Collate
+
+    print(f"sample path stage by stage, {n} images, one process (CPU ms per image, median of {ROUNDS} rounds):")
+    paths = [data / r for r in _floor_items(data, n)]
+    stages = {"dsprep": _dsprep_stages(data, paths, 64), "torchvision": _torchvision_stages(data, paths, 64)}
+    image = torch.zeros(224, 224, 3, dtype=torch.uint8).permute(2, 0, 1)  # HWC pixels, as both pipelines hold
+    m = 640
+    stages["dsprep"]["loader's own cost (constant samples, workers + main)"] = lambda: _time_loader(
+        Loader(_Constant(m, (image, {"label": torch.tensor(1), "image_id": "x"})), batch_size=64,
+               num_workers=workers, collate_fn=Collate("classification", report_skips=True)), _count).cpu_ms
+    stages["torchvision"]["loader's own cost (constant samples, workers + main)"] = lambda: _time_loader(
+        tud.DataLoader(_Constant(m, (image, 1)), batch_size=64,
+                       num_workers=workers), _count).cpu_ms
+    got: dict = {lib: {k: [] for k in st} for lib, st in stages.items()}
+    for _ in range(ROUNDS):
+        for lib, st in stages.items():
+            for k, fn in st.items():
+                got[lib][k].append(fn())
+    table = {}
+    for lib, st in got.items():
+        med = {k: float(np.median(v)) for k, v in st.items()}
+        res[f"stages {lib}"] = med
+        table[lib] = _stage_table(med)
+    print(f"  {'stage':58s} {'dsprep':>8s} {'torchvision':>12s}")
+    for k in table["dsprep"]:
+        print(f"  {k:58s} {table['dsprep'][k]:8.3f} {table['torchvision'].get(k, float('nan')):12.3f}")
+    print(f"  load average: {os.getloadavg()[0]:.1f}")
+
+
+def _stage_table(med: dict) -> dict:
+    """The measured loops -> one cost per stage (differences of nested loops)."""
+    opened = med["open (read file, header)"]
+    decode = med["open + decode"] - opened
+    plan = med["open + augmentation plan"] - opened if "open + augmentation plan" in med else 0.0
+    resample = med["crop + resample (decoded image, planned crop)"]
+    sample = med["whole sample (dataset[i])"]
+    own = med["loader's own cost (constant samples, workers + main)"]
+    out = {"open (read, header)": opened, "decode": decode,
+           "augmentation plan (torchvision: inside crop + resample)": plan,
+           "crop + resample (+ flip, to tensor)": resample,
+           "the rest of the sample (rng, targets, glue)": sample - opened - decode - plan - resample,
+           "loader: collate, shared-memory hand-off, main process": own,
+           "  of which collate": med["collate, per image"]}
+    out["total"] = sample + own
+    return out
+
+
 # ----------------------------------------------------------------------------- memory
 
 def _mem(pid: int) -> tuple[int, int, int]:
@@ -511,7 +640,8 @@ def bench_mem(n_images: int, boxes_per_image: int, workers: int, res: dict,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="/tmp/dsprep-bench")
-    ap.add_argument("--what", nargs="+", default=["cls", "det", "seg"], choices=["cls", "det", "seg", "mem"])
+    ap.add_argument("--what", nargs="+", default=["cls", "det", "seg"],
+                    choices=["cls", "det", "seg", "stages", "mem"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--floor-images", type=int, default=500, help="images the one-process decode floors read")
     ap.add_argument("--mem-images", type=int, default=118_287)
@@ -544,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_cls(data, args.workers, args.floor_images, res)
         elif what == "det":
             bench_det(data, args.workers, res)
+        elif what == "stages":
+            bench_stages(data, args.floor_images, args.workers, res)
         elif what == "seg":
             bench_seg(data, args.workers, args.floor_images, res)
         elif what == "mem":
