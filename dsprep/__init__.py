@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 from .catalog import load
 from .conversion import convert
 from .errors import (DatasetNotFoundError, DsprepError, FormatError, InvalidAnnotationError,
-                     MalformedFileError, MissingFileError, OutputExistsError, UnknownNameError)
+                     MalformedFileError, MissingFileError, OutputExistsError, OutputLockedError,
+                     PathEscapeError, UnknownNameError)
 from .formats import FORMATS, detect_format, get_format
 from .records import BoxFormat, Category, Dataset, Instances, Record, convert_boxes
 
@@ -78,6 +79,6 @@ def __dir__() -> list[str]:
 __all__ = sorted([
     "BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS",
     "FormatError", "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError",
-    "OutputExistsError", "Record", "UnknownNameError", "convert", "convert_boxes", "detect_format",
-    "get_format", "load", "parse", *_TORCH_NAMES,
+    "OutputExistsError", "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "convert",
+    "convert_boxes", "detect_format", "get_format", "load", "parse", *_TORCH_NAMES,
 ])

@@ -7,9 +7,13 @@ The tree::
      |    +-- MalformedFileError             not parseable at all (XML/JSON syntax, not COCO)
      |    +-- InvalidAnnotationError         parseable, but a value is wrong (box, polygon, RLE, category)
      |    +-- MissingFileError (FileNotFoundError)   a file the annotation points at is absent
+     |    +-- PathEscapeError                a path named in the data leaves its folder (or OUT)
      +-- DatasetNotFoundError (FileNotFoundError)    no dataset where we looked
      +-- UnknownNameError (ValueError)       unknown format/dataset/split/task; lists valid ones
-     +-- OutputExistsError (FileExistsError) refusing to overwrite without ``overwrite=True``
+     +-- OutputExistsError (FileExistsError) refusing to overwrite without ``overwrite=True``,
+     |    |                                  or a folder dsprep did not write, or the input
+     |    +-- OutputLockedError              another run is writing the same OUT
+     +-- ReadError (OSError)                 a file or URL that could not be read, after retries
 
 The second base keeps callers' ``except ValueError`` / ``except FileNotFoundError`` working.
 """
@@ -29,6 +33,9 @@ __all__ = [
     "MalformedFileError",
     "MissingFileError",
     "OutputExistsError",
+    "OutputLockedError",
+    "PathEscapeError",
+    "ReadError",
     "UnknownNameError",
     "check_choice",
 ]
@@ -46,10 +53,14 @@ class FormatError(DsprepError, ValueError):
     Args:
         where: the file, plus line / annotation id where known
             (``"Annotations/000012.xml:17"``, ``"instances_val.json: annotation id 42"``).
-        message: what was expected and what was found.
+        message: what was expected and what was found. Omitted, ``where`` is the whole
+            message (how torch rebuilds an error raised in a DataLoader worker: from its text
+            alone; it stays a ``FormatError`` of the same class instead of a ``RuntimeError``).
     """
 
-    def __init__(self, where: str, message: str):
+    def __init__(self, where: str, message: str | None = None):
+        if message is None:
+            where, message = "", str(where)
         self.where = str(where)
         self.message = message
         super().__init__(f"{self.where}: {message}" if self.where else message)
@@ -70,6 +81,11 @@ class MissingFileError(FormatError, FileNotFoundError):
     """A file that the dataset refers to does not exist."""
 
 
+class PathEscapeError(FormatError):
+    """A path named inside a dataset (a COCO ``file_name``, a VOC ``ImageSets`` line...) leaves
+    the folder it is relative to, or an output name would leave OUT (:mod:`dsprep._paths`)."""
+
+
 class DatasetNotFoundError(DsprepError, FileNotFoundError):
     """No dataset was found; the message lists every place looked at."""
 
@@ -79,7 +95,17 @@ class UnknownNameError(DsprepError, ValueError):
 
 
 class OutputExistsError(DsprepError, FileExistsError):
-    """The output exists and overwriting was not asked for."""
+    """OUT cannot be written: it exists and overwriting was not asked for, it is not a folder
+    dsprep wrote (no manifest), or it is, holds or lies inside a folder the input reads from."""
+
+
+class OutputLockedError(OutputExistsError):
+    """Another dsprep run is writing the same OUT right now."""
+
+
+class ReadError(DsprepError, OSError):
+    """A file or URL could not be read (a remote shard, after its retries); the message names
+    what was read, from where, and the last error."""
 
 
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
@@ -138,6 +164,7 @@ class ErrorPolicy:
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self.examples: list[str] = []
+        self.example_kinds: list[str] = []  # the error class name of each example
 
     def handle(self, err: FormatError) -> None:
         """Re-raise ``err`` in raise mode; otherwise record it."""
@@ -147,12 +174,15 @@ class ErrorPolicy:
         self.kinds[type(err).__name__] += 1
         if len(self.examples) < self.show:
             self.examples.append(str(err))
+            self.example_kinds.append(type(err).__name__)
 
     def merge(self, other: "ErrorPolicy") -> None:
         """Fold the counts of a worker's policy into this one."""
         self.count += other.count
         self.kinds.update(other.kinds)
-        self.examples.extend(other.examples[: max(0, self.show - len(self.examples))])
+        room = max(0, self.show - len(self.examples))
+        self.examples.extend(other.examples[:room])
+        self.example_kinds.extend(other.example_kinds[:room])
 
     def summary(self, what: str = "items") -> str | None:
         """Log (and return) one line summarising skipped items, or None if none."""

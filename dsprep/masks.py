@@ -9,6 +9,7 @@ mask plus one ``mask.encode`` per segment.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -241,7 +242,7 @@ LABEL_PNG_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
 
 
 def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
-                   palette: np.ndarray | None = None) -> np.ndarray:
+                   palette: np.ndarray | None = None, data: bytes | None = None) -> np.ndarray:
     """Decode a single-channel label PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) PNGs give ``uint8`` (the palette index,
@@ -257,6 +258,7 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
         path: the PNG.
         what: how error messages name the file's kind ("label PNG", "label mask"...).
         palette: ``(256, 3)`` uint8 colours, index -> (R, G, B), or None.
+        data: the file's bytes, read instead of ``path`` (which then only names it: a shard member).
 
     Raises:
         MissingFileError: no such file.
@@ -277,7 +279,7 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(_source(path, data)) as im:
                 if palette is not None and im.mode not in ("P", "L", "1"):
                     colours = True
                     arr = np.asarray(im.convert("RGB"))
@@ -298,6 +300,11 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
     return arr.astype(np.uint8) if arr.dtype == bool else arr
 
 
+def _source(path: str, data: bytes | None) -> Any:
+    """What ``Image.open`` reads: the file at ``path``, or ``data`` (a shard member's bytes)."""
+    return path if data is None else io.BytesIO(data)
+
+
 def _palette_indices(rgb: np.ndarray, palette: np.ndarray, path: str) -> np.ndarray:
     """``(H, W, 3)`` colours -> ``(H, W)`` uint8 indices into ``palette``."""
     from .errors import InvalidAnnotationError
@@ -313,13 +320,13 @@ def _palette_indices(rgb: np.ndarray, palette: np.ndarray, path: str) -> np.ndar
     return idx.astype(np.uint8)
 
 
-def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
+def read_id_png(path: str | os.PathLike, encoding: str = "id", *, data: bytes | None = None) -> np.ndarray:
     """Decode an id PNG to an integer ``(H, W)`` array.
 
     ``encoding="id"``: a single-channel PNG (8-bit ``L``/``P``, 16-bit
     ``I;16``, 32-bit ``I``) whose value is the id (:func:`read_label_png`).
     ``encoding="rgb"``: COCO panoptic, an RGB (or RGBA) PNG whose id is
-    R + 256 G + 256^2 B (int32).
+    R + 256 G + 256^2 B (int32). ``data``: the file's bytes, read instead of ``path``.
 
     Raises:
         MissingFileError: no such file.
@@ -334,12 +341,12 @@ def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
     from .errors import MalformedFileError, MissingFileError
 
     if encoding != "rgb":
-        return read_label_png(path)
+        return read_label_png(path, data=data)
     path = os.fspath(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(_source(path, data)) as im:
                 if im.mode not in ("RGB", "RGBA"):
                     raise MalformedFileError(path, f"expected an RGB id PNG (id = R + 256 G + 256^2 B), "
                                                    f"found mode {im.mode}")

@@ -51,6 +51,7 @@ __all__ = [
     "distinct_ids",
     "make_ids_distinct",
     "record_id_from_path",
+    "segmentation_json",
 ]
 
 CATEGORY_ID_POLICIES = ("preserve", "contiguous0", "contiguous1")
@@ -292,15 +293,29 @@ def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 def _segm_list(segm: list | None) -> list | None:
     if segm is None or all(s is None for s in segm):
         return None
-    return [_normalise_segm(decode_segmentation(s)) for s in segm]
+    return [segmentation_json(s) for s in segm]
+
+
+def segmentation_json(segm: Any) -> Any:
+    """One object's segmentation entry as plain JSON values, in the form the source had: None,
+    polygons as lists of floats, or an RLE ``{"size": [h, w], "counts": str | list[int]}``
+    (raw JSON bytes are decoded, bytes counts become text, numpy values lists).
+
+    Example:
+        >>> segmentation_json(b'{"size": [2, 2], "counts": "04"}')
+        {'size': [2, 2], 'counts': '04'}
+    """
+    return _normalise_segm(decode_segmentation(segm))
 
 
 def _normalise_segm(s: Any) -> Any:
     if isinstance(s, dict):
         counts = s.get("counts")
-        if isinstance(counts, bytes):
-            counts = counts.decode("ascii")
-        return {"size": list(s.get("size", ())), "counts": counts}
+        if isinstance(counts, (bytes, bytearray)):
+            counts = bytes(counts).decode("ascii")
+        elif isinstance(counts, np.ndarray):
+            counts = counts.tolist()
+        return {"size": [int(v) for v in s.get("size", ())], "counts": counts}
     if isinstance(s, (list, tuple)):
         return [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in s]
     return s

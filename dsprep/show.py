@@ -111,6 +111,8 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
         UnknownNameError: an id in ``ids`` is not a record id.
         MissingFileError: a picked record's image does not exist.
         MalformedFileError: a picked record's image is not a readable image.
+        OutputExistsError: ``out`` is inside a folder the dataset reads from (the input is
+            never written to: docs/cli.md, Safety).
 
     Example:
         >>> show(dsprep.parse("voc", "VOC2012"), "grid.png", n=9)  # doctest: +SKIP
@@ -118,7 +120,10 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
     """
     from PIL import Image, ImageDraw
 
+    from ._outdir import check_output, input_folders
     from .errors import UnknownNameError
+
+    check_output(out, inputs=input_folders(ds), keep_existing=True)  # a grid of one's own is replaced
 
     position = {r.id: k for k, r in enumerate(ds.records)}
     if ids:

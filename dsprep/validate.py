@@ -29,6 +29,7 @@ __all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
 # kind -> one-line description, in report order
 KINDS = {
     "parse": "the parser could not read an item",
+    "path_escape": "a path named in the dataset leaves its folder (absolute, or '..' climbing out)",
     "missing_image": "image file missing",
     "unreadable_image": "image file unreadable",
     "size_mismatch": "annotated size differs from the image's real size (EXIF applied)",
@@ -238,7 +239,8 @@ def validate(format: str, root: str | os.PathLike, *, split: str | None = None, 
     policy = ErrorPolicy("warn", show=10**9)
     ds = fmt.parse(root, split=split, on_error=policy, workers=workers, progress=False,
                                   **parse_options)
-    problems = [Problem("parse", e.split(": ", 1)[0], e.split(": ", 1)[-1]) for e in policy.examples]
+    problems = [Problem("path_escape" if kind == "PathEscapeError" else "parse", e.split(": ", 1)[0],
+                        e.split(": ", 1)[-1]) for e, kind in zip(policy.examples, policy.example_kinds)]
     return ds, problems + validate_dataset(ds, root=ds.root or root, deep=deep, workers=workers)
 
 

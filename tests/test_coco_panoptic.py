@@ -222,9 +222,11 @@ def no_isthing(sample, tmp_path):
     doc = json.loads((sample / "panoptic_examples.json").read_text())
     for c in doc["categories"]:
         del c["isthing"]
-    (tmp_path / "panoptic_examples.json").write_text(json.dumps(doc))
-    (tmp_path / "panoptic_examples").symlink_to(sample / "panoptic_examples", target_is_directory=True)
-    return tmp_path / "panoptic_examples.json", doc
+    src = tmp_path / "src"  # its own folder: a conversion's OUT may not lie inside the input's (docs/cli.md)
+    src.mkdir()
+    (src / "panoptic_examples.json").write_text(json.dumps(doc))
+    (src / "panoptic_examples").symlink_to(sample / "panoptic_examples", target_is_directory=True)
+    return src / "panoptic_examples.json", doc
 
 
 def _things_by_panopticapi_rule(doc, categories_file) -> list[tuple[int, int]]:

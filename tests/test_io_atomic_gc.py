@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import dsprep
-from dsprep import _io
+from dsprep import _io, _outdir
 from dsprep.conversion import convert
 from dsprep.errors import FormatError
 from dsprep.synth import synth
@@ -22,7 +22,7 @@ def _leftovers(parent: Path, name: str) -> list[str]:
 def test_atomic_output_removes_its_temporary_directory_on_failure(tmp_path, error):
     out = tmp_path / "out"
     with pytest.raises(type(error)):
-        with _io.atomic_output(out) as tmp:
+        with _outdir.atomic_output(out) as tmp:
             (tmp / "half.json").write_text("{")
             (tmp / "sub").mkdir()
             raise error
@@ -33,15 +33,18 @@ def test_atomic_output_keeps_the_old_output_when_an_overwrite_fails(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("kept")
+    _outdir.write_manifest(out, "convert")  # --overwrite replaces only what dsprep wrote (docs/cli.md, Safety)
     with pytest.raises(FormatError):
-        with _io.atomic_output(out, overwrite=True) as tmp:
+        with _outdir.atomic_output(out, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("half")
             raise FormatError("x", "a writer failed")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"] and (out / "old.txt").read_text() == "kept"
+    assert sorted(p.name for p in out.iterdir()) == [_outdir.MANIFEST, "old.txt"]
+    assert (out / "old.txt").read_text() == "kept"
     assert _leftovers(tmp_path, "out") == []
-    with _io.atomic_output(out, overwrite=True) as tmp:  # success replaces it, leaving nothing beside
+    with _outdir.atomic_output(out, overwrite=True) as tmp:  # success replaces it, leaving nothing beside
         (tmp / "new.txt").write_text("whole")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"] and _leftovers(tmp_path, "out") == []
+    assert sorted(p.name for p in out.iterdir()) == [_outdir.MANIFEST, "new.txt"]
+    assert _leftovers(tmp_path, "out") == []
 
 
 def test_a_conversion_whose_writer_fails_leaves_nothing(tmp_path, monkeypatch):

@@ -19,9 +19,11 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 # above what it re-exports and wires (Dataset.torch/loader -> dsprep.loading).
 LAYERS = [
     ["dsprep.errors"],
-    ["dsprep._io"],
+    ["dsprep._paths"],
+    ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
+    ["dsprep._shardio"],
     ["dsprep.formats"],
     ["dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
     ["dsprep.synth"],
@@ -37,12 +39,14 @@ LAYERS = [
 
 # Inside dsprep.loading, the order a sample travels (docs/architecture.md); the package's
 # __init__ only re-exports.
-LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "collate", "samplers", "build", "device"]
+LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "collate", "samplers", "shards", "build",
+           "device"]
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
-TORCH_FREE = ["dsprep.records", "dsprep.masks", "dsprep.conversion", "dsprep.validate", "dsprep.splitting",
-              "dsprep.synth", "dsprep.catalog", "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table",
-              "dsprep.loading.luts"]
+TORCH_FREE = ["dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
+              "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
+              "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts",
+              "dsprep._shardio"]
 
 
 def _modules() -> dict[str, Path]:

@@ -8,8 +8,8 @@ import dsprep
 
 PUBLIC = ["BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS", "FormatError",
           "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError", "OutputExistsError",
-          "Record", "UnknownNameError", "convert", "convert_boxes", "detect_format", "get_format",
-          "load", "make_loader", "parse", "to_device"]
+          "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "convert", "convert_boxes",
+          "detect_format", "get_format", "load", "make_loader", "parse", "to_device"]
 
 
 def test_all_is_sorted_and_pinned():
@@ -26,7 +26,7 @@ def test_all_is_sorted_and_pinned():
 
 
 def test_format_registry_is_read_only_and_complete():
-    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "imagenet", "cityscapes"]
+    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "imagenet", "cityscapes", "shards"]
     for name, mod in dsprep.FORMATS.items():
         for attr in ("NAME", "DESCRIPTION", "detect", "parse", "write"):
             assert hasattr(mod, attr), f"{name} lacks {attr}"

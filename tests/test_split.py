@@ -24,7 +24,8 @@ def test_parse_ratios():
     assert parse_ratios("train=0.8,val=0.1,test=0.1") == {"train": 0.8, "val": 0.1, "test": 0.1}
     assert parse_ratios("a=3,b=1") == {"a": 0.75, "b": 0.25}
     for bad, msg in [("train=0.8,val=0.1", "sum to 0.9"), ("train", "NAME=RATIO"), ("a=x", "expected a number"),
-                     ("a=0.5,a=0.5", "named twice"), ("a=-1,b=2", "positive"), ("", "no split")]:
+                     ("a=0.5,a=0.5", "named twice"), ("a=-1,b=2", "positive"), ("", "no split"),
+                     ("../../evil=1", "plain name"), ("..=1", "plain name"), ("a\\b=1", "plain name")]:
         with pytest.raises(FormatError, match=msg):
             parse_ratios(bad)
 

@@ -134,7 +134,7 @@ def test_finetune_head_only_changes_the_head(shapes, tmp_path):
 def test_torchrun_two_cpu_processes(shapes, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "dsprep", "train", "coco", str(shapes), "--task", "crops", "--image-size", "32",
            "--epochs", "1", "--batch-size", "8", "--workers", "0", "--out", str(out), "--quiet"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

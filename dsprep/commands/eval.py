@@ -6,7 +6,8 @@ import inspect
 import math
 from typing import Any
 
-from ._common import add_panoptic_options, add_source, add_workers, panoptic_options, print_json
+from ._common import (add_panoptic_options, add_source, add_workers, panoptic_options, print_json,
+                      source_options)
 
 HELP = "score predictions against a dataset (COCO/VOC AP, mIoU, accuracy)"
 DESCRIPTION = """Score a model's predictions against a dataset's ground truth, with the
@@ -90,7 +91,7 @@ def _load_gt(args: argparse.Namespace) -> Any:
 
     fmt = get_format(args.format)
     return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                     progress=False, **_gt_options(fmt, args), **panoptic_options(args))
+                     progress=False, **_gt_options(fmt, args), **panoptic_options(args), **source_options(args))
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:
@@ -121,6 +122,10 @@ def _detection(args: argparse.Namespace, ds: Any) -> int:
     metric = args.metric or ("voc07" if args.format == "voc" and args.iou_type == "bbox" else "coco")
     res = evaluate_detection(ds, args.predictions, metric=metric, iou_type=args.iou_type, split=_split(args, ds),
                              sigmas=args.kpt_sigmas)
+    if args.out:  # never into the dataset (docs/cli.md, Safety)
+        from .._outdir import check_output, input_folders
+
+        check_output(args.out, inputs=input_folders(ds, [args.root]), keep_existing=True)
     written = plot_pr_curves(res, args.out) if args.out else []
     if args.json:
         out = res.to_dict()

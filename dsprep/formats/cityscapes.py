@@ -51,6 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _io
+from .._paths import output_path
 from ..errors import DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, check_choice
 from ..records import Category, Dataset, Instances, Record, record_id_from_path
 from . import _cityscapes_labels as L
@@ -438,7 +439,7 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, annotations: str = "gtFine",
           label_space: str = "id", instances: str | bool = "none", masks: bool = True,
-          dummy_test_labels: bool = True) -> Dataset:
+          dummy_test_labels: bool = True, allow_outside_root: bool = False) -> Dataset:
     """Read a Cityscapes tree into records.
 
     Args:
@@ -464,6 +465,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             polygons.json) always gets it: it is their only pixel source.
         dummy_test_labels: treat the ``test`` split's labels as the dummies
             they are in the official download (no instances, ``extra["dummy_labels"]``).
+        allow_outside_root: accepted as every format accepts it; every path here
+            comes from listing the city folders (none is read from a file), so
+            nothing can leave the root (a symlinked city folder is followed).
 
     Returns:
         A :class:`Dataset` with the 35 label categories. Files that do not
@@ -645,12 +649,16 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         city, base = _names_for(rec, i)
         ext = Path(rec.path).suffix.lower() or ".png"
         img_rel = f"{IMAGE_DIR}/{split}/{city}/{base}_leftImg8bit{ext}"  # never a JPEG named .png
-        if _io.place_image(src_root / rec.path, dest / img_rel, images):
+        if _io.place_image(src_root / rec.path, dest, img_rel, images):
             n_img += 1
         else:
             lose("images (source missing)")
-        gt_dir = dest / annotations / split / city
+        gt_rel = f"{annotations}/{split}/{city}"
         prefix = f"{base}_{annotations}_"
+
+        def gt(suffix: str) -> Path:
+            return output_path(dest, f"{gt_rel}/{prefix}{suffix}", what="ground-truth file")
+
         # Cityscapes has no image-level label or caption: what a record carries of them is lost
         lose("image-level labels", int(rec.label is not None))
         lose("captions", len(rec.captions or ()))
@@ -659,22 +667,21 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             lose("semantic masks", int(rec.mask_path is not None))
             lose("instance mask PNGs", int(rec.instance_mask_path is not None))
             continue
-        gt_dir.mkdir(parents=True, exist_ok=True)
         kind = rec.extra.get("mask_kind")
         label_ids = rec.extra.get("labelIds_path") or (rec.mask_path if kind == "labelIds" else None)
         train_src = rec.extra.get("labelTrainIds_path") or (rec.mask_path if kind == "labelTrainIds" else None)
         for key, suffix in (("color_path", "color.png"), ("polygons_path", "polygons.json")):
             if rec.extra.get(key):
-                shutil.copyfile(src_root / rec.extra[key], gt_dir / (prefix + suffix))
+                shutil.copyfile(src_root / rec.extra[key], gt(suffix))
         if label_ids:
-            shutil.copyfile(src_root / label_ids, gt_dir / (prefix + "labelIds.png"))
+            shutil.copyfile(src_root / label_ids, gt("labelIds.png"))
             if train_ids:
                 ids = read_label_png(src_root / label_ids)
                 if ids.dtype != np.uint8:
                     ids = np.clip(ids, 0, 255).astype(np.uint8)
-                Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))
+                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
         elif train_src:
-            shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
+            shutil.copyfile(src_root / train_src, gt("labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
         elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
             # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
@@ -682,11 +689,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                             rec.extra["polygons_path"])
                    if rec.extra.get("polygons_path")
                    else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
-            Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
+            Image.fromarray(ids).save(gt("labelIds.png"))
             if train_ids:
-                Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))
+                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
         if rec.instance_mask_path:
-            shutil.copyfile(src_root / rec.instance_mask_path, gt_dir / (prefix + "instanceIds.png"))
+            shutil.copyfile(src_root / rec.instance_mask_path, gt("instanceIds.png"))
             n_obj += len(rec.instances)
         elif rec.extra.get("polygons_path"):
             n_obj += len(rec.instances)  # polygons.json holds them

@@ -47,6 +47,7 @@ import msgspec
 import numpy as np
 
 from .._io import gc_paused, image_size, json_default, place_image, progress as _progress
+from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import segmentation_area
@@ -543,8 +544,9 @@ def _check_segmentation(b: bytes) -> str | None:
     return "segmentation must be a list of polygons or an RLE object; found " + b[:40].decode("utf-8", "replace")
 
 
-def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
-                show_progress: bool | None) -> tuple[list[Record], list[Category], dict[str, Any], str]:
+def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progress: bool | None,
+                root: Path, allow_outside_root: bool = False
+                ) -> tuple[list[Record], list[Category], dict[str, Any], str]:
     file = src.json
     with _mapped(file) as (data, release):
         top = _read_top(file, data)
@@ -559,6 +561,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
         if others:
             info["top_level"] = others
         index, keep_img, widths, heights, names = _read_images(images, file, policy)
+        paths = _image_paths(names, index, keep_img, src, root, allow_outside_root, policy)
         ann_raws = top.get("annotations", [])
         del top
         release()
@@ -604,7 +607,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
     for iid, pos in index.items():
         iid_of[pos] = iid
     records: list[Record] = []
-    prefix, split = src.prefix, src.split
+    split = src.split
     off = offsets.tolist()
     widths_l, heights_l = widths.tolist(), heights.tolist()
     keep_l = keep_img.tolist()
@@ -625,7 +628,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
             "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
             "keypoints": None if no_kp else keypoints[s:e],
             "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
-        rel = prefix + names[i]
+        rel = paths[i]
         extra = images[i]  # what is left after id/width/height/file_name were popped
         caps: list[str] = []
         if cap_sorted is not None and off[i] != off[i + 1]:
@@ -677,6 +680,35 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
         widths[i], heights[i], names[i] = w, h, fn
     return (index, keep_img, np.array(widths, np.int64).reshape(n_img), np.array(heights, np.int64).reshape(n_img),
             names)
+
+
+def _image_paths(names: list[str], index: dict[Any, int], keep_img: np.ndarray, src: _Source, root: Path,
+                 allow_outside_root: bool, policy: ErrorPolicy) -> list[str]:
+    """Each image's path relative to the root: its split's image folder + ``file_name``.
+
+    A ``file_name`` is relative to the split's image folder and must stay inside it
+    (:func:`dsprep._paths.confine`); an image whose name leaves it is dropped
+    through the policy, with its annotations.
+    """
+    prefix = src.prefix
+    paths = [prefix + n for n in names]
+    # One search over all the names first (a tenth of a per-name scan): most files hold no
+    # name that could climb, and a false alarm only costs the per-name scan below.
+    joined = "\n".join(names)
+    if ".." not in joined and "\n/" not in joined and joined[:1] != "/" and "\\" not in joined and ":" not in joined:
+        return paths
+    suspects = [i for i, n in enumerate(names) if ".." in n or n[:1] in ("/", "\\") or n[1:2] == ":"]
+    iid_at = {pos: iid for iid, pos in index.items()}
+    for i in suspects:
+        if i not in iid_at:
+            continue  # already dropped
+        try:
+            paths[i] = confine(root, names[i], prefix=prefix, where=f"{src.json}: image id {iid_at[i]}",
+                               allow_outside=allow_outside_root)
+        except FormatError as err:
+            policy.handle(err)
+            keep_img[i] = False  # its annotations still find it, and are left out with it
+    return paths
 
 
 _CHUNK = 65_536  # annotations decoded into structs at a time (bounds the structs alive at once)
@@ -912,7 +944,8 @@ def _mapped(path: Path) -> Iterator[tuple[Any, Any]]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, task: str | None = None,
-          image_dir: str | os.PathLike | None = None, check_images: bool = False) -> Dataset:
+          image_dir: str | os.PathLike | None = None, check_images: bool = False,
+          allow_outside_root: bool = False) -> Dataset:
     """Read a COCO dataset into records.
 
     Args:
@@ -929,6 +962,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             sibling ``images/`` folder, else the JSON's folder).
         check_images: also check that every image file exists (and read
             missing sizes from image headers).
+        allow_outside_root: accept a ``file_name`` that leaves its split's image
+            folder (``../x.jpg``, an absolute path); by default it is a
+            :class:`~dsprep.errors.PathEscapeError` naming the JSON and image id.
 
     Returns:
         A :class:`Dataset` with ``format="coco"``; ``info`` holds COCO's
@@ -939,6 +975,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         MalformedFileError: not JSON, or JSON that is not COCO.
         InvalidAnnotationError: a bad annotation (names the file and annotation id).
         MissingFileError: ``check_images`` and an image file is absent.
+        PathEscapeError: a ``file_name`` leaves its image folder (see ``allow_outside_root``).
 
     Example:
         >>> ds = parse("coco2017", split="val2017")  # doctest: +SKIP
@@ -954,7 +991,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     splits: dict[str, list[str]] = {}
     with gc_paused(freeze=True):
         for src in sources:
-            recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress)
+            recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress, root,
+                                                           allow_outside_root)
             make_ids_distinct(recs)  # a.jpg and a.png of one folder: two ids
             for c in cats:
                 old = categories.get(c.id)
@@ -1031,14 +1069,15 @@ def _compressed(segm: Any) -> Any:
 
 
 def _unique_names(recs: Sequence[Record]) -> list[str]:
-    """file_name per record: the basename when unique within the split, else the relative path."""
-    base = [r.path.rpartition("/")[2] for r in recs]
+    """file_name per record: the basename when unique within the split, else the relative path,
+    made safe to join to the split folder (``../x.jpg`` -> ``__/x.jpg``: :func:`safe_relpath`)."""
+    base = [safe_relpath(r.path.rpartition("/")[2]) for r in recs]
     if len(set(base)) == len(base):
         return base
     seen: dict[str, int] = {}
     for b in base:
         seen[b] = seen.get(b, 0) + 1
-    return [b if seen[b] == 1 else r.path for b, r in zip(base, recs)]
+    return [b if seen[b] == 1 else safe_relpath(r.path) for b, r in zip(base, recs)]
 
 
 def _keeps_image_ids(recs: Sequence[Record]) -> bool:
@@ -1165,7 +1204,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     if options:
         raise TypeError(f"unknown COCO write option(s): {', '.join(sorted(options))}")
     dest = Path(dest)
-    (dest / "annotations").mkdir(parents=True, exist_ok=True)
     by_id = dataset.record_by_id()
     groups = dataset.splits or {"all": [r.id for r in dataset.records]}
     in_a_split = {i for ids in groups.values() for i in ids}
@@ -1248,7 +1286,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
                                          enabled=progress):
                     src = (root / r.path) if root is not None else Path(r.path)
-                    if not place_image(src, dest / split / name, images):
+                    if not place_image(src, dest, f"{split}/{name}", images):
                         raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
                                                          f"place it as {split}/{name}; use --images none "
                                                          "(images='none' in Python) to write annotations only)")
@@ -1264,7 +1302,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     n_objects += len(anns)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
-                out = dest / "annotations" / f"{task}_{split}.json"
+                out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
                 out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
                 files.append(out.relative_to(dest).as_posix())
             if has_captions:
@@ -1281,7 +1319,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 # no 'categories' key: pycocotools indexes category_id of every annotation when it is
                 # present, and captions have none (the real captions_*.json has no 'categories' either)
                 doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
-                out = dest / "annotations" / f"captions_{split}.json"
+                out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
                 out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
                 files.append(out.relative_to(dest).as_posix())
             n_images += len(recs)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .. import _io
+from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, make_ids_distinct,
@@ -253,7 +255,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, masks: bool = False,
           verify: str = "first", images_dir: str | os.PathLike | None = None,
-          categories_file: str | os.PathLike | None = None, things_only: bool = False) -> Dataset:
+          categories_file: str | os.PathLike | None = None, things_only: bool = False,
+          allow_outside_root: bool = False) -> Dataset:
     """Read COCO panoptic annotations into records.
 
     Args:
@@ -276,6 +279,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             as panopticapi's ``panoptic2detection_coco_format.py --things_only``
             (images are all kept; the count left out is logged and stored in
             ``info["things_only"]``). Every category needs an ``isthing``.
+        allow_outside_root: accept an image ``file_name`` that leaves the image
+            folder, or a segment PNG ``file_name`` that leaves the PNG folder; by
+            default either is a :class:`~dsprep.errors.PathEscapeError`.
 
     Returns:
         A :class:`Dataset`; ``info`` holds the JSON's ``info``/``licenses`` and
@@ -323,7 +329,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         for img in images:
             try:
                 split_recs.append(_record(img, by_image.get(img.get("id")), root, img_dir, png_dir, jpath,
-                                          split_name, cat_ids))
+                                          split_name, cat_ids, allow_outside_root))
             except FormatError as err:
                 policy.handle(err)
         known = {img.get("id") for img in images}
@@ -395,24 +401,35 @@ def _keep_things(records: list[Record], categories: list[Category], root: Path, 
     return [c for c in categories if c.extra["isthing"]]
 
 
+def _folder_prefix(folder: Path, root: Path) -> str:
+    """``folder`` relative to ``root`` as a path prefix: ``""`` or ending in ``/``."""
+    rel = _io.relpath_posix(folder, root)
+    return "" if rel == "." else rel + "/"
+
+
 def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Path, jpath: Path, split: str,
-            cat_ids: set[int]) -> Record:
+            cat_ids: set[int], allow_outside_root: bool = False) -> Record:
+    """One image's record; its ``file_name`` stays inside ``img_dir``, its PNG's inside ``png_dir``
+    (:func:`dsprep._paths.confine`)."""
     try:
         image_id, file_name = img["id"], str(img["file_name"])
         width, height = int(img.get("width") or 0), int(img.get("height") or 0)
     except (KeyError, TypeError, ValueError):
         raise InvalidAnnotationError(f"{jpath}: image {img!r}"[:200], "expected id, file_name, width, height") from None
-    rel = _io.relpath_posix(img_dir / file_name, root)
+    rel = posixpath.normpath(confine(root, file_name, prefix=_folder_prefix(img_dir, root),
+                                     where=f"{jpath}: image id {image_id!r}", allow_outside=allow_outside_root))
     extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
     if ann is None:
         log.debug("%s: image %r has no panoptic annotation", jpath, image_id)
         return Record(record_id_from_path(rel), rel, width, height, split, source_id=image_id, extra=extra)
     png_name = str(ann.get("file_name") or f"{Path(file_name).stem}.png")
+    png_rel = posixpath.normpath(confine(root, png_name, prefix=_folder_prefix(png_dir, root),
+                                         what="segment PNG file_name", allow_outside=allow_outside_root,
+                                         where=f"{jpath}: annotation of image id {image_id!r}"))
     extra["panoptic_file_name"] = png_name
     inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}")
     return Record(record_id_from_path(rel), rel, width, height, split, instances=inst,
-                  instance_mask_path=_io.relpath_posix(png_dir / png_name, root), source_id=image_id,
-                  extra=extra)
+                  instance_mask_path=png_rel, source_id=image_id, extra=extra)
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
@@ -510,30 +527,29 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     by_split: dict[str, list[tuple[int, Record]]] = {}
     for i, r in enumerate(dataset.records):
         by_split.setdefault(r.split or "default", []).append((i, r))
-    ann_dir = dest / "annotations"
-    ann_dir.mkdir(parents=True, exist_ok=True)
     for split, items in by_split.items():
-        png_dir = ann_dir / f"panoptic_{split}"
-        png_dir.mkdir(exist_ok=True)
-        names = [Path(r.path).name for _, r in items]
+        png_dir = f"annotations/panoptic_{split}"
+        output_path(dest, png_dir, what="segment PNG folder", folder=True)  # made even when it stays empty
+        names = [safe_relpath(Path(r.path).name) for _, r in items]
         flat_names = len(set(names)) == len(names)
         images_out, anns_out = [], []
         used_png: set[str] = set()
         for (i, rec), name in _io.progress(list(zip(items, names)), total=len(items), desc=f"panoptic {split}",
                                            enabled=progress):
             image_id = rec.source_id if use_source else i + 1
-            file_name = name if flat_names else rec.path
+            file_name = name if flat_names else safe_relpath(rec.path)
             if not (rec.width and rec.height):
                 # a panoptic PNG covers the whole image: its size must be known (ImageNet
                 # records carry none unless parsed with read_sizes=True)
                 raise InvalidAnnotationError(
                     str(rec.path), f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); "
                     "coco-panoptic needs it to draw the segment PNG (for imagenet, parse with read_sizes=True)")
-            if _io.place_image(src_root / rec.path, dest / split / file_name, images):
+            if _io.place_image(src_root / rec.path, dest, f"{split}/{file_name}", images):
                 n_img += 1
             else:
                 lose("images (source missing)")
-            png_name = str(rec.extra.get("panoptic_file_name") or f"{Path(file_name).with_suffix('').as_posix()}.png")
+            png_name = safe_relpath(str(rec.extra.get("panoptic_file_name")
+                                        or f"{Path(file_name).with_suffix('').as_posix()}.png"))
             if png_name in used_png:
                 png_name = f"{i:08d}_{Path(png_name).name}"
             used_png.add(png_name)
@@ -544,15 +560,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     img_entry[k] = v
             id_map, segs = _segments_for(rec, src_root, encoding, dropped_cats, lose)
             n_obj += len(segs)
-            out_png = png_dir / png_name
-            out_png.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(id_to_rgb(id_map)).save(out_png)
+            Image.fromarray(id_to_rgb(id_map)).save(output_path(dest, f"{png_dir}/{png_name}", what="segment PNG"))
             images_out.append(img_entry)
             anns_out.append({"image_id": image_id, "file_name": png_name, "segments_info": segs})
         doc = {"info": dataset.info.get("info") or {"description": "written by dsprep"},
                "licenses": dataset.info.get("licenses") or [],
                "images": images_out, "annotations": anns_out, "categories": cats_out}
-        _dump_json(ann_dir / f"panoptic_{split}.json", doc)
+        _dump_json(output_path(dest, f"annotations/panoptic_{split}.json", what="annotation file"), doc)
     return {"images": n_img, "objects": n_obj, "lost": lost}
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .._io import gc_paused, image_size, parallel_map, place_image
+from .._paths import output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, LazyRecords, Record, distinct_ids
@@ -699,7 +700,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
           progress: bool | None = None, validation_split: float | None = None, seed: int | None = None,
           ground_truth: str | os.PathLike | None = None, mapping: str | os.PathLike | None = None,
           annotations: str | os.PathLike | None = None, boxes: bool = True,
-          read_sizes: bool = False) -> Dataset:
+          read_sizes: bool = False, allow_outside_root: bool = False) -> Dataset:
     """Parse an ImageNet/ILSVRC root or any class-subfolder tree into records.
 
     Args:
@@ -728,6 +729,10 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         boxes: read LOC boxes (XML or CSV) when present.
         read_sizes: read width/height from image headers (no decode); default
             0 (unknown) so that listing never opens an image.
+        allow_outside_root: accepted as every format accepts it; nothing here
+            is a path read from a file (images are listed from folders, LOC CSV
+            ImageIds and devkit lines only label listed images), so nothing can
+            leave the root (a symlinked class folder is followed: docs/cli.md, Safety).
 
     Returns:
         A Dataset: categories sorted by wnid (``id`` = sorted index,
@@ -1173,11 +1178,11 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             ext = fname[fname.rfind("."):] if "." in fname else ""
             rel = f"{folder}/{r.id.replace('/', '__')}{ext}"
         used.add(rel)
-        if not place_image(src_root / r.path, dest / rel, images):
+        if not place_image(src_root / r.path, dest, rel, images):
             lose("images missing at the source")
             continue
         if images == "none":
-            (dest / folder).mkdir(parents=True, exist_ok=True)
+            output_path(dest, folder, what="class folder", folder=True)
         n_images += 1
         inst = r.instances
         if r.mask_path:
@@ -1194,14 +1199,14 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             if keep:
                 stem = rel.rsplit("/", 1)[-1]
                 stem = stem[:stem.rfind(".")] if "." in stem else stem
-                xml = dest / "Annotations" / f"{folder}/{stem}.xml"
+                xml = output_path(dest, f"Annotations/{folder}/{stem}.xml", what="LOC XML")
                 _write_loc_xml(xml, r, inst, keep, names, stem, r.split or "")
                 n_objects += len(keep)
     if all(not any(ch.isspace() for ch in names[c.id]) for c in dataset.categories):
         # The folder name is what a re-parse reads as the class; the table says the same.
         lines = [f"{names[c.id]} {c.extra.get('words') or (c.name if names[c.id] != c.name else '')}".rstrip()
                  for c in sorted(dataset.categories, key=lambda c: names[c.id])]
-        (dest / SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        output_path(dest, SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         lose("category words and original names (names with spaces cannot go in LOC_synset_mapping.txt)",
              sum(1 for c in dataset.categories if c.extra.get("words") or names[c.id] != c.name))
@@ -1232,7 +1237,6 @@ def _write_loc_xml(path: Path, r: Record, inst: Instances, keep: list[int], name
         bb = etree.SubElement(obj, "bndbox")
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), inst.boxes[i].tolist()):
             etree.SubElement(bb, tag).text = _fmt(v)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(etree.tostring(ann, pretty_print=True, encoding="utf-8"))
 
 

@@ -37,6 +37,7 @@ import functools
 import logging
 import math
 import os
+import posixpath
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..masks import VOC_PALETTE  # index 255 (void) = (224, 224, 192)
@@ -129,6 +131,29 @@ def _read_list(path: Path) -> list[str]:
             line = line.strip()
             if line and not line.startswith("#"):
                 out.append(line.split()[0])
+    return out
+
+
+def _confined_ids(lists: dict[str, list[str]], sub: str, root: Path, policy: ErrorPolicy,
+                  allow_outside_root: bool) -> dict[str, list[str]]:
+    """The ids of ``ImageSets`` lists, each kept inside ``JPEGImages/`` (the image is
+    ``JPEGImages/<id>.<ext>``, its XML ``Annotations/<id>.xml``): an id that climbs out
+    (``../../x``) or is absolute is a :class:`PathEscapeError` through the policy, unless
+    ``allow_outside_root``; one that climbs and comes back (``a/../b``) is normalised."""
+    out: dict[str, list[str]] = {}
+    for name, ids in lists.items():
+        kept = ids
+        if any(".." in i or i[:1] in ("/", "\\") or i[1:2] == ":" for i in ids):
+            kept = []
+            for i in ids:
+                try:
+                    confine(root, i, prefix=f"{_IMG}/", what="image id", where=f"{sub}/{name}.txt",
+                            allow_outside=allow_outside_root)
+                except FormatError as err:
+                    policy.handle(err)
+                    continue
+                kept.append(posixpath.normpath(i) if ".." in i else i)
+        out[name] = kept
     return out
 
 
@@ -636,7 +661,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
           workers: int | None = None, progress: bool | None = None, class_lists: str = "check",
-          missing_size: str = "error", segmentation: bool = False, **options: Any) -> Dataset:
+          missing_size: str = "error", segmentation: bool = False, allow_outside_root: bool = False,
+          **options: Any) -> Dataset:
     """Read a VOC tree into records.
 
     Args:
@@ -655,6 +681,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
             (object k of the XML = value k in the PNG). Off by default: parsing then
             reads annotations only. A tree without XMLs (labelme's instance
             segmentation export) always takes its objects from the masks.
+        allow_outside_root: accept an ``ImageSets`` id that leaves ``JPEGImages/``
+            (``../../x``, an absolute path); by default it is a
+            :class:`~dsprep.errors.PathEscapeError` naming the list and the id.
+            ``<filename>`` contributes only its extension, so it cannot move an image.
 
     Returns:
         A :class:`~dsprep.records.Dataset` (``format="voc"``, ``root`` = the VOC20XX dir).
@@ -682,6 +712,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     xml_stems = sorted(n[:-4] for n in os.listdir(ann_dir) if n.endswith(".xml")) if ann_dir.is_dir() else []
     splits, per_class = _read_splits(root, _MAIN)
     seg_splits, _ = _read_splits(root, _SEGSETS)
+    splits = _confined_ids(splits, _MAIN, root, policy, allow_outside_root)
+    seg_splits = _confined_ids(seg_splits, _SEGSETS, root, policy, allow_outside_root)
 
     def listing(sub: str) -> frozenset:
         d = root / sub
@@ -1047,7 +1079,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     if renamed:
         log.warning("voc: %d images share a file name with another; named after their record id instead", renamed)
     exact = dataset.format == NAME
-    (dest / _ANN).mkdir(parents=True, exist_ok=True)
+    output_path(dest, _ANN, folder=True)
     name_of: dict[str, str] = {}
     mask_names: list[str] = []
     missing = 0
@@ -1059,7 +1091,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         img_rel = f"{_IMG}/{name}{ext}"
         if images != "none":
             src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-            if not _io.place_image(src, dest / img_rel, images):
+            if not _io.place_image(src, dest, img_rel, images):
                 try:
                     raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
                                            f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
@@ -1090,7 +1122,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             what = "dummy label masks (Cityscapes test: not ground truth)"
             lost[what] = lost.get(what, 0) + 1
         elif rec.mask_path and exact:
-            _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
+            _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
             has_class = True
         elif rec.mask_path or _semantic_source(dataset, rec):
             kind = (rec.extra or {}).get("mask_kind")
@@ -1098,7 +1130,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             if to_voc is not None:
                 values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
                                             kind).astype(np.int64, copy=False)
-                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
+                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
+                           output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
                 has_class = True
             else:
                 # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
@@ -1106,15 +1139,15 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 what = f"{dataset.format or 'source'} mask PNGs (semantic)"
                 lost[what] = lost.get(what, 0) + 1
         if not has_class and made is not None:
-            _save_mask(made[0], dest / _SEGCLS / f"{name}.png")
+            _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
             has_class = True
         # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
         if made is not None:
-            _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
+            _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
         elif (rec.extra or {}).get("dummy_labels") and not exact:
             pass  # counted above
         elif rec.instance_mask_path and exact:
-            _copy_mask(mask_src(rec.instance_mask_path), dest / _SEGOBJ / f"{name}.png")
+            _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
         elif rec.instance_mask_path:
             # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
             # their own polygons/RLE cannot be rasterised in XML order.
@@ -1125,22 +1158,19 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             segmented = 1
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
-        (dest / _ANN / f"{name}.xml").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
+        output_path(dest, f"{_ANN}/{name}.xml", what="annotation").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
                                                                        exact or _from_voc(rec)))
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
-    main = dest / _MAIN
     if dataset.splits:
-        main.mkdir(parents=True, exist_ok=True)
         by_id = dataset.record_by_id()
         for split, ids in dataset.splits.items():
             ids = [i for i in ids if i in name_of]
-            (main / f"{split}.txt").write_text("".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
-            _write_class_lists(main, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
+            output_path(dest, f"{_MAIN}/{split}.txt", what="split list").write_text(
+                "".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
+            _write_class_lists(dest, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
     if mask_names:
-        segsets = dest / _SEGSETS
-        segsets.mkdir(parents=True, exist_ok=True)
         have = set(mask_names)
         src_seg = dataset.info.get("voc_segmentation_splits") if dataset.format == NAME else None
         groups = src_seg or dataset.splits
@@ -1149,7 +1179,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 lines = [name_of[i] for i in ids if i in name_of and name_of[i] in have]
                 if not lines and not exact:  # a split without masks (Cityscapes test) gets no list
                     continue
-                (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
+                output_path(dest, f"{_SEGSETS}/{split}.txt", what="split list").write_text(
+                    "".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in dataset.categories] != list(VOC_CLASSES):
         _write_labelmap(dest, dataset.categories)
     # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
@@ -1249,7 +1280,7 @@ def _copy_mask(src: Path, dst: Path) -> None:
         _save_mask(_read_mask(src), dst)
 
 
-def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]],
+def _write_class_lists(dest: Path, split: str, rows: list[tuple[str, Instances]],
                        categories: Sequence[Category]) -> None:
     """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit."""
     for c in categories:
@@ -1260,7 +1291,8 @@ def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]]
             sel = inst.labels == c.id
             flag = -1 if not sel.any() else (1 if (~inst.difficult[sel]).any() else 0)
             lines.append(f"{name} {flag:2d}\n")
-        (main / f"{c.name}_{split}.txt").write_text("".join(lines), encoding="utf-8")
+        output_path(dest, f"{_MAIN}/{c.name}_{split}.txt", what="class list").write_text("".join(lines),
+                                                                                      encoding="utf-8")
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
@@ -1272,4 +1304,4 @@ def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
     for i, c in enumerate(categories):
         r, g, b = VOC_PALETTE[min(i + 1, 255)]
         lines.append(f"{c.name}:{r},{g},{b}::\n")
-    (dest / "labelmap.txt").write_text("".join(lines), encoding="utf-8")
+    output_path(dest, "labelmap.txt").write_text("".join(lines), encoding="utf-8")

@@ -169,7 +169,7 @@ class ImageSource:
 
     Args:
         path: the image file.
-        data: its bytes, read instead of the file (``path`` then only names it).
+        data: its bytes, read instead of the file (``path`` then only names it: a shard member).
 
     Attributes:
         path: as given.
@@ -342,13 +342,15 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(ImageSource(path).decode())
 
 
-def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None) -> np.ndarray:
+def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None,
+                data: bytes | None = None) -> np.ndarray:
     """Decode a label mask PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) masks give ``uint8`` (the palette index,
     never the colour); 16-bit masks give ``int32`` (values up to 65535). With
     a ``palette`` (:func:`dsprep.masks.mask_palette`: a VOC dataset's), an RGB
-    mask gives each colour's index in it, as the VOC parser reads it.
+    mask gives each colour's index in it, as the VOC parser reads it. ``data``: the
+    file's bytes, read instead of ``path`` (a shard member).
 
     Raises:
         MissingFileError: no such file.
@@ -360,5 +362,5 @@ def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None) -
         >>> decode_mask("SegmentationClass/2007_000032.png").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    arr = read_label_png(path, "label mask", palette=palette)
+    arr = read_label_png(path, "label mask", palette=palette, data=data)
     return arr if arr.dtype == np.uint8 else arr.astype(np.int32)

@@ -24,14 +24,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..errors import InvalidAnnotationError
+from ..errors import InvalidAnnotationError, MissingFileError
 from ..masks import read_id_png, segmentation_mask
 from . import transforms as T
 from .decode import decode_mask
 from .luts import build_luts, mask_readers
 from .table import RecordTable
 
-__all__ = ["MaskReader", "Skipped", "TARGETS", "crop_plan", "make_target", "object_inputs", "to_tensor_image"]
+__all__ = ["MaskReader", "Skipped", "TARGETS", "crop_plan", "file_bytes", "make_target", "object_inputs",
+           "to_tensor_image"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,22 @@ def to_tensor_image(image: Any) -> torch.Tensor:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return T._tensor(arr).permute(2, 0, 1)
+
+
+def file_bytes(files: Mapping[str, bytes] | None, path: str) -> bytes | None:
+    """The bytes of ``path`` from ``files`` (a streamed sample's members by path), or None when
+    ``files`` is None (read the file itself).
+
+    Raises:
+        MissingFileError: ``files`` has no such member.
+    """
+    if files is None:
+        return None
+    data = files.get(path)
+    if data is None:
+        raise MissingFileError(path, "the sample has no such member in its shard (the writer stores images "
+                                     "and masks as <key>.<ext>, <key>.mask.png, <key>.inst.png)")
+    return data
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,10 +115,13 @@ class MaskReader:
         table: its :class:`RecordTable`.
         mask_lut: the ``mask_lut`` option (see :func:`dsprep.loading.luts.build_lut`).
         semantic: build the semantic side (lookup tables, readers): segmentation only.
+        files: mask bytes by path, read instead of the files (a streamed sample's members).
     """
 
-    def __init__(self, dataset: Any, table: RecordTable, mask_lut: Any = "auto", *, semantic: bool = False):
+    def __init__(self, dataset: Any, table: RecordTable, mask_lut: Any = "auto", *, semantic: bool = False,
+                 files: Mapping[str, bytes] | None = None):
         self.table = table
+        self.files = files
         self.luts, self.lut_of = build_luts(mask_lut, dataset) if semantic else ([None], None)
         self.readers, self.sources = mask_readers(dataset) if semantic else ([], {})
 
@@ -128,7 +148,7 @@ class MaskReader:
             raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path "
                                                             "(nor a semantic source its parser can read)")
         path = os.path.join(tb.root, rel)
-        return decode_mask(path, palette=tb.mask_palette), path
+        return decode_mask(path, palette=tb.mask_palette, data=file_bytes(self.files, path)), path
 
     def instances(self, r: int, objs: slice, w: int, h: int, path: str) -> np.ndarray:
         """``(N, h, w)`` uint8 masks of record ``r``'s objects: from each object's polygons/RLE,
@@ -156,7 +176,9 @@ class MaskReader:
     def _instance_png(self, r: int, w: int, h: int) -> np.ndarray:
         tb = self.table
         mp = os.path.join(tb.root, tb.instance_mask_paths[r])
-        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp, palette=tb.mask_palette)
+        data = file_bytes(self.files, mp)
+        png = (read_id_png(mp, "rgb", data=data) if tb.mask_encoding == "rgb"
+               else decode_mask(mp, palette=tb.mask_palette, data=data))
         if png.shape != (h, w):
             raise InvalidAnnotationError(mp, f"instance mask is {png.shape[1]}x{png.shape[0]}, its image is {w}x{h}")
         return png
