@@ -158,6 +158,25 @@ def test_fast_path_takes_plain_jpegs_and_leaves_the_rest_to_pillow(tmp_path, fix
     assert ImageSource(kinds["4:2:0"]).fast
 
 
+def test_fast_path_opens_with_pillow_only_jpegs_with_exif_or_xmp(tmp_path, fixtures, monkeypatch):
+    """Pillow reads the orientation of a JPEG with an EXIF or XMP segment; a plain JPEG (the
+    common case: ImageNet's) never goes through Pillow on the fast path."""
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(fp) or real_open(fp, *a, **k))
+    kinds = _kinds(tmp_path, fixtures)
+    xmp = Image.fromarray(_photo(32, 24))
+    xmp.save(tmp_path / "xmp.jpg", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><tiff:Orientation>6'
+                                         b"</tiff:Orientation></x:xmpmeta>")
+    for name in ("4:2:0", "4:2:2", "4:4:4", "progressive", "grey (Imagenette)"):
+        ImageSource(kinds[name]).decode()
+    assert opened == []
+    for path, orientation in ((kinds["EXIF rotated"], 6), (tmp_path / "xmp.jpg", 1)):  # XMP's is not read (_io)
+        src = ImageSource(path)
+        assert src.fast and len(opened) == 1 and src.orientation == orientation
+        opened.clear()
+
+
 @pytest.mark.parametrize("reduce", [1, 2, 4, 8])
 def test_fast_and_pillow_give_the_same_pixels(tmp_path, fixtures, reduce):
     """Bit-exact: both are libjpeg-turbo with the accurate integer IDCT and smooth chroma
