@@ -12,12 +12,12 @@ import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ._paths import checked_output_path
 from .errors import InvalidAnnotationError, MalformedFileError, MissingFileError, check_choice
 
-__all__ = ["IMAGE_MODES", "default_workers", "gc_paused", "image_size", "parallel_map", "place_image",
+__all__ = ["IMAGE_MODES", "default_workers", "gc_paused", "image_size", "json_bytes", "parallel_map", "place_image",
            "process_pool", "progress", "read_json_object"]
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,10 @@ def read_json_object(path: str | os.PathLike) -> dict:
         doc = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise MissingFileError(str(path), "file not found") from None
-    except orjson.JSONDecodeError as err:
+    except orjson.JSONDecodeError as err:  # syntax, UTF-8, nesting past 1024 levels
         raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    except OSError as err:  # a directory, a symlink loop, no permission
+        raise MalformedFileError(str(path), f"cannot read ({err.strerror or err})") from None
     if not isinstance(doc, dict):
         raise MalformedFileError(str(path), f"expected a JSON object, found {type(doc).__name__}")
     return doc
@@ -65,6 +67,30 @@ def json_default(obj):
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def json_bytes(obj: Any, where: str) -> bytes:
+    """``obj`` as JSON by orjson (numpy values as numbers, see :func:`json_default`).
+
+    A value passed through from the input that JSON writers cannot hold (an
+    integer beyond 64 bits, text with a lone surrogate) is a named error, not
+    orjson's bare ``TypeError``.
+
+    Raises:
+        InvalidAnnotationError: naming ``where`` and the value's path in ``obj``.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(obj, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        from ._checks import json_problem
+
+        problem = json_problem(obj)
+        if problem is None:
+            raise
+        raise InvalidAnnotationError(f"{where}{problem[0]}", "cannot write a value that came from the input: "
+                                     + problem[1]) from None
 
 
 @contextlib.contextmanager
@@ -118,18 +144,19 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
     Raises:
         MissingFileError: the file does not exist.
-        MalformedFileError: Pillow cannot identify it as an image.
+        MalformedFileError: Pillow cannot identify it as an image, or it is past
+            Pillow's decompression-bomb limit (``kind="image_too_large"``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ._checks import image_error
 
     try:
         with Image.open(path) as im:
             w, h = im.size
             orientation = exif_orientation(im)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "image file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot read image header ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad header (see image_error)
+        raise image_error(path, err, "image file (header)") from None
     if orientation in _TRANSPOSING_ORIENTATIONS:
         w, h = h, w
     return int(w), int(h)

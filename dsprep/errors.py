@@ -56,17 +56,23 @@ class FormatError(DsprepError, ValueError):
         message: what was expected and what was found. Omitted, ``where`` is the whole
             message (how torch rebuilds an error raised in a DataLoader worker: from its text
             alone; it stays a ``FormatError`` of the same class instead of a ``RuntimeError``).
+        kind: the ``dsprep validate`` problem kind it is reported under (a key of
+            ``dsprep.validate.KINDS``; default: the class's, else ``"parse"``).
     """
 
-    def __init__(self, where: str, message: str | None = None):
+    kind: str | None = None  # a subclass may name its own (the class default of the kind= argument)
+
+    def __init__(self, where: str, message: str | None = None, *, kind: str | None = None):
         if message is None:
             where, message = "", str(where)
         self.where = str(where)
         self.message = message
+        if kind is not None:
+            self.kind = kind
         super().__init__(f"{self.where}: {message}" if self.where else message)
 
-    def __reduce__(self):  # picklable across process pools
-        return (type(self), (self.where, self.message))
+    def __reduce__(self):  # picklable across process pools (the kind travels as state)
+        return (type(self), (self.where, self.message), {"kind": self.kind})
 
 
 class MalformedFileError(FormatError):
@@ -84,6 +90,8 @@ class MissingFileError(FormatError, FileNotFoundError):
 class PathEscapeError(FormatError):
     """A path named inside a dataset (a COCO ``file_name``, a VOC ``ImageSets`` line...) leaves
     the folder it is relative to, or an output name would leave OUT (:mod:`dsprep._paths`)."""
+
+    kind = "path_escape"
 
 
 class DatasetNotFoundError(DsprepError, FileNotFoundError):
@@ -133,6 +141,10 @@ class ErrorPolicy:
     FormatError`` blocks. ``ErrorPolicy(policy)`` returns ``policy`` itself
     (``show=`` with it is refused: it would be ignored).
 
+    :meth:`note` records what a parser accepts but ``dsprep validate`` should
+    report (an ``iscrowd`` of 2 read as crowd, a VOC class missing from
+    ``labelmap.txt``), in either mode; :meth:`summary` logs them too.
+
     Example:
         >>> policy = ErrorPolicy("warn")
         >>> try:
@@ -164,7 +176,9 @@ class ErrorPolicy:
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self.examples: list[str] = []
-        self.example_kinds: list[str] = []  # the error class name of each example
+        self.errors: list[FormatError] = []  # the first ``show`` errors themselves
+        self.note_count: Counter[str] = Counter()
+        self.notes: list[FormatError] = []  # the first ``show`` notes
 
     def handle(self, err: FormatError) -> None:
         """Re-raise ``err`` in raise mode; otherwise record it."""
@@ -174,7 +188,13 @@ class ErrorPolicy:
         self.kinds[type(err).__name__] += 1
         if len(self.examples) < self.show:
             self.examples.append(str(err))
-            self.example_kinds.append(type(err).__name__)
+            self.errors.append(err)
+
+    def note(self, kind: str, where: str, message: str) -> None:
+        """Record something accepted as it is that ``validate`` reports as problem ``kind``."""
+        self.note_count[kind] += 1
+        if len(self.notes) < self.show:
+            self.notes.append(InvalidAnnotationError(where, message, kind=kind))
 
     def merge(self, other: "ErrorPolicy") -> None:
         """Fold the counts of a worker's policy into this one."""
@@ -182,10 +202,19 @@ class ErrorPolicy:
         self.kinds.update(other.kinds)
         room = max(0, self.show - len(self.examples))
         self.examples.extend(other.examples[:room])
-        self.example_kinds.extend(other.example_kinds[:room])
+        self.errors.extend(other.errors[:room])
+        self.note_count.update(other.note_count)
+        self.notes.extend(other.notes[: max(0, self.show - len(self.notes))])
 
     def summary(self, what: str = "items") -> str | None:
-        """Log (and return) one line summarising skipped items, or None if none."""
+        """Log (and return) one line summarising skipped items, or None if none.
+
+        Notes, if any, get a line of their own (logged, not returned).
+        """
+        if self.note_count:
+            log.warning("accepted as they are, reported by dsprep validate: " + ", ".join(
+                f"{n} {k}" for k, n in self.note_count.most_common()) + "; first: "
+                + " | ".join(str(e) for e in self.notes[: min(self.show, 5)]))
         if not self.count:
             return None
         line = f"skipped {self.count} bad {what} (" + ", ".join(

@@ -138,22 +138,33 @@ def record_id_from_path(relpath: str) -> str:
 
 
 def distinct_ids(ids: list[str], paths: list[str]) -> list[str]:
-    """``ids``, except that an id standing for several different paths becomes each path.
+    """``ids``, except that an id standing for several different paths becomes each path, and
+    an id still repeated (one file listed twice) gets ``#2``, ``#3``... from its second time on.
 
     Record ids drop the extension (:func:`record_id_from_path`), so ``a.jpg``
     and ``a.png`` in one folder would share ``a``; they are two images (as
     torchvision's ``ImageFolder`` lists them), and their ids keep the extension.
+    Two entries of one COCO file naming the same ``file_name`` are two records
+    too (pycocotools keeps both; ``validate`` reports them as ``duplicate_file``).
 
     Example:
-        >>> distinct_ids(["c/a", "c/a", "c/b"], ["c/a.jpg", "c/a.png", "c/b.jpg"])
-        ['c/a.jpg', 'c/a.png', 'c/b']
+        >>> distinct_ids(["c/a", "c/a", "c/b", "c/b"], ["c/a.jpg", "c/a.png", "c/b.jpg", "c/b.jpg"])
+        ['c/a.jpg', 'c/a.png', 'c/b', 'c/b#2']
     """
     if len(set(ids)) == len(ids):
         return ids
     paths_of: dict[str, set[str]] = {}
     for rid, path in zip(ids, paths):
         paths_of.setdefault(rid, set()).add(path)
-    return [path if len(paths_of[rid]) > 1 else rid for rid, path in zip(ids, paths)]
+    out = [path if len(paths_of[rid]) > 1 else rid for rid, path in zip(ids, paths)]
+    if len(set(out)) == len(out):
+        return out
+    seen: dict[str, int] = {}
+    for k, rid in enumerate(out):
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            out[k] = f"{rid}#{seen[rid]}"
+    return out
 
 
 def make_ids_distinct(records: "list[Record]") -> None:
@@ -164,10 +175,19 @@ def make_ids_distinct(records: "list[Record]") -> None:
             r.id = new
 
 
-def decode_segmentation(segm: Any) -> Any:
-    """Return a segmentation entry in decoded form (raw JSON bytes are parsed)."""
+def decode_segmentation(segm: Any, where: str = "segmentation") -> Any:
+    """Return a segmentation entry in decoded form (raw JSON bytes are parsed).
+
+    Raises:
+        InvalidAnnotationError: raw bytes that are not JSON (or not UTF-8 text), naming ``where``.
+    """
     if isinstance(segm, (bytes, bytearray, memoryview)):
-        return json.loads(bytes(segm))
+        try:
+            return json.loads(bytes(segm))
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            from .errors import InvalidAnnotationError
+
+            raise InvalidAnnotationError(where, f"segmentation is not valid JSON text ({err})"[:300]) from None
     return segm
 
 

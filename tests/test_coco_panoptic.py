@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError
 from dsprep.formats import coco_panoptic as cp
-from dsprep.masks import encode_mask, id_to_rgb, rgb_to_id
+from dsprep.masks import encode_mask, id_to_rgb, read_id_png, rgb_to_id
 from dsprep.records import Category, Dataset, Instances, Record
 
 
@@ -63,18 +63,23 @@ def test_panopticapi_pngs_match_segments_info(sample):
 def test_datumaro_full_rgb_decode(fixtures):
     root = fixtures / "datumaro/tests/assets/coco_dataset/coco_panoptic"
     assert cp.detect(root)
-    ds = cp.parse(root, masks=True, verify="all")
-    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 1, "val": 1}
-    a = ds.record_by_id()["images/train/a"]
+    # datumaro's a.png is 5x5 for a 10x5 image: a named error (its RLEs would not fit the image), skipped
+    # with on_error="warn"; read without decoding PNGs it is a record like any other
+    with pytest.raises(InvalidAnnotationError, match="the PNG is 5x5, its image is 10x5") as info:
+        cp.parse(root, split="train", masks=True)
+    assert info.value.where.endswith("panoptic_train/a.png")
+    ds = cp.parse(root, masks=True, verify="all", on_error="warn")
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 0, "val": 1} and ds.info["skipped"] == 1
+    a = cp.parse(root, split="train", verify="none").record_by_id()["images/train/a"]
     assert a.path == "images/train/a.jpg" and a.instance_mask_path == "annotations/panoptic_train/a.png"
     assert a.instances.ids.tolist() == [460551]  # stored as RGB (7, 7, 7)
     assert np.asarray(Image.open(root / a.instance_mask_path))[0, 0].tolist() == [7, 7, 7]
-    # the stored area (20) is kept as is; the PNG segment covers all 25 pixels
+    assert np.unique(read_id_png(root / a.instance_mask_path, "rgb")).tolist() == [460551]
+    # the stored area (20) is kept as is (the PNG segment covers all 25 pixels)
     assert a.instances.area.tolist() == [20.0]
-    assert mask_utils.area({"size": a.instances.segmentation[0]["size"],
-                            "counts": a.instances.segmentation[0]["counts"].encode()}) == 25
     b = ds.record_by_id()["images/val/b"]
     assert b.instances.iscrowd.tolist() == [False, True] and b.instances.labels.tolist() == [1, 2]
+    assert all(s["size"] == [b.height, b.width] for s in b.instances.segmentation)
 
 
 def _two_channel_tree(sample, tmp_path):

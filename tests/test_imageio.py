@@ -9,7 +9,6 @@ from PIL import Image, ImageOps
 
 from dsprep._io import image_size
 from dsprep.errors import MalformedFileError, MissingFileError
-from dsprep.loading import decode as decode_module
 from dsprep.loading.decode import ImageSource, decode_image, decode_mask
 
 
@@ -94,17 +93,6 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path, decoder):
 
 
 # --------------------------------------------------------------------------- the two JPEG decoders
-
-@pytest.fixture(params=["fast", "pillow"])
-def decoder(request, monkeypatch):
-    """Run a test with the libjpeg-turbo fast path (the ``fast`` extra, which the test set-up
-    installs) and with Pillow alone (the fallback, as without the extra)."""
-    if request.param == "pillow":
-        monkeypatch.setattr(decode_module, "_simplejpeg", None)
-    else:
-        assert decode_module.fast_jpeg_available(), "scripts/setup.sh installs the fast extra (simplejpeg)"
-    return request.param
-
 
 def _photo(w: int, h: int) -> np.ndarray:
     """Smooth colour gradients with some texture: compresses like a photo, chroma varies."""

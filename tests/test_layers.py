@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 # above what it re-exports and wires (Dataset.torch/loader -> dsprep.loading).
 LAYERS = [
     ["dsprep.errors"],
-    ["dsprep._paths"],
+    ["dsprep._checks", "dsprep._paths"],
     ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
@@ -43,7 +43,7 @@ LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "colla
            "device"]
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
-TORCH_FREE = ["dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
+TORCH_FREE = ["dsprep._checks", "dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
               "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
               "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts",
               "dsprep._shardio"]

@@ -51,6 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _io
+from .._checks import MAX_SIDE, check_canvas, check_side
 from .._paths import output_path
 from ..errors import DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, check_choice
 from ..records import Category, Dataset, Instances, Record, record_id_from_path
@@ -208,11 +209,9 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     """
     from ..masks import rasterise_polygons
 
-    try:
-        w, h = int(doc["imgWidth"]), int(doc["imgHeight"])
-        objects = doc.get("objects", [])
-    except (KeyError, TypeError, ValueError) as err:
-        raise InvalidAnnotationError(where, f"expected imgWidth, imgHeight and objects; {err!r}") from None
+    w, h = _polygons_size(doc, where)
+    objects = _polygon_objects(doc, where)
+    check_canvas(w, h, where, "polygons.json canvas (imgWidth x imgHeight)")
     counters: dict[str, int] = {}
     shapes = []
     for i, obj in enumerate(objects):
@@ -229,9 +228,35 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     return rasterise_polygons(w, h, shapes, background=0)
 
 
+def _polygons_size(doc: Any, where: str) -> tuple[int, int]:
+    """``(imgWidth, imgHeight)`` of a polygons.json, each an integer in ``0..MAX_SIDE``."""
+    if not isinstance(doc, dict) or "imgWidth" not in doc or "imgHeight" not in doc:
+        raise InvalidAnnotationError(where, "expected a JSON object with imgWidth, imgHeight and an 'objects' "
+                                            "list (cityscapesScripts' polygons.json)")
+    w, h = check_side(doc["imgWidth"], where, "imgWidth"), check_side(doc["imgHeight"], where, "imgHeight")
+    if not (w and h):  # the size of the image its polygons are drawn on
+        raise InvalidAnnotationError(where, f"imgWidth and imgHeight must be at least 1, found {w} x {h}")
+    return w, h
+
+
+def _polygon_objects(doc: dict, where: str) -> list[dict]:
+    """The ``objects`` list of a polygons.json, each a JSON object (not a number, string or list)."""
+    objects = doc.get("objects", [])
+    if not isinstance(objects, list):
+        raise InvalidAnnotationError(where, f"'objects' must be a list of objects, found "
+                                            f"{type(objects).__name__}")
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            raise InvalidAnnotationError(f"{where}: object {i}", "expected a JSON object with 'label' and "
+                                                                 f"'polygon', found {obj!r}"[:300])
+    return objects
+
+
 def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
     """(label row, is a group) of one polygons.json object; an unknown label is a named error."""
     label = obj.get("label") if isinstance(obj, dict) else None
+    if not isinstance(label, str):
+        raise InvalidAnnotationError(where, f"'label' must be a Cityscapes label name, found {label!r}"[:300])
     is_group = False
     if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
         label, is_group = label[: -len("group")], True
@@ -243,13 +268,13 @@ def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
 
 
 def _check_polygon_labels(doc: dict, where: str) -> None:
-    """Every label of a polygons.json is a Cityscapes label (no pixels drawn)."""
-    objects = doc.get("objects", []) if isinstance(doc, dict) else None
-    if not isinstance(objects, list):
-        raise InvalidAnnotationError(where, "expected imgWidth, imgHeight and an 'objects' list")
-    for i, obj in enumerate(objects):
-        if not (isinstance(obj, dict) and obj.get("deleted", 0)):
+    """Every object of a polygons.json is a JSON object with a Cityscapes label and a polygon PIL
+    can draw, and its canvas is within the pixel limit (no pixels drawn here)."""
+    check_canvas(*_polygons_size(doc, where), where, "polygons.json canvas (imgWidth x imgHeight)")
+    for i, obj in enumerate(_polygon_objects(doc, where)):
+        if not obj.get("deleted", 0):
             _polygon_label(obj, f"{where}: object {i}")
+            _polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})")
 
 
 def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:
@@ -291,9 +316,9 @@ def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
     except (TypeError, IndexError, KeyError):
         pts = None
     if pts is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                              for pt in pts for v in pt):
-        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers), "
-                                            f"found {poly!r}"[:200])
+                              and abs(v) <= MAX_SIDE for pt in pts for v in pt):
+        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers within "
+                                            f"+-{MAX_SIDE}), found {poly!r}"[:200])
     if len(pts) < 2:
         raise InvalidAnnotationError(where, f"polygon has {len(pts)} point(s), at least 2 are needed to draw it "
                                             f"(found {poly!r})"[:200])
@@ -345,6 +370,7 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     if "instanceIds" in gt:
         path = root / gt["instanceIds"]
         id_map = read_label_png(path)
+        _check_instance_depth(id_map, gt["instanceIds"])
     elif polygons is not None:
         id_map = instance_map_from_polygons(polygons, gt["polygons"])
         # No PNG to read the pixels from later (instance_mask_path is None): the RLE of the
@@ -360,14 +386,26 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     return inst, h, w
 
 
+def _check_instance_depth(id_map: np.ndarray, where: str) -> None:
+    """An 8-bit instanceIds PNG cannot hold ``id * 1000 + k``: a value of a class with instances
+    in it is no instance of ours to guess at (a group? an instance numbered by another tool?)."""
+    if id_map.dtype != np.uint8:
+        return
+    values = np.unique(id_map)
+    things = [int(v) for v in values if _HAS_INST[v]]
+    if things:
+        raise InvalidAnnotationError(
+            where, f"8-bit instanceIds PNG holding values {things} of classes with instances; expected a 16-bit "
+            "PNG of id * 1000 + k (Cityscapes' own; 8 bits cannot hold an instance number), found mode L/P "
+            "(fix: regenerate it with cityscapesScripts' json2instanceImg, or read it without instances, "
+            "instances='none', for its semantic labels)")
+
+
 def _frame_size(root: Path, frame: dict, polygons: dict | None) -> tuple[int, int]:
     """(width, height) from polygons.json (``polygons``, read), else a PNG header (image, then labels)."""
     gt = frame["gt"]
     if polygons is not None:
-        try:
-            return int(polygons["imgWidth"]), int(polygons["imgHeight"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidAnnotationError(gt["polygons"], "expected integer imgWidth and imgHeight") from None
+        return _polygons_size(polygons, gt["polygons"])
     for rel in (frame["image"], gt.get("labelIds"), gt.get("instanceIds"), gt.get("labelTrainIds")):
         if rel and (root / rel).is_file():
             return _io.image_size(root / rel)  # header only, PNGs included
@@ -635,6 +673,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     native = dataset.format == NAME
+    if not native and images == "none" and len(dataset):
+        # of another format's records Cityscapes holds the images only: OUT would hold nothing to read back
+        raise InvalidAnnotationError(
+            str(dataset.root or ""), f"a Cityscapes tree holds only the images of {dataset.format or 'these'} "
+            "records (its labels are PNGs of its own label table), and images='none' places none: nothing would "
+            "be written; expected --images link or copy (fix: pass one)")
     lut_train = np.array(L.id_to_train_id_lut(), dtype=np.uint8)
     lost: dict[str, int] = {}
     n_img = n_obj = 0

@@ -37,20 +37,22 @@ import math
 import mmap
 import os
 import re
+import sys
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Annotated, Any, Iterator, Mapping, Sequence
 
 import msgspec
 import numpy as np
 
-from .._io import gc_paused, image_size, json_default, place_image, progress as _progress
+from .._checks import INT64_MAX, INT64_MIN, MAX_SIDE, check_canvas
+from .._io import gc_paused, image_size, json_bytes, place_image, progress as _progress
 from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
-from ..masks import segmentation_area
+from ..masks import rle_problem, segmentation_area
 from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
                        make_ids_distinct, record_id_from_path)
 
@@ -77,6 +79,11 @@ _EMPTY_RAW = msgspec.Raw(b"")
 
 # ----------------------------------------------------------------------------- typed JSON
 
+# Integers go into int64 arrays: msgspec decodes JSON integers of any size, so the
+# range is part of the type (an id of 2^70 is an error naming the annotation).
+_Int = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+
+
 class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One annotation of an instances / person_keypoints / captions file.
 
@@ -85,17 +92,17 @@ class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     that keeps them, so nothing is dropped silently.
     """
 
-    image_id: int | str
-    id: int | None = None
-    category_id: int | None = None
+    image_id: _Int | str
+    id: _Int | None = None
+    category_id: _Int | None = None
     bbox: list[float] | None = None
     area: float | None = None
-    iscrowd: int | bool = 0
+    iscrowd: _Int | bool = 0
     segmentation: msgspec.Raw = _EMPTY_RAW  # raw JSON text, decoded lazily
     keypoints: list[float] | None = None
-    num_keypoints: int | None = None
+    num_keypoints: _Int | None = None
     caption: str | None = None
-    difficult: int | bool = 0  # not COCO: written by dsprep for VOC's flag
+    difficult: _Int | bool = 0  # not COCO: written by dsprep for VOC's flag
 
 
 class _AnnLax(_Ann, forbid_unknown_fields=False):
@@ -119,11 +126,6 @@ class _Top(msgspec.Struct, forbid_unknown_fields=True):
     licenses: msgspec.Raw = _EMPTY_RAW
 
 
-class _RLE(msgspec.Struct):
-    size: list[int]
-    counts: list[int] | str
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> str:
@@ -134,15 +136,42 @@ def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> st
     return str(file)
 
 
-def _byte_position(data: bytes, message: str) -> str:
+def _byte_position(data: Any, message: str) -> str:
     m = re.search(r"\(byte (\d+)\)", message)
-    if not m:
+    if not m and "UTF-8" not in message:
         return ""
-    off = int(m.group(1))
-    head = bytes(data[:off])
+    data = bytes(data)  # an mmap or a msgspec.Raw; only on this error path
+    if m:
+        off = int(m.group(1))
+    else:  # msgspec does not say where invalid UTF-8 is: the first byte that is not UTF-8
+        try:
+            data.decode("utf-8")
+            return ""
+        except UnicodeDecodeError as err:
+            off = err.start
+    head = data[:off]
     line = head.count(b"\n") + 1
     col = off - (head.rfind(b"\n") + 1) + 1
     return f" at line {line}, column {col}"
+
+
+def _decode(data: Any, typ: Any, where: str) -> Any:
+    """``msgspec.json.decode`` whose syntax errors (invalid UTF-8 in a string, trailing bytes,
+    nesting deeper than Python's recursion limit) are a :class:`MalformedFileError` naming ``where``."""
+    try:
+        return msgspec.json.decode(data, type=typ) if typ is not None else msgspec.json.decode(data)
+    except msgspec.ValidationError as err:
+        if typ is not None:
+            raise  # a subclass of DecodeError: the callers word these
+        # untyped: only a number JSON allows but float64 cannot hold (1e400)
+        raise MalformedFileError(where, f"invalid JSON: {_explain(err)} (a number past float64's range, such "
+                                        "as 1e400)") from None
+    except msgspec.DecodeError as err:
+        raise MalformedFileError(where, f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
+    except RecursionError:
+        raise MalformedFileError(where, "invalid JSON: nested deeper than Python's recursion limit "
+                                        f"({sys.getrecursionlimit()} levels); expected COCO's few levels of "
+                                        "nesting") from None
 
 
 def _read_top(path: Path, data: Any) -> dict[str, Any]:
@@ -155,24 +184,22 @@ def _read_top(path: Path, data: Any) -> dict[str, Any]:
             if len(raw):
                 top[key] = raw
         return top
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass  # the general path below keeps other keys and words the error
     try:
-        top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+        top = _decode(data, dict[str, msgspec.Raw], str(path))
     except msgspec.ValidationError:
-        kind = msgspec.json.decode(data).__class__.__name__
+        kind = _decode(data, None, str(path)).__class__.__name__
         found = {"list": "a JSON array", "str": "a JSON string"}.get(kind, f"a JSON {kind}")
         hint = " (a COCO results file? results are a list of detections, not ground truth)" if kind == "list" else ""
         raise MalformedFileError(str(path), "expected a COCO JSON object with 'images', 'annotations' and "
                                             f"'categories'; found {found}{hint}") from None
-    except msgspec.DecodeError as err:
-        raise MalformedFileError(str(path), f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
     if "images" not in top:
         raise MalformedFileError(str(path), "not a COCO file: expected the keys 'images', 'annotations' and "
                                             f"'categories'; found {sorted(top)[:8]} (no 'images')")
     if "annotations" in top:
         try:
-            top["annotations"] = msgspec.json.decode(top["annotations"], type=list[msgspec.Raw])
+            top["annotations"] = _decode(top["annotations"], list[msgspec.Raw], str(path))
         except msgspec.ValidationError as err:
             raise MalformedFileError(str(path), f"'annotations' must be a list: {_explain(err)}") from None
     return top
@@ -180,7 +207,7 @@ def _read_top(path: Path, data: Any) -> dict[str, Any]:
 
 def _decode_raw(raw: msgspec.Raw, typ: Any, where: str, what: str) -> Any:
     try:
-        return msgspec.json.decode(raw, type=typ)
+        return _decode(raw, typ, where)
     except msgspec.ValidationError as err:
         raise MalformedFileError(where, f"{what}: {_explain(err)}") from None
 
@@ -332,9 +359,10 @@ def _categories(raw: msgspec.Raw | None, file: Path) -> list[Category]:
     cats = []
     for i, c in enumerate(items):
         cid, name = c.get("id"), c.get("name")
-        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str):
-            raise MalformedFileError(f"{file}: categories[{i}]",
-                                     f"expected an int 'id' and a str 'name'; found id={cid!r}, name={name!r}")
+        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str) \
+                or not INT64_MIN <= cid <= INT64_MAX:
+            raise MalformedFileError(f"{file}: categories[{i}]", f"expected an int 'id' (64-bit) and a str 'name'; "
+                                                                 f"found id={cid!r}, name={name!r}"[:300])
         extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
         cats.append(Category(cid, name, c.get("supercategory") or "", extra))
     return cats
@@ -426,19 +454,18 @@ def _take(items: list, order: list[int]) -> list:
 
 
 def _check_rle(b: bytes, k: int, heights: np.ndarray, widths: np.ndarray) -> str | None:
+    """What is wrong with one raw RLE segmentation (:func:`dsprep.masks.rle_problem`), or None.
+
+    Decoded whole (there are few RLEs), so that every string in it is checked as UTF-8 too.
+    """
     try:
-        rle = msgspec.json.decode(b, type=_RLE)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        rle = msgspec.json.decode(b)
+    except (msgspec.DecodeError, RecursionError) as err:
         return f"invalid RLE segmentation: {err}"
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        return f"an RLE segmentation needs 'size' [height, width] and 'counts'; found {bytes(b[:60])!r}"
     h, w = (int(heights[k]), int(widths[k])) if k >= 0 else (0, 0)
-    if len(rle.size) != 2:
-        return f"RLE 'size' must be [height, width]; found {rle.size}"
-    if h and w and rle.size != [h, w]:
-        return f"RLE size {rle.size} ([height, width]) disagrees with the image's {h} x {w}"
-    if isinstance(rle.counts, list) and sum(rle.counts) != rle.size[0] * rle.size[1]:
-        return (f"RLE counts sum to {sum(rle.counts)}, but size {rle.size} has "
-                f"{rle.size[0] * rle.size[1]} pixels")
-    return None
+    return rle_problem(rle, h, w)
 
 
 _SEG_NONE, _SEG_POLY, _SEG_RLE, _SEG_OTHER = 0, 1, 2, 3
@@ -555,8 +582,8 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
         info: dict[str, Any] = {}
         for key in ("info", "licenses"):
             if key in top:
-                info[key] = msgspec.json.decode(top[key])
-        others = {k: msgspec.json.decode(v) for k, v in top.items()
+                info[key] = _decode(top[key], None, f"{file}: '{key}'")
+        others = {k: _decode(v, None, f"{file}: '{k}'") for k, v in top.items()
                   if k not in ("info", "licenses", "images", "annotations", "categories")}
         if others:
             info["top_level"] = others
@@ -656,19 +683,24 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
         pop = im.pop
         iid, w, h, fn = pop("id", None), pop("width", 0), pop("height", 0), pop("file_name", None)
         if (type(iid) is int and type(w) is int and type(h) is int and type(fn) is str and fn
-                and w >= 0 and h >= 0 and iid not in index):  # the usual case, without try/raise
+                and 0 <= w <= MAX_SIDE and 0 <= h <= MAX_SIDE and INT64_MIN <= iid <= INT64_MAX
+                and iid not in index):  # the usual case, without try/raise
             index[iid] = i
             widths[i], heights[i], names[i] = w, h, fn
             continue
         try:
-            if not isinstance(iid, (int, str)) or isinstance(iid, bool):
-                raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id'; found {iid!r}")
+            if not isinstance(iid, (int, str)) or isinstance(iid, bool) or (
+                    isinstance(iid, int) and not INT64_MIN <= iid <= INT64_MAX):
+                raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id' (64-bit) or a "
+                                                                     f"string; found {iid!r}"[:300])
             if not isinstance(fn, str) or not fn:
-                raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found {fn!r}")
-            if not (isinstance(w, int) and isinstance(h, int)) or w < 0 or h < 0 or \
-                    isinstance(w, bool) or isinstance(h, bool):
+                raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found "
+                                                                        f"{fn!r}"[:300])
+            if not (isinstance(w, int) and isinstance(h, int)) or not (0 <= w <= MAX_SIDE and 0 <= h <= MAX_SIDE) \
+                    or isinstance(w, bool) or isinstance(h, bool):
                 raise InvalidAnnotationError(f"{file}: image id {iid}",
-                                             f"expected int 'width' and 'height' >= 0; found {w!r} x {h!r}")
+                                             f"expected int 'width' and 'height' in 0..{MAX_SIDE} (2^31 - 1, the "
+                                             f"largest side an image format stores); found {w!r} x {h!r}"[:300])
             if iid in index:
                 raise InvalidAnnotationError(f"{file}: image id {iid}",
                                              f"duplicate image id (images[{index[iid]}] and images[{i}])")
@@ -737,26 +769,30 @@ class _Columns:
         """Structs for one chunk; the per-annotation path keeps unknown keys and names bad ones."""
         try:  # one C-level decode per raw annotation: no joined copy of the chunk
             return list(map(_ANN_DECODER.decode, raws)), None, list(range(start, start + len(raws)))
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, msgspec.DecodeError):
             pass  # unknown keys or a bad value: go annotation by annotation
         anns: list[_Ann] = []
         extras: list[dict] = []
         where: list[int] = []
         for i, r in enumerate(raws, start):
             try:
-                keys = msgspec.json.decode(r, type=dict[str, msgspec.Raw])
+                keys = _decode(r, dict[str, msgspec.Raw], _where(self.file, index=i))
+                ann_id = _safe_id(keys.get("id"))
+                try:
+                    ann = _decode(r, _AnnLax, _where(self.file, ann_id, i))
+                    extra = {k: _decode(v, None, _where(self.file, ann_id, i)) for k, v in keys.items()
+                             if k not in _KNOWN_ANN_KEYS}
+                except msgspec.ValidationError as err:
+                    raise InvalidAnnotationError(_where(self.file, ann_id, i),
+                                                 f"invalid annotation: {_explain(err)}") from None
             except msgspec.ValidationError:
                 self.policy.handle(InvalidAnnotationError(_where(self.file, index=i), "expected an annotation object"))
                 continue
-            ann_id = _safe_id(keys.get("id"))
-            try:
-                ann = msgspec.json.decode(r, type=_AnnLax)
-            except msgspec.ValidationError as err:
-                self.policy.handle(InvalidAnnotationError(_where(self.file, ann_id, i),
-                                                          f"invalid annotation: {_explain(err)}"))
+            except FormatError as err:
+                self.policy.handle(err)
                 continue
             anns.append(ann)
-            extras.append({k: msgspec.json.decode(v) for k, v in keys.items() if k not in _KNOWN_ANN_KEYS})
+            extras.append(extra)
             where.append(i)
         return anns, (extras if any(extras) else None), where
 
@@ -822,6 +858,11 @@ class _Columns:
             iscrowd = _column(anns, _get_iscrowd, bool, False)
             difficult = _column(anns, _get_difficult, bool, False)
             area = _column(anns, _get_area, np.float64, math.nan)
+        crowd_raw = flags[:, 0] if flags is not None else _column(anns, _get_iscrowd, np.float64, 0)
+        for i in np.flatnonzero((crowd_raw != 0) & (crowd_raw != 1)).tolist():
+            self.policy.note("bad_iscrowd", _where(self.file, anns[i].id, where[i]),
+                             f"iscrowd is {anns[i].iscrowd!r}; expected 0 or 1 (read as crowd, as pycocotools "
+                             "takes any value but 0)")
 
         segs: list[bytes | None] = [None] * n
         if not is_captions:
@@ -1263,8 +1304,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r in written:
                     b = a + r.instances.boxes.shape[0]
                     if b > a:
-                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=json_default,
-                                                      option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+                        ann_json[r.id] = json_bytes(all_anns[a:b], f"{r.id}: annotations")[1:-1]
                     a = b
                 del all_anns
         for split, recs in split_recs.items():
@@ -1303,7 +1343,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
                 out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
-                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out.write_bytes(json_bytes(doc, f"annotations/{task}_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
             if has_captions:
                 caps = []
@@ -1320,7 +1360,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 # present, and captions have none (the real captions_*.json has no 'categories' either)
                 doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
                 out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
-                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
             n_images += len(recs)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},

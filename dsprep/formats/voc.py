@@ -33,6 +33,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -46,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
 from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
@@ -126,11 +128,10 @@ def _read_list(path: Path) -> list[str]:
     """Ids of a split file: first token per line; blank lines and ``#`` comments skipped
     (datumaro voc_dataset3 starts its train.txt with ``# a comment``)."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line.split()[0])
+    for line in read_utf8(path, f"{path.parent.parent.name}/{path.parent.name}/{path.name}").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line.split()[0])
     return out
 
 
@@ -186,7 +187,7 @@ def _read_labelmap(root: Path) -> list[str] | None:
     if not path.is_file():
         return None
     names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(path, "labelmap.txt").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -208,12 +209,17 @@ def _text(el) -> str:
 
 
 def _number(el, where: str) -> float:
+    """A finite number (NaN, inf and 1e400 are no coordinate or size)."""
     t = el.text
     try:
-        return float(t)
+        v = float(t)
     except (TypeError, ValueError):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}"[:300]) from None
+    if not math.isfinite(v):
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> must be a finite number, found "
+                                                                 f"{(t or '').strip()!r}"[:300])
+    return v
 
 
 def _flag(el, where: str) -> int | None:
@@ -224,8 +230,10 @@ def _flag(el, where: str) -> int | None:
     try:
         v = float(t)
     except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and INT64_MIN <= v <= INT64_MAX):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer flag, found {t.strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer (a flag: 0 or 1; depth: 3), found {t.strip()!r}"[:300])
     return int(v) if v.is_integer() else v  # type: ignore[return-value]
 
 
@@ -255,9 +263,10 @@ def _bndbox(el, where: str) -> list[float]:
     except (TypeError, ValueError):
         return _bndbox_checked(el, where)
     if x0 is None or y0 is None or x1 is None or y1 is None or not (
-            x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
+            x1 >= x0 - 1 and y1 >= y0 - 1 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
         return _bndbox_checked(el, where)
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one, and between the two a box narrower than a pixel (decimal coordinates).
     return [_minus1(x0, tx), _minus1(y0, ty), x1, y1]
 
 
@@ -277,11 +286,13 @@ def _bndbox_checked(el, where: str) -> list[float]:
     xmin, ymin, xmax, ymax = vals["xmin"], vals["ymin"], vals["xmax"], vals["ymax"]
     if not (math.isfinite(xmin) and math.isfinite(ymin) and math.isfinite(xmax) and math.isfinite(ymax)):
         raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<bndbox> has a non-finite value {vals}")
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
-    if xmax < xmin or ymax < ymin:
-        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin else f"ymax={ymax:g} < ymin={ymin:g}"
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one (0-based width 0): less is a negative width.
+    if xmax < xmin - 1 or ymax < ymin - 1:
+        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin - 1 else f"ymax={ymax:g} < ymin={ymin:g}"
         raise InvalidAnnotationError(f"{where}:{el.sourceline}",
-                                     f"<bndbox> has {which}; expected xmin <= xmax and ymin <= ymax")
+                                     f"<bndbox> has {which}; expected xmin <= xmax (1-based, inclusive: "
+                                     "xmax = xmin - 1 is an empty box, less a negative width)")
     return [_minus1(xmin, texts["xmin"]), _minus1(ymin, texts["ymin"]), xmax, ymax]
 
 
@@ -388,8 +399,15 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
     try:
         tree = etree.parse(path)
     except etree.XMLSyntaxError as err:
+        if "Excessive depth" in err.msg:  # lxml's own advice (XML_PARSE_HUGE) is no fix for a user
+            raise MalformedFileError(f"{where}:{err.lineno}", "elements nested deeper than 256 levels; expected "
+                                                              "VOC's few levels") from None
         raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
     except OSError as err:
+        if "encoding" in str(err):  # lxml: bytes that are not UTF-8 (or the declared encoding)
+            raise MalformedFileError(where, "holds bytes that are not valid in its encoding (UTF-8 unless its "
+                                            "<?xml encoding=...?> says otherwise); expected UTF-8 text (fix: "
+                                            "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8)") from None
         raise MalformedFileError(where, f"cannot read ({err})") from None
     ann = tree.getroot()
     if ann.tag != "annotation":
@@ -425,8 +443,8 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
                 elif c.tag == "depth":
                     extra["depth"] = _flag(c, where)
             if w is not None and h is not None and _text(w) and _text(h):
-                fw, fh = _number(w, where), _number(h, where)
-                width, height = int(fw), int(fh)
+                width = check_side(_number(w, where), f"{where}:{w.sourceline}", "<width>")
+                height = check_side(_number(h, where), f"{where}:{h.sourceline}", "<height>")
                 have_size = width > 0 and height > 0
         elif tag == "filename" or tag == "folder":
             extra[tag] = (el.text or "").strip()
@@ -486,6 +504,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
         try:
+            check_utf8_name(stem, where if kind == "xml" else f"{_IMG}/{stem}.*")
             if kind == "xml":
                 extra, w, h, have_size, names, boxes, diff, crowd, oex = _parse_xml_file(
                     root_s + where, where, policy)
@@ -761,6 +780,11 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                 if n not in known:
                     known[n] = len(known) + 1
                     names.append(n)
+                    if labelmap:
+                        stem = chunk["stem"][int(np.searchsorted(np.cumsum(chunk["count"]), i, side="right"))]
+                        policy.note("class_not_in_labelmap", f"{_ANN}/{stem}.xml",
+                                    f"class {n!r} is not in labelmap.txt; read as category {known[n]}, after the "
+                                    "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
     categories = [Category(i + 1, n) for i, n in enumerate(names)]
@@ -774,7 +798,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     if per_class:
         info["voc_class_lists"] = sorted(per_class)
         if class_lists == "check":
-            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits)
+            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
     policy.summary("VOC objects/files")
@@ -782,7 +806,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
 
 
 def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
-                       splits: Mapping[str, Any]) -> int:
+                       splits: Mapping[str, Any], policy: ErrorPolicy) -> int:
     """Count lines of ``<class>_<split>.txt`` that disagree with the objects.
 
     Devkit meaning: 1 = a non-difficult object of the class is present, 0 = only
@@ -807,7 +831,11 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
     for stem, path in per_class.items():
         cls, _, sp = stem.rpartition("_")
         cid = known.get(cls, 0)
-        data = path.read_text(encoding="utf-8")
+        try:
+            data = read_utf8(path, f"{_MAIN}/{stem}.txt")
+        except FormatError as err:
+            policy.handle(err)
+            continue
         if "#" in data:
             data = "\n".join(t for t in data.splitlines() if not t.lstrip().startswith("#"))
         tokens = data.split()
@@ -947,8 +975,7 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
     for k in range(len(inst)):
         o = oex[k] or {}
         obj = _sub(ann, "object")
-        lab = int(inst.labels[k])
-        _sub(obj, "name", names.get(lab, str(lab)))
+        _sub(obj, "name", _class_name(names, int(inst.labels[k]), rec, k))
         _sub(obj, "pose", o.get("pose", "Unspecified")) if (not exact or "pose" in o) else None
         if not exact or "truncated" in o:
             _sub(obj, "truncated", _flag_text(o.get("truncated", 0)))
@@ -988,6 +1015,17 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
     return etree.tostring(ann, encoding="utf-8", xml_declaration=False, pretty_print=True)
 
 
+def _class_name(names: Mapping[int, str], label: int, rec: Record, k: int) -> str:
+    """Object ``k``'s ``<name>``: VOC readers strip it, so an empty name or one with surrounding
+    spaces would read back as another class."""
+    name = names.get(label, str(label))
+    if not name or name != name.strip():
+        raise InvalidAnnotationError(rec.path, f"object {k} is of category {label} named {name!r}; a VOC <name> "
+                                               "is read stripped of surrounding spaces, so expected a name "
+                                               "without them (fix: rename the category in the source)")
+    return name
+
+
 def _from_voc(rec: Record) -> bool:
     """Whether a record carries the image-level fields parse() puts in ``extra`` (so it came
     from a VOC XML, e.g. VOC -> COCO -> VOC with the COCO writer keeping extra fields)."""
@@ -1006,10 +1044,21 @@ def _attr_text(v: Any) -> str:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_SPACE = re.compile(r"\s+")
+
+
+def _listable(name: str) -> str:
+    """``name`` as an ``ImageSets`` line reads it back: whitespace separates a line's fields and a
+    leading ``#`` makes a comment, so both become ``_`` (an empty name too)."""
+    name = _SPACE.sub("_", name)
+    return "_" + name[1:] if name.startswith("#") else (name or "_")
+
+
 def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     """The XML/image name of each record: the path stem; clashing stems (two ``0001.jpg`` in
-    different folders) become the record id with ``/`` -> ``_``. Returns (names, renamed)."""
-    stems = [Path(r.path).stem for r in records]
+    different folders) become the record id with ``/`` -> ``_``, and a stem too long for a file
+    name is cut with a hash (:func:`dsprep._checks.fit_name`). Returns (names, renamed)."""
+    stems = [_listable(fit_name(Path(r.path).stem, 200)) for r in records]
     count: dict[str, int] = {}
     for s in stems:
         count[s] = count.get(s, 0) + 1
@@ -1018,7 +1067,9 @@ def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     for r, s in zip(records, stems):
         name = s
         if count[s] > 1:
-            name = _SAFE.sub("_", r.id.replace("/", "_")).strip("_") or s
+            name = fit_name(_SAFE.sub("_", r.id.replace("/", "_")).strip("_"), 200) or s
+            renamed += 1
+        elif s != Path(r.path).stem:
             renamed += 1
         base, i = name, 1
         while name in used:
@@ -1158,8 +1209,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             segmented = 1
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
-        output_path(dest, f"{_ANN}/{name}.xml", what="annotation").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
-                                                                       exact or _from_voc(rec)))
+        output_path(dest, f"{_ANN}/{name}.xml", what="annotation").write_bytes(
+            _checked_xml(rec, filename, names_by_id, segmented, lost, exact or _from_voc(rec), images))
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
@@ -1169,7 +1220,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             ids = [i for i in ids if i in name_of]
             output_path(dest, f"{_MAIN}/{split}.txt", what="split list").write_text(
                 "".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
-            _write_class_lists(dest, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
+            no_list = _write_class_lists(dest, split, [(name_of[i], by_id[i].instances) for i in ids],
+                                         dataset.categories)
+        if no_list:
+            log.warning("voc: no ImageSets/Main/<class>_<split>.txt for %d class name(s) that cannot name a file "
+                        "(empty, holding '/' or NUL, or longer than 255 bytes), e.g. %.60r; their XMLs hold them",
+                        len(no_list), no_list[0])
     if mask_names:
         have = set(mask_names)
         src_seg = dataset.info.get("voc_segmentation_splits") if dataset.format == NAME else None
@@ -1192,6 +1248,49 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _checked_xml(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
+                 lost: dict[str, int], exact: bool, images: str) -> bytes:
+    """:func:`_xml_for` of what VOC readers read back: boxes outside the image clipped
+    (:func:`_boxes_inside`); a record of unknown size without an image to read it from, or text
+    XML cannot hold, is an :class:`InvalidAnnotationError`."""
+    # A VOC XML without <size> is read back from its image's header; one parsed so is written back so.
+    if not (rec.width and rec.height) and images == "none" and not exact:
+        raise InvalidAnnotationError(
+            rec.path, f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); a VOC XML needs "
+            "<size>, or an image beside it to read it from, and images='none' places none (fix: convert with "
+            "--images link or copy, or give the source its sizes)")
+    try:
+        return _xml_for(_boxes_inside(rec, lost), filename, names, segmented, lost, exact)
+    except ValueError as err:  # lxml: a control character or lone surrogate in a name or value
+        if isinstance(err, FormatError):
+            raise
+        raise InvalidAnnotationError(rec.path, f"cannot be written as VOC XML: {err} (a name or value holds "
+                                               "a character XML cannot hold, such as a control character); "
+                                               "expected XML text (fix: correct it in the source)") from None
+
+
+def _boxes_inside(rec: Record, lost: dict[str, int]) -> Record:
+    """``rec`` with every box lying outside its image by more than VOC's tolerance clipped to the
+    image (VOC readers, dsprep's included, refuse such boxes), each counted in ``lost``.
+
+    A box within the tolerance stays exact; a box wholly outside becomes an empty box on the edge.
+    """
+    inst = rec.instances
+    w, h = rec.width, rec.height
+    if not (len(inst) and w and h):
+        return rec
+    b = inst.boxes
+    out = (b[:, 0] < -_BOX_TOLERANCE) | (b[:, 1] < -_BOX_TOLERANCE) | (b[:, 2] > w + _BOX_TOLERANCE) | (
+        b[:, 3] > h + _BOX_TOLERANCE)
+    if not out.any():
+        return rec
+    clipped = b.copy()
+    clipped[out] = np.clip(b[out], 0, [w, h, w, h])
+    what = "boxes outside the image (objects; clipped to it: VOC readers refuse them)"
+    lost[what] = lost.get(what, 0) + int(out.sum())
+    return rec.replace(instances=dataclasses.replace(inst, boxes=clipped))
 
 
 def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[str, np.ndarray]:
@@ -1270,10 +1369,8 @@ def _copy_mask(src: Path, dst: Path) -> None:
     try:
         with Image.open(src) as im:
             mode = im.mode
-    except FileNotFoundError:
-        raise MissingFileError(str(src), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(src), f"cannot read mask PNG ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(src, err, "mask PNG") from None
     if mode == "P" and src.suffix.lower() == ".png":
         shutil.copyfile(src, dst)
     else:
@@ -1281,11 +1378,17 @@ def _copy_mask(src: Path, dst: Path) -> None:
 
 
 def _write_class_lists(dest: Path, split: str, rows: list[tuple[str, Instances]],
-                       categories: Sequence[Category]) -> None:
-    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit."""
+                       categories: Sequence[Category]) -> list[str]:
+    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit.
+
+    Returns the class names that cannot name a file (none is written for them: the per-class
+    list is derivable from the XMLs, which hold the name).
+    """
+    skipped = []
     for c in categories:
-        if "/" in c.name or "\\" in c.name or not c.name:
-            continue  # not a file name; the per-class list is derivable from the XMLs anyway
+        if not c.name or not _is_file_name(f"{c.name}_{split}.txt"):
+            skipped.append(c.name)
+            continue
         lines = []
         for name, inst in rows:
             sel = inst.labels == c.id
@@ -1293,6 +1396,18 @@ def _write_class_lists(dest: Path, split: str, rows: list[tuple[str, Instances]]
             lines.append(f"{name} {flag:2d}\n")
         output_path(dest, f"{_MAIN}/{c.name}_{split}.txt", what="class list").write_text("".join(lines),
                                                                                       encoding="utf-8")
+    return skipped
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` can be one file's name here: no separator or NUL, at most 255 bytes of UTF-8
+    (a 400-character class name cannot name its ``<class>_<split>.txt``)."""
+    if "/" in name or "\\" in name or "\0" in name:
+        return False
+    try:
+        return len(name.encode("utf-8")) <= 255
+    except UnicodeEncodeError:
+        return False
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:

@@ -22,7 +22,7 @@ from .collate import Collate, unpack_targets
 from .dataset import TorchDataset
 from .samplers import EpochSampler, GroupedBatchSampler, dist_world
 from .shards import ShardStream, is_shards
-from .targets import Skipped
+from .targets import Failed, Skipped
 
 __all__ = ["Loader", "StreamLoader", "make_loader", "worker_init_fn"]
 
@@ -72,6 +72,8 @@ class Loader(tud.DataLoader):
         for item in self._batches():
             if isinstance(self.collate_fn, Collate) and self.collate_fn.report_skips:
                 batch, skipped = item
+                if isinstance(skipped, Failed):
+                    raise skipped.error  # a worker's FormatError, as num_workers=0 raises it
                 self.skipped.extend(skipped)
                 if batch is None:
                     continue
@@ -212,6 +214,7 @@ def make_loader(dataset: Any, batch_size: int = 32, *, task: str | None = None, 
         return StreamLoader(stream, num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=worker_init_fn,
                             collate_fn=collate_fn or Collate(stream.task, pad_to=pad_to, report_skips=True), **extra)
     tds = _torch_dataset(dataset, task, augment, seed, on_error, options)
+    tds.errors_as_samples = collate_fn is None  # our Collate and Loader carry a worker's error out
     shuffle = _default_shuffle(shuffle, augment, tds.augment_name)
     batch_sampler = _batch_sampler(tds, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                                    distributed=distributed, group_aspect_ratio=group_aspect_ratio)

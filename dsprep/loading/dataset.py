@@ -31,7 +31,7 @@ from ..errors import FormatError, InvalidAnnotationError, check_choice
 from . import transforms as T
 from .decode import ImageSource
 from .table import RecordTable
-from .targets import MaskReader, Skipped, crop_plan, file_bytes, make_target, object_inputs, to_tensor_image
+from .targets import Failed, MaskReader, Skipped, crop_plan, file_bytes, make_target, object_inputs, to_tensor_image
 from .transforms import TASKS
 
 __all__ = ["TASKS", "TorchDataset", "default_flip_map", "infer_task"]
@@ -109,6 +109,9 @@ class TorchDataset(tud.Dataset):
         self.crop_context = float(crop_context)
         self.crop_index = _crop_index(self.table, crop_crowd) if self.task == "crops" else None
         self.skipped: list[Skipped] = []  # filled when used in this process (num_workers=0)
+        # Set by make_loader, whose collate and Loader pass a bad sample's error from a worker
+        # process to the main one (see Failed); a plain DataLoader gets torch's re-raise.
+        self.errors_as_samples = False
 
     # -- size, epochs, keys
     def __len__(self) -> int:
@@ -166,6 +169,8 @@ class TorchDataset(tud.Dataset):
             return self._load(i, r, epoch, s)
         except FormatError as err:
             if self.on_error != "skip":
+                if self.errors_as_samples and tud.get_worker_info() is not None:
+                    return Failed(err)  # the Loader raises it in the main process, unchanged
                 raise
             skipped = Skipped(s, self.table.ids[r] or "", str(err))
             self.skipped.append(skipped)

@@ -18,7 +18,8 @@ Rules (see ``docs/loading.md``):
   the reduced pixels lie in the oriented image, so that the transform plan
   can be put on that grid (``dsprep.loading.transforms.fit``).
 - A missing file raises :class:`~dsprep.errors.MissingFileError`; a truncated
-  or unreadable one :class:`~dsprep.errors.MalformedFileError`. Both name the file.
+  or unreadable one, or one past Pillow's decompression-bomb limit,
+  :class:`~dsprep.errors.MalformedFileError` (whatever Pillow raised). Both name the file.
 
 Two decoders, one result. With the ``fast`` extra installed
 (``pip install dsprep[fast]``: simplejpeg, libjpeg-turbo), baseline and
@@ -49,10 +50,11 @@ import struct
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .._checks import image_error
 from .._io import exif_orientation
-from ..errors import MalformedFileError, MissingFileError
+from ..errors import MalformedFileError
 from ..masks import read_label_png
 
 try:  # the optional fast path (the ``fast`` extra)
@@ -93,10 +95,8 @@ def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError:
-        raise MissingFileError(path, "image file not found") from None
-    except OSError as err:  # a directory, no permission...
-        raise MalformedFileError(path, f"not a readable image ({err})") from None
+    except OSError as err:  # missing (MissingFileError), a directory, no permission...
+        raise image_error(path, err, "image file") from None
 
 
 def _open(path: str, data: bytes) -> Image.Image:
@@ -105,8 +105,8 @@ def _open(path: str, data: bytes) -> Image.Image:
             # DecompressionBombWarning and friends belong in the log, not in a worker's stderr.
             warnings.simplefilter("ignore")
             return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MalformedFileError(path, f"not a readable image ({err})") from None
+    except Exception as err:  # every kind Pillow raises, the decompression-bomb error included
+        raise image_error(path, err, "image file") from None
 
 
 def _orientation(im: Image.Image) -> int:
@@ -145,7 +145,7 @@ def _fast_header(data: bytes) -> tuple[int, int, int] | None:
         return None
     try:
         h, w, colourspace, _ = _simplejpeg.decode_jpeg_header(data)
-    except ValueError:  # anything libjpeg-turbo warns about: Pillow decides
+    except Exception:  # noqa: BLE001 - anything libjpeg-turbo raises or warns about: Pillow decides
         return None
     limit = Image.MAX_IMAGE_PIXELS
     if colourspace not in _FAST_COLOURSPACES or (limit and w * h > limit):
@@ -273,7 +273,7 @@ class ImageSource:
         try:
             return _simplejpeg.decode_jpeg(data, "RGB", min_width=-(-w // reduce) if reduce > 1 else 0,
                                            min_height=-(-h // reduce) if reduce > 1 else 0)
-        except ValueError:  # corrupt, or only warned about: Pillow's verdict, as without the fast path
+        except Exception:  # noqa: BLE001 - corrupt, or warned about: Pillow decides, as without the extra
             self._im = _open(self.path, data)
             return None
 
@@ -286,10 +286,10 @@ class ImageSource:
                 warnings.simplefilter("ignore")
                 im.load()
             return np.asarray(_to_rgb(im, self.path))
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
+        except Exception as err:  # every kind Pillow raises on a corrupt file (see _checks.image_error)
             if isinstance(err, MalformedFileError):
                 raise
-            raise MalformedFileError(self.path, f"truncated or corrupt image ({err})") from None
+            raise image_error(self.path, err, "image file") from None
         finally:
             im.close()
 

@@ -31,7 +31,7 @@ from .decode import decode_mask
 from .luts import build_luts, mask_readers
 from .table import RecordTable
 
-__all__ = ["MaskReader", "Skipped", "TARGETS", "crop_plan", "file_bytes", "make_target", "object_inputs",
+__all__ = ["Failed", "MaskReader", "Skipped", "TARGETS", "crop_plan", "file_bytes", "make_target", "object_inputs",
            "to_tensor_image"]
 
 
@@ -46,6 +46,19 @@ class Skipped:
     index: int
     image_id: str
     message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Returned instead of a sample by a worker process when the image is bad and ``on_error="raise"``.
+
+    torch re-raises an exception from a worker as a new one built from its text, the
+    worker's traceback in its message (which the CLI would print). Sent as a sample
+    instead, the error itself reaches :class:`~dsprep.loading.Loader`, which raises it
+    unchanged in the main process: its file, message and validate kind intact.
+    """
+
+    error: Exception
 
 
 def to_tensor_image(image: Any) -> torch.Tensor:
