@@ -5,6 +5,7 @@ Pillow), after ``gen_imagenet_like.py``::
 
     PYTHONPATH=. /work/bench-venvs/torchvision/bin/python scripts/bench/bench_loaders.py \\
         --data /tmp/dsprep-bench --what cls det seg --workers 2 --rounds 5
+    PYTHONPATH=. /work/bench-venvs/torchvision/bin/python scripts/bench/bench_loaders.py --what stages
     PYTHONPATH=. /work/bench-venvs/torchvision/bin/python scripts/bench/bench_loaders.py --what mem
 
 Pipelines (same images, same worker count, the same interpolation with
@@ -24,6 +25,11 @@ worker CPU second counted belongs to a delivered image):
 - seg: random scale 0.5-2, 512 crop padded (255 in the mask), flip, batch 8:
   dsprep against a v2 pipeline over (Image, Mask) pairs; floor: Pillow decode
   of image + mask in one process.
+- stages: one worker's classification sample path stage by stage (open,
+  decode, plan, crop + resample, the rest of the sample, collate), dsprep
+  against torchvision on the same ``--floor-images`` files in one process
+  (CPU ms per image), and each loader's own cost (2 workers and the main
+  process handing over constant pre-built samples).
 - mem: 118k records x 7 boxes (COCO train2017-sized), 4 workers reading every
   record's targets (no pixels): dsprep's flat RecordTable against a
   list-of-dicts dataset; peak RSS, PSS and private (USS) memory of the workers.
@@ -220,7 +226,9 @@ def _rounds(pipelines: dict, res: dict, pairs: list[tuple[str, str]]) -> None:
 
 
 def _floor_items(data: Path, n: int) -> list[str]:
+    """``n`` of the images the pipelines read (``--epoch-images``' subset), at random."""
     rels = [p for p, _ in _ids_and_paths(data)]
+    rels = [rels[i] for i in _keep(len(rels))]
     return [rels[i] for i in np.random.default_rng(0).permutation(len(rels))[:n]]
 
 
