@@ -361,6 +361,59 @@ def _cityscapes_tree(root: Path, data: bytes) -> Path:
     return root
 
 
+def _yolo_yaml_doc() -> dict:
+    """An Ultralytics dataset YAML, as JSON (JSON is YAML): the YAML parser and its checks."""
+    return {"path": ".", "train": "images/train", "val": ["images/val"], "test": None,
+            "names": ["cat", "dog"], "nc": 2, "download": "https://example.com/x.zip"}
+
+
+def _yolo_labels_doc() -> dict:
+    """Label rows, one list per row, written as text by :func:`_yolo_labels_tree`: a.txt detect,
+    b.txt polygons."""
+    return {"a": [[0, 0.5, 0.5, 0.25, 0.5], [1, 0.25, 0.3, 0.1, 0.2]],
+            "b": [[1, 0.1, 0.1, 0.5, 0.1, 0.5, 0.9], [0, 0, 0, 1, 0, 1, 1, 0, 1]]}
+
+
+def _yolo_images(root: Path) -> None:
+    for rel, (w, h) in (("images/train/a.png", (16, 12)), ("images/train/b.png", (20, 10)),
+                        ("images/val/c.png", (8, 8))):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (w, h)).save(root / rel)
+
+
+def _yolo_yaml_tree(root: Path, data: bytes) -> Path:
+    _yolo_images(root)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n1 0.25 0.3 0.1 0.2\n")
+    (root / "data.yaml").write_bytes(data)
+    return root
+
+
+def _row_text(v: Any) -> str:
+    return " ".join(_row_text(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def _yolo_labels_tree(root: Path, data: bytes) -> Path:
+    """The mutated rows as label text (numbers as Python writes them, nan and inf included);
+    input that is no longer JSON is written as a.txt's bytes as it is."""
+    _yolo_images(root)
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat, dog]\n")
+    labels = root / "labels" / "train"
+    labels.mkdir(parents=True)
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        (labels / "a.txt").write_bytes(data)
+        return root
+    files = doc if isinstance(doc, dict) else {"a": doc}
+    for stem, rows in list(files.items())[:2]:
+        name = "a" if stem not in ("a", "b") else stem
+        rows = rows if isinstance(rows, list) else [rows]
+        (labels / f"{name}.txt").write_text("".join(_row_text(r) + "\n" for r in rows), encoding="utf-8",
+                                            errors="surrogatepass")
+    return root
+
+
 _PANOPTIC_PNGS = _panoptic_pngs()
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
@@ -370,6 +423,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            ("coco-panoptic", "coco")),
     Target("cityscapes", "cityscapes", _polygons_doc, "json", _cityscapes_tree, {"instances": "things"},
            ("cityscapes", "coco", "voc")),
+    Target("yolo-yaml", "yolo", _yolo_yaml_doc, "json", _yolo_yaml_tree, {}, ("yolo", "coco")),
+    Target("yolo-labels", "yolo", _yolo_labels_doc, "json", _yolo_labels_tree, {}, ("yolo", "coco")),
 )}
 
 
