@@ -2,7 +2,8 @@
 derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
 
 A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
-JSON, Cityscapes polygons.json), how to lay it out as a dataset tree, and the
+JSON, Cityscapes polygons.json, an Ultralytics YOLO dataset YAML written as JSON, YOLO
+label rows as JSON lists written out as text), how to lay it out as a dataset tree, and the
 formats a parsed dataset is written to. One fuzz input is the seed after a few
 mutations drawn from a :class:`Draw`:
 
