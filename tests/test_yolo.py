@@ -313,6 +313,8 @@ def test_bad_row_skipped_with_warn_keeps_the_others(tmp_path):
     ("train: /etc\nnames: [a]\n", PathEscapeError, r"'train' path '/etc'"),
     # a split folder that does not exist
     ("train: images/nope\nnames: [a]\n", MissingFileError, r"'images/nope' resolves to"),
+    # a split name the OS refuses (too long: ENAMETOOLONG, found by tests/fuzzing.py)
+    ("train: " + "x" * 400 + "\nnames: [a]\n", MissingFileError, r"'x{50,}.* which does not exist"),
     # no split at all
     ("names: [a]\nnc: 1\n", InvalidAnnotationError, r"no split"),
     # not YAML

@@ -200,7 +200,16 @@ def _dataset_root(yaml_path: Path, doc: Mapping, allow_outside: bool) -> Path:
     p = _absolute_inside(base, p)
     rel = confine(base, p, where=f"{yaml_path.name}: path", what="path", allow_outside=allow_outside)
     root = base / rel if not os.path.isabs(rel) else Path(rel)
-    return root if root.is_dir() else base
+    return root if _is_a(root, "dir") else base
+
+
+def _is_a(path: Path, kind: str) -> bool:
+    """``path.exists()`` / ``is_dir()`` / ``is_file()`` for a path named in the dataset: False, not
+    an OSError, for a name the OS refuses (too long, or a component that is a file)."""
+    try:
+        return path.exists() if kind == "any" else path.is_dir() if kind == "dir" else path.is_file()
+    except OSError:
+        return False
 
 
 def _absolute_inside(base: Path, p: str) -> str:
@@ -227,11 +236,11 @@ def _split_entries(root: Path, doc: Mapping, key: str, where: str, allow_outside
                                             f"image lists), found {str(value)[:80]!r}")
     out = []
     for v in values:
-        if isinstance(value, str) and v.startswith("../") and escapes(v) and (root / v[3:]).exists():
+        if isinstance(value, str) and v.startswith("../") and escapes(v) and _is_a(root / v[3:], "any"):
             v = v[3:]
         v = _absolute_inside(root, v)
         rel = confine(root, v, where=f"{where}: {key}", what=f"'{key}' path", allow_outside=allow_outside)
-        if not (root / rel).exists():
+        if not _is_a(root / rel, "any"):
             raise MissingFileError(f"{where}: {key}", f"{v!r} resolves to {root / rel}, which does not exist; "
                                                       "expected a folder of images or a .txt list of them")
         out.append(rel)
@@ -284,8 +293,8 @@ def _list_file(root: Path, rel: str, allow_outside: bool) -> list[str]:
     plain = next((ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("./")
                   and not os.path.isabs(ln.strip())), None)
     prefix_plain = prefix
-    if prefix and plain is not None and not escapes(plain) and not (root / folder / plain).is_file() \
-            and (root / plain).is_file():
+    if prefix and plain is not None and not escapes(plain) and not _is_a(root / folder / plain, "file") \
+            and _is_a(root / plain, "file"):
         prefix_plain = ""
     for n, line in enumerate(lines, 1):
         line = line.strip()
