@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _CliLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from .commands._common import cli_text
+
         level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
-        return f"dsprep: {level}{record.getMessage()}"
+        return f"dsprep: {level}{cli_text(record.getMessage())}"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -86,10 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose)
+    from .commands._common import cli_text, resolve_source
+
     try:
+        resolve_source(args)  # FORMAT left out: detected from ROOT (info, validate, convert, split)
         return int(args._run(args) or 0)
-    except DsprepError as err:
-        print(f"dsprep {args.command}: error: {err}", file=sys.stderr)
+    except DsprepError as err:  # said as the CLI says it: the flags, not the Python options
+        print(f"dsprep {args.command}: error: {cli_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dsprep {args.command}: interrupted", file=sys.stderr)

@@ -15,7 +15,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, detect=True)
     add_workers(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -26,7 +26,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, detect=True)
     p.add_argument("--ratios", required=True, metavar="NAME=R,...",
                    help="split names and ratios, e.g. train=0.8,val=0.1,test=0.1 (or weights 8,1,1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (non-negative)")

@@ -744,6 +744,11 @@ def _holds_classes(folder: Path) -> bool:
     return any(d not in _JUNK_DIRS for d in dirs) or any(_VAL_NAME.match(f.rpartition(".")[0]) for f in files[:50])
 
 
+# Any folder of image folders is an ImageFolder tree: other formats' trees often are too (a
+# COCO export with train/ and valid/ image folders), so a format that recognises the path wins.
+DETECT_WEAK = True
+
+
 def detect(path) -> bool:
     """True for a folder whose images sit in class folders, or ILSVRC2012 val/Kaggle layouts.
 
