@@ -119,5 +119,7 @@ def run(args: argparse.Namespace) -> int:
             f"in {summary['seconds']:.2f} s -> {summary['out']}")
     if summary["skipped"]:
         line += f"; skipped {summary['skipped']} bad items"
+        if summary.get("missing_images"):
+            line += f" ({summary['missing_images']} records whose image file is missing)"
     print(line, file=sys.stdout)
     return 0
