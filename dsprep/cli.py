@@ -5,8 +5,12 @@ Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
 and ``run(args) -> int``. Command modules import heavy libraries (torch,
 matplotlib) inside ``run`` only, so ``dsprep convert`` starts without them.
 
-Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage, 130
-interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
+Exit codes: 0 success, 1 errors found by ``validate`` (warnings too with ``--strict``), 2 bad
+input or usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
+
+Messages are said in the CLI's words: a Python option a message suggests is shown as its
+flag (:func:`dsprep.commands._common.cli_text`). ``convert``, ``info``, ``validate`` and
+``split`` detect FORMAT when it is left out (:func:`dsprep.commands._common.resolve_source`).
 """
 from __future__ import annotations
 
