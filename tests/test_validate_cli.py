@@ -13,8 +13,8 @@ from PIL import Image
 
 from dsprep.cli import main
 
-from fakes_coco import make_coco
 from fakes_voc import make_voc
+from test_validate_input import _coco  # make_coco's val2017 tree, its JSON changed by a function
 
 TINYCOCO = "super-gradients/tests/data/tinycoco"
 
@@ -46,15 +46,6 @@ def test_real_coco_with_unused_categories_and_empty_images_passes(fixtures, caps
     assert ": 0 errors, 0 warnings, 39 info" in text.splitlines()[0]
     assert "\ninfo: unused_category (37): " in text and "\ninfo: no_annotations (2): " in text
     assert text.rstrip().endswith("passes (--strict: warnings fail too): 0 errors, 0 warnings")
-
-
-def _coco(tmp_path, mutate):
-    coco = make_coco(tmp_path, splits=("val2017",))
-    path = coco["json"]["val2017"]
-    doc = json.loads(path.read_text())
-    mutate(doc)
-    path.write_text(json.dumps(doc))
-    return coco["root"]
 
 
 def test_errors_warnings_and_info_are_counted_apart_and_only_errors_fail(tmp_path, capsys):
