@@ -183,6 +183,18 @@ def test_info_counts_cityscapes_objects(tmp_path, capsys):
     assert report["objects"] == cs["things_per_frame"] * 2 == report["splits"]["val"]["objects"]
 
 
+def test_info_on_unreadable_cityscapes_instances_names_the_flag_that_reads_without_them(fixtures, capsys):
+    """datumaro's Cityscapes sample holds 8-bit instanceIds: info (which counts objects) refuses
+    them naming --instances none, and that flag reads the semantic labels alone."""
+    root = str(fixtures / "datumaro/tests/assets/cityscapes_dataset/dataset")
+    assert main(["info", "cityscapes", root]) == 2
+    err = capsys.readouterr().err
+    assert "8-bit instanceIds PNG" in err and "--instances none" in err and "instances=" not in err
+    assert main(["info", "cityscapes", root, "--instances", "none", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 4 and report["objects"] == 0
+
+
 def test_info_folds_categories_without_objects_into_one_line(fixtures, capsys):
     assert main(["info", "coco", str(fixtures / TINYCOCO)]) == 0
     lines = capsys.readouterr().out.splitlines()

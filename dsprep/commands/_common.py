@@ -27,6 +27,11 @@ FORMAT_FLAGS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
      {"metavar": "DIR", "default": None,
       "help": "coco: the image folder of a single annotation JSON given as ROOT (default: the sibling "
               "folder named after its split, e.g. val2017/ beside annotations/)"}),
+    ("--instances", "instances", ("cityscapes",),
+     {"choices": ("none", "things", "panoptic"), "default": None,
+      "help": "cityscapes: which objects to read from the instanceIds PNGs (default: what the command needs: "
+              "things for info, convert --to coco/voc; none reads the semantic labels alone, for a tree whose "
+              "instanceIds cannot be read)"}),
 )
 
 # Python option -> CLI flag, for the names that error messages suggest (cli_text).
