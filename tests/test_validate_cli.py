@@ -225,3 +225,14 @@ def test_size_buckets_are_the_same_for_the_same_objects_in_every_format(tmp_path
     assert buckets["coco"] == buckets["voc"] == buckets["shards"]
     train = buckets["coco"]["train"]
     assert train["small"] and train["medium"]  # two buckets used: the rule is exercised
+
+
+def test_eval_takes_the_cityscapes_instances_flag_beside_its_own_options(tmp_path, capsys):
+    """eval detection reads Cityscapes' things itself; --instances given too is one option, not two."""
+    from fakes_cityscapes import make_cityscapes
+
+    cs = make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2)
+    (tmp_path / "p.json").write_text("[]")
+    assert main(["eval", "detection", "cityscapes", str(cs["root"]), str(tmp_path / "p.json"),
+                 "--instances", "things", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["ground_truth"] == cs["things_per_frame"] * 2
