@@ -75,6 +75,7 @@ def test_path_escape_hint_names_the_flag_once(tmp_path, capsys):
                                                                     "task: pass --task"),
     ("(use --images none, images='none' in Python, to write annotations only)",
      "(use --images none to write annotations only)"),
+    ("none found in ImageNet/; pass mapping=", "none found in ImageNet/; pass --mapping"),
     ("box xmin,ymin,xmax,ymax=1,2,3,4 lies outside", "box xmin,ymin,xmax,ymax=1,2,3,4 lies outside"),  # no option
 ])
 def test_cli_text(python, cli):
@@ -183,3 +184,21 @@ def test_a_generic_image_folder_format_yields_to_a_specific_one(fixtures):
     assert detect_formats(root) == ["coco"]
     imagenette = fixtures / "imagenette"
     assert detect_formats(imagenette) == ["imagenet"]  # alone, the generic format is the candidate
+
+
+def test_imagenet_class_table_by_flag(fixtures, tmp_path, capsys):
+    """A flat val with ILSVRC2012_IDs and no table beside it: the error names --mapping, and
+    --mapping reads the labels through the table given."""
+    import shutil
+
+    from fakes_imagenet import make_flat_val
+
+    formatter = fixtures / "Imagenet-1K-Formatter"
+    make_flat_val(tmp_path / "val", ["x"] * 3)
+    shutil.copy(formatter / "ILSVRC2012_validation_ground_truth.txt", tmp_path)
+    assert main(["info", "imagenet", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "need a table (meta.mat or map_clsloc.txt)" in err and err.rstrip().endswith("pass --mapping")
+    assert main(["info", "imagenet", str(tmp_path), "--mapping", str(formatter / "map_clsloc.txt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 3 and sum(report["splits"]["val"]["images_per_label"].values()) == 3

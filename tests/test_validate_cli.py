@@ -227,6 +227,21 @@ def test_size_buckets_are_the_same_for_the_same_objects_in_every_format(tmp_path
     assert train["small"] and train["medium"]  # two buckets used: the rule is exercised
 
 
+def test_cityscapes_coarse_annotations_by_flag(tmp_path, capsys):
+    """The parser's hint for an unlabelled split says annotations='gtCoarse': in the CLI that
+    is --annotations gtCoarse, and the flag reads gtCoarse's objects."""
+    from dsprep.commands._common import cli_text
+    from fakes_cityscapes import make_cityscapes
+
+    assert cli_text("pass split=... to read one as unlabelled images, or annotations='gtCoarse' for train_extra") == \
+        "pass --split to read one as unlabelled images, or --annotations gtCoarse for train_extra"
+    cs = make_cityscapes(tmp_path / "cs", splits=("train_extra",), cities=("bochum",), frames=2, annotations="gtCoarse")
+    assert main(["info", "cityscapes", str(cs["root"]), "--annotations", "gtCoarse", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objects"] == cs["things_per_frame"] * 2
+    assert main(["info", "cityscapes", str(cs["root"]), "--annotations", "gtX"]) == 2
+    assert "gtFine, gtCoarse" in capsys.readouterr().err
+
+
 def test_eval_takes_the_cityscapes_instances_flag_beside_its_own_options(tmp_path, capsys):
     """eval detection reads Cityscapes' things itself; --instances given too is one option, not two."""
     from fakes_cityscapes import make_cityscapes

@@ -32,6 +32,13 @@ FORMAT_FLAGS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
       "help": "cityscapes: which objects to read from the instanceIds PNGs (default: what the command needs: "
               "things for info, convert --to coco/voc; none reads the semantic labels alone, for a tree whose "
               "instanceIds cannot be read)"}),
+    ("--annotations", "annotations", ("cityscapes",),
+     {"metavar": "gtFine|gtCoarse", "default": None,
+      "help": "cityscapes: the annotation folder to read (default: gtFine; gtCoarse for train_extra)"}),
+    ("--mapping", "mapping", ("imagenet",),
+     {"metavar": "FILE", "default": None,
+      "help": "imagenet: the class table turning ILSVRC2012_IDs into wnids, meta.mat or map_clsloc.txt "
+              "(default: found beside the ground truth)"}),
 )
 
 # Python option -> CLI flag, for the names that error messages suggest (cli_text).
