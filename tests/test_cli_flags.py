@@ -186,6 +186,17 @@ def test_a_generic_image_folder_format_yields_to_a_specific_one(fixtures):
     assert detect_formats(imagenette) == ["imagenet"]  # alone, the generic format is the candidate
 
 
+def test_a_python_only_option_is_said_as_the_cli_command_that_does_it(tmp_path, capsys):
+    from fakes_imagenet import make_tree
+
+    make_tree(tmp_path, splits=(None,))
+    assert main(["info", "imagenet", str(tmp_path), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "no split folders" in err and "so --split train cannot be chosen" in err
+    assert "make splits with dsprep split (--ratios train=0.8,val=0.2 --seed S --out OUT)" in err and "=" not in \
+        err.split("dsprep split")[0].split("chosen")[1]
+
+
 def test_imagenet_class_table_by_flag(fixtures, tmp_path, capsys):
     """A flat val with ILSVRC2012_IDs and no table beside it: the error names --mapping, and
     --mapping reads the labels through the table given."""

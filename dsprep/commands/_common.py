@@ -53,6 +53,11 @@ _PY_VALUE = r"(?:'[^']*'|\"[^\"]*\"|True|False|\.\.\.|-?[0-9.]+|(?=[\s,;)]|$))"
 _PY_OPTION = re.compile(r"(?<![\w.-])(" + "|".join(sorted(_FLAG_OF, key=len, reverse=True)) + r")=(" + _PY_VALUE + ")")
 # "--flag (name=value in Python)" and "--flag x, name='x' in Python,": the Python half goes
 _IN_PYTHON = re.compile(r"\s*\([a-z_]+=\S+? in Python\)|,\s*[a-z_]+=\S+? in Python,")
+# Python options with no flag of their own, whose CLI equivalent is another command: (Python hint, CLI hint)
+_CLI_INSTEAD = (
+    ("pass validation_split= and seed= to make train/validation",
+     "make splits with dsprep split (--ratios train=0.8,val=0.2 --seed S --out OUT)"),
+)
 
 
 def cli_text(text: str) -> str:
@@ -60,6 +65,8 @@ def cli_text(text: str) -> str:
     (``missing_size='zero'`` -> ``--missing-size zero``, ``allow_outside_root=True`` ->
     ``--allow-outside-root``); "(... in Python)" asides are dropped."""
     text = _IN_PYTHON.sub("", text)
+    for python, cli in _CLI_INSTEAD:
+        text = text.replace(python, cli)
 
     def flag(m: re.Match) -> str:
         name, value = m.group(1), m.group(2)
