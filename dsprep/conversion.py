@@ -142,7 +142,7 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
             raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
         missing = 0
         if on_error == "warn" and images != "none":
-            dataset, missing = _without_missing_images(dataset)
+            dataset, missing = without_missing_images(dataset)
         report = write_dataset(dataset, to, out, images=images, category_ids=category_ids, overwrite=overwrite,
                                progress=progress, inputs=[root], command="convert", **dict(write_options or {}))
     return {
@@ -158,10 +158,10 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
 
 
 
-def _without_missing_images(dataset: Dataset) -> tuple[Dataset, int]:
+def without_missing_images(dataset: Dataset) -> tuple[Dataset, int]:
     """``on_error="warn"``: the records whose image file exists, and how many were left out
     (one warning names the count and the first). A dataset read from shards holds its
-    images inside the tars: kept whole."""
+    images inside the tars: kept whole. Used by ``convert`` and ``dsprep split``."""
     if dataset.info.get("shard_files"):
         return dataset, 0
     base = Path(dataset.root if dataset.root is not None else ".")

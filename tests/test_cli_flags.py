@@ -137,6 +137,22 @@ def test_on_error_warn_skips_records_whose_image_is_missing(tmp_path, capsys):
     assert len(dsprep.parse("voc", out)) == n - 1
 
 
+def test_split_on_error_warn_skips_records_whose_image_is_missing(tmp_path, capsys):
+    root = make_voc(tmp_path / "src", n=6)["root"]
+    (root / "JPEGImages" / "2012_000002.jpg").unlink()
+    out = tmp_path / "split"
+    argv = ["split", "voc", str(root), "--ratios", "train=0.5,val=0.5", "--seed", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 2 and "2012_000002.jpg" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--on-error", "warn", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["images"] == 5 and summary["missing_images"] == 1
+    assert "skipped 1 records whose image file is missing" in captured.err and "2012_000002" in captured.err
+    ds = dsprep.parse("voc", out)
+    assert len(ds) == 5 and "JPEGImages/2012_000002" not in {r.id for r in ds.records}
+    assert "JPEGImages/2012_000001" in {r.id for r in ds.records}
+
+
 # ----------------------------------------------------------------------------- format detection
 
 def test_info_validate_and_convert_detect_the_format(tmp_path, capsys):

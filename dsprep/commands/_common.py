@@ -86,7 +86,7 @@ def add_source(p: argparse.ArgumentParser, *, detect: bool = False) -> None:
     p.add_argument("--split", default=None, help="only this split (default: every split found)")
     p.add_argument("--on-error", choices=["raise", "warn"], default="raise",
                    help="stop at the first bad item, or skip bad items (unreadable annotations; with "
-                        "convert also records whose image file is missing) and print one summary count")
+                        "convert and split also records whose image file is missing) and print one summary count")
     p.add_argument("--allow-outside-root", action="store_true",
                    help="let paths named inside the dataset (a COCO file_name, a VOC ImageSets line...) "
                         "leave its folders, for a split tree of your own; by default such a path is an "
