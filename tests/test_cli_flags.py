@@ -229,3 +229,21 @@ def test_imagenet_class_table_by_flag(fixtures, tmp_path, capsys):
     assert main(["info", "imagenet", str(tmp_path), "--mapping", str(formatter / "map_clsloc.txt"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 3 and sum(report["splits"]["val"]["images_per_label"].values()) == 3
+
+
+def test_the_demo_script_uses_the_flags_as_they_are_now():
+    """Every dsprep command in scripts/demo.sh parses, and synth's count is --num-images (the
+    old --images N parses but is refused when run)."""
+    import shlex
+
+    from dsprep.cli import build_parser
+
+    text = (Path(__file__).parent.parent / "scripts" / "demo.sh").read_text().replace("\\\n", " ")
+    commands = [shlex.split(line.split("$D ", 1)[1].split("#")[0].split("||")[0].split("&&")[0])
+                for line in text.splitlines() if line.lstrip().startswith("$D ")]
+    assert any(c[0] == "synth" for c in commands)
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        if argv[0] == "synth":
+            assert args.old_images is None, f"demo.sh: synth {' '.join(argv[1:])}: the count is --num-images"
