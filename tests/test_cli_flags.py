@@ -82,6 +82,16 @@ def test_cli_text(python, cli):
     assert cli_text(python) == cli
 
 
+def test_a_missing_known_dataset_names_the_data_root_flag(tmp_path, monkeypatch, capsys):
+    """dsprep.load says root=; train --dataset, which calls it, says --data-root."""
+    monkeypatch.setenv("DSPREP_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["train", "--dataset", "coco", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "(pass --data-root, or set $DSPREP_DATA to the folder holding coco/)" in err and "root=" not in err
+    assert not (tmp_path / "run").exists()
+
+
 # ----------------------------------------------------------------------------- one meaning per flag
 
 def test_synth_count_is_num_images_and_the_old_flag_says_so(tmp_path, capsys):
