@@ -25,8 +25,9 @@ FORMAT_FLAGS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
               "default), or read with an unknown size 0x0 (zero: boxes are not checked against it)"}),
     ("--image-dir", "image_dir", ("coco",),
      {"metavar": "DIR", "default": None,
-      "help": "coco: the image folder of a single annotation JSON given as ROOT (default: the sibling "
-              "folder named after its split, e.g. val2017/ beside annotations/)"}),
+      "help": "coco: the image folder of a single annotation JSON given as ROOT (default: for "
+              "annotations/<task>_<split>.json in a 2017 tree, its <split>/ folder; else an images/ folder "
+              "beside the JSON, else the JSON's own folder)"}),
     ("--instances", "instances", ("cityscapes",),
      {"choices": ("none", "things", "panoptic"), "default": None,
       "help": "cityscapes: which objects to read from the instanceIds PNGs (default: what the command needs: "
