@@ -196,7 +196,7 @@ def test_an_unknown_tree_says_so_and_how_to_name_the_format(tmp_path, capsys):
     assert detect_formats(tmp_path) == []
     assert main(["validate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "no format recognises this path (tried coco, coco-panoptic, voc, imagenet" in err
+    assert f"no format recognises this path (tried {', '.join(dsprep.FORMATS)})" in err  # every format, named
     assert f"name the format: dsprep validate FORMAT {tmp_path}" in err
     assert main(["info", str(tmp_path / "nope")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
