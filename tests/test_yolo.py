@@ -679,3 +679,15 @@ def test_absolute_paths_inside_the_dataset_folder_are_read(tmp_path):
     write_yaml(root, f"path: {tmp_path}\ntrain: images/train\nnames: [cat, dog]\n")  # the folder above: out
     with pytest.raises(PathEscapeError, match=r"data\.yaml: path: path '/"):
         yolo.parse(root, workers=1)
+
+
+def test_cli_detects_a_yolo_source_when_the_format_is_left_out(tmp_path, fixtures, capsys):
+    from dsprep.cli import main
+    from dsprep.formats import detect_formats
+
+    make_yolo(tmp_path / "y")
+    assert detect_formats(tmp_path / "y") == ["yolo"] and detect_formats(fixtures / HUB / "coco8") == ["yolo"]
+    assert main(["convert", str(tmp_path / "y"), "--to", "coco", "--out", str(tmp_path / "c"), "--images", "none"]) == 0
+    assert "detected format yolo" in capsys.readouterr().err
+    docs = [json.loads(p.read_text()) for p in (tmp_path / "c" / "annotations").glob("*.json")]
+    assert sum(len(d["images"]) for d in docs) == 4 and sum(len(d["annotations"]) for d in docs) == 3
