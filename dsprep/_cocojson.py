@@ -40,6 +40,28 @@ _EMPTY_RAW = msgspec.Raw(b"")
 # How an image entry names its file: (entry -> relative name or None, what an error calls it).
 ImageName = tuple[Callable[[dict], Any], str]
 
+def peek(path: Path) -> bytes | None:
+    """The first and last 64 KiB of a JSON file (for ``detect``), or None when it is not a JSON object."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            tail = b""
+            if size > 1 << 16:
+                f.seek(max(size - (1 << 16), 1 << 16))
+                tail = f.read()
+    except OSError:
+        return None
+    return head + tail if head.lstrip()[:1] == b"{" else None
+
+
+def is_lvis_text(text: bytes) -> bool:
+    """Whether the peeked text of a COCO-style JSON has LVIS's own keys (its images' federated
+    lists, its categories' synsets and frequencies)."""
+    return (b'"neg_category_ids"' in text or b'"not_exhaustive_category_ids"' in text
+            or (b'"synset"' in text and b'"frequency"' in text))
+
+
 # ----------------------------------------------------------------------------- typed JSON
 
 # Integers go into int64 arrays: msgspec decodes JSON integers of any size, so the

@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._cocojson import (_IMAGE_KEYS, _INTERNAL_IMAGE_EXTRA, _Source, _annotations, _ann_ids, _image_ids,
-                         _keeps_ann_ids, _keeps_image_ids, _parse_file)
+                         _keeps_ann_ids, _keeps_image_ids, _parse_file, is_lvis_text, peek)
 from .._io import gc_paused, image_size, json_bytes, place_image, progress as _progress
 from .._paths import output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, MalformedFileError, MissingFileError,
@@ -63,20 +63,10 @@ ROBOFLOW_FILE = "_annotations.coco.json"
 
 def _peek_is_coco(path: Path) -> bool:
     """Cheap content check: a JSON object naming 'images' and 'annotations'/'categories'."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
-            tail = b""
-            if size > 1 << 16:
-                f.seek(max(size - (1 << 16), 1 << 16))
-                tail = f.read()
-    except OSError:
+    text = peek(path)
+    if text is None:
         return False
-    if not head.lstrip()[:1] == b"{":
-        return False
-    text = head + tail
-    if b'"segments_info"' in text:  # COCO panoptic: its own format
+    if b'"segments_info"' in text or is_lvis_text(text):  # COCO panoptic, LVIS: their own formats
         return False
     return b'"images"' in text and (b'"annotations"' in text or b'"categories"' in text)
 
@@ -410,6 +400,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                default=0)
     lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
             "semantic mask PNGs (mask_path)": sum(r.mask_path is not None for r in dataset.records),
+            # an image field of the source named like one of COCO's own (LVIS v0.5's 2014 file_name)
+            "image fields named like COCO's (file_name, id, width, height)": sum(
+                not r.extra.keys().isdisjoint(_IMAGE_KEYS) for r in dataset.records if r.extra),
             # an instance mask PNG is carried when its objects hold their masks (VOC parsed with
             # segmentation=True, as convert does); only records whose objects have none lose it
             "instance mask PNGs (instance_mask_path)": sum(
