@@ -92,7 +92,7 @@ def test_generated_tree_lists_sizes_and_testing(tmp_path):
     assert all(len(r.instances) == 0 and r.extra["kitti_no_label_file"] for r in testing)
     names = [c.name for c in ds.categories]
     assert names[:9] == list(kitti.KITTI_CLASSES) and names[9:] == ["traffic_sign"]
-    assert [r.split for r in ds.records[:2]] == ["train", "val"]
+    assert [r.split for r in ds.records] == ["train", "val"] * (len(exp["labels"]) // 2) + ["test"] * len(exp["test"])
 
 
 def test_generated_round_trip_keeps_everything(tmp_path):
@@ -143,11 +143,11 @@ def test_types_option_refuses_other_types(tmp_path):
 
 
 def test_warn_skips_a_bad_file_and_counts_it(tmp_path):
-    exp = make_kitti(tmp_path, lists=False)
+    exp = make_kitti(tmp_path)
     (exp["root"] / "training/label_2/000001.txt").write_text("Car 0 0 0 1 2 3\n")
     ds = kitti.parse(exp["root"], on_error="warn", workers=1)
-    assert ds.info["skipped"] == 1
-    assert "training/image_2/000001" not in {r.id for r in ds.records}
+    assert ds.info["skipped"] == 1  # once, though ImageSets/val.txt names it too
+    assert "training/image_2/000001" not in {r.id for r in ds.records} | set(ds.splits["val"])
     assert ds.num_objects() == exp["objects"] - len(exp["labels"]["000001"])
 
 
@@ -178,11 +178,11 @@ def test_voc_keeps_boxes_and_reports_the_3d_fields_lost(tmp_path):
 def test_objects_of_other_formats_get_kittis_unknown_markers(tmp_path):
     from fakes_coco import make_coco
 
-    exp = make_coco(tmp_path, splits=("val2017",), images_per_split=2)
+    exp = make_coco(tmp_path, splits=("val2017",), images_per_split=3)
     report = convert("coco", exp["root"], "kitti", tmp_path / "k", images="none", workers=1)
-    assert report["lost"]["segmentation (polygons, RLE)"] > 0
-    if exp["crowd"]:
-        assert report["lost"]["crowd objects (written as DontCare regions: their class is lost)"] == exp["crowd"]
+    assert report["lost"]["segmentation (polygons, RLE)"] == sum(exp["objects"].values())
+    assert exp["crowd"] > 0
+    assert report["lost"]["crowd objects (written as DontCare regions: their class is lost)"] == exp["crowd"]
     rows = [r for p in sorted((tmp_path / "k/training/label_2").glob("*.txt")) for r in _rows(p)]
     assert len(rows) == sum(exp["objects"].values())
     assert all(r[1:4] == ["-1", "-1", "-10"] or r[0] == "DontCare" for r in rows)
@@ -209,6 +209,8 @@ def _label(tmp_path: Path, row: str) -> Path:
     (ROWS[0].replace("Car ", "0.00 "), InvalidAnnotationError, r"first column is the object type .* found the "
                                                                r"number '0.00'"),
     (ROWS[0].replace("0.00 0 ", "0.00 0.5 ", 1), InvalidAnnotationError, r"column 'occluded' must be 0, 1, 2, 3"),
+    (ROWS[0].replace("0.00 0 ", "0.00 7 ", 1), InvalidAnnotationError, r"column 'occluded' must be 0, 1, 2, 3 "
+                                                                        r"\(3: unknown\) or -1 \(DontCare\); found '7'"),
     (ROWS[0].replace("10.75", "0.50"), InvalidAnnotationError, r"right >= left and bottom >= top"),
 ])
 def test_bad_rows_are_named(tmp_path, row, error, match):

@@ -150,11 +150,26 @@ def test_coco_to_lvis_fills_what_lvis_eval_reads_and_reports_crowds(tmp_path):
     per_cat = Counter(int(v) for r in src.records for v in r.instances.labels)
     for c in doc["categories"]:
         assert c["instance_count"] == per_cat[c["id"]] and c["frequency"] == "r" and c["synonyms"] == [c["name"]]
-    for im in doc["images"]:
+    for im, rec in zip(doc["images"], src.records):
         assert im["neg_category_ids"] == [] and im["not_exhaustive_category_ids"] == []
+        assert im["coco_url"] == rec.extra["coco_url"]  # it names the file: kept, and the image placed by it
         assert (tmp_path / "l" / "/".join(im["coco_url"].split("/")[-2:])).is_file()
     back = lvis.parse(tmp_path / "l")
     assert [r.instances.boxes.tolist() for r in back.records] == [r.instances.boxes.tolist() for r in src.records]
+
+
+def test_a_coco_url_naming_another_file_is_rewritten_and_said(tmp_path):
+    from fakes_coco import make_coco
+
+    exp = make_coco(tmp_path, splits=("val2017",), images_per_split=2)
+    ds = coco.parse(exp["root"])
+    ds.records[0].extra["coco_url"] = "http://images.cocodataset.org/val2017/another.jpg"
+    (tmp_path / "l").mkdir()
+    report = lvis.write(ds, tmp_path / "l", images="link")
+    doc = json.loads((tmp_path / "l/lvis_v1_val2017.json").read_text())
+    assert doc["images"][0]["coco_url"] == "val2017/" + ds.records[0].path.rpartition("/")[2]
+    assert (tmp_path / "l" / doc["images"][0]["coco_url"]).is_file()
+    assert report["lost"] == {"coco_url values not naming the image's place (written as its relative path)": 1}
 
 
 # --------------------------------------------------------------------------- bad input (docs table)

@@ -359,13 +359,21 @@ def _check_types(items: Mapping[str, list], rows: Mapping[str, list], types: Seq
                     rows[part][k] = None
 
 
+def _list_folder(name: str, parts: Sequence[str]) -> str:
+    """The folder whose images a split list names: ``test`` lists name ``testing/`` images (when
+    there is one), the others ``training/`` (or the root, for a tree without those folders)."""
+    if name == "test" and "testing" in parts:
+        return "testing"
+    return "training" if "training" in parts else ""
+
+
 def _build(root: Path, parts: Sequence[str], items: Mapping[str, list], rows: Mapping[str, list],
            lists: Mapping[str, list[str]], known: Mapping[str, int], policy: ErrorPolicy
            ) -> tuple[list[Record], dict[str, list[str]]]:
     """Records of every part, and the splits: the ImageSets lists, else one split per folder."""
     split_of: dict[tuple[str, str], str] = {}
     for name, ids in lists.items():
-        part = "testing" if name == "test" and "testing" in parts else ("training" if "training" in parts else "")
+        part = _list_folder(name, parts)
         for i in ids:
             split_of.setdefault((part, i), name)
     records: list[Record] = []
@@ -384,7 +392,7 @@ def _build(root: Path, parts: Sequence[str], items: Mapping[str, list], rows: Ma
         return records, {p: [r.id for r in records if r.split == p] for p in parts if p}
     splits: dict[str, list[str]] = {}
     for name, ids in lists.items():
-        part = "testing" if name == "test" and "testing" in parts else ("training" if "training" in parts else "")
+        part = _list_folder(name, parts)
         out = []
         for i in ids:
             rid = by_key.get((part, i), "")
@@ -496,14 +504,14 @@ def _count_lost(rec: Record, lost: dict[str, int]) -> None:
     _count(lost, "image-level labels", int(rec.label is not None))
     _count(lost, "source image ids", int(rec.source_id is not None))
     _count(lost, "mask PNGs", int(rec.mask_path is not None) + int(rec.instance_mask_path is not None))
-    other = sorted(k for k in rec.extra if k not in _IMAGE_KEYS)
+    other = sorted(k for k in (rec.extra or {}) if k not in _IMAGE_KEYS)
     if other:
         _count(lost, "image fields (" + ", ".join(other[:8]) + (", ..." if len(other) > 8 else "") + ")")
 
 
 def _part(rec: Record) -> str:
     """``testing`` for a record read from a KITTI ``testing/`` folder, else ``training``."""
-    return "testing" if rec.extra.get("kitti_folder") == "testing" else "training"
+    return "testing" if (rec.extra or {}).get("kitti_folder") == "testing" else "training"
 
 
 def _names(records: Sequence[Record], renumber: bool) -> list[str]:
@@ -558,14 +566,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                   enabled=progress):
         part = _part(rec)
         name_of[rec.id] = stem
-        if not rec.extra.get("kitti_no_label_file"):
+        if not (rec.extra or {}).get("kitti_no_label_file"):
             output_path(dest, f"{part}/{_LABELS}/{stem}.txt", what="label file").write_text(
                 _label_text(rec, names_by_id, lost), encoding="utf-8")
             files += 1
         elif len(rec.instances):
             raise InvalidAnnotationError(rec.id, "record marked kitti_no_label_file has objects")
         _place(rec, src_root, dest, f"{part}/{_IMAGES}/{stem}{os.path.splitext(rec.path)[1] or '.png'}", images)
-        calib = rec.extra.get("kitti_calib")
+        calib = (rec.extra or {}).get("kitti_calib")
         if isinstance(calib, str):
             _copy_calib(src_root, calib, dest, f"{part}/{_CALIB}/{stem}.txt", lost)
         n_obj += len(rec.instances)

@@ -284,13 +284,17 @@ def _category_table(dataset: Dataset) -> list[dict[str, Any]]:
 
 
 def _image_paths(recs: Sequence[Record], split: str) -> list[str]:
-    """Where each image goes under OUT: its ``coco_url``'s split folder and name when it has one
-    (as LVIS names it), else ``<split>/<file name>``; the record's relative path where two collide."""
+    """Where each image goes under OUT: its ``coco_url``'s split folder and name when the URL names
+    this image's file (same file name: an LVIS source, COCO), else ``<split>/<file name>``; the
+    record's relative path where two collide."""
     out: list[str] = []
     seen: set[str] = set()
     for r in recs:
-        url = _image_name(r.extra) if isinstance(r.extra.get("coco_url"), str) else None
-        rel = url if url and safe_relpath(url) == url else f"{safe_relpath(split)}/{r.path.rpartition('/')[2]}"
+        url = _image_name(r.extra) if isinstance((r.extra or {}).get("coco_url"), str) else None
+        if url and safe_relpath(url) == url and url.rpartition("/")[2] == r.path.rpartition("/")[2]:
+            rel = url
+        else:
+            rel = f"{safe_relpath(split)}/{r.path.rpartition('/')[2]}"
         if rel in seen:
             rel = f"{safe_relpath(split)}/{safe_relpath(r.path)}"
         seen.add(rel)
@@ -302,11 +306,12 @@ def _image_entry(r: Record, iid: Any, rel: str) -> dict[str, Any]:
     """An LVIS image: id, size, ``coco_url`` (the source's when it still names ``rel``, else
     ``rel`` itself), the federated lists (empty where the source has none) and the other extras."""
     entry: dict[str, Any] = {"id": iid, "width": int(r.width), "height": int(r.height)}
-    url = r.extra.get("coco_url")
+    extra = r.extra or {}
+    url = extra.get("coco_url")
     entry["coco_url"] = url if isinstance(url, str) and _image_name({"coco_url": url}) == rel else rel
     for key in _IMAGE_LISTS:
-        entry[key] = r.extra.get(key, [])
-    for k, v in r.extra.items():
+        entry[key] = extra.get(key, [])
+    for k, v in extra.items():
         if k not in entry and k not in ("caption_ids",):
             entry[k] = v
     return entry
@@ -361,7 +366,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                                                             f"{dataset.format or 'records'}"}
     licenses = dataset.info.get("licenses") if isinstance(dataset.info.get("licenses"), list) else []
     any_difficult = any(r.instances.difficult.any() for r in dataset.records)
-    files, n_images, n_objects = [], 0, 0
+    files, n_images, n_objects, replaced = [], 0, 0, 0
     with gc_paused():
         for split, ids in groups.items():
             recs = [by_id[i] for i in ids if i in by_id]
@@ -373,6 +378,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             for a in anns:
                 a.pop("iscrowd", None)
             _place_images(recs, rels, root, dest, images, progress, split)
+            replaced += sum(isinstance((r.extra or {}).get("coco_url"), str) and
+                            _image_name({"coco_url": r.extra["coco_url"]}) != rel for r, rel in zip(recs, rels))
             doc = {"info": info, "licenses": licenses, "images": [_image_entry(r, i, rel) for r, i, rel in
                                                                   zip(recs, img_ids, rels)],
                    "annotations": anns, "categories": cats}
@@ -381,7 +388,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             files.append(name)
             n_images += len(recs)
             n_objects += len(anns)
-    return {"images": n_images, "objects": n_objects, "lost": _lost(dataset), "files": files}
+    lost = _lost(dataset)
+    if replaced:  # LVIS finds images by coco_url: one that does not name where the image is, is rewritten
+        lost["coco_url values not naming the image's place (written as its relative path)"] = replaced
+    return {"images": n_images, "objects": n_objects, "lost": lost, "files": files}
 
 
 def _place_images(recs: Sequence[Record], rels: Sequence[str], root: Path | None, dest: Path, images: str,
