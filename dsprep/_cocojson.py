@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from ._checks import INT64_MAX, INT64_MIN, MAX_SIDE
-from ._io import progress as _progress
+from ._io import image_size, progress as _progress
 from ._paths import confine
 from .errors import ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError, MissingFileError
 from .masks import rle_problem, segmentation_area
@@ -823,6 +823,24 @@ class _Columns:
         return (cat(p["ids"]), cat(p["labels"]), cat(p["boxes"]), cat(p["iscrowd"]), cat(p["difficult"]),
                 cat(p["area"]), cat(p["img_idx"]), self.segs if self.any_seg else None, keypoints,
                 self.num_kp, self.captions, self.extra)
+
+
+def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
+    """The records whose image file exists (the others through the policy); a size the JSON
+    lacks is read from the image header."""
+    out = []
+    for r in records:
+        p = root / r.path
+        try:
+            if not p.is_file():
+                raise MissingFileError(str(p), f"image file of image id {r.source_id} not found")
+            if not r.width or not r.height:
+                r.width, r.height = image_size(p)
+        except FormatError as err:
+            policy.handle(err)
+            continue
+        out.append(r)
+    return out
 
 
 @contextmanager

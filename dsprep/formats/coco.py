@@ -40,12 +40,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._cocojson import (_IMAGE_KEYS, _INTERNAL_IMAGE_EXTRA, _Source, _annotations, _ann_ids, _image_ids,
-                         _keeps_ann_ids, _keeps_image_ids, _parse_file, is_lvis_text, peek)
-from .._io import gc_paused, image_size, json_bytes, place_image, progress as _progress
+from .._cocojson import (_IMAGE_KEYS, _INTERNAL_IMAGE_EXTRA, _Source, _annotations, _ann_ids, _check_images,
+                         _image_ids, _keeps_ann_ids, _keeps_image_ids, _parse_file, is_lvis_text, peek)
+from .._io import gc_paused, json_bytes, place_image, progress as _progress
 from .._paths import output_path, safe_relpath
-from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, MalformedFileError, MissingFileError,
-                      check_choice)
+from ..errors import DatasetNotFoundError, ErrorPolicy, MalformedFileError, MissingFileError, check_choice
 from ..records import Category, Dataset, Record, make_ids_distinct
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
@@ -244,22 +243,6 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         info["skipped"] = policy.count
         info["skipped_summary"] = summary
     return Dataset(categories.values(), records, splits=splits, info=info, root=root, format=NAME)
-
-
-def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
-    out = []
-    for r in records:
-        p = root / r.path
-        try:
-            if not p.is_file():
-                raise MissingFileError(str(p), f"image file of image id {r.source_id} not found")
-            if not r.width or not r.height:
-                r.width, r.height = image_size(p)
-        except FormatError as err:
-            policy.handle(err)
-            continue
-        out.append(r)
-    return out
 
 
 def _unique_names(recs: Sequence[Record]) -> list[str]:

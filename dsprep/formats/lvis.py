@@ -36,7 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._checks import INT64_MAX, INT64_MIN
-from .._cocojson import _Source, _ann_ids, _annotations, _image_ids, _parse_file, is_lvis_text, peek
+from .._cocojson import (_Source, _ann_ids, _annotations, _check_images, _image_ids, _parse_file, is_lvis_text,
+                         peek)
 from .._io import check_images_mode, gc_paused, json_bytes, place_image, progress as _progress
 from .._paths import output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
@@ -174,7 +175,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             splits.setdefault(src.split, []).extend(r.id for r in recs)
             records.extend(recs)
     if check_images:
-        records = _existing(records, root, policy)
+        records = _check_images(records, root, policy)
         kept = {r.id for r in records}
         splits = {s: [i for i in ids if i in kept] for s, ids in splits.items()}
     if policy.count:
@@ -232,19 +233,6 @@ def _check_images_lists(recs: list[Record], known: set[int], file: Path, policy:
                 if unknown:
                     raise InvalidAnnotationError(where, f"{key!r} names category id(s) {unknown[:5]} that are not in "
                                                         "'categories'; expected ids of the category table")
-        except FormatError as err:
-            policy.handle(err)
-            continue
-        out.append(r)
-    return out
-
-
-def _existing(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
-    out = []
-    for r in records:
-        try:
-            if not (root / r.path).is_file():
-                raise MissingFileError(str(root / r.path), f"image file of image id {r.source_id} not found")
         except FormatError as err:
             policy.handle(err)
             continue
