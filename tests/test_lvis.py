@@ -158,6 +158,16 @@ def test_coco_to_lvis_fills_what_lvis_eval_reads_and_reports_crowds(tmp_path):
     assert [r.instances.boxes.tolist() for r in back.records] == [r.instances.boxes.tolist() for r in src.records]
 
 
+def test_an_image_in_two_splits_is_written_to_both_and_said(tmp_path):
+    exp = make_lvis(tmp_path)
+    ds = lvis.parse(exp["root"])
+    ds.splits = {**ds.splits, "trainval": [r.id for r in ds.records]}
+    (tmp_path / "o").mkdir()
+    report = lvis.write(ds, tmp_path / "o", images="none")
+    assert report["files"] == ["lvis_v1_train.json", "lvis_v1_val.json", "lvis_v1_trainval.json"]
+    assert report["lost"] == {"images in several splits (one entry per split file; read back as one record each)": 4}
+
+
 def test_a_coco_url_naming_another_file_is_rewritten_and_said(tmp_path):
     from fakes_coco import make_coco
 

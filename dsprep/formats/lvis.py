@@ -377,6 +377,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             n_images += len(recs)
             n_objects += len(anns)
     lost = _lost(dataset)
+    in_several = sum(n > 1 for n in Counter(i for ids in groups.values() for i in set(ids)).values())
+    if in_several:  # each split file lists it: read back, it is one record per file
+        lost["images in several splits (one entry per split file; read back as one record each)"] = in_several
     if replaced:  # LVIS finds images by coco_url: one that does not name where the image is, is rewritten
         lost["coco_url values not naming the image's place (written as its relative path)"] = replaced
     return {"images": n_images, "objects": n_objects, "lost": lost, "files": files}
