@@ -127,7 +127,7 @@ def test_split_reads_one_list_and_names_unknown_ones(tmp_path):
 def test_training_folder_alone_and_detection(tmp_path):
     exp = make_kitti(tmp_path, lists=False)
     assert kitti.detect(exp["root"]) and kitti.detect(exp["root"] / "training")
-    assert detect_format(exp["root"]) == "kitti"
+    assert detect_format(exp["root"]) == detect_format(exp["root"] / "training") == "kitti"
     alone = kitti.parse(exp["root"] / "training", workers=1)
     assert [r.id for r in alone.records][:1] == ["image_2/000000"] and alone.splits == {}
     assert alone.num_objects() == exp["objects"]
