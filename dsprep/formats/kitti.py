@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 NAME = "kitti"
 DESCRIPTION = "KITTI object: training/label_2/*.txt rows (2D box + 3D fields), image_2/, ImageSets lists"
 
+# What write keeps of any dataset, for the round-trip matrix (issue 12: the FIELDS vocabulary);
+# the rest is given back anyway or counted in the report's lost: category ids and
+# supercategories (KITTI stores type names), the class of a crowd object (a DontCare row),
+# masks, keypoints, difficult flags, image labels, annotation and image ids.
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "crowd"})
+
 #: The devkit's object types, in its readme's order; ``DontCare`` marks ignore regions.
 KITTI_CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
 DONT_CARE = "DontCare"
