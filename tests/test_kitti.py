@@ -240,6 +240,8 @@ def test_imagesets_id_escaping_or_missing(tmp_path):
     (lists / "val.txt").write_text("../../../etc/passwd\n")
     with pytest.raises(PathEscapeError, match=r"ImageSets/val.txt: image id '../../../etc/passwd' resolves to"):
         kitti.parse(exp["root"], workers=1)
+    (lists / "val.txt").write_text("x/../000001\n")  # climbs and comes back: that image
+    assert kitti.parse(exp["root"], workers=1).splits["val"] == ["training/image_2/000001"]
     (lists / "val.txt").write_text("000001\n123456\n")
     with pytest.raises(MissingFileError, match=r"ImageSets/val.txt: id '123456' has neither training/label_2/"
                                                r"123456.txt nor an image"):

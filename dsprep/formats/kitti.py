@@ -33,6 +33,7 @@ import functools
 import logging
 import math
 import os
+import posixpath
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -129,7 +130,7 @@ def _read_lists(root: Path, policy: ErrorPolicy, allow_outside: bool) -> dict[st
             except FormatError as err:
                 policy.handle(err)
                 continue
-            ids.append(token)
+            ids.append(posixpath.normpath(token) if ".." in token else token)  # a/../b: b
         lists[name[:-4]] = ids
     order = {n: i for i, n in enumerate(_SPLIT_ORDER)}
     return dict(sorted(lists.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
@@ -227,7 +228,7 @@ def _parse_chunk(items: Sequence[tuple[str, str | None, str | None]], *, root: s
 
 # ----------------------------------------------------------------------------- parse
 
-def _items(root: Path, part: str, policy: ErrorPolicy) -> list[tuple[str, str | None, str | None]]:
+def _items(root: Path, part: str) -> list[tuple[str, str | None, str | None]]:
     """``(image rel, label rel, calib rel)`` per stem that has a label file or an image, sorted by stem."""
     base = f"{part}/" if part else ""
     labels = {n[:-4]: n for n in _listing(root / base / _LABELS, f"{base}{_LABELS}") if n.endswith(".txt")}
@@ -313,7 +314,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
                                    f"(or image_2/), {root}/testing/image_2/, or {root}/label_2/*.txt")
     lists = _read_lists(root, policy, allow_outside_root)
     with _io.gc_paused():
-        items = {part: _items(root, part, policy) for part in parts}
+        items = {part: _items(root, part) for part in parts}
         names = list(lists) if lists else [p for p in parts if p]
         if split is not None:
             check_choice("split", split, names)
