@@ -212,6 +212,8 @@ def _label(tmp_path: Path, row: str) -> Path:
     (ROWS[0].replace("0.00 0 ", "0.00 7 ", 1), InvalidAnnotationError, r"column 'occluded' must be 0, 1, 2, 3 "
                                                                         r"\(3: unknown\) or -1 \(DontCare\); found '7'"),
     (ROWS[0].replace("10.75", "0.50"), InvalidAnnotationError, r"right >= left and bottom >= top"),
+    (ROWS[0].replace("8.00", "2.00"), InvalidAnnotationError, r"000002.txt:2: box left top right bottom must have "
+                                                              r"right >= left and bottom >= top"),
 ])
 def test_bad_rows_are_named(tmp_path, row, error, match):
     root = _label(tmp_path, row)
@@ -246,6 +248,29 @@ def test_imagesets_id_escaping_or_missing(tmp_path):
     with pytest.raises(MissingFileError, match=r"ImageSets/val.txt: id '123456' has neither training/label_2/"
                                                r"123456.txt nor an image"):
         kitti.parse(exp["root"], workers=1)
+
+
+def test_imagesets_list_not_utf8_and_absolute_ids(tmp_path):
+    exp = make_kitti(tmp_path)
+    lists = exp["root"] / "ImageSets"
+    (lists / "val.txt").write_bytes(b"00000\xe9\n")
+    with pytest.raises(MalformedFileError, match=r"ImageSets/val.txt:1: not UTF-8 text"):
+        kitti.parse(exp["root"], workers=1)
+    (lists / "val.txt").write_text("/etc/passwd\n")
+    with pytest.raises(PathEscapeError, match=r"ImageSets/val.txt: image id '/etc/passwd' resolves to /etc/passwd, "
+                                              r"outside .*training/image_2"):
+        kitti.parse(exp["root"], workers=1)
+
+
+def test_allow_outside_root_passes_the_check_but_reads_only_the_kitti_folders(tmp_path):
+    exp = make_kitti(tmp_path)
+    (exp["root"] / "other").mkdir()
+    (exp["root"] / "other/000009.txt").write_text(ROWS[0] + "\n")
+    (exp["root"] / "ImageSets/val.txt").write_text("../../other/000009\n")
+    with pytest.raises(PathEscapeError, match=r"image id '../../other/000009' resolves to"):
+        kitti.parse(exp["root"], workers=1)
+    with pytest.raises(MissingFileError, match=r"id '../../other/000009' has neither training/label_2/"):
+        kitti.parse(exp["root"], workers=1, allow_outside_root=True)
 
 
 def test_no_tree(tmp_path):

@@ -221,11 +221,44 @@ def _set(path: list, value):
     (_set(["annotations", 0, "category_id"], 99), InvalidAnnotationError, r"unknown category_id 99"),
     (_set(["annotations", 0, "segmentation"], [[1, 2, 3, 4]]), InvalidAnnotationError, r"polygon with 4 "
                                                                                          r"coordinates"),
+    (_set(["categories", 0, "def"], 3), MalformedFileError, r"category id 1: 'def' must be a string; found 3"),
+    (_set(["categories", 0, "instance_count"], 1.5), MalformedFileError, r"category id 1: 'instance_count' must be "
+                                                                          r"an integer >= 0; found 1.5"),
+    (_set(["images", 0, "id"], 2 ** 70), InvalidAnnotationError, r"images\[0\]: expected an int image 'id' "
+                                                                  r"\(64-bit\)"),
+    (_set(["annotations", 0, "bbox"], [1, 2, -3, 4]), InvalidAnnotationError, r"annotation id 5: bbox \[x, y, "
+                                                                               r"width, height\] must be finite"),
+    (_set(["annotations", 0, "segmentation"], {"counts": "zz!", "size": [24, 32]}), InvalidAnnotationError,
+     r"annotation id 5: RLE counts string is not COCO's compressed form"),
+    (_set(["annotations", 0, "segmentation"], {"counts": [5, 3], "size": [24, 32]}), InvalidAnnotationError,
+     r"annotation id 5: RLE counts sum to 8, but size \[24, 32\] has 768 pixels"),
+    (lambda doc: doc.pop("images"), MalformedFileError, r"lvis_v1_val.json: not a COCO file: expected the keys "
+                                                        r"'images'.* \(no 'images'\)"),
 ])
 def test_bad_entries_are_named(tmp_path, change, error, match):
     path = _edit(tmp_path, change)
     with pytest.raises(error, match=match):
         lvis.parse(path)
+
+
+def test_a_json_array_is_refused_and_named(tmp_path):
+    exp = make_lvis(tmp_path, images=False)
+    exp["files"]["val"].write_text(json.dumps([exp["docs"]["val"]]))
+    with pytest.raises(MalformedFileError, match=r"lvis_v1_val.json: expected a COCO JSON object .* found a JSON "
+                                                 r"array"):
+        lvis.parse(exp["files"]["val"])
+
+
+def test_allow_outside_root_accepts_a_climbing_coco_url(tmp_path):
+    path = _edit(tmp_path, _set(["images", 0, "coco_url"], "../../x.jpg"))
+    ds = lvis.parse(path, allow_outside_root=True)
+    assert [r.path for r in ds.records if r.source_id == 20] == ["../x.jpg"]
+
+
+def test_a_category_error_stops_the_parse_even_under_warn(tmp_path):
+    path = _edit(tmp_path, _set(["categories", 0, "frequency"], "x"))
+    with pytest.raises(MalformedFileError, match=r"category id 1: 'frequency' must be one of"):
+        lvis.parse(path, on_error="warn")
 
 
 def test_not_json_through_the_cli_is_one_line_and_exit_2(tmp_path, capsys):

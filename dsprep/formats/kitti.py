@@ -285,7 +285,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         progress: show a progress bar (default: on a terminal).
         types: the object types the data may hold (default: any: KITTI's nine first,
             others appended); a row of another type is then an InvalidAnnotationError.
-        allow_outside_root: accept an ``ImageSets`` id that leaves ``image_2/``.
+        allow_outside_root: accept an ``ImageSets`` id that leaves ``image_2/`` (no
+            PathEscapeError); only files listed in ``label_2/`` and ``image_2/`` are read, so
+            such an id is then a MissingFileError naming where it was looked for.
 
     Returns:
         A :class:`Dataset` (``format="kitti"``); image sizes come from the image
