@@ -843,6 +843,37 @@ def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> lis
     return out
 
 
+def _same_image(a: Record, b: Record, extra_keys: Sequence[str] = ()) -> bool:
+    """Whether two entries of one image in two split files agree (size, captions, annotations and
+    the image fields ``extra_keys``)."""
+    x, y = a.instances, b.instances
+    return (a.width == b.width and a.height == b.height and a.captions == b.captions
+            and np.array_equal(x.ids, y.ids) and np.array_equal(x.labels, y.labels)
+            and np.array_equal(x.boxes, y.boxes) and np.array_equal(x.iscrowd, y.iscrowd)
+            and all(a.extra.get(k) == b.extra.get(k) for k in extra_keys))
+
+
+def _join_shared(recs: list[Record], keys: Sequence[Any], seen: dict[Any, Record],
+                 extra_keys: Sequence[str] = ()) -> list[str]:
+    """The record id each of ``recs`` is listed under in its split.
+
+    An image listed in several split files with the same key (image id and file name) and the
+    same annotations (VOC's train, val and trainval written as COCO or LVIS) is one record in
+    several splits: it keeps the id of its first file's record, and the later files' copies are
+    not added (the caller keeps only records listed under their own id). Entries that disagree
+    stay records of their own.
+    """
+    listed = []
+    for r, key in zip(recs, keys):
+        first = seen.get(key)
+        if first is not None and _same_image(first, r, extra_keys):
+            listed.append(first.id)
+            continue
+        seen.setdefault(key, r)
+        listed.append(r.id)
+    return listed
+
+
 @contextmanager
 def _mapped(path: Path) -> Iterator[tuple[Any, Any]]:
     """The file as a read-only memory map, plus ``release()`` that drops its pages from this process.

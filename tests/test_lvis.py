@@ -158,14 +158,62 @@ def test_coco_to_lvis_fills_what_lvis_eval_reads_and_reports_crowds(tmp_path):
     assert [r.instances.boxes.tolist() for r in back.records] == [r.instances.boxes.tolist() for r in src.records]
 
 
-def test_an_image_in_two_splits_is_written_to_both_and_said(tmp_path):
+def test_an_image_in_two_splits_is_one_record_in_both_after_a_round_trip(tmp_path):
     exp = make_lvis(tmp_path)
     ds = lvis.parse(exp["root"])
     ds.splits = {**ds.splits, "trainval": [r.id for r in ds.records]}
     (tmp_path / "o").mkdir()
-    report = lvis.write(ds, tmp_path / "o", images="none")
+    report = lvis.write(ds, tmp_path / "o", images="link")
     assert report["files"] == ["lvis_v1_train.json", "lvis_v1_val.json", "lvis_v1_trainval.json"]
-    assert report["lost"] == {"images in several splits (one entry per split file; read back as one record each)": 4}
+    assert report["lost"] == {} and report["images"] == 8  # each image once, though in two files
+    back = lvis.parse(tmp_path / "o")
+    assert len(back) == len(ds) == 4
+    by_name = {r.path.rpartition("/")[2]: r.id for r in back.records}
+    for split, ids in ds.splits.items():
+        names = [ds.record_by_id()[i].path.rpartition("/")[2] for i in ids]
+        assert back.splits[split] == [by_name[n] for n in names], split
+    assert [(r.source_id, r.extra["neg_category_ids"], r.instances.ids.tolist()) for r in back.records] == \
+        [(r.source_id, r.extra["neg_category_ids"], r.instances.ids.tolist()) for r in ds.records]
+
+
+def test_entries_of_one_image_that_disagree_stay_two_records(tmp_path):
+    exp = make_lvis(tmp_path, images=False)
+    doc = json.loads(exp["files"]["val"].read_text())
+    doc["images"][0]["neg_category_ids"] = [1]  # image 20 in trainval, but with other negatives
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] == 20]
+    doc["images"] = doc["images"][:1]
+    (exp["root"] / "annotations/lvis_v1_trainval.json").write_text(json.dumps(doc))
+    ds = lvis.parse(exp["root"])
+    assert sum(r.source_id == 20 for r in ds.records) == 2
+    doc["images"][0]["neg_category_ids"] = [7]  # now the same entry: one record, in val and trainval
+    (exp["root"] / "annotations/lvis_v1_trainval.json").write_text(json.dumps(doc))
+    ds = lvis.parse(exp["root"])
+    [rec] = [r for r in ds.records if r.source_id == 20]
+    assert rec.id in ds.splits["val"] and ds.splits["trainval"] == [rec.id]
+
+
+def test_ids_that_cannot_be_kept_and_clashing_names_are_said(tmp_path):
+    from dsprep.records import Category, Dataset, Instances, Record
+    from PIL import Image
+    for d in ("a", "b"):
+        (tmp_path / "src" / d).mkdir(parents=True)
+        Image.new("RGB", (8, 6)).save(tmp_path / "src" / d / "x.jpg")
+    recs = [Record(f"{d}/x", f"{d}/x.jpg", 8, 6, "train", source_id="s" + d,
+                   instances=Instances(boxes=[[1, 1, 4, 4]], labels=[1], ids=[5]),
+                   extra={"color_path": f"{d}/x_color.png"}) for d in ("a", "b")]
+    ds = Dataset([Category(1, "thing")], recs, splits={"train": ["a/x", "b/x"]}, root=tmp_path / "src")
+    (tmp_path / "o").mkdir()
+    report = lvis.write(ds, tmp_path / "o")
+    assert report["lost"] == {
+        "source image ids (LVIS's are unique ints >= 0; numbered 1..N)": 2,
+        "annotation ids (LVIS's are unique over the dataset and >= 1; numbered 1..N)": 2,
+        "file names (two images of one split with one name: written as their relative path, / as __)": 1,
+        "files named by image fields (Cityscapes color, polygons...: not carried)": 2}
+    doc = json.loads((tmp_path / "o/lvis_v1_train.json").read_text())
+    assert [im["coco_url"] for im in doc["images"]] == ["train/x.jpg", "train/b__x.jpg"]
+    assert all("color_path" not in im for im in doc["images"])
+    back = lvis.parse(tmp_path / "o", check_images=True)
+    assert [r.path for r in back.records] == ["train/x.jpg", "train/b__x.jpg"]
 
 
 def test_a_coco_url_naming_another_file_is_rewritten_and_said(tmp_path):

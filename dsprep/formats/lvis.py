@@ -36,8 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._checks import INT64_MAX, INT64_MIN
-from .._cocojson import (_Source, _ann_ids, _annotations, _check_images, _image_ids, _parse_file, is_lvis_text,
-                         peek)
+from .._cocojson import (_Source, _ann_ids, _annotations, _check_images, _image_ids, _join_shared, _parse_file,
+                         is_lvis_text, peek)
 from .._io import check_images_mode, gc_paused, json_bytes, place_image, progress as _progress
 from .._paths import output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
@@ -168,6 +168,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     categories: dict[int, Category] = {}
     info: dict[str, Any] = {}
     splits: dict[str, list[str]] = {}
+    seen: dict[Any, Record] = {}  # (image id, file name) -> its record, over the split files
     with gc_paused(freeze=True):
         for src in sources:
             recs, cats, file_info, _ = _parse_file(src, "instances", policy, progress, root, allow_outside_root,
@@ -177,8 +178,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             _check_categories(cats, src.json)
             recs = _check_images_lists(recs, {c.id for c in cats}, src.json, policy)
             info = info or dict(file_info)
-            splits.setdefault(src.split, []).extend(r.id for r in recs)
-            records.extend(recs)
+            # an image in several split files (dsprep writes VOC's trainval so) is one record in each split
+            listed = _join_shared(recs, [(r.source_id, r.path.rpartition("/")[2]) for r in recs], seen, _IMAGE_LISTS)
+            splits.setdefault(src.split, []).extend(listed)
+            records.extend(r for r, i in zip(recs, listed) if i is r.id)
     if check_images:
         records = _check_images(records, root, policy)
         kept = {r.id for r in records}
@@ -278,8 +281,9 @@ def _category_table(dataset: Dataset) -> list[dict[str, Any]]:
 
 def _image_paths(recs: Sequence[Record], split: str) -> list[str]:
     """Where each image goes under OUT: its ``coco_url``'s split folder and name when the URL names
-    this image's file (same file name: an LVIS source, COCO), else ``<split>/<file name>``; the
-    record's relative path where two collide."""
+    this image's file (same file name: an LVIS source, COCO), else ``<split>/<file name>``; where
+    two collide, the record's relative path with ``/`` as ``__`` (readers take the URL's last two
+    components: the folder and the file)."""
     out: list[str] = []
     seen: set[str] = set()
     for r in recs:
@@ -288,8 +292,11 @@ def _image_paths(recs: Sequence[Record], split: str) -> list[str]:
             rel = url
         else:
             rel = f"{safe_relpath(split)}/{r.path.rpartition('/')[2]}"
-        if rel in seen:
-            rel = f"{safe_relpath(split)}/{safe_relpath(r.path)}"
+        if rel in seen:  # one folder per split, and LVIS names a file by the URL's last two components
+            stem, dot, ext = safe_relpath(r.path).replace("/", "__").rpartition(".")
+            rel, k = f"{safe_relpath(split)}/{stem}{dot}{ext}", 1
+            while rel in seen:
+                rel, k = f"{safe_relpath(split)}/{stem}_{k}{dot}{ext}", k + 1
         seen.add(rel)
         out.append(rel)
     return out
@@ -305,9 +312,15 @@ def _image_entry(r: Record, iid: Any, rel: str) -> dict[str, Any]:
     for key in _IMAGE_LISTS:
         entry[key] = extra.get(key, [])
     for k, v in extra.items():
-        if k not in entry and k not in ("caption_ids",):
+        if k not in entry and k not in ("caption_ids",) and not _names_a_file(k, v):
             entry[k] = v
     return entry
+
+
+def _names_a_file(key: str, value: Any) -> bool:
+    """An image field naming a file of the source tree (Cityscapes' ``color_path``...): not carried
+    (the JSON would name a file the output does not have)."""
+    return (key.endswith("_path") or key == "semantic_source") and isinstance(value, str) and bool(value)
 
 
 def _lost(dataset: Dataset) -> dict[str, int]:
@@ -316,7 +329,9 @@ def _lost(dataset: Dataset) -> dict[str, int]:
             "keypoints": sum(len(r.instances) for r in recs if r.instances.keypoints is not None),
             "captions": sum(len(r.captions) for r in recs),
             "image-level labels": sum(r.label is not None for r in recs),
-            "mask PNGs": sum((r.mask_path is not None) + (r.instance_mask_path is not None) for r in recs)}
+            "mask PNGs": sum((r.mask_path is not None) + (r.instance_mask_path is not None) for r in recs),
+            "files named by image fields (Cityscapes color, polygons...: not carried)": sum(
+                _names_a_file(k, v) for r in recs for k, v in (r.extra or {}).items())}
     return {k: v for k, v in lost.items() if v}
 
 
@@ -360,14 +375,21 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     licenses = dataset.info.get("licenses") if isinstance(dataset.info.get("licenses"), list) else []
     any_difficult = any(r.instances.difficult.any() for r in dataset.records)
     files, n_images, n_objects, replaced = [], 0, 0, 0
+    # image and annotation ids over the whole dataset, so that an image in several split files
+    # has the same ids in each (the reader makes it one record again)
+    every = [by_id[i] for i in dict.fromkeys(i for ids in groups.values() for i in ids) if i in by_id]
+    img_id_of = dict(zip((r.id for r in every), _image_ids(every)))
+    parts = [r.instances.ids for r in every]
+    all_ann = _ann_ids(np.concatenate(parts)) if parts else []
+    ann_ids_of, k = {}, 0
+    for r in every:
+        ann_ids_of[r.id], k = all_ann[k:k + len(r.instances)], k + len(r.instances)
     with gc_paused():
         for split, ids in groups.items():
             recs = [by_id[i] for i in ids if i in by_id]
             rels = _image_paths(recs, split)
-            img_ids = _image_ids(recs)
-            parts = [r.instances.ids for r in recs]
-            anns = _annotations(recs, img_ids, _ann_ids(np.concatenate(parts)) if parts else [], any_difficult,
-                                False, 0)
+            img_ids = [img_id_of[r.id] for r in recs]
+            anns = _annotations(recs, img_ids, [a for r in recs for a in ann_ids_of[r.id]], any_difficult, False, 0)
             for a in anns:
                 a.pop("iscrowd", None)
             _place_images(recs, rels, root, dest, images, progress, split)
@@ -382,9 +404,18 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             n_images += len(recs)
             n_objects += len(anns)
     lost = _lost(dataset)
-    in_several = sum(n > 1 for n in Counter(i for ids in groups.values() for i in set(ids)).values())
-    if in_several:  # each split file lists it: read back, it is one record per file
-        lost["images in several splits (one entry per split file; read back as one record each)"] = in_several
+    renumbered = sum(r.source_id is not None and img_id_of[r.id] != r.source_id for r in every)
+    if renumbered:
+        lost["source image ids (LVIS's are unique ints >= 0; numbered 1..N)"] = renumbered
+    renumbered = sum(i >= 0 and i != j for r in every for i, j in zip(r.instances.ids.tolist(), ann_ids_of[r.id]))
+    if renumbered:
+        lost["annotation ids (LVIS's are unique over the dataset and >= 1; numbered 1..N)"] = renumbered
+    flat = sum(rel.rpartition("/")[2] != r.path.rpartition("/")[2]
+               for split, ids in groups.items()
+               for r, rel in zip([by_id[i] for i in ids if i in by_id],
+                                 _image_paths([by_id[i] for i in ids if i in by_id], split)))
+    if flat:
+        lost["file names (two images of one split with one name: written as their relative path, / as __)"] = flat
     if replaced:  # LVIS finds images by coco_url: one that does not name where the image is, is rewritten
         lost["coco_url values not naming the image's place (written as its relative path)"] = replaced
     return {"images": n_images, "objects": n_objects, "lost": lost, "files": files}
