@@ -524,15 +524,23 @@ def _part(rec: Record) -> str:
 
 
 def _names(records: Sequence[Record], renumber: bool) -> list[str]:
-    """The file stem of each record: its own stem when those are distinct, else its id made a name;
+    """The file stem of each record: its own stem, unless an earlier record of its folder
+    (``training``/``testing``) has it or it is not a plain name, then its id made a name;
     ``renumber``: ``000000``, ``000001``... in record order (what mmdetection3d's converter reads)."""
     if renumber:
         return [f"{i:06d}" for i in range(len(records))]
-    stems = [r.path.rpartition("/")[2].rpartition(".")[0] or r.id for r in records]
-    keys = [(_part(r), s) for r, s in zip(records, stems)]
-    if len(set(keys)) == len(keys) and all(s and s == safe_relpath(s) and "/" not in s for s in stems):
-        return stems
-    return [fit_name(safe_relpath(r.id).replace("/", "_")) for r in records]
+    out: list[str] = []
+    used: set[tuple[str, str]] = set()
+    for r in records:
+        part, stem = _part(r), r.path.rpartition("/")[2].rpartition(".")[0]
+        if not (stem and stem == safe_relpath(stem) and "/" not in stem) or (part, stem) in used:
+            base = fit_name(safe_relpath(r.id).replace("/", "_"))
+            stem, k = base, 1
+            while (part, stem) in used:
+                stem, k = fit_name(f"{base}_{k}"), k + 1
+        used.add((part, stem))
+        out.append(stem)
+    return out
 
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
@@ -587,6 +595,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             _copy_calib(src_root, calib, dest, f"{part}/{_CALIB}/{stem}.txt", lost)
         n_obj += len(rec.instances)
         _count_lost(rec, lost)
+    renamed = sum(stem != rec.path.rpartition("/")[2].rpartition(".")[0] for rec, stem in zip(records, stems))
+    if renamed:
+        lost["file names (renumber=True: 000000...)" if renumber else
+             "file names (an earlier image of the folder has the name: written as the record id)"] = renamed
     _write_lists(dataset, dest, name_of, from_kitti)
     _category_losses(dataset, lost)
     return {"images": len(records), "objects": n_obj, "lost": lost, "files": files}
