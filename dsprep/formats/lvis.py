@@ -374,7 +374,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                                                             f"{dataset.format or 'records'}"}
     licenses = dataset.info.get("licenses") if isinstance(dataset.info.get("licenses"), list) else []
     any_difficult = any(r.instances.difficult.any() for r in dataset.records)
-    files, n_images, n_objects, replaced = [], 0, 0, 0
+    files, replaced = [], 0
     # image and annotation ids over the whole dataset, so that an image in several split files
     # has the same ids in each (the reader makes it one record again)
     every = [by_id[i] for i in dict.fromkeys(i for ids in groups.values() for i in ids) if i in by_id]
@@ -401,8 +401,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             name = f"lvis_v1_{safe_relpath(split).replace('/', '_')}.json"
             output_path(dest, name, what="annotation file").write_bytes(json_bytes(doc, f"{name}: "))
             files.append(name)
-            n_images += len(recs)
-            n_objects += len(anns)
     lost = _lost(dataset)
     renumbered = sum(r.source_id is not None and img_id_of[r.id] != r.source_id for r in every)
     if renumbered:
@@ -418,7 +416,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         lost["file names (two images of one split with one name: written as their relative path, / as __)"] = flat
     if replaced:  # LVIS finds images by coco_url: one that does not name where the image is, is rewritten
         lost["coco_url values not naming the image's place (written as its relative path)"] = replaced
-    return {"images": n_images, "objects": n_objects, "lost": lost, "files": files}
+    # each image and object once, though an image in several splits is in several files
+    return {"images": len(every), "objects": sum(len(r.instances) for r in every), "lost": lost, "files": files}
 
 
 def _place_images(recs: Sequence[Record], rels: Sequence[str], root: Path | None, dest: Path, images: str,
