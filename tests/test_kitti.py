@@ -190,30 +190,33 @@ def test_objects_of_other_formats_get_kittis_unknown_markers(tmp_path):
     assert (tmp_path / "k/ImageSets/val2017.txt").read_text().count("\n") == exp["images"]["val2017"]
 
 
-def test_names_keep_stems_rename_only_a_clash_and_renumber_on_request(tmp_path):
+def test_names_keep_stems_rename_the_images_sharing_one_and_renumber_on_request(tmp_path):
     from PIL import Image
 
     from dsprep.records import Category, Dataset, Instances, Record
     for d in ("train", "val", "test"):
         (tmp_path / "src" / d).mkdir(parents=True)
         Image.new("RGB", (8, 6)).save(tmp_path / "src" / d / "x.jpg")
-    recs = [Record(f"{d}/x", f"{d}/x.jpg", 8, 6, d, instances=Instances(boxes=[[1, 1, 4, 4]], labels=[1]))
-            for d in ("train", "val", "test")]
-    ds = Dataset([Category(1, "Car")], recs, splits={d: [f"{d}/x"] for d in ("train", "val", "test")},
-                 root=tmp_path / "src")
+    Image.new("RGB", (8, 6)).save(tmp_path / "src/train/y.jpg")
+    recs = [Record(f"{d}/{n}", f"{d}/{n}.jpg", 8, 6, d, instances=Instances(boxes=[[1, 1, 4, 4]], labels=[1]))
+            for d, n in (("train", "x"), ("val", "x"), ("test", "x"), ("train", "y"))]
+    ds = Dataset([Category(1, "Car")], recs, splits={"train": ["train/x", "train/y"], "val": ["val/x"],
+                                                     "test": ["test/x"]}, root=tmp_path / "src")
     (tmp_path / "o").mkdir()
     report = kitti.write(ds, tmp_path / "o", images="link")
-    assert report["lost"]["file names (an earlier image of the folder has the name: written as the record id)"] == 2
-    assert sorted(p.name for p in (tmp_path / "o/training/image_2").iterdir()) == ["test_x.jpg", "val_x.jpg", "x.jpg"]
+    assert report["lost"]["file names (shared with another image of the folder, or not a plain name: written as the "
+                          "record id)"] == 3
+    assert sorted(p.name for p in (tmp_path / "o/training/image_2").iterdir()) == ["test_x.jpg", "train_x.jpg",
+                                                                                   "val_x.jpg", "y.jpg"]
     back = kitti.parse(tmp_path / "o", workers=1)
     assert {s: [r.rpartition("/")[2] for r in ids] for s, ids in back.splits.items()} == \
-        {"train": ["x"], "val": ["val_x"], "test": ["test_x"]}
+        {"train": ["train_x", "y"], "val": ["val_x"], "test": ["test_x"]}
     assert all(r.width == 8 for r in back.records)
     (tmp_path / "n").mkdir()
     report = kitti.write(ds, tmp_path / "n", images="none", renumber=True)
-    assert report["lost"]["file names (renumber=True: 000000...)"] == 3
+    assert report["lost"]["file names (renumber=True: 000000...)"] == 4
     assert sorted(p.name for p in (tmp_path / "n/training/label_2").iterdir()) == ["000000.txt", "000001.txt",
-                                                                                  "000002.txt"]
+                                                                                  "000002.txt", "000003.txt"]
 
 
 # --------------------------------------------------------------------------- bad input (docs table)

@@ -35,6 +35,7 @@ import math
 import os
 import posixpath
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -524,21 +525,25 @@ def _part(rec: Record) -> str:
 
 
 def _names(records: Sequence[Record], renumber: bool) -> list[str]:
-    """The file stem of each record: its own stem, unless an earlier record of its folder
-    (``training``/``testing``) has it or it is not a plain name, then its id made a name;
-    ``renumber``: ``000000``, ``000001``... in record order (what mmdetection3d's converter reads)."""
+    """The file stem of each record: its own stem, unless another image of its folder
+    (``training``/``testing``) has it too or it is not a plain name, then its id made a name (as
+    the VOC writer does); ``renumber``: ``000000``, ``000001``... in record order (what
+    mmdetection3d's converter reads)."""
     if renumber:
         return [f"{i:06d}" for i in range(len(records))]
+    keys = [(_part(r), r.path.rpartition("/")[2].rpartition(".")[0]) for r in records]
+    count = Counter(keys)
+    used = {k for k in keys if count[k] == 1 and k[1] and k[1] == safe_relpath(k[1]) and "/" not in k[1]}
     out: list[str] = []
-    used: set[tuple[str, str]] = set()
-    for r in records:
-        part, stem = _part(r), r.path.rpartition("/")[2].rpartition(".")[0]
-        if not (stem and stem == safe_relpath(stem) and "/" not in stem) or (part, stem) in used:
-            base = fit_name(safe_relpath(r.id).replace("/", "_"))
-            stem, k = base, 1
-            while (part, stem) in used:
-                stem, k = fit_name(f"{base}_{k}"), k + 1
-        used.add((part, stem))
+    for r, key in zip(records, keys):
+        if key in used and count[key] == 1:
+            out.append(key[1])
+            continue
+        base = fit_name(safe_relpath(r.id).replace("/", "_"))
+        stem, k = base, 1
+        while (key[0], stem) in used:
+            stem, k = fit_name(f"{base}_{k}"), k + 1
+        used.add((key[0], stem))
         out.append(stem)
     return out
 
@@ -598,7 +603,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     renamed = sum(stem != rec.path.rpartition("/")[2].rpartition(".")[0] for rec, stem in zip(records, stems))
     if renamed:
         lost["file names (renumber=True: 000000...)" if renumber else
-             "file names (an earlier image of the folder has the name: written as the record id)"] = renamed
+             "file names (shared with another image of the folder, or not a plain name: written as the record id)"] = renamed
     _write_lists(dataset, dest, name_of, from_kitti)
     _category_losses(dataset, lost)
     return {"images": len(records), "objects": n_obj, "lost": lost, "files": files}
