@@ -52,9 +52,9 @@ NAME = "lvis"
 DESCRIPTION = "LVIS v0.5/v1 JSON: COCO layout + neg/not-exhaustive category ids, frequency, synsets"
 
 # What write keeps of any dataset, for the round-trip matrix (issue 12: the FIELDS vocabulary);
-# counted lost otherwise: crowd flags, keypoints, image-level labels, images in several splits.
-HOLDS = frozenset({"file_names", "splits", "objects", "boxes", "categories", "category_ids", "supercategory",
-                   "difficult", "masks", "annotation_ids", "image_ids"})
+# counted lost otherwise: crowd flags, keypoints, image-level labels, renumbered ids.
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "difficult", "masks", "annotation_ids", "image_ids"})
 
 #: LVIS category frequency groups: rare (1-10 training images), common (11-100), frequent (> 100).
 FREQUENCIES = ("r", "c", "f")
