@@ -13,7 +13,7 @@ from dsprep import convert, convert_boxes
 from dsprep.cli import main
 from dsprep.errors import (DatasetNotFoundError, InvalidAnnotationError, MalformedFileError, MissingFileError,
                            PathEscapeError, UnknownNameError)
-from dsprep.formats import coco, detect_format, lvis
+from dsprep.formats import coco, detect_format, get_format, lvis
 
 from fakes_lvis import make_lvis
 
@@ -136,6 +136,12 @@ def test_lvis_fields_survive_coco_and_are_reported_lost_by_voc(tmp_path):
     lost = [k for k in report["lost"] if k.startswith("image fields")]
     assert lost and all("neg_category_ids" in k and "not_exhaustive_category_ids" in k for k in lost)
     assert sum(report["lost"][k] for k in lost) == 4
+    fields = "category fields (def, frequency, image_count, instance_count, synonyms, synset)"
+    assert report["lost"][fields] == 3  # every category
+    ds = lvis.parse(exp["root"])
+    ds.records = [r.replace(label=1) for r in ds.records]  # a class tree holds labelled images
+    (tmp_path / "inet").mkdir()
+    assert get_format("imagenet").write(ds, tmp_path / "inet", images="none")["lost"][fields] == 3
 
 
 def test_coco_to_lvis_fills_what_lvis_eval_reads_and_reports_crowds(tmp_path):
