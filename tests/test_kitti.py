@@ -305,3 +305,24 @@ def test_allow_outside_root_passes_the_check_but_reads_only_the_kitti_folders(tm
 def test_no_tree(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"not a KITTI object tree; expected .*training/label_2"):
         kitti.parse(tmp_path, workers=1)
+
+
+def test_the_fast_canonical_row_check_keeps_exactly_the_texts_the_column_check_would():
+    import random
+
+    from dsprep.formats.kitti import COLUMNS, _canonical, _parse_row
+
+    rng = random.Random(3)
+    odd = ["-0.00", "0.0", "1.5", "01.00", "12345678901234.00", "1234567890123.99", "1e2", "-1", "-10", "7.125",
+           "-1000", "3.10", "+1.00", "0.10",
+           "123456789012345678.91"]
+    for _ in range(3000):
+        cols = [rng.choice([f"{rng.uniform(-50, 50):.2f}", rng.choice(odd)]) for _ in COLUMNS]
+        cols[1] = rng.choice(["0", "1", "3", "-1", "2.0", "00"])
+        left, top = rng.uniform(0, 100), rng.uniform(0, 100)
+        cols[3:7] = [f"{left:.2f}", f"{top:.2f}", f"{left + 5:.2f}", rng.choice([f"{top + 5:.2f}", "500", "500.5"])]
+        tokens = ["Car", *cols[:14 + rng.randint(0, 1)]]
+        _, _, kitti = _parse_row(tokens, "x")
+        values = [float(t) for t in tokens[1:]]
+        want = {c: t for c, t, v in zip(COLUMNS, tokens[1:], values) if t != _canonical(c, v)}
+        assert kitti.get("text", {}) == want, tokens

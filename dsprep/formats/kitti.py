@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import posixpath
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -152,6 +153,12 @@ def _number(token: str, column: str, where: str) -> float:
     return v
 
 
+# A row whose every column is what the writer writes for its value (``%.2f`` decimals of at most 13
+# integer digits, which float gives back exactly; occluded an integer): no text to keep.
+_D2 = r"-?(?:0|[1-9]\d{0,12})\.\d\d"
+_CANONICAL_ROW = re.compile(rf"{_D2} (?:-1|[0-3])(?: {_D2}){{12,13}}")
+
+
 def _fmt(v: float) -> str:
     """KITTI's ``%.2f`` where that gives back ``v`` exactly, else the shortest repr that does."""
     s = f"{v:.2f}"
@@ -172,7 +179,14 @@ def _parse_row(tokens: list[str], where: str) -> tuple[str, list[float], dict[st
     else:
         raise InvalidAnnotationError(where, f"the first column is the object type (Car, Pedestrian, ...); found the "
                                             f"number {kind!r} (fix: the row lacks its type)")
-    values = {c: _number(t, c, where) for c, t in zip(COLUMNS, tokens[1:])}
+    try:
+        nums = [float(t) for t in tokens[1:]]
+    except ValueError:
+        nums = None
+    if nums is None or not all(map(math.isfinite, nums)) or any(abs(v) > MAX_SIDE for v in nums[3:7]):
+        values = {c: _number(t, c, where) for c, t in zip(COLUMNS, tokens[1:])}  # raises, naming the column
+    else:
+        values = dict(zip(COLUMNS, nums))
     occ = values["occluded"]
     if not occ.is_integer() or occ not in (-1, 0, 1, 2, 3):
         raise InvalidAnnotationError(where, f"column 'occluded' must be 0, 1, 2, 3 (3: unknown) or -1 (DontCare); "
@@ -186,9 +200,10 @@ def _parse_row(tokens: list[str], where: str) -> tuple[str, list[float], dict[st
                              "location": [values["x"], values["y"], values["z"]], "rotation_y": values["rotation_y"]}
     if "score" in values:
         kitti["score"] = values["score"]
-    text = {c: t for c, t in zip(COLUMNS, tokens[1:]) if t != _canonical(c, values[c])}
-    if text:
-        kitti["text"] = text
+    if not _CANONICAL_ROW.fullmatch(" ".join(tokens[1:])):  # (the common case skips the per-column check)
+        text = {c: t for c, t in zip(COLUMNS, tokens[1:]) if t != _canonical(c, values[c])}
+        if text:
+            kitti["text"] = text
     return kind, box, kitti
 
 
