@@ -35,6 +35,8 @@ def test_fixture_counts_boxes_and_3d_fields_match_the_files(fixture_root):
     assert [r.id for r in ds.records] == [f"training/image_2/{p.stem}" for p in files]
     assert ds.num_objects() == sum(len(_rows(p)) for p in files) == 10
     names = {c.id: c.name for c in ds.categories}
+    # the nine types are categories whatever the files use (Van, Tram... are not in them): validate's builtins
+    assert [names[i] for i in ds.info["builtin_categories"]] == list(kitti.KITTI_CLASSES)
     for rec, path in zip(ds.records, files):
         rows = _rows(path)
         inst = rec.instances

@@ -347,7 +347,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         keep = set(splits[split])
         records = [r for r in records if r.id in keep]
         splits = {split: splits[split]}
-    info: dict[str, Any] = {"skipped": policy.count, "kitti_split_lists": list(lists)}
+    info: dict[str, Any] = {"skipped": policy.count, "kitti_split_lists": list(lists),
+                            # KITTI's nine types are categories whatever the files use (validate: not "unused")
+                            "builtin_categories": list(range(1, len(KITTI_CLASSES) + 1))}
     policy.summary("KITTI label files")
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
 
