@@ -164,6 +164,18 @@ def test_coco_round_trip_gives_back_the_label_files(tmp_path):
     assert report["lost"]["calibration files (not found beside the source)"] == len(exp["labels"])
 
 
+def test_lvis_round_trip_gives_back_the_label_files_and_splits(tmp_path):
+    exp = make_kitti(tmp_path)
+    src = kitti.parse(exp["root"], workers=1)
+    convert("kitti", exp["root"], "lvis", tmp_path / "lvis", images="none", workers=1)
+    convert("lvis", tmp_path / "lvis", "kitti", tmp_path / "back", images="none", workers=1)
+    for stem, rows in exp["labels"].items():
+        assert (tmp_path / f"back/training/label_2/{stem}.txt").read_text() == "".join(r + "\n" for r in rows)
+    back = kitti.parse(tmp_path / "back", workers=1)
+    assert {s: [i.rpartition("/")[2] for i in ids] for s, ids in back.splits.items()} == \
+        {s: [i.rpartition("/")[2] for i in ids] for s, ids in src.splits.items()}
+
+
 def test_voc_keeps_boxes_and_reports_the_3d_fields_lost(tmp_path):
     exp = make_kitti(tmp_path, lists=False, n_test=0)  # testing/000000 would share training/000000's VOC name
     ds = kitti.parse(exp["root"], workers=1)
