@@ -340,3 +340,11 @@ def test_the_fast_canonical_row_check_keeps_exactly_the_texts_the_column_check_w
         values = [float(t) for t in tokens[1:]]
         want = {c: t for c, t, v in zip(COLUMNS, tokens[1:], values) if t != _canonical(c, v)}
         assert kitti.get("text", {}) == want, tokens
+
+
+def test_the_cli_detects_a_kitti_tree_when_the_format_is_left_out(tmp_path, capsys):
+    exp = make_kitti(tmp_path, images=False)
+    code = main(["convert", str(exp["root"]), "--to", "coco", "--out", str(tmp_path / "o"), "--images", "none"])
+    err = capsys.readouterr().err
+    assert code == 0 and "detected format kitti" in err
+    assert len(json.loads((tmp_path / "o/annotations/instances_val.json").read_text())["images"]) == len(exp["val"])

@@ -337,3 +337,11 @@ def test_missing_images_and_no_dataset(tmp_path):
         lvis.parse(exp["files"]["val"], check_images=True)
     with pytest.raises(DatasetNotFoundError, match=r"no LVIS annotations found; looked for"):
         lvis.parse(tmp_path / "lvis/train2017")
+
+
+def test_the_cli_detects_an_lvis_tree_when_the_format_is_left_out(tmp_path, capsys):
+    exp = make_lvis(tmp_path, images=False)
+    code = main(["convert", str(exp["root"]), "--to", "kitti", "--out", str(tmp_path / "o"), "--images", "none"])
+    err = capsys.readouterr().err
+    assert code == 0 and "detected format lvis" in err
+    assert len(list((tmp_path / "o/training/label_2").glob("*.txt"))) == 4
