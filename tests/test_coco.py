@@ -271,8 +271,11 @@ def test_split_files_share_ids_when_the_source_has_none(tmp_path):
     assert {**train[0], **val[0]} == trainval[0] and {**train[1], **val[1]} == trainval[1]
     assert sorted(trainval[0].values()) == [1, 2, 3, 4] and sorted(trainval[1].values()) == [1, 2, 3, 4, 5, 6]
     assert train[0] == {"000000.jpg": 1, "000001.jpg": 2}  # numbered in order of first appearance
-    back = {r.path.rpartition("/")[2]: r for r in coco.parse(tmp_path / "out") if r.split == "trainval"}
-    assert len(back) == 4
+    parsed = coco.parse(tmp_path / "out")
+    assert len(parsed) == 4  # one record per image, listed in each of its splits (issue 12)
+    by_id = parsed.record_by_id()
+    back = {by_id[i].path.rpartition("/")[2]: by_id[i] for i in parsed.splits["trainval"]}
+    assert len(back) == 4 and set(parsed.splits["train"]) | set(parsed.splits["val"]) == set(parsed.splits["trainval"])
     for r in ds.records:
         b = back[r.path.rpartition("/")[2]].instances
         assert np.array_equal(b.boxes, r.instances.boxes) and b.extra == r.instances.extra

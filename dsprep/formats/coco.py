@@ -1030,6 +1030,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     categories: dict[int, Category] = {}
     info: dict[str, Any] = {}
     splits: dict[str, list[str]] = {}
+    seen: dict[tuple[Any, str], Record] = {}  # (image id, file_name) -> its record, over the split files
     with gc_paused(freeze=True):
         for src in sources:
             recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress, root,
@@ -1045,9 +1046,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             if not info:
                 info = dict(file_info)
                 info["task"] = file_task
+            listed = _join_shared(recs, src.prefix, seen)
             if src.split is not None:
-                splits.setdefault(src.split, []).extend(r.id for r in recs)
-            records.extend(recs)
+                splits.setdefault(src.split, []).extend(listed)
+            records.extend(r for r, i in zip(recs, listed) if i is r.id)
     if check_images:
         records = _check_images(records, root, policy)
         kept = {r.id for r in records}
@@ -1057,6 +1059,35 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         info["skipped"] = policy.count
         info["skipped_summary"] = summary
     return Dataset(categories.values(), records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _same_image(a: Record, b: Record) -> bool:
+    """Whether two entries of one image (same id and file_name) in two split files agree."""
+    x, y = a.instances, b.instances
+    return (a.width == b.width and a.height == b.height and a.captions == b.captions
+            and np.array_equal(x.ids, y.ids) and np.array_equal(x.labels, y.labels)
+            and np.array_equal(x.boxes, y.boxes) and np.array_equal(x.iscrowd, y.iscrowd))
+
+
+def _join_shared(recs: list[Record], prefix: str, seen: dict[tuple[Any, str], Record]) -> list[str]:
+    """The record id each of ``recs`` is listed under in its split.
+
+    An image listed in several split files with the same id, the same ``file_name`` and the
+    same annotations (VOC's train, val and trainval written as COCO) is one record in several
+    splits: it keeps the id of its first file's record, and the later files' copies are not
+    added (the caller keeps only records listed under their own id). Entries that disagree
+    stay records of their own.
+    """
+    listed = []
+    for r in recs:
+        key = (r.source_id, r.path[len(prefix):])
+        first = seen.get(key)
+        if first is not None and _same_image(first, r):
+            listed.append(first.id)
+            continue
+        seen.setdefault(key, r)
+        listed.append(r.id)
+    return listed
 
 
 def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
