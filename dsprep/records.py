@@ -49,7 +49,9 @@ __all__ = [
     "convert_boxes",
     "decode_segmentation",
     "distinct_ids",
+    "is_file_field",
     "make_ids_distinct",
+    "other_split_memberships",
     "record_id_from_path",
     "segmentation_json",
 ]
@@ -173,6 +175,21 @@ def make_ids_distinct(records: "list[Record]") -> None:
     for r, rid, new in zip(records, ids, distinct_ids(ids, [r.path for r in records])):
         if new is not rid:
             r.id = new
+
+
+def is_file_field(key: str, value: Any) -> bool:
+    """Whether ``Record.extra[key]`` names a file relative to the dataset root (Cityscapes'
+    ``color_path``, ``polygons_path``, ``semantic_source``...): carried as a file by a writer that
+    packs files (shards), and meaningless in another format's tree without it."""
+    return (key.endswith("_path") or key == "semantic_source") and isinstance(value, str) and bool(value)
+
+
+def other_split_memberships(dataset: "Dataset") -> int:
+    """How many listings of ``dataset.splits`` name an image outside its own ``Record.split``
+    (VOC's trainval holds train and val): what a format that keeps one split per image (a
+    folder per split) cannot hold, and counts lost."""
+    own = dict(zip(dataset.column("id"), dataset.column("split")))
+    return sum(1 for split, ids in dataset.splits.items() for i in ids if i in own and own[i] != split)
 
 
 def decode_segmentation(segm: Any, where: str = "segmentation") -> Any:

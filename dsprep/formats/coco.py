@@ -54,7 +54,7 @@ from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnn
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import rle_problem, segmentation_area
 from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
-                       make_ids_distinct, record_id_from_path)
+                       is_file_field, make_ids_distinct, record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 
 NAME = "coco"
 DESCRIPTION = "MS COCO JSON: instances, person_keypoints, captions (2017 tree, Roboflow, single file)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "crowd", "difficult", "masks", "keypoints", "annotation_ids", "image_ids"})
 
 #: Annotation files dsprep reads, by file-name prefix, in the order ``task=None`` picks them.
 TASKS = ("instances", "person_keypoints", "captions")
@@ -1215,14 +1218,15 @@ def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[
 
 
 def _image_entry(r: Record, iid: Any, name: str) -> dict[str, Any]:
+    """The image's JSON entry: its extra fields too, but not files of another tree (``is_file_field``)."""
     entry = {"id": iid, "width": int(r.width), "height": int(r.height), "file_name": name}
     extra = r.extra
     if extra:
-        if extra.keys().isdisjoint(_IMAGE_RESERVED):
+        if extra.keys().isdisjoint(_IMAGE_RESERVED) and not any(is_file_field(k, v) for k, v in extra.items()):
             entry.update(extra)
         else:
             for k, v in extra.items():
-                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA:
+                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA and not is_file_field(k, v):
                     entry[k] = v
     return entry
 
@@ -1314,8 +1318,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     r.instances.segmentation is not None and len(r.instances)
                     and all(s is not None for s in r.instances.segmentation))
                 for r in dataset.records)}
+    lost["files named by image fields (Cityscapes color, polygons...: not carried)"] = sum(
+        is_file_field(k, v) for r in dataset.records for k, v in r.extra.items())
     files: list[str] = []
     n_images = n_objects = 0
+    renumbered: set[str] = set()  # records whose source image id could not be written
     task = "person_keypoints" if has_kp else "instances"
     with gc_paused():  # tens of thousands of acyclic dicts: see gc_paused
         split_recs = {split: [by_id[i] for i in rec_ids if i in by_id] for split, rec_ids in groups.items()}
@@ -1353,6 +1360,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             else:
                 img_ids = _image_ids(recs)
                 image_entries = [_image_entry(r, iid, name) for r, name, iid in zip(recs, names, img_ids)]
+            renumbered.update(r.id for r, iid in zip(recs, img_ids) if r.source_id is not None and iid != r.source_id)
             if images != "none":
                 for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
                                          enabled=progress):
@@ -1394,6 +1402,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
             n_images += len(recs)
+    lost["source image ids (COCO's are unique ints >= 0; numbered 1..N)"] = len(renumbered)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
 

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._category_map import read_category_map, restorable
 from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
 from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 
 NAME = "voc"
 DESCRIPTION = "PASCAL VOC devkit tree (Annotations/*.xml, ImageSets, Segmentation PNGs)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "crowd", "difficult", "masks"})
 
 # The 20 classes in the canonical order; class index i+1 in SegmentationClass PNGs
 # [detectron2 data/datasets/pascal_voc.py CLASS_NAMES; VOC devkit VOCinit.m].
@@ -787,7 +791,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                                     "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
-    categories = [Category(i + 1, n) for i, n in enumerate(names)]
+    categories = _restored_ids([Category(i + 1, n) for i, n in enumerate(names)], records, root)
     present = {r.id[len(_IMG) + 1:] for r in records}
     ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
     info: dict[str, Any] = {"skipped": policy.count}
@@ -803,6 +807,20 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
         info["voc_labelmap"] = True
     policy.summary("VOC objects/files")
     return Dataset(categories, records, splits=ds_splits, info=info, root=root, format=NAME)
+
+
+def _restored_ids(categories: list[Category], records: list[Record], root: Path) -> list[Category]:
+    """The category ids and supercategories ``dsprep convert`` wrote to ``category_map.json``
+    beside the tree, when it names exactly these classes; else ``categories`` as they are
+    (1..N). Object labels follow."""
+    cmap = read_category_map(root)
+    if cmap is None or set(cmap) != {c.name for c in categories}:
+        return categories
+    lut = np.array([0] + [cmap[c.name]["id"] for c in categories], np.int64)  # 1..N -> written id
+    for r in records:
+        if len(r.instances):
+            r.instances.labels = lut[r.instances.labels]
+    return [Category(cmap[c.name]["id"], c.name, cmap[c.name]["supercategory"]) for c in categories]
 
 
 def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
@@ -1241,9 +1259,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         _write_labelmap(dest, dataset.categories)
     # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
     # order for the 20 VOC classes). Ids that differ do not survive, and say so.
-    changed = sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1)
-    if changed:
-        lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
+    # dsprep convert writes them to category_map.json (beside, first), which parse() reads back.
+    if not restorable(dest, dataset.categories):
+        changed = sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1)
+        if changed:
+            lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
+        supers = sum(1 for c in dataset.categories if c.supercategory)
+        if supers:
+            lost["category supercategories (VOC stores names only)"] = supers
     policy.summary("images")
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}

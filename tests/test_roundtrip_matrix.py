@@ -1,0 +1,299 @@
+"""Issue 12: the round-trip matrix over every ordered pair of formats in ``dsprep.formats.FORMATS``.
+
+Each format module declares ``HOLDS``, the fields of ``dsprep.formats.FIELDS`` its writer keeps of
+any dataset. From those the expectations follow, so a format added to the registry joins here with
+no edit to this file:
+
+- ``A -> B``: every field the source has and B holds comes back equal, field by field; every field
+  the source has that B does not hold either comes back equal anyway or is counted in the run's
+  ``lost`` report under a key naming it (``dsprep.formats.LOST_WORDS``): never silently gone;
+- ``A -> B -> A``: what both hold comes back equal to the source;
+- ``A -> B -> C``, C the richest format holding all A holds: what A and B hold comes back in C.
+
+Sources: one generated dataset (overlapping splits, decimals such as 58.04 and 38.65, a unicode file
+name, crowd, an empty image, masks, keypoints, image labels, category ids with gaps and
+supercategories), written by each format's writer and parsed back; Cityscapes from its generated
+tree (tests/fakes_cityscapes.py), since its writer keeps nothing of another format's records. Every
+conversion goes through :func:`dsprep.conversion.write_dataset`, as ``dsprep convert`` does.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dsprep.conversion import write_dataset
+from dsprep.formats import FIELDS, FORMATS, LOST_WORDS, get_format
+from dsprep.masks import segmentation_mask
+from dsprep.records import Category, Dataset, Instances, Record
+
+from fakes_cityscapes import make_cityscapes
+
+W, H = 120, 80
+
+
+# ----------------------------------------------------------------------------- the generated source
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def generated(root: Path) -> Dataset:
+    """Four tiny images, each in train or val and all in trainval; masks never overlap (VOC and
+    panoptic hold one object per pixel: overlaps are their own, reported, loss)."""
+    def image(stem: str) -> str:
+        rel = f"imgs/{stem}.jpg"
+        (root / "imgs").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (W, H), (90, 120, 30)).save(root / rel, format="JPEG")
+        return rel
+
+    crowd = np.zeros((H, W), np.uint8)
+    crowd[50:70, 10:40] = 1
+    from dsprep.masks import encode_mask
+    kp = np.zeros((3, 3, 3))
+    kp[0] = [[60.5, 20.25, 2], [70, 30, 1], [0, 0, 0]]
+    a = Instances(boxes=[[58.04, 10.5, 96.69, 60.0], [1, 2, 30, 40], [31.5, 5, 50.25, 30]], labels=[1, 3, 8],
+                  difficult=[0, 1, 0], ids=[11, 12, 13],
+                  segmentation=[_rect(60, 12, 90, 58), _rect(2, 3, 29, 39), _rect(33, 6, 50, 29)], keypoints=kp)
+    b = Instances(boxes=[[10, 50, 40, 70], [80, 5, 110.3, 25]], labels=[3, 1], iscrowd=[1, 0], ids=[21, 22],
+                  segmentation=[encode_mask(crowd), _rect(81, 6, 110, 24)])
+    c = Instances(boxes=[[2, 3, 50.5, 38.65]], labels=[8], ids=[41])  # a box without a mask
+    recs = [Record("imgs/straße_0007", image("straße_0007"), W, H, "train", label=1, instances=a, source_id=7),
+            Record("imgs/img_0002", image("img_0002"), W, H, "val", label=3, instances=b, source_id=2),
+            Record("imgs/empty_0003", image("empty_0003"), W, H, "train", label=8, source_id=3),
+            Record("imgs/img_0004", image("img_0004"), W, H, "val", label=1, instances=c, source_id=4)]
+    ids = [r.id for r in recs]
+    splits = {"train": [ids[0], ids[2]], "val": [ids[1], ids[3]], "trainval": ids}
+    cats = [Category(1, "person", "human"), Category(3, "car", "vehicle"), Category(8, "straßenbahn", "vehicle")]
+    return Dataset(cats, recs, splits=splits, root=root, format="generated")
+
+
+def _read_options(fmt: str) -> dict[str, Any]:
+    """Parse with what the richest conversion reads (masks of panoptic segments, Cityscapes things)."""
+    hook = getattr(get_format(fmt), "parse_options_for", None)
+    return dict(hook("coco")) if hook else {}
+
+
+def parse(fmt: str, root: Path) -> Dataset:
+    return get_format(fmt).parse(root, workers=1, **_read_options(fmt))
+
+
+def convert(ds: Dataset, to: str, out: Path) -> tuple[Dataset, dict[str, int]]:
+    report = write_dataset(ds, to, out, images="link")
+    return parse(to, out), dict(report.get("lost") or {})
+
+
+# ----------------------------------------------------------------------------- field by field
+
+def _key(r: Record) -> str:
+    return r.path.rpartition("/")[2].rpartition(".")[0]
+
+
+def _cat_names(ds: Dataset) -> dict[int, str]:
+    return {c.id: c.name for c in ds.categories}
+
+
+def _objects(ds: Dataset, r: Record) -> list[dict[str, Any]]:
+    names, inst = _cat_names(ds), r.instances
+    out = []
+    for j in range(len(inst)):
+        segm = None if inst.segmentation is None else inst.segmentation[j]
+        mask = None if segm is None else segmentation_mask(segm, r.height, r.width)
+        out.append({"boxes": inst.boxes[j].tolist(), "categories": names.get(int(inst.labels[j])),
+                    "category_ids": int(inst.labels[j]), "crowd": bool(inst.iscrowd[j]),
+                    "difficult": bool(inst.difficult[j]), "masks": mask, "annotation_ids": int(inst.ids[j]),
+                    "keypoints": None if inst.keypoints is None or not inst.keypoints[j].any()
+                    else inst.keypoints[j].tolist()})
+    return out
+
+
+def _memberships(ds: Dataset) -> dict[str, set[str]]:
+    key = {r.id: _key(r) for r in ds.records}
+    out: dict[str, set[str]] = {}
+    for split, ids in ds.splits.items():
+        for i in ids:
+            out.setdefault(key[i], set()).add(split)
+    return out
+
+
+OBJECT_FIELDS = ("boxes", "categories", "category_ids", "crowd", "difficult", "masks", "keypoints", "annotation_ids")
+
+
+def has(ds: Dataset) -> set[str]:
+    """The fields ``ds`` has something in (those whose loss would be a loss)."""
+    got = {"file_names"} | ({"splits"} if ds.splits else set())
+    if any(len(v) > 1 for v in _memberships(ds).values()):
+        got.add("overlapping_splits")
+    if any(c.supercategory for c in ds.categories):
+        got.add("supercategory")
+    objs = [o for r in ds.records for o in _objects(ds, r)]
+    if objs:
+        got |= {"objects", "boxes", "categories", "category_ids"}
+    for f, present in (("crowd", lambda o: o["crowd"]), ("difficult", lambda o: o["difficult"]),
+                       ("masks", lambda o: o["masks"] is not None), ("keypoints", lambda o: o["keypoints"]),
+                       ("annotation_ids", lambda o: o["annotation_ids"] >= 0)):
+        if any(present(o) for o in objs):
+            got.add(f)
+    if any(r.label is not None for r in ds.records):
+        got.add("image_labels")
+    if any(isinstance(r.source_id, int) for r in ds.records):  # Cityscapes' string ids: see FIELDS
+        got.add("image_ids")
+    return got
+
+
+def _match_objects(a: list[dict], b: list[dict], by_id: bool) -> list[tuple[dict, dict | None]]:
+    if by_id:
+        of = {o["annotation_ids"]: o for o in b}
+        return [(o, of.get(o["annotation_ids"])) for o in a]
+    return [(o, b[j] if j < len(b) else None) for j, o in enumerate(a)]
+
+
+def _same(field: str, x: Any, y: Any) -> bool:
+    if field == "masks":
+        return (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+    return x == y
+
+
+def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[str]]:
+    """Per field, what of ``src`` does not come back equal in ``dst`` (only ``fields``)."""
+    out: dict[str, list[str]] = {}
+
+    def bad(field: str, what: str) -> None:
+        if field in fields:
+            out.setdefault(field, []).append(what)
+
+    sm, dm = _memberships(src), _memberships(dst)
+    if "file_names" not in fields:  # images cannot be matched by name: the split sizes only
+        sizes = {k: len(v) for k, v in src.splits.items()}
+        got = {k: len(v) for k, v in dst.splits.items()}
+        one_each = "overlapping_splits" not in fields and sum(got.values()) == len(dst)
+        if len(dst) == len(src) and got != sizes and not (one_each and all(n <= sizes.get(k, 0)
+                                                                           for k, n in got.items())):
+            bad("splits", f"split sizes {sizes} -> {got}")
+        return out
+    sk, dk = {_key(r): r for r in src.records}, {_key(r): r for r in dst.records}
+    if len(dst) == len(src):  # (images that are gone are checked by lost_images)
+        for k in sorted(set(sk) - set(dk)):
+            bad("file_names", f"{k!r} missing (found {sorted(set(dk) - set(sk))[:3]})")
+    for k in sorted(set(sk) & set(dk)):
+        s, d = sm.get(k, set()), dm.get(k, set())
+        if s != d:
+            bad("overlapping_splits", f"{k}: splits {sorted(s)} -> {sorted(d)}")
+            if not d or not d <= s:
+                bad("splits", f"{k}: splits {sorted(s)} -> {sorted(d)}")
+        rs, rd = sk[k], dk[k]
+        if rs.source_id != rd.source_id:
+            bad("image_ids", f"{k}: image id {rs.source_id!r} -> {rd.source_id!r}")
+        ls = None if rs.label is None else _cat_names(src).get(rs.label)
+        ld = None if rd.label is None else _cat_names(dst).get(rd.label)
+        if ls != ld:
+            bad("image_labels", f"{k}: label {ls!r} -> {ld!r}")
+        os_, od = _objects(src, rs), _objects(dst, rd)
+        by_id = "annotation_ids" in fields and all(o["annotation_ids"] >= 0 for o in os_)
+        for j, (o, p) in enumerate(_match_objects(os_, od, by_id)):
+            if p is None:
+                bad("objects", f"{k}: object {j} missing")
+                continue
+            for f in OBJECT_FIELDS:
+                if not _same(f, o[f], p[f]):
+                    bad(f, f"{k}: object {j} {f} {_short(o[f])} -> {_short(p[f])}")
+        if len(od) > len(os_):
+            bad("objects", f"{k}: {len(os_)} objects became {len(od)}")
+    cs, cd = {c.name: c for c in src.categories}, {c.name: c for c in dst.categories}
+    for name, c in cs.items():
+        if name in cd and (c.supercategory or "") != (cd[name].supercategory or ""):
+            bad("supercategory", f"{name}: supercategory {c.supercategory!r} -> {cd[name].supercategory!r}")
+        if name in cd and c.id != cd[name].id:
+            bad("category_ids", f"{name}: id {c.id} -> {cd[name].id}")
+    return out
+
+
+def _short(v: Any) -> str:
+    return "mask" if isinstance(v, np.ndarray) else repr(v)[:60]
+
+
+def unreported(src: Dataset, dst: Dataset, to: str, lost: dict[str, int]) -> dict[str, list[str]]:
+    """Fields ``src`` has that ``to`` does not hold, changed in ``dst``, and not in ``lost``."""
+    fields = has(src) - set(get_format(to).HOLDS)
+    gone = differences(src, dst, fields)
+    return {f: w for f, w in gone.items()
+            if not any(n and any(word in key.lower() for word in LOST_WORDS.get(f, (f,))) for key, n in lost.items())}
+
+
+def lost_images(src: Dataset, dst: Dataset, lost: dict[str, int]) -> str | None:
+    """Images of ``src`` missing in ``dst`` and not counted in ``lost`` (an image-level class tree
+    holds no image without a label; every format holds all others)."""
+    gone = len(src) - len(dst)
+    counted = sum(n for key, n in lost.items() if key.lower().startswith("images"))
+    return None if gone == counted else f"{len(src)} images became {len(dst)}; lost counts {counted}"
+
+
+def richest_holding(fmt: str) -> str:
+    """The format whose HOLDS contains all ``fmt`` holds and is largest (``fmt`` itself if none)."""
+    mine = set(get_format(fmt).HOLDS)
+    fits = [n for n in FORMATS if mine <= set(get_format(n).HOLDS)]
+    return max(fits, key=lambda n: (len(get_format(n).HOLDS), n == fmt))
+
+
+# ----------------------------------------------------------------------------- the matrix
+
+SOURCE_MAKERS: dict[str, Callable[[Path], Dataset]] = {
+    "cityscapes": lambda d: parse("cityscapes", make_cityscapes(d, cities=("bochum",), frames=1)["root"]),
+}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Dataset]:
+    """Each format's source: the generated dataset written by its writer and parsed back."""
+    base = tmp_path_factory.mktemp("sources")
+    gen = generated(base / "generated")
+    out = {}
+    for name in FORMATS:
+        if name in SOURCE_MAKERS:
+            out[name] = SOURCE_MAKERS[name](base / f"src-{name}")
+        else:
+            out[name] = convert(gen, name, base / f"src-{name}")[0]
+    return out
+
+
+PAIRS = [(a, b) for a in FORMATS for b in FORMATS]
+
+
+def test_every_format_declares_what_it_holds():
+    for name in FORMATS:
+        holds = getattr(get_format(name), "HOLDS", None)
+        assert isinstance(holds, frozenset) and holds <= set(FIELDS), name
+        assert set(LOST_WORDS) == set(FIELDS)
+
+
+def test_the_generated_source_has_every_field(tmp_path):
+    assert has(generated(tmp_path)) == set(FIELDS)
+
+
+@pytest.mark.parametrize("a, b", PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_round_trip(a, b, sources, tmp_path, caplog):
+    caplog.set_level(logging.ERROR)
+    src = sources[a]
+    holds_a, holds_b = set(get_format(a).HOLDS), set(get_format(b).HOLDS)
+    assert has(src) >= holds_a - {"image_labels", "keypoints", "overlapping_splits", "supercategory"} or a in SOURCE_MAKERS
+    mid, lost = convert(src, b, tmp_path / "b")
+    assert lost_images(src, mid, lost) is None, f"{a} -> {b}"
+    # A -> B: what B holds comes back equal; the rest comes back equal or is counted lost
+    assert differences(src, mid, has(src) & holds_b) == {}, f"{a} -> {b}: {lost}"
+    assert unreported(src, mid, b, lost) == {}, f"{a} -> {b}: lost {lost}"
+    if not len(mid):  # B held no image (a class tree of unlabelled images): nothing to go on with
+        return
+    # A -> B -> A
+    back, lost_back = convert(mid, a, tmp_path / "a")
+    assert lost_images(mid, back, lost_back) is None, f"{a} -> {b} -> {a}"
+    assert differences(src, back, has(src) & holds_a & holds_b) == {}, f"{a} -> {b} -> {a}"
+    # A -> B -> C, C the richest format that holds A
+    c = richest_holding(a)
+    if c not in (a, b):
+        last, lost_last = convert(mid, c, tmp_path / "c")
+        assert lost_images(mid, last, lost_last) is None, f"{a} -> {b} -> {c}"
+        assert differences(src, last, has(src) & holds_a & holds_b) == {}, f"{a} -> {b} -> {c}"
