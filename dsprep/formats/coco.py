@@ -53,8 +53,8 @@ from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import rle_problem, segmentation_area
-from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
-                       is_file_field, make_ids_distinct, record_id_from_path)
+from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decimal_sum,
+                       decode_segmentation, is_file_field, make_ids_distinct, record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -853,7 +853,8 @@ class _Columns:
             for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
                 flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
                         f"found {boxes[i].tolist()}")
-            boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
+            # xywh -> xyxy (continuous 0-based pixels: both conventions agree), x2 as the decimal the writer meant
+            boxes[:, 2:] = decimal_sum(boxes[:, :2], boxes[:, 2:])
         flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
         if flags is not None:
             iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
