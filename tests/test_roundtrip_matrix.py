@@ -167,7 +167,9 @@ def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[
             out.setdefault(field, []).append(what)
 
     sm, dm = _memberships(src), _memberships(dst)
-    if "file_names" not in fields:  # images cannot be matched by name: the split sizes only
+    sk, dk = {_key(r): r for r in src.records}, {_key(r): r for r in dst.records}
+    if sk and dk and not set(sk) & set(dk):  # every image renamed (Cityscapes): the split sizes only
+        bad("file_names", f"every image renamed ({sorted(sk)[:2]} -> {sorted(dk)[:2]})")
         sizes = {k: len(v) for k, v in src.splits.items()}
         got = {k: len(v) for k, v in dst.splits.items()}
         one_each = "overlapping_splits" not in fields and sum(got.values()) == len(dst)
@@ -175,7 +177,6 @@ def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[
                                                                            for k, n in got.items())):
             bad("splits", f"split sizes {sizes} -> {got}")
         return out
-    sk, dk = {_key(r): r for r in src.records}, {_key(r): r for r in dst.records}
     if len(dst) == len(src):  # (images that are gone are checked by lost_images)
         for k in sorted(set(sk) - set(dk)):
             bad("file_names", f"{k!r} missing (found {sorted(set(dk) - set(sk))[:3]})")
@@ -193,7 +194,8 @@ def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[
         if ls != ld:
             bad("image_labels", f"{k}: label {ls!r} -> {ld!r}")
         os_, od = _objects(src, rs), _objects(dst, rd)
-        by_id = "annotation_ids" in fields and all(o["annotation_ids"] >= 0 for o in os_)
+        ids_s = [o["annotation_ids"] for o in os_]
+        by_id = all(i >= 0 for i in ids_s) and bool(set(ids_s) & {o["annotation_ids"] for o in od})
         for j, (o, p) in enumerate(_match_objects(os_, od, by_id)):
             if p is None:
                 bad("objects", f"{k}: object {j} missing")

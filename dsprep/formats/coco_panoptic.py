@@ -732,6 +732,10 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
         area, bbox = counted[sid]
         # area is counted on the painted map: a stored area that differs (COCO's polygon area) is not kept
         lose("stored areas", int(bool(np.isfinite(inst.area[k])) and float(inst.area[k]) != area))
+        # likewise the box: the painted segment's extent, which a box drawn apart from the mask is not
+        x0, y0, bw, bh = (float(v) for v in bbox)
+        lose("boxes (the painted mask's extent is written instead)",
+             int(inst.boxes[k].tolist() != [x0, y0, x0 + bw, y0 + bh]))
         segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
     return id_map, segs
 

@@ -1295,6 +1295,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         if images == "none":
             output_path(dest, folder, what="class folder", folder=True)
         n_images += 1
+        lose("source image ids", int(r.source_id is not None))
         inst = r.instances
         if r.mask_path:
             lose("semantic masks")
@@ -1307,6 +1308,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             lose("object segmentations", sum(1 for i in keep if inst.segmentation and inst.segmentation[i] is not None))
             lose("keypoints", len(keep) if inst.keypoints is not None else 0)
             lose("crowd flags", int(inst.iscrowd[keep].sum()) if keep else 0)
+            lose("annotation ids", int((inst.ids[keep] >= 0).sum()) if keep else 0)
             if keep:
                 stem = rel.rsplit("/", 1)[-1]
                 stem = stem[:stem.rfind(".")] if "." in stem else stem
