@@ -108,9 +108,9 @@ def box_extents(xyxy: np.ndarray) -> np.ndarray:
     last bit (473.07 + 38.65 - 473.07 is 38.64999999999998). The source's ``w`` was the
     shortest decimal that gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping
     the first that adds up recovers it exactly. Where no float adds up to ``x2`` in float
-    arithmetic (64.09 + 267.21 is 331.30000000000007, never 331.3), the decimal difference
-    does, through :func:`decimal_sum` (which the readers use); where nothing does, the plain
-    difference is kept.
+    arithmetic (64.09 + w is 331.29999999999995 or 331.30000000000007, never 331.3), the
+    decimal difference does, through :func:`decimal_sum` (which the readers use); where
+    nothing does, the plain difference is kept.
     """
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     out = b[:, 2:] - b[:, :2]
@@ -143,7 +143,7 @@ def _decimals(v: np.ndarray) -> np.ndarray:
 
 def decimal_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a + b`` as the sum of their shortest decimals: ``64.09 + 267.21`` is ``331.3``, where
-    float64 gives ``331.30000000000007``. A COCO reader adds ``x + w``; this keeps the corner
+    float64 gives ``331.29999999999995``. A COCO reader adds ``x + w``; this keeps the corner
     the writer had (:func:`box_extents`), so that decimals survive COCO both ways.
 
     Only sums that come out longer than 10 decimals are looked at (one vectorised test), and

@@ -79,7 +79,7 @@ def test_parse_generated_tree(tmp_path, image_root, compressed):
         assert (exp["root"] / r.path).is_file()
         assert r.source_id == int(name[:-4]) and r.extra["license"] == 1 and "coco_url" in r.extra
         xywh = np.array(exp["boxes"][(r.split, name)], np.float64).reshape(-1, 4)
-        # x + w as decimals (issue 12: 64.09 + 267.21 is 331.3, not float's 331.30000000000007)
+        # x + w as decimals (issue 12: 64.09 + 267.21 is 331.3, not float64's 331.29999999999995)
         expected = np.array([[x, y, float(Decimal(repr(x)) + Decimal(repr(w))), float(Decimal(repr(y)) + Decimal(repr(h)))]
                              for x, y, w, h in xywh.tolist()], np.float64).reshape(-1, 4)
         assert np.array_equal(r.instances.boxes, expected)

@@ -299,3 +299,17 @@ def test_round_trip(a, b, sources, tmp_path, caplog):
         last, lost_last = convert(mid, c, tmp_path / "c")
         assert lost_images(mid, last, lost_last) is None, f"{a} -> {b} -> {c}"
         assert differences(src, last, has(src) & holds_a & holds_b) == {}, f"{a} -> {b} -> {c}"
+
+
+def test_the_records_doc_table_is_generated_from_holds():
+    """docs/records.md "What survives which conversion" is scripts/gen_roundtrip_table.py's output."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gen_roundtrip_table.py"
+    spec = importlib.util.spec_from_file_location("gen_roundtrip_table", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    doc = gen.DOC.read_text(encoding="utf-8")
+    assert gen.with_table(doc) == doc, "docs/records.md is stale: run python scripts/gen_roundtrip_table.py"
+    header = next(line for line in doc.splitlines() if line.startswith("| field |"))
+    assert header == "| field | " + " | ".join(f"`{n}`" for n in FORMATS) + " |"

@@ -1322,7 +1322,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     lost["files named by image fields (Cityscapes color, polygons...: not carried)"] = sum(
         is_file_field(k, v) for r in dataset.records for k, v in r.extra.items())
     files: list[str] = []
-    n_images = n_objects = 0
+    written_images: set[str] = set()
+    written_objects: set[tuple[str, int]] = set()
     renumbered: set[str] = set()  # records whose source image id could not be written
     task = "person_keypoints" if has_kp else "instances"
     with gc_paused():  # tens of thousands of acyclic dicts: see gc_paused
@@ -1374,12 +1375,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 if shared is not None:
                     chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
                     anns = orjson.Fragment(b"[" + b",".join(chunks) + b"]")
-                    n_objects += sum(r.instances.boxes.shape[0] for r in recs)
                 else:
                     ids = [r.instances.ids for r in recs]
                     ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
                     anns = _annotations(recs, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
-                    n_objects += len(anns)
+                written_objects.update((r.id, len(r.instances)) for r in recs)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
                 out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
@@ -1402,7 +1402,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
                 out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
-            n_images += len(recs)
+            written_images.update(r.id for r in recs)
+    # each image and object once, though an image in several splits is in several files
+    n_images, n_objects = len(written_images), sum(n for _, n in written_objects)
     lost["source image ids (COCO's are unique ints >= 0; numbered 1..N)"] = len(renumbered)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
