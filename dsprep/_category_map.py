@@ -49,8 +49,8 @@ def read_category_map(root: str | os.PathLike) -> dict[str, dict[str, Any]] | No
 
 
 def restorable(root: str | os.PathLike, categories: Sequence[Any]) -> bool:
-    """Whether ``root``'s category map gives back exactly these categories' ids and supercategories."""
+    """Whether ``root``'s category map gives back these categories' ids and supercategories."""
     cmap = read_category_map(root)
-    return cmap is not None and len(cmap) == len(categories) and all(
+    return cmap is not None and all(
         c.name in cmap and cmap[c.name]["id"] == c.id and cmap[c.name]["supercategory"] == (c.supercategory or "")
         for c in categories)

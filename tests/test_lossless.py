@@ -109,3 +109,21 @@ def test_the_summary_counts_what_was_written(tmp_path, capsys):
     assert "images without a label 6" in out
     assert main(["convert", "voc", str(ex["root"]), "--to", "coco", "--out", str(tmp_path / "c"), "--quiet"]) == 0
     assert "converted voc -> coco: 6 images, 12 objects, 20 categories" in capsys.readouterr().out
+
+
+def test_labelme_background_category_is_voc_background_not_class_1(tmp_path, fixtures):
+    """labelme's COCO output has category 0 `_background_` first; written as VOC it must be index 0
+    (background), so that person stays VOC class 15 in SegmentationClass, as in labelme's own VOC."""
+    from PIL import Image
+
+    base = fixtures / "labelme/examples/instance_segmentation"
+    report = convert("coco", base / "data_dataset_coco/annotations.json", "voc", tmp_path / "voc", images="copy")
+    assert report["lost"]["categories named as background (VOC's index 0, not a class)"] == 1
+    ours = voc.parse(tmp_path / "voc")
+    theirs = voc.parse(base / "data_dataset_voc")
+    assert [(c.id, c.name) for c in ours.categories][:2] == [(1, "aeroplane"), (2, "bicycle")]
+    for a, b in zip(ours, theirs):
+        assert a.instances.labels.tolist() == b.instances.labels.tolist()
+        mine = np.unique(np.array(Image.open(tmp_path / "voc" / a.mask_path)))
+        labelme = np.unique(np.array(Image.open(base / "data_dataset_voc" / b.mask_path)))
+        assert mine.tolist() == [v for v in labelme.tolist() if v != 255]  # labelme draws 255 borders

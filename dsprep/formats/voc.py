@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 NAME = "voc"
 DESCRIPTION = "PASCAL VOC devkit tree (Annotations/*.xml, ImageSets, Segmentation PNGs)"
+# Category names that mean VOC's background (index 0), not a class: labelme writes _background_
+# first in class_names.txt, datumaro's labelmap.txt starts with background.
+BACKGROUND_NAMES = ("background", "_background_", "__background__")
 # What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
 HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
                    "supercategory", "crowd", "difficult", "masks"})
@@ -196,7 +199,7 @@ def _read_labelmap(root: Path) -> list[str] | None:
         if not line or line.startswith("#"):
             continue
         name = line.split(":", 1)[0]
-        if not names and name == "background":
+        if not names and name in BACKGROUND_NAMES:
             names.append(None)  # index 0: background, not a class
             continue
         names.append(name)
@@ -814,7 +817,8 @@ def _restored_ids(categories: list[Category], records: list[Record], root: Path)
     beside the tree, when it names exactly these classes; else ``categories`` as they are
     (1..N). Object labels follow."""
     cmap = read_category_map(root)
-    if cmap is None or set(cmap) != {c.name for c in categories}:
+    if cmap is None or not {c.name for c in categories} <= set(cmap) or \
+            not set(cmap) - {c.name for c in categories} <= set(BACKGROUND_NAMES):
         return categories
     lut = np.array([0] + [cmap[c.name]["id"] for c in categories], np.int64)  # 1..N -> written id
     for r in records:
@@ -1139,8 +1143,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else None
     names_by_id = {c.id: c.name for c in dataset.categories}
-    # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data).
-    index_of = {c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(dataset.categories)}
+    # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data);
+    # a background category (labelme's _background_) is VOC's index 0, not class 1.
+    classes = [c for c in dataset.categories if c.name not in BACKGROUND_NAMES]
+    index_of = {c.id: 0 for c in dataset.categories}
+    index_of.update({c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(classes)})
     foreign_luts = {} if dataset.format == NAME else _foreign_mask_luts(dataset, index_of)
     lost: dict[str, int] = {}
     records = dataset.records
@@ -1255,16 +1262,18 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     continue
                 output_path(dest, f"{_SEGSETS}/{split}.txt", what="split list").write_text(
                     "".join(f"{n}\n" for n in lines), encoding="utf-8")
-    if [c.name for c in dataset.categories] != list(VOC_CLASSES):
-        _write_labelmap(dest, dataset.categories)
+    if [c.name for c in classes] != list(VOC_CLASSES):
+        _write_labelmap(dest, classes)
+    if len(classes) < len(dataset.categories):
+        lost["categories named as background (VOC's index 0, not a class)"] = len(dataset.categories) - len(classes)
     # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
     # order for the 20 VOC classes). Ids that differ do not survive, and say so.
     # dsprep convert writes them to category_map.json (beside, first), which parse() reads back.
-    if not restorable(dest, dataset.categories):
-        changed = sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1)
+    if not restorable(dest, classes):
+        changed = sum(1 for i, c in enumerate(classes) if c.id != i + 1)
         if changed:
             lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
-        supers = sum(1 for c in dataset.categories if c.supercategory)
+        supers = sum(1 for c in classes if c.supercategory)
         if supers:
             lost["category supercategories (VOC stores names only)"] = supers
     policy.summary("images")
