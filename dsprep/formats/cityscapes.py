@@ -691,10 +691,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
 
     lose("split memberships beyond each image's own split (overlapping splits: one folder per image)",
          other_split_memberships(dataset))
+    placed: set[tuple[str, str, str]] = set()
     for i, rec in enumerate(_io.progress(dataset.records, total=len(dataset.records), desc="cityscapes",
                                          enabled=progress)):
         split = rec.split or "default"
         city, base = _names_for(rec, i)
+        if (split, city, base) in placed:  # two foreign images whose names read as one frame
+            city, base = "default", f"default_{i:06d}_000000"
+        placed.add((split, city, base))
         if base.startswith("default_") and not native:
             lose("image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)")
         ext = Path(rec.path).suffix.lower() or ".png"

@@ -1185,6 +1185,16 @@ def _ann_ids(ids: np.ndarray) -> list[int]:
     return ids.tolist() if _keeps_ann_ids(ids) else list(range(1, len(ids) + 1))
 
 
+def _count_renumbered(recs: Sequence[Record], ann_ids: Sequence[int], out: set[tuple[str, int]]) -> None:
+    """Add ``(record id, object)`` of each object whose source annotation id (>= 0) is not the one written."""
+    k = 0
+    for r in recs:
+        for j, i in enumerate(r.instances.ids.tolist()):
+            if i >= 0 and ann_ids[k] != i:
+                out.add((r.id, j))
+            k += 1
+
+
 def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[int], list[int]] | None:
     """Image and annotation ids that are the same in every split file, or None.
 
@@ -1325,6 +1335,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     written_images: set[str] = set()
     written_objects: set[tuple[str, int]] = set()
     renumbered: set[str] = set()  # records whose source image id could not be written
+    renumbered_anns: set[tuple[str, int]] = set()  # (record id, object) whose annotation id could not
     task = "person_keypoints" if has_kp else "instances"
     with gc_paused():  # tens of thousands of acyclic dicts: see gc_paused
         split_recs = {split: [by_id[i] for i in rec_ids if i in by_id] for split, rec_ids in groups.items()}
@@ -1333,6 +1344,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         shared = _shared_ids(split_recs)
         if shared is not None:
             written, shared_img_ids, shared_ann_ids = shared
+            _count_renumbered(written, shared_ann_ids, renumbered_anns)
             img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
             entry_of: dict[str, dict[str, Any]] = {}
             # each record's annotations as JSON text, serialised once for all the files it is in
@@ -1378,6 +1390,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 else:
                     ids = [r.instances.ids for r in recs]
                     ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
+                    _count_renumbered(recs, ann_ids, renumbered_anns)
                     anns = _annotations(recs, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
                 written_objects.update((r.id, len(r.instances)) for r in recs)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
@@ -1406,6 +1419,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     # each image and object once, though an image in several splits is in several files
     n_images, n_objects = len(written_images), sum(n for _, n in written_objects)
     lost["source image ids (COCO's are unique ints >= 0; numbered 1..N)"] = len(renumbered)
+    lost["annotation ids (COCO's are unique over the dataset and >= 1; numbered 1..N)"] = len(renumbered_anns)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
 

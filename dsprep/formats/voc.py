@@ -1154,6 +1154,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     fnames, renamed = _names_for(records)
     if renamed:
         log.warning("voc: %d images share a file name with another; named after their record id instead", renamed)
+        lost["image file names (shared with another image, or not a VOC name: renamed)"] = renamed
     exact = dataset.format == NAME
     output_path(dest, _ANN, folder=True)
     name_of: dict[str, str] = {}
