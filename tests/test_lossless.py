@@ -79,13 +79,13 @@ def test_decimal_sums_and_extents():
 
 def test_coco_to_voc_to_coco_restores_category_ids_and_supercategories(tmp_path, fixtures):
     tiny = fixtures / "super-gradients/tests/data/tinycoco"
-    convert("coco", tiny, "voc", tmp_path / "voc", images="none")
-    report = convert("voc", tmp_path / "voc", "coco", tmp_path / "coco", images="none")
+    report = convert("coco", tiny, "voc", tmp_path / "voc", images="none")
+    convert("voc", tmp_path / "voc", "coco", tmp_path / "coco", images="none")
     src, back = coco.parse(tiny), coco.parse(tmp_path / "coco")
     assert [(c.id, c.name, c.supercategory) for c in back.categories] == \
         [(c.id, c.name, c.supercategory) for c in src.categories]
     assert max(c.id for c in back.categories) == 90 and len(back.categories) == 80
-    assert "category ids (VOC stores names; re-read ids are 1..N in category order)" not in report["lost"]
+    assert not any(k.startswith(("category ids", "category supercategories")) for k in report["lost"])
     labels = sorted(int(x) for r in back for x in r.instances.labels)
     assert labels == sorted(int(x) for r in src for x in r.instances.labels)
 
@@ -127,3 +127,17 @@ def test_labelme_background_category_is_voc_background_not_class_1(tmp_path, fix
         mine = np.unique(np.array(Image.open(tmp_path / "voc" / a.mask_path)))
         labelme = np.unique(np.array(Image.open(base / "data_dataset_voc" / b.mask_path)))
         assert mine.tolist() == [v for v in labelme.tolist() if v != 255]  # labelme draws 255 borders
+
+
+def test_coco_writes_no_paths_to_another_trees_files(tmp_path):
+    """Cityscapes records name their colour/polygons PNGs and JSON in extra (color_path...): COCO does
+    not write those paths (it carries no such file; shards then failed on them) and counts them lost."""
+    from fakes_cityscapes import make_cityscapes
+
+    root = make_cityscapes(tmp_path / "cs", cities=("bochum",), frames=1)["root"]
+    report = convert("cityscapes", root, "coco", tmp_path / "coco", images="link")
+    n = report["lost"]["files named by image fields (Cityscapes color, polygons...: not carried)"]
+    assert n >= 2
+    for f in (tmp_path / "coco/annotations").iterdir():
+        assert not any(k.endswith("_path") for im in json.loads(f.read_text())["images"] for k in im)
+    assert convert("coco", tmp_path / "coco", "shards", tmp_path / "shards")["written"]["images"] == 2
