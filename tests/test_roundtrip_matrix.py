@@ -84,7 +84,10 @@ def parse(fmt: str, root: Path) -> Dataset:
 
 def convert(ds: Dataset, to: str, out: Path) -> tuple[Dataset, dict[str, int]]:
     report = write_dataset(ds, to, out, images="link")
-    return parse(to, out), dict(report.get("lost") or {})
+    back = parse(to, out)
+    # the report (convert's summary line) counts what was written, not what was read
+    assert report["images"] == len(back), f"-> {to}: report says {report['images']} images, {len(back)} read back"
+    return back, dict(report.get("lost") or {})
 
 
 # ----------------------------------------------------------------------------- field by field
