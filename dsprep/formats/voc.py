@@ -794,7 +794,6 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                                     "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
-    categories = _restored_ids([Category(i + 1, n) for i, n in enumerate(names)], records, root)
     present = {r.id[len(_IMG) + 1:] for r in records}
     ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
     info: dict[str, Any] = {"skipped": policy.count}
@@ -808,6 +807,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
             info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
+    # after the class-list check, which compares labels 1..N (``known``) with the lists
+    categories = _restored_ids([Category(i + 1, n) for i, n in enumerate(names)], records, root)
     policy.summary("VOC objects/files")
     return Dataset(categories, records, splits=ds_splits, info=info, root=root, format=NAME)
 
