@@ -19,6 +19,7 @@ conversion goes through :func:`dsprep.conversion.write_dataset`, as ``dsprep con
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,8 +115,32 @@ def _objects(ds: Dataset, r: Record) -> list[dict[str, Any]]:
     return out
 
 
-def _memberships(ds: Dataset) -> dict[str, set[str]]:
-    key = {r.id: _key(r) for r in ds.records}
+def _image_file(ds: Dataset, r: Record) -> str | None:
+    """The file the record's image is, links followed (conversions here link images)."""
+    try:
+        return os.path.realpath(Path(ds.root) / r.path) if ds.root is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _keys(src: Dataset, dst: Dataset) -> tuple[dict[str, str], dict[str, str], bool]:
+    """Record id -> matching key in ``src`` and ``dst``, and whether every image was renamed.
+
+    Images are matched by file name; where no name is kept (Cityscapes names frames
+    ``<city>_<seq>_<frame>``), by the image file they link to, so that every other field is
+    still compared image by image."""
+    ks, kd = {r.id: _key(r) for r in src.records}, {r.id: _key(r) for r in dst.records}
+    if not ks or not kd or set(ks.values()) & set(kd.values()):
+        return ks, kd, False
+    by_file = {_image_file(src, r): ks[r.id] for r in src.records}
+    linked = {r.id: by_file.get(_image_file(dst, r)) for r in dst.records}
+    if None not in linked.values() and len(set(linked.values())) == len(linked):
+        return ks, linked, True  # type: ignore[return-value]
+    return ks, kd, True
+
+
+def _memberships(ds: Dataset, key: dict[str, str] | None = None) -> dict[str, set[str]]:
+    key = key or {r.id: _key(r) for r in ds.records}
     out: dict[str, set[str]] = {}
     for split, ids in ds.splits.items():
         for i in ids:
@@ -169,10 +194,12 @@ def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[
         if field in fields:
             out.setdefault(field, []).append(what)
 
-    sm, dm = _memberships(src), _memberships(dst)
-    sk, dk = {_key(r): r for r in src.records}, {_key(r): r for r in dst.records}
-    if sk and dk and not set(sk) & set(dk):  # every image renamed (Cityscapes): the split sizes only
-        bad("file_names", f"every image renamed ({sorted(sk)[:2]} -> {sorted(dk)[:2]})")
+    ks, kd, renamed = _keys(src, dst)
+    sm, dm = _memberships(src, ks), _memberships(dst, kd)
+    sk, dk = {ks[r.id]: r for r in src.records}, {kd[r.id]: r for r in dst.records}
+    if renamed:
+        bad("file_names", f"every image renamed ({sorted(ks.values())[:2]} -> {[_key(r) for r in dst.records][:2]})")
+    if sk and dk and not set(sk) & set(dk):  # renamed, and no image file to match by: the split sizes only
         sizes = {k: len(v) for k, v in src.splits.items()}
         got = {k: len(v) for k, v in dst.splits.items()}
         one_each = "overlapping_splits" not in fields and sum(got.values()) == len(dst)

@@ -699,6 +699,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if (split, city, base) in placed:  # two foreign images whose names read as one frame
             city, base = "default", f"default_{i:06d}_000000"
         placed.add((split, city, base))
+        if rec.source_id is not None and rec.source_id != base:  # read back, the id is the frame name
+            lose("source image ids (a Cityscapes image's id is its frame name)")
         if base.startswith("default_") and not native:
             lose("image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)")
         ext = Path(rec.path).suffix.lower() or ".png"
