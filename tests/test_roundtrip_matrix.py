@@ -1,20 +1,44 @@
 """Issue 12: the round-trip matrix over every ordered pair of formats in ``dsprep.formats.FORMATS``.
 
 Each format module declares ``HOLDS``, the fields of ``dsprep.formats.FIELDS`` its writer keeps of
-any dataset. From those the expectations follow, so a format added to the registry joins here with
-no edit to this file:
+any dataset. From those the expectations follow:
 
 - ``A -> B``: every field the source has and B holds comes back equal, field by field; every field
   the source has that B does not hold either comes back equal anyway or is counted in the run's
-  ``lost`` report under a key naming it (``dsprep.formats.LOST_WORDS``): never silently gone;
+  ``lost`` report under a key naming it (``dsprep.formats.LOST_WORDS``): never silently gone; the
+  report counts the images that read back (what ``convert``'s summary prints);
 - ``A -> B -> A``: what both hold comes back equal to the source;
 - ``A -> B -> C``, C the richest format holding all A holds: what A and B hold comes back in C.
 
-Sources: one generated dataset (overlapping splits, decimals such as 58.04, 96.71 (58.04 + 38.67 is not 96.71 in float64) and 38.65, a unicode file
-name, crowd, an empty image, masks, keypoints, image labels, category ids with gaps and
-supercategories), written by each format's writer and parsed back; Cityscapes from its generated
-tree (tests/fakes_cityscapes.py), since its writer keeps nothing of another format's records. Every
+Sources: one generated dataset (overlapping splits, decimals such as 58.04, 38.65 and 96.71, a
+corner float64 ``x + w`` misses, a unicode file name, crowd, an empty image, masks, keypoints, image
+labels, category ids with gaps and supercategories), written by each format's writer and parsed
+back; Cityscapes from its generated tree (tests/fakes_cityscapes.py), since its writer keeps nothing
+of another format's records; and real files written by other tools (``FIXTURE_SOURCES``). Every
 conversion goes through :func:`dsprep.conversion.write_dataset`, as ``dsprep convert`` does.
+Images are matched by file name, or, where a format renames every image (Cityscapes), by the image
+file they link to; objects by annotation id where both keep ids, else in order.
+
+The table "What survives which conversion" in docs/records.md is generated from this module's test
+data (:func:`observe`: the generated dataset converted to each format and read back, field by
+field), written by ``python scripts/gen_roundtrip_table.py``; ``test_the_records_doc_table_is_
+generated_from_the_test_data`` fails when the committed table differs from what the data gives.
+
+How a new format joins (yolo, labelme, cvat, lvis, kitti...)
+-----------------------------------------------------------
+1. Its module declares ``HOLDS = frozenset({...})`` (words of ``dsprep.formats.FIELDS``) and its
+   writer counts in ``report["lost"]`` what it drops, under keys naming the field
+   (``LOST_WORDS``). Its line in the registry (``dsprep/formats/__init__.py``) is all this file
+   needs: every ordered pair with the other formats, generated and fixture sources, is made from
+   ``FORMATS``.
+2. Optional, one line each, in the dicts below:
+   ``FIXTURE_SOURCES["yolo"] = ("<path under ../shared/fixtures>", {parse options})`` for a real
+   tree as a source; ``SOURCE_MAKERS["fmt"] = lambda d: ...`` only when its writer cannot hold the
+   generated dataset at all (Cityscapes). A module-level ``parse_options_for(target)`` hook in the
+   format module gives the read options a richest conversion needs.
+3. ``python scripts/gen_roundtrip_table.py`` rewrites the table in docs/records.md (its new column);
+   commit it. A field no format holds yet (e.g. a track id) is a new ``FIELDS``/``LOST_WORDS``
+   entry plus its lines in :func:`has` and :func:`differences`.
 """
 from __future__ import annotations
 
@@ -240,6 +264,11 @@ def differences(src: Dataset, dst: Dataset, fields: set[str]) -> dict[str, list[
             bad("objects", f"{k}: {len(os_)} objects became {len(od)}")  # (objects are never made up)
     cs, cd = {c.name: c for c in src.categories}, {c.name: c for c in dst.categories}
     for name, c in cs.items():
+        if name not in cd:  # (a format with a label table of its own: Cityscapes)
+            bad("categories", f"{name}: category missing")
+            bad("category_ids", f"{name}: id {c.id} -> missing")
+            if c.supercategory:
+                bad("supercategory", f"{name}: supercategory {c.supercategory!r} -> missing")
         if name in cd and (c.supercategory or "") != (cd[name].supercategory or ""):
             bad("supercategory", f"{name}: supercategory {c.supercategory!r} -> {cd[name].supercategory!r}")
         if name in cd and c.id != cd[name].id:
@@ -368,15 +397,65 @@ def test_round_trip(kind, a, b, sources, tmp_path, caplog):
         assert unexplained(differences(src, last, both), {**lost, **lost_last}) == {}, f"{a} -> {b} -> {c}"
 
 
-def test_the_records_doc_table_is_generated_from_holds():
-    """docs/records.md "What survives which conversion" is scripts/gen_roundtrip_table.py's output."""
+# ----------------------------------------------------------------------------- the docs table
+
+KEPT, LOST, KEPT_HERE, UNREPORTED = "kept", "lost", "kept here", "UNREPORTED"
+
+
+def observe(src: Dataset, base: Path) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """``src`` converted to each format and read back: ``{format: ({field: outcome}, lost keys)}``.
+
+    Outcome: ``kept`` (comes back equal, and the format declares it in ``HOLDS``), ``kept here``
+    (equal on this data, not declared), ``lost`` (changed or gone, and counted in the run's lost
+    report; an object field also when every object is gone and counted), ``UNREPORTED`` (changed
+    or gone without a count: a bug)."""
+    have_src = has(src)
+    out = {}
+    for to in FORMATS:
+        mid, lost = convert(src, to, base / to)
+        have, holds = has(mid), get_format(to).HOLDS
+        objects_gone = "objects" in have_src and not any(len(r.instances) for r in mid.records)
+        row = {}
+        for f in FIELDS:
+            if f not in have_src:
+                row[f] = "-"
+            elif f in have and not differences(src, mid, {f}):
+                row[f] = KEPT if f in holds else KEPT_HERE
+            elif _counted(f, lost) or (objects_gone and f in OBJECT_FIELDS and _counted("objects", lost)):
+                row[f] = LOST
+            else:
+                row[f] = UNREPORTED
+        out[to] = (row, sorted(k for k, n in lost.items() if n))
+    return out
+
+
+def observed_tables(base: Path) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """:func:`observe` on the generated dataset (what scripts/gen_roundtrip_table.py renders)."""
+    return observe(generated(base / "generated"), base / "observed")
+
+
+def _table_script():
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "gen_roundtrip_table.py"
     spec = importlib.util.spec_from_file_location("gen_roundtrip_table", path)
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+def test_the_records_doc_table_is_generated_from_the_test_data(tmp_path, caplog):
+    """docs/records.md "What survives which conversion" is what the generated data gives; a format
+    declares in HOLDS nothing the data does not keep, and nothing goes without a lost count."""
+    caplog.set_level(logging.ERROR)
+    seen = observed_tables(tmp_path)
+    for fmt, (row, _) in seen.items():
+        assert not [f for f, v in row.items() if v == UNREPORTED], f"{fmt}: gone without a lost count: {row}"
+        assert {f for f, v in row.items() if v == KEPT} == set(get_format(fmt).HOLDS), \
+            f"{fmt}: HOLDS {sorted(get_format(fmt).HOLDS)} but the data keeps {row}"
+    gen = _table_script()
     doc = gen.DOC.read_text(encoding="utf-8")
-    assert gen.with_table(doc) == doc, "docs/records.md is stale: run python scripts/gen_roundtrip_table.py"
+    assert gen.with_table(doc, gen.roundtrip_table(seen)) == doc, \
+        "docs/records.md is stale: run python scripts/gen_roundtrip_table.py"
     header = next(line for line in doc.splitlines() if line.startswith("| field |"))
     assert header == "| field | " + " | ".join(f"`{n}`" for n in FORMATS) + " |"
