@@ -30,7 +30,8 @@ How a new format joins (yolo, labelme, cvat, lvis, kitti...)
    writer counts in ``report["lost"]`` what it drops, under keys naming the field
    (``LOST_WORDS``). Its line in the registry (``dsprep/formats/__init__.py``) is all this file
    needs: every ordered pair with the other formats, generated and fixture sources, is made from
-   ``FORMATS``.
+   ``FORMATS``. ``HOLDS`` must be exactly what the generated data keeps through the writer and
+   the reader (the table test says which field differs).
 2. Optional, one line each, in the dicts below:
    ``FIXTURE_SOURCES["yolo"] = ("<path under ../shared/fixtures>", {parse options})`` for a real
    tree as a source; ``SOURCE_MAKERS["fmt"] = lambda d: ...`` only when its writer cannot hold the
