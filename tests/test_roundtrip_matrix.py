@@ -113,6 +113,8 @@ def convert(ds: Dataset, to: str, out: Path) -> tuple[Dataset, dict[str, int]]:
     back = parse(to, out)
     # the report (convert's summary line) counts what was written, not what was read
     assert report["images"] == len(back), f"-> {to}: report says {report['images']} images, {len(back)} read back"
+    objects = sum(len(r.instances) for r in back)
+    assert report.get("objects", objects) == objects, f"-> {to}: report says {report['objects']} objects, {objects} read back"
     return back, dict(report.get("lost") or {})
 
 
