@@ -12,7 +12,7 @@ Each format module exposes:
   parsing the output gives it back equal. Everything else a dataset has is either given back
   equal anyway or counted in ``lost`` under a key naming it (:data:`LOST_WORDS`); the
   round-trip matrix (``tests/test_roundtrip_matrix.py``) checks both for every ordered
-  pair of formats and ``docs/records.md`` lists it (``scripts/gen_roundtrip_table.py``).
+  pair of formats and ``docs/records.md`` lists what it observed (``scripts/gen_roundtrip_table.py``).
 
 Formats never import each other: a conversion is always ``parse`` then ``write``
 through :mod:`dsprep.records`. Adding a format is one module plus one line here.
