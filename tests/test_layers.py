@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 LAYERS = [
     ["dsprep.errors"],
     ["dsprep._checks", "dsprep._paths"],
-    ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
+    ["dsprep._io", "dsprep._outdir", "dsprep._tar", "dsprep._category_map"],
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep._shardio"],
@@ -46,7 +46,7 @@ LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "colla
 TORCH_FREE = ["dsprep._checks", "dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
               "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
               "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts",
-              "dsprep._shardio"]
+              "dsprep._shardio", "dsprep._category_map"]
 
 
 def _modules() -> dict[str, Path]:
