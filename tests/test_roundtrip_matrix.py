@@ -53,6 +53,7 @@ import pytest
 from PIL import Image
 
 from dsprep.conversion import write_dataset
+from dsprep.errors import DatasetNotFoundError
 from dsprep.formats import FIELDS, FORMATS, LOST_WORDS, get_format
 from dsprep.masks import segmentation_mask
 from dsprep.records import Category, Dataset, Instances, Record
@@ -110,7 +111,11 @@ def parse(fmt: str, root: Path) -> Dataset:
 
 def convert(ds: Dataset, to: str, out: Path) -> tuple[Dataset, dict[str, int]]:
     report = write_dataset(ds, to, out, images="link")
-    back = parse(to, out)
+    try:
+        back = parse(to, out)
+    except DatasetNotFoundError:  # nothing written (a class tree of unlabelled images): a reader may refuse it
+        assert report["images"] == 0, f"-> {to}: {report['images']} images written, none read back"
+        back = Dataset([], [], root=out, format=to)
     # the report (convert's summary line) counts what was written, not what was read
     assert report["images"] == len(back), f"-> {to}: report says {report['images']} images, {len(back)} read back"
     objects = sum(len(r.instances) for r in back)
