@@ -408,8 +408,11 @@ def test_coco8_labels_written_back_byte_for_byte(fixtures, tmp_path):
 def _coco_like(tmp_path: Path) -> Dataset:
     image(tmp_path / "src" / "img" / "x.png", 481, 377)
     image(tmp_path / "src" / "img" / "y.png", 640, 480)
-    b = np.array([[473.07, 295.93, 473.07 + 7.65, 295.93 + 28.67], [0.0, 0.0, 12.5, 377.0],
-                  [1.08, 187.69, 1.08 + 611.59, 187.69 + 285.84]])
+    from dsprep.records import decimal_sum
+
+    # COCO's reader gives x + w as the decimal sum (473.07 + 7.65 = 480.72): boxes as COCO would give them
+    b = np.array([[473.07, 295.93, decimal_sum(473.07, 7.65), decimal_sum(295.93, 28.67)], [0.0, 0.0, 12.5, 377.0],
+                  [1.08, 187.69, decimal_sum(1.08, 611.59), decimal_sum(187.69, 285.84)]])
     recs = [Record("x", "img/x.png", 481, 377, "train", instances=Instances(
                 boxes=b[:2], labels=[3, 90], iscrowd=[False, True], ids=[11, 12])),
             Record("y", "img/y.png", 640, 480, "val", instances=Instances(
@@ -561,10 +564,11 @@ def test_source_category_ids_come_back_from_the_category_map(tmp_path):
     report = write_dataset(ds, "yolo", tmp_path / "out", images="link")
     assert (tmp_path / "out/data.yaml").read_text().count("0: car") == 1  # the file itself says 0..C-1
     back = yolo.parse(tmp_path / "out", workers=1)
-    assert [(c.id, c.name) for c in back.categories] == [(3, "car"), (90, "toothbrush")]
+    assert [(c.id, c.name, c.supercategory) for c in back.categories] == [(3, "car", "vehicle"),
+                                                                           (90, "toothbrush", "indoor")]
     assert [r.instances.labels.tolist() for r in back] == [[3, 90], [90]]
-    # main's category map has no supercategories: counted lost, not claimed kept
-    assert report["lost"]["category supercategories (YOLO stores names only)"] == 2
+    # the map (written before the writer) holds the supercategories: kept, so not counted lost
+    assert not any("supercategor" in k for k in report["lost"])
     # a map that no longer names the classes (the YAML edited after) is ignored: 0..C-1
     doc = json.loads((tmp_path / "out/category_map.json").read_text())
     doc["categories"][0]["name"] = "bus"

@@ -43,7 +43,8 @@ from .._checks import check_utf8_name, fit_name, read_utf8
 from .._paths import confine, escapes, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, PathEscapeError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, Record, box_extents, make_ids_distinct, record_id_from_path
+from ..records import (Category, Dataset, Instances, Record, box_extents, decimal_sum, make_ids_distinct,
+                       record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "CATEGORY_IDS", "IMAGE_EXTENSIONS", "TASKS", "detect", "label_path", "parse",
            "write"]
@@ -493,7 +494,8 @@ def _to_pixels(arr: np.ndarray, w: np.ndarray, h: np.ndarray, kpt: tuple[int, in
     # ultralytics.utils.ops.xywhn2xyxy's x1 = W * (cx - w / 2); x2 as x1 + W * w (COCO's x + w), each
     # product snapped to its exact decimal (_snap): within 1e-12 px of Ultralytics' x2 = W * (cx + w / 2).
     x1, y1 = _snap(w * (cx - bw / 2), w), _snap(h * (cy - bh / 2), h)
-    boxes = np.stack([x1, y1, x1 + _snap(w * bw, w), y1 + _snap(h * bh, h)], axis=1)
+    # x2 as the decimal sum (records.decimal_sum, as COCO's reader adds x + w): 58.04 + 38.67 is 96.71
+    boxes = np.stack([x1, y1, decimal_sum(x1, _snap(w * bw, w)), decimal_sum(y1, _snap(h * bh, h))], axis=1)
     if kpt is None:
         return boxes, None
     k, d = kpt
