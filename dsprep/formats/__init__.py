@@ -31,6 +31,7 @@ _MODULES = {
     "imagenet": "dsprep.formats.imagenet",
     "cityscapes": "dsprep.formats.cityscapes",
     "shards": "dsprep.formats.shards",
+    "labelme": "dsprep.formats.labelme",
 }
 
 
