@@ -323,3 +323,15 @@ def test_missing_images_and_folders(tmp_path):
     with pytest.raises(MissingFileError, match="image of record 'gone' not found"):
         labelme.write(ds, out, images="copy")
     assert labelme.write(ds, out, images="copy", on_error="warn")["missing_images"] == 1
+
+
+def test_cli_convert_to_labelme_folder_layout_with_image_data(fixtures, tmp_path, capsys):
+    out = tmp_path / "lm"
+    assert main(["convert", "labelme", str(fixtures / EX / "primitives"), "--to", "labelme", "--out", str(out),
+                 "--layout", "folder", "--image-data", "--images", "copy"]) == 0
+    doc = json.loads((out / "annotations/primitives.json").read_text())
+    assert doc["imagePath"] == "../images/primitives.jpg"
+    assert base64.b64decode(doc["imageData"]) == (fixtures / EX / "primitives/primitives.jpg").read_bytes()
+    assert main(["convert", "labelme", str(fixtures / EX / "primitives"), "--to", "coco", "--out",
+                 str(tmp_path / "c"), "--layout", "folder"]) == 2
+    assert "--layout: only with --to labelme" in capsys.readouterr().err
