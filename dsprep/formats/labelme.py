@@ -56,6 +56,7 @@ from .._checks import MAX_SIDE, INT64_MAX, INT64_MIN, check_side, check_utf8_nam
 from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
+from ..masks import ellipse_polygon
 from ..records import Category, Dataset, Instances, Record, decode_segmentation, make_ids_distinct, \
     record_id_from_path
 
@@ -76,7 +77,6 @@ _SHAPE_KEYS = ("label", "points", "group_id", "shape_type", "flags", "descriptio
 _TOP_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
 _LABELS = "labels.txt"
 _VERSION = "5.7.0"  # the labelme version whose fields write() writes (description, mask)
-_CIRCLE_SIDES = 32
 _SPLITS = ("train", "val", "valid", "test")  # a first folder of this name is the record's split
 
 
@@ -186,17 +186,6 @@ def _png_mask(text: Any, where: str, w: int, h: int) -> np.ndarray:
         raise InvalidAnnotationError(where, f"mask is not a readable PNG ({type(err).__name__}: {err})"[:300]) \
             from None
     return arr.astype(bool) if arr.ndim == 2 else arr.any(axis=-1)
-
-
-def _circle_ring(cx: float, cy: float, r: float) -> list[float]:
-    """A 32-gon with the circle's area (radius scaled so the polygon's area is pi r^2)."""
-    n = _CIRCLE_SIDES
-    rr = r * math.sqrt(2 * math.pi / (n * math.sin(2 * math.pi / n)))
-    t = np.arange(n) * (2 * math.pi / n)
-    ring = np.empty(2 * n)
-    ring[0::2] = cx + rr * np.cos(t)
-    ring[1::2] = cy + rr * np.sin(t)
-    return ring.tolist()
 
 
 def _extent(pts: Sequence[Sequence[float]]) -> list[float]:
@@ -343,7 +332,7 @@ def _geometry(area: list, where: str, w: int, h: int, circles: str) -> tuple[lis
             (cx, cy), (px, py) = pts
             r = math.hypot(px - cx, py - cy)
             boxes.append([cx - r, cy - r, cx + r, cy + r])
-            rings.append(_circle_ring(cx, cy, r))
+            rings.append(ellipse_polygon(cx, cy, r, r))
             approximated += 1
             has_region = has_region or circles == "polygon"
         else:  # mask: the PNG covers int(x1)..int(x2), int(y1)..int(y2) inclusive (labelme's shape_to_mask)
