@@ -32,6 +32,7 @@ _MODULES = {
     "cityscapes": "dsprep.formats.cityscapes",
     "shards": "dsprep.formats.shards",
     "labelme": "dsprep.formats.labelme",
+    "cvat": "dsprep.formats.cvat",
 }
 
 
