@@ -208,11 +208,15 @@ def test_what_cvat_cannot_hold_is_reported(tmp_path):
     ds = Dataset([Category(3, "cat")], [Record("a", "a.jpg", 8, 8, label=3, instances=inst, captions=["x"])])
     report = cvat.write(ds, tmp_path, images="none")
     assert report["lost"] == {
-        "objects of several polygons (written as polygons of one group_id; read back as one object each)": 1,
+        "boxes of objects with a mask (CVAT derives them from the shape; these differed)": 1,
         "keypoints (objects)": 1, "object fields (pose)": 1, "captions": 1,
         "category ids (CVAT stores names; re-read ids are 1..N in <meta> order)": 1}
     back = cvat.parse(tmp_path)
-    assert len(back[0].instances) == 2 and back[0].label == 1  # the image label became a <tag>
+    # one object of two polygons: one <mask> of their pixels (a CVAT polygon is one ring)
+    assert len(back[0].instances) == 1 and back[0].instances.extra[0]["cvat"]["type"] == "mask"
+    assert np.array_equal(segmentation_mask(back[0].instances.segmentation[0], 8, 8),
+                          segmentation_mask(inst.segmentation[0], 8, 8))
+    assert back[0].label == 1  # the image label became a <tag>
 
 
 def test_cli_convert_cvat_to_coco(fixtures, tmp_path, capsys):

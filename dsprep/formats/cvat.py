@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 NAME = "cvat"
 DESCRIPTION = "CVAT for images 1.1 XML (box, polygon, polyline, points, ellipse, mask, tag)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS, the round-trip matrix): boxes only where
+# no mask is (a polygon's or mask's box is its extent), one split per image, integer image ids.
+HOLDS = frozenset({"file_names", "splits", "objects", "categories", "masks", "image_labels", "image_ids"})
 
 _AREA = ("box", "polygon", "ellipse", "mask")
 _LINEAR = {"polyline": 2, "points": 1}  # no area: kept in the record's extras (min points)
@@ -509,26 +512,27 @@ def _shape_elements(rec: Record, k: int, label: str, lost: dict[str, int]) -> li
     if kind == "polygon":
         rings = [np.asarray(r, np.float64).ravel() for r in segm]
         ok = [r for r in rings if len(r) >= 6]
-        _add(lost, "polygons of fewer than 3 points", len(rings) - len(ok))
-        if len(ok) > 1:
-            _add(lost, "objects of several polygons (written as polygons of one group_id; read back as one object each)", 1)
-            common.setdefault("group_id", str(_free_group(rec) + k))
-        if ok:
-            return [("polygon", {**common, "points": _points_text(r)}, children) for r in ok]
-        return [("box", {**common, **dict(zip(_GEOMETRY["box"], map(_fmt, box)))}, children)]
+        _add(lost, "mask polygons of fewer than 3 points", len(rings) - len(ok))
+        if len(ok) == 1:
+            _box_lost(box, _extent(ok[0]), lost)
+            return [("polygon", {**common, "points": _points_text(ok[0])}, children)]
+        if not ok:
+            return [("box", {**common, **dict(zip(_GEOMETRY["box"], map(_fmt, box)))}, children)]
+        # a CVAT polygon is one ring: an object of several becomes one <mask> of their pixels
     m = segmentation_mask(segm, int(rec.height), int(rec.width), where=f"{rec.path}: object {k}")
     if m is None or not m.any():
         _add(lost, "empty masks (objects; written as their box)", 1)
         return [("box", {**common, **dict(zip(_GEOMETRY["box"], map(_fmt, box)))}, children)]
     rle, left, top, w, h = _cvat_rle(m.astype(bool))
+    ys, xs = np.nonzero(m)
+    _box_lost(box, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)], lost)
     return [("mask", {**common, "rle": rle, "left": str(left), "top": str(top), "width": str(w), "height": str(h)},
              children)]
 
 
-def _free_group(rec: Record) -> int:
-    used = [int(cv["group_id"]) for e in (rec.instances.extra or ()) if e and isinstance(e.get("cvat"), dict)
-            for cv in [e["cvat"]] if isinstance(cv.get("group_id"), int)]
-    return max(used, default=0) + 1
+def _box_lost(box: np.ndarray, derived: list[float], lost: dict[str, int]) -> None:
+    _add(lost, "boxes of objects with a mask (CVAT derives them from the shape; these differed)",
+         int(derived != box.tolist()))
 
 
 def _add(lost: dict[str, int], what: str, n: int) -> None:
@@ -549,9 +553,14 @@ def _count_lost(rec: Record, lost: dict[str, int]) -> None:
         _add(lost, "object fields (" + ", ".join(other) + ")", sum(1 for e in inst.extra if e and set(e) - {"cvat"}))
     _add(lost, "captions", len(rec.captions))
     _add(lost, "mask PNGs (semantic/instance)", int(bool(rec.mask_path or rec.instance_mask_path)))
+    _add(lost, "source image ids (not integers)", int(rec.source_id is not None and not _is_int(rec.source_id)))
     other = sorted(k for k in (rec.extra or {}) if k != "cvat")
     if other:
         _add(lost, "image fields (" + ", ".join(other) + ")", 1)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _image_name(rec: Record) -> tuple[str, str]:
@@ -569,7 +578,7 @@ def _image_element(parent, rec: Record, index: int, name: str, names: Mapping[in
     from lxml import etree
 
     cv = (rec.extra or {}).get("cvat") or {}
-    attrs = {"id": str(cv.get("id", index)), "name": name}
+    attrs = {"id": str(cv.get("id", rec.source_id if _is_int(rec.source_id) else index)), "name": name}
     if rec.split:
         attrs["subset"] = rec.split
     attrs.update({k: str(v) for k, v in cv.items() if k not in ("id", "shapes", "tags", "unknown_xml")
@@ -679,6 +688,14 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         _count_lost(rec, lost)
     _add(lost, "category ids (CVAT stores names; re-read ids are 1..N in <meta> order)",
          sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1))
+    _add(lost, "category supercategories (CVAT stores names only)",
+         sum(1 for c in dataset.categories if c.supercategory))
+    member: dict[str, int] = {}
+    for ids in dataset.splits.values():
+        for rid in ids:
+            member[rid] = member.get(rid, 0) + 1
+    _add(lost, "splits (images in several: CVAT keeps one subset, the record's split)",
+         sum(1 for v in member.values() if v > 1))
     etree.indent(doc, space="  ")
     output_path(dest, "annotations.xml", what="annotation").write_bytes(
         etree.tostring(doc, xml_declaration=True, encoding="utf-8", pretty_print=True))

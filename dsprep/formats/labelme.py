@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 
 NAME = "labelme"
 DESCRIPTION = "LabelMe: one JSON per image (shapes, group_id, flags, imageData)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS, the round-trip matrix): boxes only
+# where no mask is (a shape's box is its points' extent), no ids, splits or flags.
+HOLDS = frozenset({"file_names", "objects", "categories", "masks"})
 
 #: Points each shape type needs (min, max); labelme's shape_to_mask asserts the same.
 SHAPE_TYPES: Mapping[str, tuple[int, float]] = {
@@ -580,20 +583,29 @@ def _labelme_shape(label: str, s: Mapping[str, Any], stored: bool) -> dict:
 
 
 def _new_shapes(box: np.ndarray, segm: Any, rec: Record, k: int, lost: dict[str, int]) -> list[dict]:
-    """Shapes of an object that did not come from LabelMe: polygons, a mask, or its box."""
+    """Shapes of an object that did not come from LabelMe: polygons, a mask, or its box. A box that
+    parse() would not give back (it derives boxes from the points) is counted lost."""
+    shapes = None
     if isinstance(segm, list):
         rings = [np.asarray(r, np.float64).ravel() for r in segm]
         ok = [r for r in rings if len(r) >= 6 and len(r) % 2 == 0]
-        if len(ok) < len(rings):
-            _add(lost, "polygons of fewer than 3 points (LabelMe polygons need 3)", len(rings) - len(ok))
+        _add(lost, "mask polygons of fewer than 3 points (LabelMe polygons need 3)", len(rings) - len(ok))
         if ok:
-            return [{"points": r.reshape(-1, 2).tolist(), "shape_type": "polygon"} for r in ok]
+            shapes = [{"points": r.reshape(-1, 2).tolist(), "shape_type": "polygon"} for r in ok]
+            derived = _extent(np.concatenate(ok))
     elif isinstance(segm, dict):
         shape = _mask_shape(segm, int(rec.height), int(rec.width), f"{rec.path}: object {k}")
         if shape is not None:
-            return [shape]
-        _add(lost, "empty masks (objects; written as their box)", 1)
-    return [{"points": _rect(box), "shape_type": "rectangle"}]
+            shapes = [shape]
+            (x1, y1), (x2, y2) = shape["points"]
+            derived = [x1, y1, x2 + 1, y2 + 1]  # the mask's pixels, as parse() reads them
+        else:
+            _add(lost, "empty masks (objects; written as their box)", 1)
+    if shapes is None:
+        return [{"points": _rect(box), "shape_type": "rectangle"}]
+    _add(lost, "boxes of objects with a mask (LabelMe derives them from the shape; these differed)",
+         int(derived != box.tolist()))
+    return shapes
 
 
 def _add(lost: dict[str, int], what: str, n: int) -> None:
@@ -638,6 +650,18 @@ def _json_names(records: Sequence[Record], layout: str) -> list[tuple[str, str]]
         taken.add(cand)
         out.append((img, cand))
     return out
+
+
+def _lost_splits(dataset: Dataset, lost: dict[str, int]) -> None:
+    """LabelMe has no split lists: a record keeps its split only as its first folder (``train/``...)."""
+    member: dict[str, int] = {}
+    for ids in dataset.splits.values():
+        for i in ids:
+            member[i] = member.get(i, 0) + 1
+    n = sum(1 for r in dataset.records if r.split and (r.path.split("/", 1)[0] != r.split or r.split not in _SPLITS
+                                                        or "/" not in r.path))
+    n += sum(1 for v in member.values() if v > 1)
+    _add(lost, "splits (LabelMe keeps a split only as a first folder train/, val/, valid/ or test/)", n)
 
 
 def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", progress: bool | None = None,
@@ -695,6 +719,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         n_obj += len(rec.instances)
         _count_lost(rec, lost)
     _write_labels(dest, dataset.categories, lost)
+    _lost_splits(dataset, lost)
     policy.summary("images")
     return {"images": len(records), "objects": n_obj, "lost": lost, "missing_images": missing}
 
@@ -752,3 +777,4 @@ def _write_labels(dest: Path, categories: Sequence[Category], lost: dict[str, in
                                                              encoding="utf-8")
     _add(lost, "category ids (LabelMe stores names; re-read ids are 1..N in labels.txt order)",
          sum(1 for i, c in enumerate(categories) if c.id != i + 1))
+    _add(lost, "category supercategories (LabelMe stores names only)", sum(1 for c in categories if c.supercategory))
