@@ -483,11 +483,16 @@ def _cvat_rle(m: np.ndarray) -> tuple[str, int, int, int, int]:
     return ", ".join(map(str, runs)), x1, y1, x2 - x1 + 1, y2 - y1 + 1
 
 
-def _stored(box: np.ndarray, ex: Mapping[str, Any] | None) -> dict | None:
+def _stored(box: np.ndarray, segm: Any, ex: Mapping[str, Any] | None) -> dict | None:
+    """The shape parse() read for this object, if the record still has the box and the kind of
+    segmentation it gave (a box none, or a list when rotated; a polygon or ellipse a list; a mask an
+    RLE): a record edited, or converted through a format that re-derived its masks, is written anew."""
     cv = (ex or {}).get("cvat")
-    if isinstance(cv, dict) and cv.get("type") in _AREA and cv.get("box") == box.tolist():
-        return cv
-    return None
+    if not (isinstance(cv, dict) and cv.get("type") in _AREA and cv.get("box") == box.tolist()):
+        return None
+    kind = cv["type"]
+    want = dict if kind == "mask" else list if kind != "box" or "geometry" in cv else type(None)
+    return cv if isinstance(segm, want) else None
 
 
 def _shape_elements(rec: Record, k: int, label: str, lost: dict[str, int]) -> list[tuple[str, dict, dict]]:
@@ -495,7 +500,7 @@ def _shape_elements(rec: Record, k: int, label: str, lost: dict[str, int]) -> li
     inst = rec.instances
     box = inst.boxes[k]
     segm = decode_segmentation(inst.segmentation[k]) if inst.segmentation is not None else None
-    cv = _stored(box, inst.extra[k] if inst.extra is not None else None)
+    cv = _stored(box, segm, inst.extra[k] if inst.extra is not None else None)
     common = {"label": label} if cv is not None else {"label": label, "occluded": "0", "z_order": "0"}
     if cv is not None:
         common.update({key: str(v) for key, v in cv.items() if key not in ("type", "box", "geometry", "attributes")

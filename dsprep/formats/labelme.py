@@ -79,6 +79,8 @@ _AREA = frozenset({"polygon", "rectangle", "circle", "mask"})
 _SHAPE_KEYS = ("label", "points", "group_id", "shape_type", "flags", "description", "mask")
 _TOP_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
 _LABELS = "labels.txt"
+# JSONs dsprep convert writes beside any output (the OUT manifest, the category map): not LabelMe.
+_SIDE_FILES = frozenset({"dsprep-manifest.json", "category_map.json"})
 _VERSION = "5.7.0"  # the labelme version whose fields write() writes (description, mask)
 _SPLITS = ("train", "val", "valid", "test")  # a first folder of this name is the record's split
 
@@ -124,7 +126,8 @@ def _list_jsons(root: Path) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = os.path.relpath(folder, root).replace(os.sep, "/")
         prefix = "" if rel == "." else rel + "/"
-        out.extend(prefix + f for f in files if f.lower().endswith(".json") and not f.startswith("."))
+        out.extend(prefix + f for f in files if f.lower().endswith(".json") and not f.startswith(".")
+                   and not (prefix == "" and f in _SIDE_FILES))
     return sorted(out)
 
 
