@@ -288,3 +288,16 @@ def test_bad_input_from_the_cli_and_warn_mode(tmp_path, capsys):
     assert ds.num_objects() == 1 and ds.info["skipped"] == 1
     with pytest.raises(DatasetNotFoundError, match="no CVAT XML found"):
         cvat.parse(tmp_path / "nothing")
+
+
+def test_a_stored_shape_is_written_only_with_its_kind_of_segmentation(tmp_path):
+    """A polygon read from CVAT whose segmentation another format re-derived as an RLE (COCO
+    panoptic does) is written as a mask of those pixels, not as a polygon of an RLE's keys."""
+    rle = {"size": [8, 8], "counts": [9, 3, 5, 3, 44]}
+    ex = {"cvat": {"type": "polygon", "occluded": 1, "box": [1.0, 1.0, 4.0, 4.0]}}
+    inst = Instances(boxes=[[1, 1, 4, 4]], labels=[1], segmentation=[rle], extra=[ex])
+    ds = Dataset([Category(1, "cat")], [Record("a", "a.jpg", 8, 8, instances=inst)])
+    cvat.write(ds, tmp_path, images="none")
+    back = cvat.parse(tmp_path)[0]
+    assert back.instances.extra[0]["cvat"]["type"] == "mask"
+    assert np.array_equal(segmentation_mask(back.instances.segmentation[0], 8, 8), segmentation_mask(rle, 8, 8))

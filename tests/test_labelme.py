@@ -336,3 +336,28 @@ def test_cli_convert_to_labelme_folder_layout_with_image_data(fixtures, tmp_path
     assert main(["convert", "labelme", str(fixtures / EX / "primitives"), "--to", "coco", "--out",
                  str(tmp_path / "c"), "--layout", "folder"]) == 2
     assert "--layout: only with --to labelme" in capsys.readouterr().err
+
+
+def test_labelme_output_of_convert_reads_back_beside_dsprep_side_files(tmp_path, capsys):
+    """OUT holds dsprep-manifest.json (and category_map.json once ids are kept): not LabelMe files."""
+    exp = make_coco(tmp_path, splits=("val2017",))
+    out = tmp_path / "lm"
+    assert main(["convert", "coco", str(exp["root"]), "--to", "labelme", "--out", str(out), "--images", "none"]) == 0
+    (out / "category_map.json").write_text("{}")
+    assert (out / "dsprep-manifest.json").is_file()
+    ds = labelme.parse(out, workers=1)
+    assert len(ds) == exp["images"]["val2017"] and ds.num_objects() == exp["objects"]["val2017"]
+
+
+def test_an_edited_object_is_written_from_its_geometry(fixtures, tmp_path):
+    """parse() keeps each object's shapes with the box they gave; a record whose box was changed
+    (a transform, an edit) is written from its geometry, not from the stale shapes."""
+    ds = labelme.parse(fixtures / EX / "primitives", workers=1)
+    rec = ds[0]
+    boxes = rec.instances.boxes.copy()
+    boxes[0] = [40, 45, 140, 145]  # the first rectangle, moved
+    rec.instances.boxes = boxes
+    labelme.write(ds, tmp_path, images="none")
+    shapes = json.loads((tmp_path / "primitives.json").read_text())["shapes"]
+    assert shapes[0]["label"] == "rectangle" and shapes[0]["points"] == [[40.0, 45.0], [140.0, 145.0]]
+    assert shapes[1]["points"] == [[195.0, 84.0], [225.0, 125.0]]  # the circle, untouched, as it was

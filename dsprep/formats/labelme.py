@@ -556,6 +556,8 @@ def _shapes_of(rec: Record, names: Mapping[int, str], lost: dict[str, int]) -> l
                 for s in shapes:
                     s["group_id"] = next_gid
                 next_gid += 1
+            if _first_order(ex) is not None:  # an edited LabelMe object keeps its place in the file
+                shapes[0]["order"] = _first_order(ex)
         for s in shapes:
             order = s.pop("order", None)
             placed.append((order if isinstance(order, int) else math.inf, len(placed),
@@ -566,6 +568,12 @@ def _shapes_of(rec: Record, names: Mapping[int, str], lost: dict[str, int]) -> l
         placed.append((order if isinstance(order, int) else math.inf, len(placed),
                        _labelme_shape(s.pop("label", ""), s, True)))
     return [s for _, _, s in sorted(placed, key=lambda t: (t[0], t[1]))]
+
+
+def _first_order(ex: Mapping[str, Any] | None) -> int | None:
+    shapes = ((ex or {}).get("labelme") or {}).get("shapes") if isinstance((ex or {}).get("labelme"), dict) else None
+    order = shapes[0].get("order") if isinstance(shapes, list) and shapes and isinstance(shapes[0], dict) else None
+    return order if isinstance(order, int) and not isinstance(order, bool) else None
 
 
 def _first_free_gid(rec: Record) -> int:
