@@ -205,9 +205,13 @@ def test_coco_to_cvat_polygons_masks_and_lost(tmp_path):
 def test_what_cvat_cannot_hold_is_reported(tmp_path):
     inst = Instances(boxes=[[1, 1, 5, 5]], labels=[3], keypoints=np.ones((1, 2, 3)), extra=[{"pose": "Left"}],
                      segmentation=[[[0, 0, 4, 0, 4, 4], [5, 5, 7, 5, 7, 7]]])
-    ds = Dataset([Category(3, "cat")], [Record("a", "a.jpg", 8, 8, label=3, instances=inst, captions=["x"])])
+    ds = Dataset([Category(3, "cat", "animal")], [Record("a", "a.jpg", 8, 8, "train", label=3, instances=inst,
+                                                         captions=["x"])],
+                 splits={"train": ["a"], "trainval": ["a"]})
     report = cvat.write(ds, tmp_path, images="none")
     assert report["lost"] == {
+        "splits (images in several: CVAT keeps one subset, the record's split)": 1,
+        "category supercategories (CVAT stores names only)": 1,
         "boxes of objects with a mask (CVAT derives them from the shape; these differed)": 1,
         "keypoints (objects)": 1, "object fields (pose)": 1, "captions": 1,
         "category ids (CVAT stores names; re-read ids are 1..N in <meta> order)": 1}

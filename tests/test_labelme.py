@@ -188,14 +188,17 @@ def test_coco_to_labelme_masks_crowds_and_reports(tmp_path):
 
 
 def test_what_labelme_cannot_hold_is_reported(tmp_path):
-    inst = Instances(boxes=[[1, 1, 5, 5]], labels=[3], keypoints=np.ones((1, 2, 3)), extra=[{"pose": "Left"}])
+    inst = Instances(boxes=[[1, 1, 5, 5], [0, 0, 4, 4]], labels=[3, 3], keypoints=np.ones((2, 2, 3)),
+                     extra=[{"pose": "Left"}, {}], segmentation=[None, [[0, 0, 4, 0, 4, 3.5]]])
     ds = Dataset([Category(3, "cat")], [Record("a", "a.jpg", 8, 8, label=3, instances=inst, captions=["x"])])
     report = labelme.write(ds, tmp_path, images="none")
-    assert report["lost"] == {"keypoints (objects)": 1, "object fields (pose)": 1, "captions": 1,
+    assert report["lost"] == {"keypoints (objects)": 2, "object fields (pose)": 1, "captions": 1,
+                              "boxes of objects with a mask (LabelMe derives them from the shape; these differed)": 1,
                               "image-level labels": 1, "category ids (LabelMe stores names; re-read ids are 1..N "
                                                        "in labels.txt order)": 1}
     back = labelme.parse(tmp_path, workers=1)
-    assert back[0].instances.boxes.tolist() == [[1, 1, 5, 5]] and (tmp_path / "labels.txt").read_text() == "cat\n"
+    assert back[0].instances.boxes.tolist() == [[1, 1, 5, 5], [0, 0, 4, 3.5]]
+    assert (tmp_path / "labels.txt").read_text() == "cat\n"
 
 
 def test_labels_txt_fixes_the_category_order(tmp_path):
