@@ -264,6 +264,12 @@ BAD = [
     (_doc(shapes=[shape("cat", [[1, 1], [5, 1], [2, 2]], "rectangle")]), InvalidAnnotationError,
      r"a rectangle needs 2 points, found 3"),
     (_doc(shapes=[shape("cat", [[1, 1]], "circle")]), InvalidAnnotationError, r"a circle needs 2 points"),
+    (_doc(shapes=[shape("cat", [[1, 1], [2, 2], [3, 3]], "line")]), InvalidAnnotationError,
+     r"a line needs 2 points, found 3"),
+    (_doc(shapes=[shape("cat", [[1, 1], [2, 2]], "point")]), InvalidAnnotationError, r"a point needs 1 point"),
+    (_doc(shapes=[shape("cat", [[1, 1]], "linestrip")]), InvalidAnnotationError, r"a linestrip needs at least 2"),
+    (_doc(shapes=[shape("cat", [[1, 1]], "mask", mask=_png_b64(1, 1))]), InvalidAnnotationError,
+     r"a mask needs 2 points, found 1"),
     (_doc(shapes=[shape("cat", [[1, 1, 3], [5, 1], [2, 2]])]), InvalidAnnotationError, r"list of \[x, y\] pairs"),
     (b'{"shapes": [{"label": "c", "points": [[NaN, 1], [5, 1], [5, 5]]}], "imagePath": "a.png"}',
      MalformedFileError, r"not valid JSON"),
@@ -364,3 +370,29 @@ def test_an_edited_object_is_written_from_its_geometry(fixtures, tmp_path):
     shapes = json.loads((tmp_path / "primitives.json").read_text())["shapes"]
     assert shapes[0]["label"] == "rectangle" and shapes[0]["points"] == [[40.0, 45.0], [140.0, 145.0]]
     assert shapes[1]["points"] == [[195.0, 84.0], [225.0, 125.0]]  # the circle, untouched, as it was
+
+
+def test_generated_tree_round_trip_keeps_groups_flags_and_does_not_embed(tmp_path):
+    """Shapes with group_id, flags, description and the non-object shapes come back key for key;
+    imageData stays null unless asked for, and then holds the image file's bytes."""
+    exp = make_labelme(tmp_path)
+    src = exp["root"] / "img1.json"
+    doc = json.loads(src.read_text())
+    doc["shapes"][0].update(flags={"occluded": True}, description="front paw")
+    doc["flags"] = {"blurred": True}
+    src.write_text(json.dumps(doc))
+    ds = labelme.parse(exp["root"], workers=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert labelme.write(ds, out, images="copy")["lost"] == {}
+    for k in range(exp["images"]):
+        want = json.loads((exp["root"] / f"img{k}.json").read_text())
+        got = json.loads((out / f"img{k}.json").read_text())
+        assert got["shapes"] == want["shapes"] and got["flags"] == want["flags"] and got["imageData"] is None
+        assert (got["imagePath"], got["imageWidth"], got["imageHeight"]) == (f"img{k}.png", 16, 12)
+    embedded = tmp_path / "embedded"
+    embedded.mkdir()
+    labelme.write(ds, embedded, images="none", image_data=True)
+    got = json.loads((embedded / "img2.json").read_text())
+    assert base64.b64decode(got["imageData"]) == (exp["root"] / "img2.png").read_bytes()
+    assert [r.instances for r in labelme.parse(embedded, workers=1)] == [r.instances for r in ds]
