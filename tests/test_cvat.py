@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from dsprep.cli import main
 from dsprep.errors import (DatasetNotFoundError, InvalidAnnotationError, MalformedFileError, PathEscapeError,
                            UnknownNameError)
-from dsprep.formats import FORMATS, cvat, get_format
+from dsprep.formats import FORMATS, cvat, detect_format, get_format
 from dsprep.masks import segmentation_mask
 from dsprep.records import Category, Dataset, Instances, Record
 
@@ -103,6 +104,7 @@ def test_detect(fixtures, tmp_path):
         # detect_format ranks below every other format's; no other format claims these
         others = [n for n in FORMATS if n not in ("cvat", "imagenet") and get_format(n).detect(fixtures / sub)]
         assert cvat.detect(fixtures / sub) and others == []
+    assert detect_format(fixtures / DM / "export_project") == "cvat"  # images/<subset>/: not image folders
     assert not cvat.detect(fixtures / "datumaro/tests/assets/voc_dataset/voc_dataset1")
     assert not cvat.detect(fixtures / "datumaro/tests/assets/voc_dataset/voc_dataset1/Annotations/2007_000001.xml")
     assert not cvat.detect(make_coco(tmp_path, splits=("val2017",))["root"])
@@ -305,3 +307,53 @@ def test_a_stored_shape_is_written_only_with_its_kind_of_segmentation(tmp_path):
     back = cvat.parse(tmp_path)[0]
     assert back.instances.extra[0]["cvat"]["type"] == "mask"
     assert np.array_equal(segmentation_mask(back.instances.segmentation[0], 8, 8), segmentation_mask(rle, 8, 8))
+
+
+def test_every_element_and_shape_attribute_round_trips(tmp_path):
+    """A generated export with each shape CVAT for images writes: <meta> labels in their order,
+    box/polygon/polyline/points/mask/tag, attributes, occluded, z_order, group_id and source;
+    parse gives them, write gives the same elements and attributes back."""
+    meta = ("<meta><task><labels><label><name>dog</name><attributes><attribute><name>pose</name>"
+            "</attribute></attributes></label><label><name>cat</name></label></labels></task></meta>")
+    shapes = ('<box label="cat" source="manual" occluded="1" z_order="2" group_id="5" xtl="1.5" ytl="2" xbr="10.25" '
+              'ybr="9"><attribute name="color">black</attribute></box>'
+              '<polygon label="dog" source="auto" occluded="0" z_order="-1" group_id="5" points="20,2;30,2;30,12.5">'
+              '<attribute name="pose">sitting</attribute></polygon>'
+              '<polyline label="cat" source="manual" occluded="0" z_order="0" points="1,15;5,18;9,15"/>'
+              '<points label="dog" source="manual" occluded="0" z_order="3" group_id="5" points="22,5;25,6"/>'
+              '<mask label="cat" source="semi-auto" occluded="0" z_order="1" rle="0, 2, 1, 1" left="12" top="14" '
+              'width="2" height="2"/>'
+              '<tag label="dog" source="manual"/>')
+    root = _xml(tmp_path, _image(shapes, w=40, h=20, name="frame 1.png"), meta=meta)
+    ds = cvat.parse(root)
+    assert [c.name for c in ds.categories] == ["dog", "cat"]
+    rec = ds[0]
+    assert rec.path == "images/frame 1.png" and rec.label == 1 and rec.source_id == 0
+    assert rec.instances.labels.tolist() == [2, 1, 2]
+    assert rec.instances.boxes.tolist() == [[1.5, 2.0, 10.25, 9.0], [20.0, 2.0, 30.0, 12.5], [12.0, 14.0, 14.0, 16.0]]
+    box, poly, mask = (e["cvat"] for e in rec.instances.extra)
+    assert (box["type"], box["occluded"], box["z_order"], box["group_id"], box["source"], box["attributes"]) == \
+           ("box", 1, 2, 5, "manual", {"color": "black"})
+    assert (poly["type"], poly["z_order"], poly["group_id"], poly["attributes"]) == ("polygon", -1, 5, {"pose": "sitting"})
+    assert (mask["type"], mask["source"]) == ("mask", "semi-auto")
+    assert rec.instances.segmentation[0] is None and rec.instances.segmentation[1] == [[20, 2, 30, 2, 30, 12.5]]
+    m = segmentation_mask(rec.instances.segmentation[2], 20, 40)
+    assert m.sum() == 3 and m[14, 12:14].tolist() == [1, 1] and m[15, 12:14].tolist() == [0, 1]
+    loose = rec.extra["cvat"]["shapes"]
+    assert [(s["type"], s["label"], s["points"]) for s in loose] == [
+        ("polyline", "cat", [1, 15, 5, 18, 9, 15]), ("points", "dog", [22, 5, 25, 6])]
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cvat.write(ds, out, images="none")["lost"] == {}
+    back = cvat.parse(out)
+    flat = [re.sub(r">\s+<", "><", c.extra["cvat_xml"]) for c in back.categories]  # written indented
+    assert flat == [c.extra["cvat_xml"] for c in ds.categories]
+    assert (back[0].path, back[0].label, back[0].extra, back[0].instances) == \
+           (rec.path, rec.label, rec.extra, rec.instances)
+
+    from lxml import etree
+
+    def elements(path):
+        image = etree.parse(str(path)).getroot().find("image")
+        return sorted((e.tag, dict(e.attrib), [(a.get("name"), a.text) for a in e]) for e in image)
+    assert elements(out / "annotations.xml") == elements(root / "annotations.xml")
