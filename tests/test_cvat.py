@@ -2,6 +2,7 @@
 exports of the same task, datumaro's test files, masks, round trips and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -357,3 +358,23 @@ def test_every_element_and_shape_attribute_round_trips(tmp_path):
         image = etree.parse(str(path)).getroot().find("image")
         return sorted((e.tag, dict(e.attrib), [(a.get("name"), a.text) for a in e]) for e in image)
     assert elements(out / "annotations.xml") == elements(root / "annotations.xml")
+
+
+def test_a_box_off_by_float_rounding_keeps_its_stored_shape(fixtures, tmp_path):
+    """A COCO reader that rounds x + w to its shortest decimal gives the ellipse's box back a bit
+    off (396.7 for 396.70000000000005): still the shape parse() read, written as the ellipse; a box
+    really moved (0.01 px) is an edit, written from the record's geometry."""
+    ds = cvat.parse(fixtures / TWO / "cvat1.1")
+    rec = _by_name(ds)["shapes.jpg"]
+    k = [e["cvat"]["type"] for e in rec.instances.extra].index("ellipse")
+    for nudge, kind in ((1e-13, "ellipse"), (0.01, "polygon")):
+        boxes = rec.instances.boxes.copy()
+        boxes[k, 3] += nudge
+        one = Dataset(ds.categories, [rec.replace(instances=dataclasses.replace(rec.instances, boxes=boxes))])
+        out = tmp_path / kind
+        out.mkdir()
+        cvat.write(one, out, images="none")
+        back = cvat.parse(out)[0]
+        assert back.instances.extra[k]["cvat"]["type"] == kind
+        if kind == "ellipse":
+            assert back.instances.boxes[k].tolist() == rec.instances.boxes[k].tolist()

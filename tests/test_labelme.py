@@ -16,7 +16,7 @@ from dsprep.errors import (DatasetNotFoundError, InvalidAnnotationError, Malform
 from dsprep.formats import detect_format, get_format
 from dsprep.formats import labelme
 from dsprep.masks import segmentation_mask
-from dsprep.records import Category, Dataset, Instances, Record
+from dsprep.records import Category, Dataset, Instances, Record, decode_segmentation
 
 from fakes_coco import make_coco
 from fakes_labelme import document, make_labelme, shape
@@ -181,7 +181,11 @@ def test_coco_to_labelme_masks_crowds_and_reports(tmp_path):
     by_id = back.record_by_id()
     for rec in ds:
         got = by_id[rec.id]
-        assert np.array_equal(got.instances.boxes[~rec.instances.iscrowd], rec.instances.boxes[~rec.instances.iscrowd])
+        for k in np.flatnonzero(~rec.instances.iscrowd):  # LabelMe's box is the extent of its polygons
+            segm = None if rec.instances.segmentation is None else decode_segmentation(rec.instances.segmentation[k])
+            pts = np.concatenate(segm).reshape(-1, 2) if segm else None
+            want = rec.instances.boxes[k].tolist() if pts is None else [*pts.min(0), *pts.max(0)]
+            assert got.instances.boxes[k].tolist() == want
         for k in np.flatnonzero(rec.instances.iscrowd):
             want = segmentation_mask(rec.instances.segmentation[k], rec.height, rec.width)
             assert np.array_equal(segmentation_mask(got.instances.segmentation[k], rec.height, rec.width), want)
@@ -365,11 +369,12 @@ def test_an_edited_object_is_written_from_its_geometry(fixtures, tmp_path):
     rec = ds[0]
     boxes = rec.instances.boxes.copy()
     boxes[0] = [40, 45, 140, 145]  # the first rectangle, moved
+    boxes[1] += 1e-13  # the circle: only float rounding (a COCO reader's shortest x + w), not an edit
     rec.instances.boxes = boxes
     labelme.write(ds, tmp_path, images="none")
     shapes = json.loads((tmp_path / "primitives.json").read_text())["shapes"]
     assert shapes[0]["label"] == "rectangle" and shapes[0]["points"] == [[40.0, 45.0], [140.0, 145.0]]
-    assert shapes[1]["points"] == [[195.0, 84.0], [225.0, 125.0]]  # the circle, untouched, as it was
+    assert shapes[1]["points"] == [[195.0, 84.0], [225.0, 125.0]]  # the circle, as it was
 
 
 def test_generated_tree_round_trip_keeps_groups_flags_and_does_not_embed(tmp_path):

@@ -483,12 +483,19 @@ def _cvat_rle(m: np.ndarray) -> tuple[str, int, int, int, int]:
     return ", ".join(map(str, runs)), x1, y1, x2 - x1 + 1, y2 - y1 + 1
 
 
+def _same_box(stored: Any, box: np.ndarray) -> bool:
+    """``box`` is the box parse() gave, up to float rounding (a COCO reader's ``x + w`` rounded to
+    its shortest decimal differs in the last bit): an edit or a transform moves it by far more."""
+    return (isinstance(stored, list) and len(stored) == 4 and all(isinstance(v, (int, float)) for v in stored)
+            and np.allclose(stored, box, rtol=1e-12, atol=0.0))
+
+
 def _stored(box: np.ndarray, segm: Any, ex: Mapping[str, Any] | None) -> dict | None:
     """The shape parse() read for this object, if the record still has the box and the kind of
     segmentation it gave (a box none, or a list when rotated; a polygon or ellipse a list; a mask an
     RLE): a record edited, or converted through a format that re-derived its masks, is written anew."""
     cv = (ex or {}).get("cvat")
-    if not (isinstance(cv, dict) and cv.get("type") in _AREA and cv.get("box") == box.tolist()):
+    if not (isinstance(cv, dict) and cv.get("type") in _AREA and _same_box(cv.get("box"), box)):
         return None
     kind = cv["type"]
     want = dict if kind == "mask" else list if kind != "box" or "geometry" in cv else type(None)

@@ -499,11 +499,18 @@ def _rect(box: Sequence[float]) -> list[list[float]]:
     return [[float(box[0]), float(box[1])], [float(box[2]), float(box[3])]]
 
 
+def _same_box(stored: Any, box: np.ndarray) -> bool:
+    """``box`` is the box parse() gave, up to float rounding (a COCO reader's ``x + w`` rounded to
+    its shortest decimal differs in the last bit): an edit or a transform moves it by far more."""
+    return (isinstance(stored, list) and len(stored) == 4 and all(isinstance(v, (int, float)) for v in stored)
+            and np.allclose(stored, box, rtol=1e-12, atol=0.0))
+
+
 def _stored_shapes(box: np.ndarray, segm: Any, ex: Mapping[str, Any] | None) -> list[dict] | None:
     """The shapes parse() read for this object, if its box is still the one they gave (the record
     was not edited); polygons take their points from the segmentation's rings, in order."""
     lm = (ex or {}).get("labelme")
-    if not isinstance(lm, dict) or not isinstance(lm.get("shapes"), list) or lm.get("box") != box.tolist():
+    if not isinstance(lm, dict) or not isinstance(lm.get("shapes"), list) or not _same_box(lm.get("box"), box):
         return None
     out, ring = [], 0
     rings = segm if isinstance(segm, list) else None
