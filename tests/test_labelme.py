@@ -282,6 +282,7 @@ BAD = [
     (_doc(shapes=[shape("cat", [[1e12, 1], [5, 1], [5, 5]])]), InvalidAnnotationError,
      r"x must be a finite pixel coordinate within \+-2147483647, found 1000000000000"),
     (_doc(shapes=[shape("cat", [["1", 1], [5, 1], [5, 5]])]), InvalidAnnotationError, r"x must be a number"),
+    (_doc(shapes=[shape("cat", [[1, 1], [5, True], [5, 5]])]), InvalidAnnotationError, r"y must be a number, found True"),
     (_doc(shapes=[shape("cat", [[1, 1], [5, 1], [5, 5]], "ellipse")]), InvalidAnnotationError,
      r"unknown shape_type 'ellipse'; expected one of polygon"),
     (_doc(shapes=[shape("", [[1, 1], [5, 1], [5, 5]])]), InvalidAnnotationError, r"label must be a non-empty"),

@@ -146,13 +146,23 @@ def _number(v: Any, where: str, what: str) -> float:
 def _points(shape: Mapping[str, Any], kind: str, where: str) -> list[list[float]]:
     """The shape's ``points`` as ``[[x, y], ...]`` floats, checked against the shape type."""
     pts = shape.get("points")
-    if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
+    if not isinstance(pts, list) or (pts and (set(map(type, pts)) != {list} or set(map(len, pts)) != {2})):
         raise InvalidAnnotationError(where, f"points must be a list of [x, y] pairs, found {pts!r}"[:300])
     lo, hi = SHAPE_TYPES[kind]
     if not lo <= len(pts) <= hi:
         need = f"{lo}" if lo == hi else f"at least {lo}"
         raise InvalidAnnotationError(where, f"a {kind} needs {need} points, found {len(pts)} (fix: redraw the "
                                             "shape, or delete it)")
+    # the common case in C (type sets, one array); anything odd goes value by value for its message
+    flat = [v for p in pts for v in p]
+    if set(map(type, flat)) <= {int, float}:
+        try:
+            a = np.array(flat, np.float64)
+        except OverflowError:  # an int beyond float64
+            a = None
+        # NaN propagates through max and fails <=, as does inf
+        if a is not None and (a.size == 0 or float(np.abs(a).max()) <= MAX_SIDE):
+            return a.reshape(-1, 2).tolist()
     return [[_number(p[0], where, "x"), _number(p[1], where, "y")] for p in pts]
 
 
@@ -196,7 +206,7 @@ def _png_mask(text: Any, where: str, w: int, h: int) -> np.ndarray:
 
 def _extent(pts: Sequence[Sequence[float]]) -> list[float]:
     a = np.asarray(pts, np.float64).reshape(-1, 2)
-    return [float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 0].max()), float(a[:, 1].max())]
+    return [*a.min(0).tolist(), *a.max(0).tolist()]
 
 
 # --------------------------------------------------------------------------- one file
@@ -349,8 +359,11 @@ def _geometry(area: list, where: str, w: int, h: int, circles: str) -> tuple[lis
             boxes.append([float(x1 + xs.min()), float(y1 + ys.min()), float(x1 + xs.max() + 1),
                           float(y1 + ys.max() + 1)] if len(xs) else [float(x1), float(y1), float(x1), float(y1)])
             has_region = True
-    b = np.asarray(boxes, np.float64)
-    box = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+    if len(boxes) == 1:
+        box = [float(v) for v in boxes[0]]
+    else:
+        box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        box = [float(v) for v in box]
     if not has_region:
         return box, None, 0
     if not masks:
