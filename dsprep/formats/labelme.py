@@ -204,7 +204,10 @@ def _png_mask(text: Any, where: str, w: int, h: int) -> np.ndarray:
     return arr.astype(bool) if arr.ndim == 2 else arr.any(axis=-1)
 
 
-def _extent(pts: Sequence[Sequence[float]]) -> list[float]:
+def _extent(pts: Sequence[Sequence[float]] | np.ndarray) -> list[float]:
+    if isinstance(pts, list) and pts:  # [[x, y], ...] floats from _points: faster than an array
+        xs, ys = zip(*pts)
+        return [min(xs), min(ys), max(xs), max(ys)]
     a = np.asarray(pts, np.float64).reshape(-1, 2)
     return [*a.min(0).tolist(), *a.max(0).tolist()]
 
