@@ -117,6 +117,12 @@ def test_detect(fixtures, tmp_path):
     coco = make_coco(tmp_path, splits=("val2017",))
     assert not labelme.detect(coco["root"]) and not labelme.detect(coco["json"]["val2017"])
     assert labelme.detect(make_labelme(tmp_path, layout="folder")["root"])
+    # dsprep's own output: side files at the top (beside), annotations/<split>/*.json (folder)
+    for layout in ("beside", "folder"):
+        out = tmp_path / f"out-{layout}"
+        assert main(["convert", "coco", str(coco["root"]), "--to", "labelme", "--out", str(out), "--images", "none",
+                     "--layout", layout]) == 0
+        assert (out / "dsprep-manifest.json").is_file() and detect_format(out) == "labelme"
 
 
 # --------------------------------------------------------------------------- generated trees

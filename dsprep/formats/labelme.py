@@ -100,8 +100,10 @@ def _looks_like_labelme(path: Path) -> bool:
 
 
 def detect(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds LabelMe JSONs: the first ``*.json`` at its top level (else in its
-    first sub-folder that has one) names ``"shapes"`` and ``"imagePath"``.
+    """Whether ``path`` holds LabelMe JSONs: the first ``*.json`` found breadth first (its top level,
+    then sub-folders in name order, 3 levels and 64 folders at most; dsprep's side files skipped)
+    names ``"shapes"`` and ``"imagePath"``. ``annotations/<split>/a.json`` (``layout="folder"``
+    of a dataset with splits) is found.
 
     Example:
         >>> detect("data_annotated")  # doctest: +SKIP
@@ -112,10 +114,21 @@ def detect(path: str | os.PathLike) -> bool:
         return path.suffix.lower() == ".json" and _looks_like_labelme(path)
     if not path.is_dir():
         return False
-    for folder in [path] + sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        first = next(iter(sorted(folder.glob("*.json"))), None)
+    queue, seen = [(path, 0)], 0
+    while queue and seen < 64:
+        folder, depth = queue.pop(0)
+        seen += 1
+        try:  # scandir: the entry types come with the listing (no stat per image file)
+            with os.scandir(folder) as it:
+                entries = sorted((e.name, e.is_dir(), e.is_file()) for e in it if not e.name.startswith("."))
+        except OSError:
+            continue
+        first = next((name for name, _, is_file in entries if is_file and name.lower().endswith(".json")
+                      and not (depth == 0 and name in _SIDE_FILES)), None)
         if first is not None:
-            return _looks_like_labelme(first)
+            return _looks_like_labelme(folder / first)
+        if depth < 3:
+            queue += [(folder / name, depth + 1) for name, is_dir, _ in entries if is_dir]
     return False
 
 
