@@ -104,8 +104,7 @@ def test_detect(fixtures, tmp_path):
         # imagenet's detect matches any folder of image folders (images/): a weak match that
         # detect_format ranks below every other format's; no other format claims these
         others = [n for n in FORMATS if n not in ("cvat", "imagenet") and get_format(n).detect(fixtures / sub)]
-        assert cvat.detect(fixtures / sub) and others == []
-    assert detect_format(fixtures / DM / "export_project") == "cvat"  # images/<subset>/: not image folders
+        assert cvat.detect(fixtures / sub) and others == [] and detect_format(fixtures / sub) == "cvat"
     assert not cvat.detect(fixtures / "datumaro/tests/assets/voc_dataset/voc_dataset1")
     assert not cvat.detect(fixtures / "datumaro/tests/assets/voc_dataset/voc_dataset1/Annotations/2007_000001.xml")
     assert not cvat.detect(make_coco(tmp_path, splits=("val2017",))["root"])
@@ -378,3 +377,9 @@ def test_a_box_off_by_float_rounding_keeps_its_stored_shape(fixtures, tmp_path):
         assert back.instances.extra[k]["cvat"]["type"] == kind
         if kind == "ellipse":
             assert back.instances.boxes[k].tolist() == rec.instances.boxes[k].tolist()
+
+
+def test_cli_detects_cvat_when_the_format_is_left_out(fixtures, capsys):
+    assert main(["info", str(fixtures / TWO / "cvat1.1")]) == 0
+    out = capsys.readouterr()
+    assert "detected format cvat" in out.err and "4 images, 23 objects" in out.out

@@ -408,3 +408,9 @@ def test_generated_tree_round_trip_keeps_groups_flags_and_does_not_embed(tmp_pat
     got = json.loads((embedded / "img2.json").read_text())
     assert base64.b64decode(got["imageData"]) == (exp["root"] / "img2.png").read_bytes()
     assert [r.instances for r in labelme.parse(embedded, workers=1)] == [r.instances for r in ds]
+
+
+def test_cli_detects_labelme_when_the_format_is_left_out(fixtures, capsys):
+    assert main(["info", str(fixtures / EX / "bbox_detection/data_annotated")]) == 0
+    out = capsys.readouterr()
+    assert "detected format labelme" in out.err and "9 objects" in out.out
