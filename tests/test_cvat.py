@@ -82,7 +82,8 @@ def test_datumaro_project_and_task_exports(fixtures):
     assert rec.instances.boxes.tolist() == [[0.0, 2.0, 4.0, 4.0]]
     assert rec.instances.extra[0]["cvat"] == {"type": "box", "occluded": 1, "z_order": 1, "box": [0.0, 2.0, 4.0, 4.0],
                                               "attributes": {"a1": "true", "a2": "v3", "a3": "0003", "a4": "2.4"}}
-    assert rec.source_id == 0 and rec.extra["cvat"]["task_id"] == "39"
+    # each subset's task numbers its images from 0: repeated ids are no source ids (kept in extra)
+    assert rec.source_id is None and rec.extra["cvat"]["id"] == "0" and rec.extra["cvat"]["task_id"] == "39"
     assert len(cvat.parse(fixtures / DM / "export_project", split="Train")) == 2
     with pytest.raises(UnknownNameError, match="Did you mean 'Train'"):
         cvat.parse(fixtures / DM / "export_project", split="train")

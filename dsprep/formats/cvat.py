@@ -439,6 +439,10 @@ def _records(images: list[dict], names: list[str], raw_labels: Mapping[str, str]
         return known[name]
 
     records = []
+    # a project export numbers each task's images from 0: ids that repeat name no single image, so
+    # they are not source ids (each stays in extra["cvat"]["id"] and is written back)
+    ids = [im["extra"].get("id") for im in images]
+    unique_ids = len(set(ids)) == len(ids)
     for im in images:
         objs = im["objects"]
         labels = [label_id(o[0], im["rel"]) for o in objs]
@@ -448,7 +452,7 @@ def _records(images: list[dict], names: list[str], raw_labels: Mapping[str, str]
         for s in [*im["extra"].get("shapes", ()), *im["extra"].get("tags", ())]:
             label_id(s["label"], im["rel"])
         tags = im["extra"].get("tags", [])
-        src = im["extra"].get("id")
+        src = im["extra"].get("id") if unique_ids else None
         records.append(Record(record_id_from_path(im["rel"]), im["rel"], im["w"], im["h"], im["split"],
                               label=known[tags[0]["label"]] if len(tags) == 1 else None, instances=inst,
                               source_id=int(src) if src is not None and src.strip().lstrip("-").isdigit() else src,
