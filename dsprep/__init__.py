@@ -1,9 +1,16 @@
 """dsprep: prepare, convert and load ImageNet, COCO, PASCAL VOC and Cityscapes.
 
 Importing ``dsprep`` does not import torch: the torch layer
-(:mod:`dsprep.loaders`, :mod:`dsprep.models`) is imported when first used.
+(:mod:`dsprep.loading`, :mod:`dsprep.models`) is imported when first used.
+
+This module is the package root: the one place that knows both the record
+model (:mod:`dsprep.records`, the ground floor) and the torch layer above
+it, so it is here that ``Dataset.torch`` and ``Dataset.loader`` are wired
+to :mod:`dsprep.loading` (``docs/architecture.md``).
 """
 from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -24,12 +31,37 @@ def parse(format: str, root, **options) -> Dataset:
     return get_format(format).parse(root, **options)
 
 
-def __getattr__(name: str):
+def _dataset_torch(self: Dataset, task: str | None = None, augment: Any = "none", **options: Any) -> Any:
+    """A map-style ``torch.utils.data.Dataset`` over these records: a
+    :class:`dsprep.loading.TorchDataset` (see it for ``augment`` and the options).
+
+    torch is imported now, not when records are.
+    """
+    from .loading.dataset import TorchDataset
+
+    return TorchDataset(self, task=task, augment=augment, **options)
+
+
+def _dataset_loader(self: Dataset, batch_size: int = 32, **options: Any) -> Any:
+    """A ``torch.utils.data.DataLoader`` with the task's collate, sampler and workers
+    (:func:`dsprep.loading.make_loader`; torch is imported now)."""
+    from .loading.build import make_loader
+
+    return make_loader(self, batch_size=batch_size, **options)
+
+
+_dataset_torch.__name__ = _dataset_torch.__qualname__ = "Dataset.torch"
+_dataset_loader.__name__ = _dataset_loader.__qualname__ = "Dataset.loader"
+Dataset.torch = _dataset_torch  # type: ignore[method-assign]
+Dataset.loader = _dataset_loader  # type: ignore[method-assign]
+
+
+def __getattr__(name: str) -> Any:
     # The torch layer on first use only: ``import dsprep`` stays torch-free.
     if name in ("to_device", "make_loader"):
-        from . import loaders
+        from . import loading
 
-        return getattr(loaders, name)
+        return getattr(loading, name)
     raise AttributeError(f"module 'dsprep' has no attribute {name!r}")
 
 

@@ -31,7 +31,7 @@ import enum
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -417,11 +417,22 @@ class Dataset:
         root: the directory that record paths are relative to.
         format: the format name it was parsed from.
 
+    The torch layer's entry points, ``ds.torch(task=..., augment=...)`` (a
+    :class:`dsprep.loading.TorchDataset`) and ``ds.loader(batch_size, ...)``
+    (:func:`dsprep.loading.make_loader`), are attached by the package root
+    (``dsprep/__init__.py``): this module is the ground floor and names no
+    layer above it (``docs/architecture.md``). torch is imported when they
+    are first called.
+
     Example:
         >>> ds = Dataset([Category(1, "cat")], [Record("a", "a.jpg", 8, 8, "train")])
         >>> len(ds), list(ds.splits)
         (1, ['train'])
     """
+
+    # Set on the class by dsprep/__init__.py (see above); declared here for readers and type checkers.
+    torch: Callable[..., Any]
+    loader: Callable[..., Any]
 
     def __init__(self, categories: Iterable[Category], records: Iterable[Record] | "LazyRecords", *,
                  splits: Mapping[str, Sequence[str]] | None = None, info: Mapping[str, Any] | None = None,
@@ -577,21 +588,6 @@ class Dataset:
             recs.append(r.replace(instances=inst, label=label))
         return Dataset(cats, recs, splits=self.splits, info=self.info, root=self.root,
                        format=self.format), mapping
-
-    def torch(self, task: str | None = None, transform: Any = None, **options: Any) -> Any:
-        """A map-style ``torch.utils.data.Dataset`` over these records (see :mod:`dsprep.loaders`).
-
-        torch is imported here, not when records are: this module stays torch-free.
-        """
-        from .loaders import TorchDataset
-
-        return TorchDataset(self, task=task, transform=transform, **options)
-
-    def loader(self, batch_size: int = 32, **options: Any) -> Any:
-        """A ``torch.utils.data.DataLoader`` with the task's collate (see :func:`dsprep.loaders.make_loader`)."""
-        from .loaders import make_loader
-
-        return make_loader(self, batch_size=batch_size, **options)
 
     def stats(self) -> dict[str, Any]:
         """Per split: images, objects, per-category object and image counts, COCO size

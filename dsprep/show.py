@@ -79,14 +79,14 @@ def _has_instance_masks(ds: Dataset) -> bool:
 def _sample_source(ds: Dataset, task: str, augment: bool, seed: int) -> tuple[Any, list[str], list[int]]:
     """The torch dataset the tiles are drawn from, the class names its labels (or mask values)
     index, and each name's colour index (a class keeps its colour across tasks)."""
-    from .loaders import TorchDataset
+    from .loading import TorchDataset
 
     options: dict[str, Any] = {}
     names = ds.class_names()
     if task in ("detection", "keypoints"):
         options["masks"] = _has_instance_masks(ds)
     elif task == "segmentation":
-        from .train import segmentation_classes
+        from .loading.luts import segmentation_classes
 
         names, options = segmentation_classes(ds)
     tds = TorchDataset(ds, task=task, augment="default" if augment else "none", seed=seed, **options)

@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MissingFileError, OutputExistsError, UnknownNameError, check_choice
+from .loading.luts import segmentation_classes
 from .records import Dataset
 
-__all__ = ["TrainConfig", "train", "TASKS"]
+__all__ = ["TrainConfig", "train", "TASKS", "segmentation_classes"]
 
 log = logging.getLogger(__name__)
 TASKS = ("classification", "crops", "segmentation")
@@ -96,21 +97,6 @@ def _pick_device(name: str) -> torch.device:
 
 
 # -- classes per task -----------------------------------------------------------------------------
-
-def segmentation_classes(ds: Dataset) -> tuple[list[str], dict[str, Any]]:
-    """Class names of the semantic masks and the loader options that produce them.
-
-    Cityscapes: the 19 train ids (``mask_lut="train_id"``). VOC: background plus
-    the categories in order (mask index 0 = background, i = i-th category).
-    Otherwise the category names, masks taken as category positions.
-    """
-    names = ds.info.get("train_id_names")
-    if names:
-        return list(names), {"mask_lut": "train_id"}
-    if ds.format == "voc":
-        return ["background", *ds.class_names()], {}
-    return ds.class_names(), {}
-
 
 # -- metrics ----------------------------------------------------------------------------------------
 
@@ -262,7 +248,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
         >>> ds = dsprep.parse("coco", "shapes-coco/")                             # doctest: +SKIP
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
-    from .loaders import TorchDataset, make_loader, to_device
+    from .loading import TorchDataset, make_loader, to_device
     from ._io import progress
     from .models import create_model, trainable_parameters
 
@@ -441,7 +427,7 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
 @torch.no_grad()
 def _validate(model: torch.nn.Module, loader: Any, task: str, c: int, names: list[str], device: torch.device,
               channels_last: bool, amp: bool, autocast_dtype: torch.dtype) -> tuple[dict, list]:
-    from .loaders import to_device
+    from .loading import to_device
 
     model.eval()
     loss_sum, n, ys, ps = 0.0, 0, [], []

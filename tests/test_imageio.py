@@ -1,4 +1,4 @@
-"""Decoding rules of dsprep.imageio: by content, EXIF orientation, modes, draft, bad files."""
+"""Decoding rules of dsprep.loading.decode: by content, EXIF orientation, modes, draft, bad files."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from PIL import Image
 
 from dsprep._io import image_size
 from dsprep.errors import MalformedFileError, MissingFileError
-from dsprep.imageio import ImageSource, decode_image, decode_mask
+from dsprep.loading.decode import ImageSource, decode_image, decode_mask
 
 
 def _gradient(w: int, h: int) -> np.ndarray:

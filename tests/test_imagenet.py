@@ -457,7 +457,7 @@ def test_listing_builds_no_records_until_asked_and_its_columns_are_the_records(t
     monkeypatch.setattr(imagenet._Listing, "build", lambda self: builds.append(1) or real_build(self))
 
     ds = imagenet.parse(tmp_path)
-    from dsprep.loaders import RecordTable
+    from dsprep.loading import RecordTable
     n, splits, table = len(ds), ds.splits, RecordTable(ds)
     fields = [f.name for f in dataclasses.fields(Record)]
     cols = {f: ds.column(f) for f in fields}

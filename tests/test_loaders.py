@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dsprep import transforms as T
 from dsprep.errors import FormatError, InvalidAnnotationError, MalformedFileError, UnknownNameError
-from dsprep.loaders import (Collate, EpochSampler, GroupedBatchSampler, Loader, RecordTable, Skipped,
+from dsprep.loading import transforms as T
+from dsprep.loading import (Collate, EpochSampler, GroupedBatchSampler, Loader, RecordTable, Skipped,
                             TorchDataset, make_loader, to_device)
 from dsprep.records import Category, Dataset, Instances, Record
 
@@ -404,15 +404,15 @@ def test_loader_batches_are_contiguous_uint8(ds):
 
 def test_package_level_names_load_the_torch_layer_lazily():
     import dsprep
-    import dsprep.loaders
+    import dsprep.loading
 
-    assert dsprep.to_device is dsprep.loaders.to_device and dsprep.make_loader is dsprep.loaders.make_loader
+    assert dsprep.to_device is dsprep.loading.to_device and dsprep.make_loader is dsprep.loading.make_loader
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         dsprep.nope
 
 
 def test_device_loader_on_cpu_converts_every_batch(ds):
-    from dsprep.loaders import DeviceLoader
+    from dsprep.loading import DeviceLoader
 
     loader = make_loader(ds, batch_size=5, task="detection", augment="eval", min_size=16, num_workers=0)
     batches = list(DeviceLoader(loader, "cpu", dtype=torch.float32, mean=None, std=None))
@@ -426,7 +426,7 @@ def test_device_loader_on_cpu_converts_every_batch(ds):
 def test_worker_init_fn_seeds_numpy_and_random_from_the_worker_seed():
     import random
 
-    from dsprep.loaders import worker_init_fn
+    from dsprep.loading import worker_init_fn
 
     np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
     try:

@@ -172,7 +172,7 @@ def _save(path, arr, mode=None, palette=False):
 
 def test_read_label_png_keeps_stored_values(tmp_path):
     from dsprep.eval.segmentation import read_label_image
-    from dsprep.imageio import decode_mask
+    from dsprep.loading.decode import decode_mask
     from dsprep.masks import read_id_png, read_label_png
 
     ids = np.arange(H * W, dtype=np.uint16).reshape(H, W) * 60 + 7  # up to 46087: needs 16 bits

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dsprep import transforms as T
-from dsprep.imageio import ImageSource
+from dsprep.loading import transforms as T
+from dsprep.loading.decode import ImageSource
 
 
 def _scene(w: int = 64, h: int = 48):

@@ -1232,10 +1232,9 @@ def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.nda
     readers = dataset.info.get("mask_readers")
     named = readers.get(kind) if isinstance(readers, Mapping) and kind is not None else None
     if named:
-        import importlib
+        from ..masks import semantic_readers
 
-        module, _, attr = str(named).partition(":")
-        return np.asarray(getattr(importlib.import_module(module), attr)(path, kind))
+        return np.asarray(semantic_readers(dataset)[kind](path, kind))
     from ..masks import read_label_png
 
     return read_label_png(path)

@@ -209,7 +209,7 @@ def bench_floor(data: Path, n: int, res: dict) -> None:
 
 
 def bench_cls(data: Path, workers: int, res: dict) -> None:
-    from dsprep.loaders import make_loader, to_device
+    from dsprep.loading import make_loader, to_device
 
     print(f"classification, RandomResizedCrop(224) + flip, batch 64, {workers} workers:")
     ds = dsprep_classification(data)
@@ -238,7 +238,7 @@ def bench_cls(data: Path, workers: int, res: dict) -> None:
 
 
 def bench_det(data: Path, workers: int, res: dict) -> None:
-    from dsprep.loaders import make_loader
+    from dsprep.loading import make_loader
 
     print(f"detection, flip + resize shorter side 512, batch 8, {workers} workers:")
     ds = dsprep_coco(data)
@@ -290,7 +290,7 @@ class _TVSeg(tud.Dataset):
 
 
 def bench_seg(data: Path, workers: int, res: dict) -> None:
-    from dsprep.loaders import make_loader
+    from dsprep.loading import make_loader
 
     print(f"segmentation, random scale 0.5-2 + crop 512 (pad 255) + flip, batch 8, {workers} workers:")
     ds = dsprep_coco(data, masks=True)
@@ -398,7 +398,7 @@ def _peak_during(loader) -> dict:
 
 def bench_mem(n_images: int, boxes_per_image: int, workers: int, res: dict,
               kinds: tuple[str, ...] = ("list of dicts", "dsprep RecordTable")) -> None:
-    from dsprep.loaders import RecordTable
+    from dsprep.loading import RecordTable
     from dsprep.records import Category, Dataset, Instances, Record
 
     print(f"memory: {n_images} records x {boxes_per_image} boxes, {workers} workers reading every record:")

@@ -47,8 +47,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from .errors import check_choice
-from .imageio import ImageSource
+from ..errors import check_choice
+from .decode import ImageSource
 
 __all__ = [
     "COCO_PERSON_FLIP_MAP", "CenterCrop", "ColorJitter", "Compose", "HFlip", "Letterbox", "Plan",

@@ -1,4 +1,4 @@
-"""Image and mask decoding for the torch layer.
+"""Image and mask decoding for the torch layer (no torch here).
 
 Rules (see ``docs/loading.md``):
 
@@ -22,7 +22,11 @@ indices (VOC ``SegmentationClass``: class index, 255 = void), ``L`` gives
 grey levels (Cityscapes ``labelIds``), ``I;16`` gives 16-bit values
 (Cityscapes ``instanceIds``, ``id * 1000 + k``).
 
-No torch here.
+:class:`ImageSource` is the decode seam: the dataset opens each image as
+one (``TorchDataset._open_checked``), the transforms read its ``size`` and
+decode it at the scale they need. A faster JPEG path (decoding at the
+output's scale in one step) is one more module here providing the same
+``size``, ``decode(scale)`` and ``close()``.
 """
 from __future__ import annotations
 
@@ -33,11 +37,11 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._io import exif_orientation
-from .errors import MalformedFileError, MissingFileError
-from .masks import read_label_png
+from .._io import exif_orientation
+from ..errors import MalformedFileError, MissingFileError
+from ..masks import read_label_png
 
-__all__ = ["ImageSource", "decode_image", "decode_mask", "open_image"]
+__all__ = ["ImageSource", "decode_image", "decode_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +175,6 @@ def _to_rgb(im: Image.Image, path: str) -> Image.Image:
         return im.convert("RGB")
     except (ValueError, OSError) as err:
         raise MalformedFileError(path, f"cannot convert image mode {mode!r} to RGB ({err})") from None
-
-
-def open_image(path: str | os.PathLike) -> ImageSource:
-    """Open an image for decoding (header only). See :class:`ImageSource`.
-
-    Example:
-        >>> open_image("a.png").size  # doctest: +SKIP
-        (64, 48)
-    """
-    return ImageSource(path)
 
 
 def decode_image(path: str | os.PathLike) -> np.ndarray:
