@@ -57,15 +57,10 @@ def _font(size: int) -> Any:
 
 def show_task(ds: Dataset) -> str:
     """What ``show`` draws by default: keypoints, else objects, else semantic masks, else image labels."""
-    instances = ds.column("instances")
-    if any(inst.keypoints is not None and len(inst) for inst in instances):
-        return "keypoints"
-    if any(map(len, instances)):
-        return "detection"
-    if any(ds.column("mask_path")) or (
-            ds.info.get("mask_readers") and any(e.get("semantic_source") for e in ds.column("extra"))):
-        return "segmentation"
-    return "classification"
+    from .loading.dataset import dataset_tasks
+
+    tasks = dataset_tasks(ds)
+    return next((t for t in ("keypoints", "detection", "segmentation") if t in tasks), "classification")
 
 
 def _has_instance_masks(ds: Dataset) -> bool:

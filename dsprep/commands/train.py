@@ -51,7 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine schedule)")
     p.add_argument("--image-size", type=int, default=224, help="input side (segmentation: crop side)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: min(4, cores))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes (default on a CPU: 0, loading in the training process, with 4 "
+                        "cores or fewer, else a quarter of the cores up to 4, the model keeping the rest; "
+                        "with CUDA: min(4, cores))")
     p.add_argument("--seed", type=int, default=0, help="weights, shuffling and augmentation seed")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when available, else CPU")
@@ -61,7 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="channels_last memory format (default: on; faster for ResNets on CPU and CUDA)")
     p.add_argument("--out", default="dsprep-train", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="only the epoch lines: no progress bar (on a terminal) and no progress lines at every "
+                        "10%% of a long epoch (elsewhere: CI logs, nohup)")
 
 
 # dsprep.load's task per dataset for each training task: crops need the object boxes
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         ds = get_format(args.format).parse(args.root, progress=False, **extra)
     else:
         raise UnknownNameError("give FORMAT ROOT, or --dataset NAME")
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, check_task, train
 
     splits = ds.splits
     # Splits whose labels are placeholders (Cityscapes test) train and validate nothing.
@@ -133,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         val_ds = ds.subset(val_name) if val_name and val_name != tr else None
     else:
         train_ds, val_ds, tr, val_name = ds, None, "all", None
+    check_task(train_ds, args.task)  # before the banner: VOC has no image labels for classification
     cfg = TrainConfig(task=args.task, model=args.model, weights=args.weights, finetune=args.finetune,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                       workers=args.workers, seed=args.seed, device=args.device, amp=args.amp,
