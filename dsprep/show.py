@@ -21,7 +21,7 @@ import numpy as np
 
 from .records import Dataset
 
-__all__ = ["show", "draw_sample", "colour_for", "show_task", "font_size", "header_height", "TINT"]
+__all__ = ["show", "draw_sample", "colour_for", "show_task", "font_size", "header_height", "label_font", "TINT"]
 
 TINT = 0.45  # a mask pixel becomes (1 - TINT) * image + TINT * class colour
 SHOW_TASKS = ("detection", "keypoints", "segmentation", "classification")
@@ -46,7 +46,8 @@ def header_height(cell: int) -> int:
 
 
 @lru_cache(maxsize=8)
-def _font(size: int) -> Any:
+def label_font(size: int) -> Any:
+    """Pillow's scalable default font at ``size`` px (Pillow >= 10.1), else its small bitmap font."""
     from PIL import ImageFont
 
     try:
@@ -110,7 +111,7 @@ def _label(draw: Any, xy: tuple[float, float], text: str, colour: tuple[int, int
     With ``placed`` (the rectangles of earlier labels), a label that would cover one
     of them is not drawn (returns False); the drawn one's rectangle is appended.
     """
-    font = _font(size)
+    font = label_font(size)
     tw = int(draw.textlength(text, font=font)) + 8
     th = size + 6
     x = int(min(max(xy[0], bounds[0]), max(bounds[0], bounds[2] - tw)))
@@ -127,7 +128,7 @@ def _label(draw: Any, xy: tuple[float, float], text: str, colour: tuple[int, int
 
 def _fit(draw: Any, text: str, size: int, width: int) -> str:
     """``text`` cut from the left ("...tail") so that it fits ``width`` pixels."""
-    font = _font(size)
+    font = label_font(size)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength("..." + text, font=font) > width:
@@ -219,10 +220,10 @@ def draw_sample(image: Any, target: Mapping[str, Any], names: Sequence[str], *, 
         ys, xs = np.nonzero(sem == v)
         j = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
         _label(draw, (ox + xs[j], oy + ys[j] - (fs + 6) // 2), name(v), col(v), fs, bounds, placed)
-    draw.text((4, 4), _fit(draw, title, fs, cell - 8), fill=(230, 230, 230), font=_font(fs))
+    draw.text((4, 4), _fit(draw, title, fs, cell - 8), fill=(230, 230, 230), font=label_font(fs))
     if caption:
         draw.rectangle([ox, oy + dh - fs - 8, ox + dw - 1, oy + dh - 1], fill=(0, 0, 0))
-        draw.text((ox + 4, oy + dh - fs - 6), _fit(draw, caption, fs, dw - 8), fill=(255, 255, 255), font=_font(fs))
+        draw.text((ox + 4, oy + dh - fs - 6), _fit(draw, caption, fs, dw - 8), fill=(255, 255, 255), font=label_font(fs))
     return tile
 
 

@@ -275,21 +275,24 @@ def _pillow_curves(epochs: list[int], series: dict[str, list], path: Path, key: 
 
 
 def _prediction_grid(samples: list[tuple[torch.Tensor, int, int]], names: list[str], path: Path) -> None:
-    """A grid of (uint8 image, true, predicted); green title when right, red when wrong."""
+    """A grid of (uint8 image, true, predicted); the prediction green when right, red when wrong."""
     from PIL import Image, ImageDraw
 
-    cell = 112
-    cols = 4
+    from .show import font_size, label_font
+
+    cell, cols = 160, 4
+    fs = font_size(cell)
+    head = 2 * (fs + 4) + 4
     rows = max(1, math.ceil(len(samples) / cols))
-    grid = Image.new("RGB", (cols * cell, rows * (cell + 24)), (24, 24, 24))
+    grid = Image.new("RGB", (cols * cell, rows * (cell + head)), (24, 24, 24))
     d = ImageDraw.Draw(grid)
     for k, (img, t, p) in enumerate(samples):
         im = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).resize((cell, cell))
-        x, y = (k % cols) * cell, (k // cols) * (cell + 24)
-        grid.paste(im, (x, y + 24))
+        x, y = (k % cols) * cell, (k // cols) * (cell + head)
+        grid.paste(im, (x, y + head))
         col = (80, 220, 80) if t == p else (240, 80, 80)
-        d.text((x + 2, y + 1), f"true {names[t]}"[:20], fill=(230, 230, 230))
-        d.text((x + 2, y + 12), f"pred {names[p]}"[:20], fill=col)
+        d.text((x + 4, y + 2), f"true {names[t]}"[:22], fill=(230, 230, 230), font=label_font(fs))
+        d.text((x + 4, y + fs + 6), f"pred {names[p]}"[:22], fill=col, font=label_font(fs))
     grid.save(path)
 
 

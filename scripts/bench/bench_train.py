@@ -107,13 +107,13 @@ def bare(args: argparse.Namespace) -> dict:
     return {"images_per_s": ips, "threads": torch.get_num_threads()}
 
 
-def run_train(args: argparse.Namespace) -> dict:
+def run_train(args: argparse.Namespace, src: Path = ROOT) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-train-"))
     cmd = [sys.executable, "-m", "dsprep", "train", "imagenet", str(args.data), "--model", args.model,
            "--image-size", str(args.size), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
            "--out", str(out / "run"), *args.train_args.split()]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env=_env(args), stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, cwd=src, env=_env(args, src), stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     shutil.rmtree(out)
@@ -132,8 +132,8 @@ def run_bare(args: argparse.Namespace) -> dict:
     return res
 
 
-def _env(args: argparse.Namespace) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _env(args: argparse.Namespace, src: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src)}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     return env
@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for both (default: torch's)")
     ap.add_argument("--train-args", default="", help="extra `dsprep train` arguments (a variant)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another dsprep source tree (e.g. `git archive` of an older commit): its "
+                         "`dsprep train` runs as a third contestant, 'before'")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -166,21 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "train").is_dir():
         make_data(args.data, args.images, args.size)
     print(f"# uptime before: {_uptime()}", flush=True)
+    names = ["train", "bare"] + (["before"] if args.before else [])
+    contestants = [n for n in names if n != "bare"]  # each compared with the bare loop of its round
     rounds = []
     for r in range(args.rounds):
-        pair = {}
-        for name in (("train", "bare") if r % 2 == 0 else ("bare", "train")):
-            res = run_train(args) if name == "train" else run_bare(args)
+        pair: dict = {}
+        for name in names[r % len(names):] + names[:r % len(names)]:  # the order rotates
+            res = (run_bare(args) if name == "bare" else
+                   run_train(args, args.before if name == "before" else ROOT))
             res["median_images_per_s"] = statistics.median(res["images_per_s"][1:] or res["images_per_s"])
             pair[name] = res
-        pair["ratio"] = pair["train"]["median_images_per_s"] / pair["bare"]["median_images_per_s"]
+        line = f"round {r + 1}: " + " | ".join(
+            f"{n} {pair[n]['median_images_per_s']:.1f} img/s ({pair[n]['wall_s']:.0f} s wall)" for n in names)
+        for n in contestants:
+            pair[f"ratio_{n}"] = pair[n]["median_images_per_s"] / pair["bare"]["median_images_per_s"]
+            line += f" | {n} / bare {pair[f'ratio_{n}']:.2f}"
         rounds.append(pair)
-        print(f"round {r + 1}: train {pair['train']['median_images_per_s']:.1f} img/s "
-              f"({pair['train']['wall_s']:.0f} s wall, val top1 {pair['train']['val_top1'][-1]}) | "
-              f"bare {pair['bare']['median_images_per_s']:.1f} img/s | ratio {pair['ratio']:.2f}", flush=True)
-    summary = {"median_ratio": statistics.median(p["ratio"] for p in rounds), "uptime_after": _uptime(),
-               "args": {k: str(v) for k, v in vars(args).items()}, "rounds": rounds}
-    print(f"median ratio train / bare: {summary['median_ratio']:.2f}")
+        print(line + f" | val top1 {pair['train']['val_top1'][-1]}", flush=True)
+    summary = {n: statistics.median(p[f"ratio_{n}"] for p in rounds) for n in contestants}
+    summary.update(uptime_after=_uptime(), args={k: str(v) for k, v in vars(args).items()}, rounds=rounds)
+    for n in contestants:
+        print(f"median ratio {n} / bare: {summary[n]:.2f}")
     print(f"# uptime after: {summary['uptime_after']}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
