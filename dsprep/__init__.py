@@ -15,9 +15,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .catalog import load
-from .convert import convert
+from .conversion import convert
 from .errors import (DatasetNotFoundError, DsprepError, FormatError, InvalidAnnotationError,
-                     MalformedFileError, MissingFileError, OutputExistsError, UnknownNameError)
+                     MalformedFileError, MissingFileError, OutputExistsError, OutputLockedError,
+                     PathEscapeError, UnknownNameError)
 from .formats import FORMATS, detect_format, get_format
 from .records import BoxFormat, Category, Dataset, Instances, Record, convert_boxes
 
@@ -56,18 +57,28 @@ Dataset.torch = _dataset_torch  # type: ignore[method-assign]
 Dataset.loader = _dataset_loader  # type: ignore[method-assign]
 
 
+# Names of the torch layer, imported from dsprep.loading on first use: `import dsprep` stays
+# torch-free (`from dsprep import *` does import torch, as it asks for every name).
+_TORCH_NAMES = ("make_loader", "to_device")
+
+
 def __getattr__(name: str) -> Any:
-    # The torch layer on first use only: ``import dsprep`` stays torch-free.
-    if name in ("to_device", "make_loader"):
+    if name in _TORCH_NAMES:
         from . import loading
 
         return getattr(loading, name)
     raise AttributeError(f"module 'dsprep' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TORCH_NAMES))
+
+
+# The public API, listed once (pinned by tests/test_public_api.py). ``dsprep.__version__`` is
+# metadata, not part of it.
 __all__ = sorted([
     "BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS",
     "FormatError", "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError",
-    "OutputExistsError", "Record", "UnknownNameError", "convert", "convert_boxes", "detect_format",
-    "get_format", "load", "parse", "__version__",
+    "OutputExistsError", "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "convert",
+    "convert_boxes", "detect_format", "get_format", "load", "parse", *_TORCH_NAMES,
 ])

@@ -10,15 +10,15 @@ import logging
 import os
 import shutil
 import sys
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from .errors import MalformedFileError, MissingFileError, OutputExistsError, check_choice
+from ._paths import checked_output_path
+from .errors import InvalidAnnotationError, MalformedFileError, MissingFileError, check_choice
 
-__all__ = ["IMAGE_MODES", "atomic_output", "default_workers", "gc_paused", "image_size", "parallel_map",
-           "place_image", "progress", "read_json_object"]
+__all__ = ["IMAGE_MODES", "default_workers", "gc_paused", "image_size", "json_bytes", "parallel_map", "place_image",
+           "process_pool", "progress", "read_json_object"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,8 +42,10 @@ def read_json_object(path: str | os.PathLike) -> dict:
         doc = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise MissingFileError(str(path), "file not found") from None
-    except orjson.JSONDecodeError as err:
+    except orjson.JSONDecodeError as err:  # syntax, UTF-8, nesting past 1024 levels
         raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    except OSError as err:  # a directory, a symlink loop, no permission
+        raise MalformedFileError(str(path), f"cannot read ({err.strerror or err})") from None
     if not isinstance(doc, dict):
         raise MalformedFileError(str(path), f"expected a JSON object, found {type(doc).__name__}")
     return doc
@@ -65,6 +67,30 @@ def json_default(obj):
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def json_bytes(obj: Any, where: str) -> bytes:
+    """``obj`` as JSON by orjson (numpy values as numbers, see :func:`json_default`).
+
+    A value passed through from the input that JSON writers cannot hold (an
+    integer beyond 64 bits, text with a lone surrogate) is a named error, not
+    orjson's bare ``TypeError``.
+
+    Raises:
+        InvalidAnnotationError: naming ``where`` and the value's path in ``obj``.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(obj, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        from ._checks import json_problem
+
+        problem = json_problem(obj)
+        if problem is None:
+            raise
+        raise InvalidAnnotationError(f"{where}{problem[0]}", "cannot write a value that came from the input: "
+                                     + problem[1]) from None
 
 
 @contextlib.contextmanager
@@ -118,36 +144,51 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
     Raises:
         MissingFileError: the file does not exist.
-        MalformedFileError: Pillow cannot identify it as an image.
+        MalformedFileError: Pillow cannot identify it as an image, or it is past
+            Pillow's decompression-bomb limit (``kind="image_too_large"``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ._checks import image_error
 
     try:
         with Image.open(path) as im:
             w, h = im.size
             orientation = exif_orientation(im)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "image file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot read image header ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad header (see image_error)
+        raise image_error(path, err, "image file (header)") from None
     if orientation in _TRANSPOSING_ORIENTATIONS:
         w, h = h, w
     return int(w), int(h)
 
 
-def place_image(src: Path, dst: Path, mode: str) -> bool:
-    """Put ``src`` at ``dst`` by ``mode`` (``link``: symlink, ``copy``, ``none``).
+def place_image(src: Path, out: Path, rel: str, mode: str) -> bool:
+    """Put the image ``src`` at ``out / rel`` by ``mode`` (``link``: symlink, ``copy``, ``none``).
 
-    Returns False when the source is missing (the caller counts and reports it).
-    A hard link is not used: it would let a later edit of the output modify the input.
+    ``rel`` is checked by :func:`dsprep._paths.output_path` first (inside ``out``,
+    never through a link placed earlier). Nothing already in ``out`` is replaced:
+    placing the same source at the same name again is a no-op (two records of one
+    file), a different one is an error. A hard link is not used: it would let a
+    later edit of the output modify the input.
+
+    Returns:
+        False when ``src`` is missing or not a regular file (the caller counts and
+        reports it); True otherwise (also for ``none``).
+
+    Raises:
+        PathEscapeError: ``rel`` leaves ``out`` or reaches through a placed link.
+        InvalidAnnotationError: another image was already placed at ``rel``.
     """
     if mode == "none":
         return True
-    if not src.exists():
+    if not os.path.isfile(src):
         return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
+    dst = checked_output_path(out, rel, what="image", placing=True)
+    if os.path.lexists(dst):
+        if _placed_from(dst, src, mode):
+            return True
+        raise InvalidAnnotationError(str(rel), f"two different images would be placed at {dst} ({src} and "
+                                               "one placed before); record paths must be distinct files")
     if mode == "link":
         os.symlink(os.path.abspath(src), dst)
     else:
@@ -155,36 +196,13 @@ def place_image(src: Path, dst: Path, mode: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def atomic_output(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``out``; rename it to ``out`` on success.
-
-    On error the temporary directory is removed and ``out`` is left as it was.
-
-    Raises:
-        OutputExistsError: ``out`` exists and ``overwrite`` is False.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
-        tmp.rename(out)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-    else:
-        tmp.rename(out)
+def _placed_from(dst: str, src: Path, mode: str) -> bool:
+    """Whether ``dst`` is ``src`` placed by ``mode`` already (a link to it, or its copy: copy2
+    keeps size and modification time)."""
+    if mode == "link":
+        return os.path.islink(dst) and os.readlink(dst) == os.path.abspath(src)
+    a, b = os.stat(src), os.lstat(dst)
+    return not os.path.islink(dst) and (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
 
 
 def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
@@ -219,8 +237,70 @@ def parallel_map(fn: Callable[[Sequence[T]], R], items: Sequence[T], *, workers:
     chunks = [list(items[i:i + chunk]) for i in range(0, len(items), chunk)]
     if workers <= 1 or len(chunks) <= 1:
         return [fn(c) for c in progress(chunks, total=len(chunks), desc=desc, enabled=show_progress)]
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+    with process_pool(min(workers, len(chunks))) as pool:
         return list(progress(pool.map(fn, chunks), total=len(chunks), desc=desc, enabled=show_progress))
+
+
+@contextlib.contextmanager
+def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool whose workers never outlive this process, nor an interrupted map.
+
+    Each worker asks the kernel to kill it when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere a thread that watches the
+    parent pid), so a ``kill -9`` of dsprep does not leave workers running and
+    holding the caller's pipes. Workers ignore SIGINT and die on SIGTERM: the
+    parent owns clean-up. If the block raises (an error, Ctrl-C, SIGTERM turned
+    into an exception by :mod:`dsprep._outdir`), pending work is cancelled and the
+    workers are terminated instead of finishing every queued chunk first.
+    """
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        # Python 3.14 has terminate_workers(); before it the processes are only in _processes
+        stop = getattr(pool, "terminate_workers", None)
+        if stop is not None:
+            stop()
+        else:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _worker_init(parent: int) -> None:
+    """Pool-worker start-up: die with the parent (see :func:`process_pool`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked copy of the parent's handler would clean up OUT
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+    if not armed:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="dsprep-parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def check_images_mode(mode: str) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from ._shardio import is_url
 from .errors import DatasetNotFoundError, UnknownNameError, check_choice
 from .formats import get_format
 from .records import Dataset
@@ -279,7 +280,8 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
             None with ``format=`` and ``root=`` to load any folder.
         split: one split (see :data:`KNOWN`); default every split found.
         root: the dataset root; default ``$DSPREP_DATA/<name>``, then
-            ``~/datasets/<name>``.
+            ``~/datasets/<name>``. With ``format="shards"``, a URL too
+            (``http(s)://``, ``s3://``, ``file://``; needs ``dsprep[remote]``).
         format: the format of ``root`` when no ``name`` is given.
         task: ``imagenet``: classification | localization (LOC boxes);
             ``coco``: instances | keypoints | captions | panoptic;
@@ -300,17 +302,20 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
     Example:
         >>> ds = dsprep.load("cityscapes", split="val")  # doctest: +SKIP
         >>> ds = dsprep.load(format="voc", root="VOCdevkit/VOC2007", split="test")  # doctest: +SKIP
+        >>> ds = dsprep.load(format="shards", root="https://host/imagenet-shards", split="train")  # doctest: +SKIP
     """
     if name is None:
         if format is None or root is None:
             raise UnknownNameError(f"load() needs a dataset name ({', '.join(KNOWN)}), "
                                    f"or format= and root= for any folder")
         fmt = get_format(format)
+        if task is not None:
+            options["task"] = task
+        if is_url(root):  # shards on a server or object store: the format reads it (fsspec)
+            return fmt.parse(str(root), split=split, **options)
         base = Path(root).expanduser()
         if not base.exists():
             raise DatasetNotFoundError(f"{base}: no such file or directory (expected a {format} dataset)")
-        if task is not None:
-            options["task"] = task
         return fmt.parse(base, split=split, **options)
 
     check_choice("dataset", name, KNOWN)

@@ -1,11 +1,12 @@
-"""The ``dsprep`` command line: ``dsprep convert | info | validate | split | show | synth | train | eval``.
+"""The ``dsprep`` command line: ``dsprep convert | info | validate | split | show | synth | train | eval | shards``.
 
 Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
 (one line), ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)``
 and ``run(args) -> int``. Command modules import heavy libraries (torch,
 matplotlib) inside ``run`` only, so ``dsprep convert`` starts without them.
 
-Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage.
+Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage, 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from ._outdir import Terminated
 from .errors import DsprepError
 
 __all__ = ["main"]
@@ -30,6 +32,7 @@ COMMANDS = {
     "synth": "dsprep.commands.synth",
     "train": "dsprep.commands.train",
     "eval": "dsprep.commands.eval",
+    "shards": "dsprep.commands.shards",
 }
 
 
@@ -52,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as err:
-            if err.name != modname:
-                raise
-            continue  # command not built yet
+        mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=_Formatter)
         mod.add_arguments(p)
@@ -96,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dsprep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:  # SIGTERM while OUT was held: its temporary folder is already removed
+        print(f"dsprep {args.command}: terminated", file=sys.stderr)
+        return int(stop.code)
     except BrokenPipeError:  # `dsprep info ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0

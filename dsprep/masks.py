@@ -9,6 +9,7 @@ mask plus one ``mask.encode`` per segment.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -18,11 +19,40 @@ import numpy as np
 
 from .records import decode_segmentation
 
-__all__ = ["Segments", "encode_mask", "decode_rle", "segments_from_id_map", "read_label_png", "read_id_png", "segments_from_png", "rgb_to_id",
-           "id_to_rgb", "rasterise_polygons", "rle_from_counts", "segmentation_rle", "segmentation_mask",
-           "segmentation_area", "semantic_readers"]
+__all__ = ["VOC_PALETTE", "Segments", "encode_mask", "id_to_rgb", "mask_palette", "rasterise_polygons",
+           "read_id_png", "read_label_png", "rgb_to_id", "rle_from_counts", "segmentation_area", "segmentation_mask",
+           "segmentation_rle", "segments_from_id_map", "semantic_readers"]
 
 log = logging.getLogger(__name__)
+
+
+def _voc_palette() -> np.ndarray:
+    """The devkit colour map (``VOClabelcolormap.m``): bits of the index spread over R, G, B."""
+    pal = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+# The PASCAL VOC colour map, index -> (R, G, B); index 255 (void) = (224, 224, 192). VOC's palette
+# PNGs carry it, and RGB label masks (datumaro's VOC export) are written in its colours.
+VOC_PALETTE = _voc_palette()
+
+
+def mask_palette(dataset: Any) -> np.ndarray | None:
+    """The colour map through which this dataset's RGB label masks are read, or None (RGB refused).
+
+    A dataset parsed from VOC: :data:`VOC_PALETTE` (datumaro and CVAT write VOC
+    masks as RGB in those colours). The one rule for every reader of a
+    record's masks: the parser, the loaders and ``dsprep validate``.
+    """
+    return VOC_PALETTE if getattr(dataset, "format", None) == "voc" else None
 
 
 class Segments:
@@ -55,19 +85,6 @@ def encode_mask(mask: np.ndarray) -> dict:
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """Binary ``(H, W)`` uint8 mask of a COCO RLE dict (compressed or uncompressed counts)."""
-    from pycocotools import mask as mask_utils
-
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    elif isinstance(counts, str):
-        rle = {"size": [h, w], "counts": counts.encode("ascii")}
-    return mask_utils.decode(rle)
 
 
 def rle_from_counts(counts: np.ndarray, h: int, w: int) -> dict:
@@ -221,24 +238,11 @@ def _counts_in_box(id_map: np.ndarray, value: int, box: np.ndarray, h: int, w: i
     return counts
 
 
-def segments_from_png(path: str | os.PathLike, keep: Any = None, *,
-                      encoding: str = "id", with_rle: bool = True) -> tuple[Segments, int, int]:
-    """:func:`segments_from_id_map` of a label PNG; returns ``(segments, height, width)``.
-
-    Args:
-        path: the PNG.
-        keep: values to report (default: all).
-        encoding: ``"id"`` (single channel) or ``"rgb"`` (COCO panoptic).
-        with_rle: also build each segment's RLE.
-    """
-    id_map = read_id_png(path, encoding)
-    return segments_from_id_map(id_map, keep, with_rle=with_rle), id_map.shape[0], id_map.shape[1]
-
-
 LABEL_PNG_MODES = ("P", "L", "I;16", "I;16B", "I;16L", "I", "1")
 
 
-def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
+def read_label_png(path: str | os.PathLike, what: str = "label PNG", *,
+                   palette: np.ndarray | None = None, data: bytes | None = None) -> np.ndarray:
     """Decode a single-channel label PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) PNGs give ``uint8`` (the palette index,
@@ -246,14 +250,21 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarr
     ``int32``, and 1-bit ``uint8`` 0/1. Pillow's warnings (decompression
     bomb) are silenced: a label map is as large as its image.
 
+    With a ``palette`` (:func:`mask_palette`), a colour mask is a label map
+    too: any mode other than ``P``, ``L`` and 1-bit is read as RGB and each
+    colour becomes its index in the palette (``uint8``).
+
     Args:
         path: the PNG.
         what: how error messages name the file's kind ("label PNG", "label mask"...).
+        palette: ``(256, 3)`` uint8 colours, index -> (R, G, B), or None.
+        data: the file's bytes, read instead of ``path`` (which then only names it: a shard member).
 
     Raises:
         MissingFileError: no such file.
         MalformedFileError: unreadable or truncated, or not a single-channel
-            image (an RGB "colour" mask is not a label map).
+            image (an RGB "colour" mask is not a label map) when no palette is given.
+        InvalidAnnotationError: a colour outside the palette.
 
     Example:
         >>> read_label_png("gtFine/val/a/a_000000_000019_gtFine_instanceIds.png").dtype  # doctest: +SKIP
@@ -261,34 +272,60 @@ def read_label_png(path: str | os.PathLike, what: str = "label PNG") -> np.ndarr
     """
     from PIL import Image
 
-    from .errors import MalformedFileError, MissingFileError
+    from ._checks import image_error
+    from .errors import MalformedFileError
 
     path = os.fspath(path)
+    colours = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                if im.mode not in LABEL_PNG_MODES:
+            with Image.open(_source(path, data)) as im:
+                if palette is not None and im.mode not in ("P", "L", "1"):
+                    colours = True
+                    arr = np.asarray(im.convert("RGB"))
+                elif im.mode not in LABEL_PNG_MODES:
                     raise MalformedFileError(path, f"expected a single-channel {what} (mode P, L or 16-bit "
                                                    f"I;16), found mode {im.mode}")
-                im.load()
-                arr = np.asarray(im)
-    except FileNotFoundError:
-        raise MissingFileError(path, f"{what} not found") from None
+                else:
+                    im.load()
+                    arr = np.asarray(im)
     except MalformedFileError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise MalformedFileError(path, f"cannot read {what}, truncated or corrupt ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(path, err, what) from None
+    if colours:
+        return _palette_indices(arr, palette, path)
     return arr.astype(np.uint8) if arr.dtype == bool else arr
 
 
-def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
+def _source(path: str, data: bytes | None) -> Any:
+    """What ``Image.open`` reads: the file at ``path``, or ``data`` (a shard member's bytes)."""
+    return path if data is None else io.BytesIO(data)
+
+
+def _palette_indices(rgb: np.ndarray, palette: np.ndarray, path: str) -> np.ndarray:
+    """``(H, W, 3)`` colours -> ``(H, W)`` uint8 indices into ``palette``."""
+    from .errors import InvalidAnnotationError
+
+    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    pal = (palette[:, 0].astype(np.int32) << 16) | (palette[:, 1].astype(np.int32) << 8) | palette[:, 2]
+    order = np.argsort(pal, kind="stable")
+    pos = np.clip(np.searchsorted(pal[order], key), 0, len(pal) - 1)
+    idx = order[pos]
+    if not np.all(pal[idx] == key):
+        bad = np.unique(rgb[pal[idx] != key].reshape(-1, 3), axis=0)[:3].tolist()
+        raise InvalidAnnotationError(path, f"RGB mask has colours outside the VOC palette, e.g. {bad}")
+    return idx.astype(np.uint8)
+
+
+def read_id_png(path: str | os.PathLike, encoding: str = "id", *, data: bytes | None = None) -> np.ndarray:
     """Decode an id PNG to an integer ``(H, W)`` array.
 
     ``encoding="id"``: a single-channel PNG (8-bit ``L``/``P``, 16-bit
     ``I;16``, 32-bit ``I``) whose value is the id (:func:`read_label_png`).
     ``encoding="rgb"``: COCO panoptic, an RGB (or RGBA) PNG whose id is
-    R + 256 G + 256^2 B (int32).
+    R + 256 G + 256^2 B (int32). ``data``: the file's bytes, read instead of ``path``.
 
     Raises:
         MissingFileError: no such file.
@@ -300,25 +337,24 @@ def read_id_png(path: str | os.PathLike, encoding: str = "id") -> np.ndarray:
     """
     from PIL import Image
 
-    from .errors import MalformedFileError, MissingFileError
+    from ._checks import image_error
+    from .errors import MalformedFileError
 
     if encoding != "rgb":
-        return read_label_png(path)
+        return read_label_png(path, data=data)
     path = os.fspath(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(_source(path, data)) as im:
                 if im.mode not in ("RGB", "RGBA"):
                     raise MalformedFileError(path, f"expected an RGB id PNG (id = R + 256 G + 256^2 B), "
                                                    f"found mode {im.mode}")
                 rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
-    except FileNotFoundError:
-        raise MissingFileError(path, "id PNG not found") from None
     except MalformedFileError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise MalformedFileError(path, f"cannot read id PNG, truncated or corrupt ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(path, err, "id PNG") from None
     return rgb_to_id(rgb)
 
 
@@ -365,36 +401,154 @@ def rasterise_polygons(width: int, height: int, shapes: Iterable[tuple[Sequence,
 # refuses a 2-number one.
 
 
-def _pycoco_rle(segm: Any, h: int, w: int) -> dict | None:
-    """pycocotools RLE (``counts`` as bytes) of a segmentation entry, or None when it has no shape."""
+def decompress_counts(counts: str | bytes) -> np.ndarray:
+    """The uncompressed counts of a compressed COCO RLE string (pycocotools' ``rleFrString``).
+
+    The inverse of :func:`_compress_counts`, in numpy: values are 5-bit groups
+    (plus 48, 0x20 = "more"), sign-extended from the last group's 0x10, and
+    from the fourth value on stored as the difference to the value two before.
+
+    Raises:
+        ValueError: a character outside ``'0'..'o'``, a value cut off at the end,
+            a value of more than 7 groups (past 32 bits) or a negative count.
+
+    Example:
+        >>> decompress_counts("121").tolist()
+        [1, 2, 1]
+    """
+    raw = counts.encode("latin-1", "replace") if isinstance(counts, str) else bytes(counts)
+    c = np.frombuffer(raw, np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    bad = np.flatnonzero((c < 0) | (c > 63))
+    if bad.size:
+        raise ValueError(f"character {raw[bad[0]:bad[0] + 1]!r} at {int(bad[0])} is not one of COCO's "
+                         "compressed RLE characters ('0'..'o')")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("the last count is cut off (its last character says more follow)")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    groups = ends - starts + 1
+    if int(groups.max()) > 7:
+        raise ValueError("a count runs past 32 bits")
+    shift = 5 * (np.arange(c.size) - np.repeat(starts, groups))
+    x = np.add.reduceat((c & 0x1F) << shift, starts)
+    x = np.where((c[ends] & 0x10) != 0, x | (-1 << (5 * groups)), x)
+    out = x.copy()
+    out[1::2] = np.cumsum(x[1::2])  # value i (i >= 3) adds the value two before: two running sums
+    out[2::2] = np.cumsum(x[2::2])
+    if (out < 0).any():
+        raise ValueError(f"count {int(np.flatnonzero(out < 0)[0])} is negative")
+    return out
+
+
+def rle_problem(segm: dict, h: int = 0, w: int = 0) -> str | None:
+    """What is wrong with an RLE dict, or None: its ``size`` must be ``[height, width]``
+    within the pixel limit (and equal ``(h, w)`` when given), its ``counts`` a COCO
+    compressed string or a list of ints >= 0 summing to ``height * width``.
+
+    pycocotools checks none of this, and decoding counts that run past the mask
+    writes past its buffer.
+    """
+    from ._checks import MAX_SIDE, bomb_message, pixel_limit
+
+    size = segm.get("size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= MAX_SIDE for v in size)):
+        return f"RLE 'size' must be [height, width] (ints 0..{MAX_SIDE}); found {size!r}"[:300]
+    hh, ww = int(size[0]), int(size[1])
+    limit = pixel_limit()
+    if limit is not None and hh * ww > limit:
+        return bomb_message(hh * ww, f"RLE mask {ww}x{hh}")
+    if h and w and (hh, ww) != (int(h), int(w)):
+        return f"RLE size [{hh}, {ww}] ([height, width]) disagrees with the image's {int(h)} x {int(w)}"
+    counts = segm.get("counts")
+    if isinstance(counts, (str, bytes, bytearray)):
+        try:
+            values = decompress_counts(counts)
+        except ValueError as err:
+            return f"RLE counts string is not COCO's compressed form: {err}"
+    elif isinstance(counts, (list, tuple, np.ndarray)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2 ** 32
+                   for v in counts):
+            return "RLE counts must be ints >= 0 (run lengths); found " + repr(list(counts)[:8])[:200]
+        values = np.asarray(counts, np.int64)
+    else:
+        return f"RLE 'counts' must be a string or a list of ints; found {type(counts).__name__}"
+    total = int(values.sum())
+    if total != hh * ww:
+        return f"RLE counts sum to {total}, but size [{hh}, {ww}] has {hh * ww} pixels"
+    return None
+
+
+def _flat_polygon(p: Any, k: int, h: int, w: int) -> np.ndarray:
+    """One polygon as a flat float64 array; a polygon that is not a flat list of finite numbers
+    near the image raises ValueError (pycocotools allocates per pixel of perimeter, and casts
+    to 32-bit ints: a vertex at 1e9 would cost gigabytes or wrap around)."""
+    try:
+        a = np.asarray(p)
+    except (ValueError, TypeError):
+        a = None
+    if a is None or a.ndim == 0 or a.dtype.kind not in "iuf":  # an (N, 2) array of points is fine
+        raise ValueError(f"polygon {k} must be a flat list of numbers [x1, y1, x2, y2, ...]; found "
+                         + repr(p)[:80])
+    a = a.astype(np.float64).ravel()
+    if a.size and not np.isfinite(a).all():
+        raise ValueError(f"polygon {k} has a coordinate that is not finite")
+    side = max(int(h), int(w), 1)
+    if a.size and (a.min() < -side or a.max() > 2 * side):
+        raise ValueError(f"polygon {k} has a vertex far outside the {int(w)}x{int(h)} image "
+                         f"(coordinates {a.min():g}..{a.max():g}; expected {-side}..{2 * side})")
+    return a
+
+
+def _pycoco_rle(segm: Any, h: int, w: int, where: str = "segmentation") -> dict | None:
+    """pycocotools RLE (``counts`` as bytes) of a segmentation entry, or None when it has no shape.
+
+    Raises:
+        InvalidAnnotationError: a malformed entry (naming ``where``), before
+            pycocotools sees it.
+    """
     from pycocotools import mask as mask_utils
 
-    segm = decode_segmentation(segm)
+    from ._checks import check_canvas
+    from .errors import InvalidAnnotationError
+
+    segm = decode_segmentation(segm, where)
     if segm is None:
         return None
     if isinstance(segm, dict):
         if "counts" not in segm:
-            raise ValueError(f"RLE dict without 'counts' (keys {sorted(segm)})")
-        size = segm.get("size") or (h, w)  # no size: the image's (as panopticapi/COCO results assume)
-        hh, ww = int(size[0]), int(size[1])
-        counts = segm["counts"]
+            raise InvalidAnnotationError(where, f"RLE dict without 'counts' (keys {sorted(map(str, segm))[:8]})")
+        rle = dict(segm)
+        if not rle.get("size"):
+            rle["size"] = [int(h), int(w)]  # no size: the image's (as panopticapi/COCO results assume)
+        problem = rle_problem(rle)
+        if problem:
+            raise InvalidAnnotationError(where, problem)
+        hh, ww = (int(v) for v in rle["size"])
+        counts = rle["counts"]
         if isinstance(counts, str):
             return {"size": [hh, ww], "counts": counts.encode("ascii")}
         if isinstance(counts, (bytes, bytearray)):
             return {"size": [hh, ww], "counts": bytes(counts)}
-        if isinstance(counts, (list, tuple, np.ndarray)):  # uncompressed, as annToRLE does
-            return mask_utils.frPyObjects({"size": [hh, ww], "counts": list(counts)}, hh, ww)
-        raise TypeError(f"RLE counts must be a str or a list of ints, found {type(counts).__name__}")
+        return mask_utils.frPyObjects({"size": [hh, ww], "counts": [int(v) for v in counts]}, hh, ww)
     if not isinstance(segm, (list, tuple)):
-        raise TypeError(f"segmentation must be a list of polygons or an RLE dict, found {type(segm).__name__}")
-    polys = [np.asarray(p, np.float64).ravel().tolist() for p in segm]
-    polys = [p for p in polys if len(p) >= 6]
+        raise InvalidAnnotationError(where, f"segmentation must be a list of polygons or an RLE dict, found "
+                                            f"{type(segm).__name__}")
+    try:
+        polys = [_flat_polygon(p, k, h, w) for k, p in enumerate(segm)]
+    except ValueError as err:
+        raise InvalidAnnotationError(where, str(err)) from None
+    polys = [p.tolist() for p in polys if len(p) >= 6]
     if not polys:
         return None
+    check_canvas(w, h, where, "polygon canvas")
     return mask_utils.merge(mask_utils.frPyObjects(polys, int(h), int(w)))
 
 
-def segmentation_rle(segm: Any, h: int, w: int) -> dict | None:
+def segmentation_rle(segm: Any, h: int, w: int, where: str = "segmentation") -> dict | None:
     """Compressed COCO RLE (``counts`` as ``str``) of one object's segmentation entry.
 
     Polygons are rasterised at the image size ``(h, w)`` and merged into one
@@ -405,19 +559,22 @@ def segmentation_rle(segm: Any, h: int, w: int) -> dict | None:
             counts), or raw JSON bytes of either.
         h: image height.
         w: image width.
+        where: how errors name the entry (``"val2017/x: object 3"``).
 
     Returns:
         ``{"size": [h, w], "counts": str}``, or None when the entry has no
         shape (None, ``[]``, or only polygons of fewer than 3 points).
 
     Raises:
-        ValueError, TypeError: a malformed entry.
+        InvalidAnnotationError: a malformed entry (a ValueError): an RLE that
+            :func:`rle_problem` refuses, a polygon that is not a flat list of
+            finite numbers near the image, a canvas past the pixel limit.
 
     Example:
         >>> segmentation_rle([[0, 0, 2, 0, 2, 2, 0, 2]], 2, 2)
         {'size': [2, 2], 'counts': '04'}
     """
-    rle = _pycoco_rle(segm, h, w)
+    rle = _pycoco_rle(segm, h, w, where)
     if rle is None:
         return None
     counts = rle["counts"]
@@ -425,18 +582,23 @@ def segmentation_rle(segm: Any, h: int, w: int) -> dict | None:
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "raise") -> np.ndarray | None:
+def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "raise",
+                      where: str = "segmentation") -> np.ndarray | None:
     """Binary ``(h, w)`` uint8 mask of one object's segmentation entry (see :func:`segmentation_rle`).
 
     Args:
         segm: the entry.
         h: image height.
         w: image width.
-        on_size_mismatch: ``"raise"`` (ValueError) or ``"none"`` (return None)
-            when an RLE's size is not ``(h, w)``.
+        on_size_mismatch: ``"raise"`` (InvalidAnnotationError) or ``"none"``
+            (return None) when an RLE's size is not ``(h, w)``.
+        where: how errors name the entry.
 
     Returns:
         The mask, or None when the entry has no shape.
+
+    Raises:
+        InvalidAnnotationError: see :func:`segmentation_rle`.
 
     Example:
         >>> segmentation_mask({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2).tolist()
@@ -444,13 +606,15 @@ def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "rai
     """
     from pycocotools import mask as mask_utils
 
-    rle = _pycoco_rle(segm, h, w)
+    from .errors import InvalidAnnotationError
+
+    rle = _pycoco_rle(segm, h, w, where)
     if rle is None:
         return None
     if (int(rle["size"][0]), int(rle["size"][1])) != (int(h), int(w)):
         if on_size_mismatch == "none":
             return None
-        raise ValueError(f"RLE of size ({int(rle['size'][0])}, {int(rle['size'][1])}) on an image of size "
+        raise InvalidAnnotationError(where, f"RLE of size ({int(rle['size'][0])}, {int(rle['size'][1])}) on an image of size "
                          f"({int(h)}, {int(w)})")
     with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2 warns about __array__(copy=)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -458,7 +622,7 @@ def segmentation_mask(segm: Any, h: int, w: int, *, on_size_mismatch: str = "rai
     return m.astype(np.uint8, copy=False)
 
 
-def segmentation_area(segm: Any, h: int, w: int) -> float | None:
+def segmentation_area(segm: Any, h: int, w: int, where: str = "segmentation") -> float | None:
     """Pixel count of one object's segmentation entry (pycocotools ``mask.area``).
 
     An RLE counts at its own size. ``h`` or ``w`` of 0 means an unknown
@@ -468,23 +632,32 @@ def segmentation_area(segm: Any, h: int, w: int) -> float | None:
         The area; None when the entry is None or ``[]``; 0.0 for only
         polygons of fewer than 3 points.
 
+    Raises:
+        InvalidAnnotationError: see :func:`segmentation_rle`.
+
     Example:
         >>> segmentation_area([[0, 0, 4, 0, 4, 2, 0, 2]], 0, 0)
         8.0
     """
     from pycocotools import mask as mask_utils
 
-    segm = decode_segmentation(segm)
+    from .errors import InvalidAnnotationError
+
+    segm = decode_segmentation(segm, where)
     if segm is None or (isinstance(segm, (list, tuple)) and len(segm) == 0):
         return None
     if isinstance(segm, (list, tuple)) and (not h or not w):
-        pts = [np.asarray(p, np.float64).ravel() for p in segm]
+        # no image size: a canvas holding the polygons (checked against the pixel limit below)
+        try:
+            pts = [_flat_polygon(p, k, 2 ** 31, 2 ** 31) for k, p in enumerate(segm)]
+        except ValueError as err:
+            raise InvalidAnnotationError(where, str(err)) from None
         pts = np.concatenate([p for p in pts if p.size >= 6] or [np.zeros(0)])
         if pts.size == 0:
             return 0.0
-        w = int(np.ceil(pts[0::2].max())) + 1
-        h = int(np.ceil(pts[1::2].max())) + 1
-    rle = _pycoco_rle(segm, h, w)
+        w = max(1, int(np.ceil(pts[0::2].max())) + 1)
+        h = max(1, int(np.ceil(pts[1::2].max())) + 1)
+    rle = _pycoco_rle(segm, h, w, where)
     return 0.0 if rle is None else float(mask_utils.area(rle))
 
 

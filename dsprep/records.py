@@ -45,11 +45,13 @@ __all__ = [
     "LazyRecords",
     "Record",
     "CATEGORY_ID_POLICIES",
+    "box_extents",
     "convert_boxes",
     "decode_segmentation",
     "distinct_ids",
     "make_ids_distinct",
     "record_id_from_path",
+    "segmentation_json",
 ]
 
 CATEGORY_ID_POLICIES = ("preserve", "contiguous0", "contiguous1")
@@ -66,9 +68,15 @@ class BoxFormat(str, enum.Enum):
 def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str) -> np.ndarray:
     """Convert an ``(N, 4)`` array between box formats (returns a new float64 array).
 
+    Widths and heights are exact decimals (:func:`box_extents`): the xyxy box
+    of COCO's ``[473.07, 395.93, 38.65, 28.67]`` gives back ``38.65``, not
+    ``38.64999999999998``. Every writer and the evaluators convert through here.
+
     Example:
         >>> convert_boxes(np.array([[10, 20, 30, 40]]), "xywh", "xyxy").tolist()
         [[10.0, 20.0, 40.0, 60.0]]
+        >>> convert_boxes(np.array([[473.07, 395.93, 473.07 + 38.65, 395.93 + 28.67]]), "xyxy", "xywh").tolist()
+        [[473.07, 395.93, 38.65, 28.67]]
     """
     src, dst = BoxFormat(src), BoxFormat(dst)
     b = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
@@ -81,12 +89,38 @@ def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str)
         b[:, :2], b[:, 2:] = b[:, :2] - half, b[:, :2] + half
     # b is now xyxy
     if dst == BoxFormat.XYWH:
-        b[:, 2:] -= b[:, :2]
+        b[:, 2:] = box_extents(b)
     elif dst == BoxFormat.CXCYWH:
-        wh = b[:, 2:] - b[:, :2]
+        wh = box_extents(b)
         b[:, :2] = b[:, :2] + wh / 2
         b[:, 2:] = wh
     return b
+
+
+def box_extents(xyxy: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` width and height of ``(N, 4)`` xyxy boxes, each the shortest decimal ``w``
+    with ``x1 + w == x2`` (and ``y1 + h == y2``).
+
+    Reading ``[x, y, w, h]`` stored ``x2 = x + w`` in float64; ``x2 - x`` can
+    differ from ``w`` in the last bit (473.07 + 38.65 - 473.07 is
+    38.64999999999998). The source's ``w`` was the shortest decimal that
+    gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping the
+    first that adds up recovers it exactly; where none does, the plain
+    difference is kept.
+    """
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    out = b[:, 2:] - b[:, :2]
+    for a in (0, 1):
+        lo, hi, w = b[:, a], b[:, a + 2], out[:, a]
+        todo = np.ones(len(w), bool)
+        for d in range(16):
+            if not todo.any():
+                break
+            cand = np.round(w, d)
+            ok = todo & (lo + cand == hi)
+            w[ok] = cand[ok]
+            todo &= ~ok
+    return out
 
 
 def record_id_from_path(relpath: str) -> str:
@@ -104,22 +138,33 @@ def record_id_from_path(relpath: str) -> str:
 
 
 def distinct_ids(ids: list[str], paths: list[str]) -> list[str]:
-    """``ids``, except that an id standing for several different paths becomes each path.
+    """``ids``, except that an id standing for several different paths becomes each path, and
+    an id still repeated (one file listed twice) gets ``#2``, ``#3``... from its second time on.
 
     Record ids drop the extension (:func:`record_id_from_path`), so ``a.jpg``
     and ``a.png`` in one folder would share ``a``; they are two images (as
     torchvision's ``ImageFolder`` lists them), and their ids keep the extension.
+    Two entries of one COCO file naming the same ``file_name`` are two records
+    too (pycocotools keeps both; ``validate`` reports them as ``duplicate_file``).
 
     Example:
-        >>> distinct_ids(["c/a", "c/a", "c/b"], ["c/a.jpg", "c/a.png", "c/b.jpg"])
-        ['c/a.jpg', 'c/a.png', 'c/b']
+        >>> distinct_ids(["c/a", "c/a", "c/b", "c/b"], ["c/a.jpg", "c/a.png", "c/b.jpg", "c/b.jpg"])
+        ['c/a.jpg', 'c/a.png', 'c/b', 'c/b#2']
     """
     if len(set(ids)) == len(ids):
         return ids
     paths_of: dict[str, set[str]] = {}
     for rid, path in zip(ids, paths):
         paths_of.setdefault(rid, set()).add(path)
-    return [path if len(paths_of[rid]) > 1 else rid for rid, path in zip(ids, paths)]
+    out = [path if len(paths_of[rid]) > 1 else rid for rid, path in zip(ids, paths)]
+    if len(set(out)) == len(out):
+        return out
+    seen: dict[str, int] = {}
+    for k, rid in enumerate(out):
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            out[k] = f"{rid}#{seen[rid]}"
+    return out
 
 
 def make_ids_distinct(records: "list[Record]") -> None:
@@ -130,10 +175,19 @@ def make_ids_distinct(records: "list[Record]") -> None:
             r.id = new
 
 
-def decode_segmentation(segm: Any) -> Any:
-    """Return a segmentation entry in decoded form (raw JSON bytes are parsed)."""
+def decode_segmentation(segm: Any, where: str = "segmentation") -> Any:
+    """Return a segmentation entry in decoded form (raw JSON bytes are parsed).
+
+    Raises:
+        InvalidAnnotationError: raw bytes that are not JSON (or not UTF-8 text), naming ``where``.
+    """
     if isinstance(segm, (bytes, bytearray, memoryview)):
-        return json.loads(bytes(segm))
+        try:
+            return json.loads(bytes(segm))
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            from .errors import InvalidAnnotationError
+
+            raise InvalidAnnotationError(where, f"segmentation is not valid JSON text ({err})"[:300]) from None
     return segm
 
 
@@ -249,39 +303,6 @@ class Instances:
             keypoints=None if self.keypoints is None else self.keypoints[idx],
             extra=pick(self.extra))
 
-    @classmethod
-    def concat(cls, parts: Sequence["Instances"]) -> "Instances":
-        """Stack several Instances (used by parsers that read object by object)."""
-        if not parts:
-            return cls()
-        if len(parts) == 1:
-            return parts[0]
-
-        def lists(name: str) -> list | None:
-            if all(getattr(p, name) is None for p in parts):
-                return None
-            out: list = []
-            for p in parts:
-                v = getattr(p, name)
-                out.extend(v if v is not None else [None] * len(p))
-            return out
-
-        kps = [p.keypoints for p in parts]
-        if all(k is None for k in kps):
-            keypoints = None
-        else:
-            k = max(x.shape[1] for x in kps if x is not None)
-            keypoints = np.concatenate([x if x is not None else np.zeros((len(p), k, 3))
-                                        for x, p in zip(kps, parts)])
-        return cls(
-            boxes=np.concatenate([p.boxes for p in parts]),
-            labels=np.concatenate([p.labels for p in parts]),
-            iscrowd=np.concatenate([p.iscrowd for p in parts]),
-            difficult=np.concatenate([p.difficult for p in parts]),
-            ids=np.concatenate([p.ids for p in parts]),
-            area=np.concatenate([p.area for p in parts]),
-            segmentation=lists("segmentation"), keypoints=keypoints, extra=lists("extra"))
-
 
 def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
@@ -292,15 +313,29 @@ def _opt_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 def _segm_list(segm: list | None) -> list | None:
     if segm is None or all(s is None for s in segm):
         return None
-    return [_normalise_segm(decode_segmentation(s)) for s in segm]
+    return [segmentation_json(s) for s in segm]
+
+
+def segmentation_json(segm: Any) -> Any:
+    """One object's segmentation entry as plain JSON values, in the form the source had: None,
+    polygons as lists of floats, or an RLE ``{"size": [h, w], "counts": str | list[int]}``
+    (raw JSON bytes are decoded, bytes counts become text, numpy values lists).
+
+    Example:
+        >>> segmentation_json(b'{"size": [2, 2], "counts": "04"}')
+        {'size': [2, 2], 'counts': '04'}
+    """
+    return _normalise_segm(decode_segmentation(segm))
 
 
 def _normalise_segm(s: Any) -> Any:
     if isinstance(s, dict):
         counts = s.get("counts")
-        if isinstance(counts, bytes):
-            counts = counts.decode("ascii")
-        return {"size": list(s.get("size", ())), "counts": counts}
+        if isinstance(counts, (bytes, bytearray)):
+            counts = bytes(counts).decode("ascii")
+        elif isinstance(counts, np.ndarray):
+            counts = counts.tolist()
+        return {"size": [int(v) for v in s.get("size", ())], "counts": counts}
     if isinstance(s, (list, tuple)):
         return [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in s]
     return s
@@ -530,9 +565,6 @@ class Dataset:
 
     def category_by_id(self) -> dict[int, Category]:
         return {c.id: c for c in self.categories}
-
-    def category_by_name(self) -> dict[str, Category]:
-        return {c.name: c for c in self.categories}
 
     def category_index(self) -> dict[int, int]:
         """Source category id -> contiguous 0-based training index (in category order)."""

@@ -301,6 +301,8 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
         UnknownNameError: an id in ``ids`` is not a record id, or an unknown task.
         MissingFileError: a picked record's image does not exist.
         MalformedFileError: a picked record's image is not a readable image.
+        OutputExistsError: ``out`` is inside a folder the dataset reads from (the input is
+            never written to: docs/cli.md, Safety).
 
     Example:
         >>> show(dsprep.parse("voc", "VOC2012"), "grid.png", n=9)  # doctest: +SKIP
@@ -308,8 +310,10 @@ def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str]
     """
     from PIL import Image
 
+    from ._outdir import check_output, input_folders
     from .errors import check_choice
 
+    check_output(out, inputs=input_folders(ds), keep_existing=True)  # a grid of one's own is replaced
     task = show_task(ds) if task is None else check_choice("show task", task, SHOW_TASKS)
     picks = _pick(ds, n, ids, seed)
     tiles = []

@@ -64,6 +64,9 @@ def parse_ratios(text: str | Mapping[str, float]) -> dict[str, float]:
             raise FormatError("--ratios", f"{name}: expected a positive ratio, found {value!r}")
         if name in out:
             raise FormatError("--ratios", f"split {name!r} is named twice")
+        if name in (".", "..") or "/" in name or "\\" in name:
+            raise FormatError("--ratios", f"split {name!r}: a split name becomes a file or folder name in OUT; "
+                                          "expected a plain name such as train")
         out[name] = v
     if not out:
         raise FormatError("--ratios", "no split named; expected e.g. train=0.8,val=0.1,test=0.1")

@@ -107,7 +107,8 @@ def synth(format: str, out: str | os.PathLike, *, images: int = 300, seed: int =
     Returns:
         The writer's report (images, objects, lost) plus the categories.
     """
-    from .convert import write_dataset
+    from ._outdir import claim_output
+    from .conversion import write_dataset
     from .formats import get_format
 
     from .errors import check_choice
@@ -117,9 +118,12 @@ def synth(format: str, out: str | os.PathLike, *, images: int = 300, seed: int =
     if images < 2:
         raise ValueError(f"synth needs at least 2 images (a train and a val image), got {images}")
     out = Path(out)
-    with tempfile.TemporaryDirectory(prefix=".dsprep-synth-", dir=out.parent if out.parent.exists() else None) as tmp:
+    # OUT is checked and held first: nothing is drawn for an OUT that will be refused
+    with claim_output(out, overwrite=overwrite), \
+            tempfile.TemporaryDirectory(prefix=".dsprep-synth-", dir=out.parent) as tmp:
         ds = make_shapes_dataset(tmp, images=images, seed=seed, size=size)
-        report = write_dataset(ds, format, out, images="copy", overwrite=overwrite, progress=progress)
+        report = write_dataset(ds, format, out, images="copy", overwrite=overwrite, progress=progress,
+                               command="synth")
     report.setdefault("images", len(ds))
     report.setdefault("objects", ds.num_objects())
     report["categories"] = [c.name for c in ds.categories]

@@ -45,6 +45,9 @@ __all__ = ["TrainConfig", "train", "TASKS", "check_task", "segmentation_classes"
 
 log = logging.getLogger(__name__)
 TASKS = ("classification", "crops", "segmentation")
+# What a run writes into OUT (its manifest lists them, so that --overwrite may replace them).
+TRAIN_FILES = ("best.pt", "best.pt.tmp", "last.pt", "last.pt.tmp", "metrics.json", "metrics.json.tmp",
+               "curves.png", "predictions.png", "confusion.csv", "per_class.csv")
 
 
 @dataclass
@@ -66,7 +69,8 @@ class TrainConfig:
     amp: bool | None = None        # mixed precision; default: on for CUDA, off on CPU
     channels_last: bool | None = None  # default: on (faster on CPU and CUDA for ResNets, docs/benchmarks.md)
     out: str = "dsprep-train"
-    resume: bool = False
+    resume: bool = False           # continue OUT/last.pt
+    overwrite: bool = False        # replace an existing OUT (only one dsprep wrote: its manifest says so)
     progress: bool | None = None   # True: a bar per epoch; None: a bar on a terminal, else a line per 10% of
                                    # a long epoch (LONG_EPOCH_S); False: only the epoch lines
     extra: dict[str, Any] = field(default_factory=dict)  # loader options (e.g. mask_lut)
@@ -399,13 +403,38 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     Raises:
         UnknownNameError: a task the records have no annotations for (classification
             without image labels...), fewer than 2 classes or samples.
+        OutputExistsError: ``cfg.out`` exists and neither ``resume`` nor ``overwrite`` is set,
+            or ``overwrite`` meets a folder dsprep did not write, or OUT is, holds or lies
+            inside a folder the datasets read from (docs/cli.md, Safety).
+        OutputLockedError: another run is writing ``cfg.out``.
 
     Example:
         >>> ds = dsprep.parse("coco", "shapes-coco/")                             # doctest: +SKIP
         >>> train(ds.subset("train"), ds.subset("val"), TrainConfig(task="crops", image_size=64))  # doctest: +SKIP
     """
+    from ._outdir import check_output, claim_output, clear_output, input_folders, write_manifest
+
     check_task(train_ds, cfg.task)
-    run = _start(cfg, echo)
+    inputs = sorted({f for d in (train_ds, val_ds) if d is not None for f in input_folders(d)})
+    # OUT is checked on every rank before any rank writes (docs/cli.md, Safety): an existing
+    # OUT is continued with resume, replaced with overwrite only when dsprep wrote it
+    check_output(cfg.out, inputs=inputs, overwrite=cfg.overwrite, keep_existing=cfg.resume)
+    device = _pick_device(cfg.device)
+    rank, world = _dist_setup(device)
+    if rank != 0:
+        return _train(train_ds, val_ds, cfg, echo, device, rank, world)
+    with claim_output(cfg.out, inputs=inputs, overwrite=cfg.overwrite, keep_existing=cfg.resume) as out:
+        if cfg.overwrite and not cfg.resume:
+            clear_output(out)
+        out.mkdir(exist_ok=True)
+        write_manifest(out, "train", TRAIN_FILES)
+        return _train(train_ds, val_ds, cfg, echo, device, rank, world)
+
+
+def _train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig, echo: Callable[[str], None] | None,
+           device: torch.device, rank: int, world: int) -> dict[str, Any]:
+    """The run itself (:func:`train` has checked and claimed OUT on rank 0)."""
+    run = _start(cfg, echo, device, rank, world)
     loader_opts, eval_opts = _loader_options(run, train_ds)
     _make_loaders(run, train_ds, val_ds, loader_opts, eval_opts)
     _make_model(run)
@@ -433,18 +462,15 @@ def train(train_ds: Dataset, val_ds: Dataset | None, cfg: TrainConfig,
     return summary
 
 
-def _start(cfg: TrainConfig, echo: Callable[[str], None] | None) -> _Run:
-    """Device, ranks, seeds, output folder and the settings derived from ``cfg``."""
-    device = _pick_device(cfg.device)
-    rank, world = _dist_setup(device)
+def _start(cfg: TrainConfig, echo: Callable[[str], None] | None, device: torch.device, rank: int,
+           world: int) -> _Run:
+    """Seeds and the settings derived from ``cfg`` (OUT is checked and claimed by :func:`train`)."""
     is_main = rank == 0
     if echo is None:
         echo = (lambda s: print(s, flush=True)) if is_main else (lambda s: None)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     out = Path(cfg.out)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
     workers, threads = cpu_plan(cfg.workers, device)
     return _Run(cfg=cfg, device=device, world=world, is_main=is_main, echo=echo, workers=workers, threads=threads,
                 progress_mode=_progress_mode(cfg.progress, is_main),

@@ -21,6 +21,7 @@ import numpy as np
 
 from ._io import image_size, parallel_map
 from .errors import ErrorPolicy, FormatError
+from .masks import mask_palette
 from .records import Dataset, decode_segmentation
 
 __all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
@@ -28,20 +29,30 @@ __all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
 # kind -> one-line description, in report order
 KINDS = {
     "parse": "the parser could not read an item",
+    "path_escape": "a path named in the dataset leaves its folder (absolute, or '..' climbing out)",
     "missing_image": "image file missing",
     "unreadable_image": "image file unreadable",
+    "image_too_large": "image past Pillow's decompression-bomb limit (convert and the loader refuse it)",
     "size_mismatch": "annotated size differs from the image's real size (EXIF applied)",
     "missing_size": "objects on an image whose annotation gives no size",
     "box_outside_image": "box outside the image",
     "empty_box": "empty box (zero or negative width/height)",
     "short_polygon": "polygon with fewer than 3 points",
+    "odd_polygon": "polygon with an odd number of coordinates (pycocotools drops the last one)",
+    "bad_polygon": "polygon whose coordinates are not numbers (or not a flat list)",
     "rle_size_mismatch": "RLE size differs from the image size",
+    "invalid_segmentation": "segmentation convert and the loader refuse (bad RLE counts, a vertex far outside)",
+    "bad_iscrowd": "iscrowd other than 0 or 1 (read as crowd)",
+    "duplicate_annotation_id": "two objects with the same annotation id",
+    "class_not_in_labelmap": "VOC class missing from labelmap.txt (read after its classes)",
+    "unwritable_value": "a value JSON writers cannot hold (an integer beyond 64 bits)",
     "unknown_category": "label not among the categories",
     "unused_category": "category without any object or image label",
     "duplicate_id": "two records with the same id",
     "duplicate_file": "two records with the same image file",
     "no_annotations": "image without annotations",
     "instance_id_without_instances": "instance id on a class that has no instances",
+    "instance_ids_8bit": "8-bit Cityscapes instanceIds: cannot hold instance ids (id * 1000 + k)",
     "mask_colour_not_in_palette": "mask colour not in the VOC palette",
     "unreadable_mask": "mask file missing or unreadable",
     "mask_size_mismatch": "mask size differs from its image's size",
@@ -65,6 +76,8 @@ def _check_files(items: Sequence[tuple[str, str, int, int, bool]]) -> list[Probl
     """Worker: existence, header size (and full decode when deep) of image files."""
     from PIL import Image, ImageOps
 
+    from ._checks import image_error
+
     out = []
     for rid, path, w, h, deep in items:
         if not os.path.exists(path):
@@ -73,11 +86,14 @@ def _check_files(items: Sequence[tuple[str, str, int, int, bool]]) -> list[Probl
         try:
             rw, rh = image_size(path)
             if deep:
-                with Image.open(path) as im:
-                    im = ImageOps.exif_transpose(im)
-                    im.load()
-        except (FormatError, OSError, ValueError) as err:
-            out.append(Problem("unreadable_image", rid, f"{path}: {err}"))
+                try:
+                    with Image.open(path) as im:
+                        im = ImageOps.exif_transpose(im)
+                        im.load()
+                except Exception as err:  # whatever Pillow raises on a corrupt file
+                    raise image_error(path, err) from None
+        except FormatError as err:
+            out.append(Problem(err.kind or "unreadable_image", rid, str(err)))
             continue
         if w and h and (rw, rh) != (w, h):
             out.append(Problem("size_mismatch", rid, f"annotation says {w}x{h}, image is {rw}x{rh}"))
@@ -87,13 +103,11 @@ def _check_files(items: Sequence[tuple[str, str, int, int, bool]]) -> list[Probl
 def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
     from PIL import Image
 
-    fmt = ds.format
-    has_instances = {c.id: bool(c.extra.get("hasInstances")) for c in ds.categories if "hasInstances" in c.extra}
-    palette = None
-    if fmt == "voc":
-        from .formats.voc import VOC_PALETTE
+    from ._checks import image_error
 
-        palette = {tuple(map(int, c)) for c in VOC_PALETTE}
+    has_instances = {c.id: bool(c.extra.get("hasInstances")) for c in ds.categories if "hasInstances" in c.extra}
+    voc_colours = mask_palette(ds)
+    palette = None if voc_colours is None else set(map(tuple, voc_colours.tolist()))
     for r in ds.records:
         for attr in ("mask_path", "instance_mask_path"):
             rel = getattr(r, attr)
@@ -114,8 +128,9 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
                                    or (attr == "instance_mask_path" and bool(has_instances)))
                     arr = (np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)
                            if need_pixels else None)
-            except (OSError, ValueError) as err:
-                yield Problem("unreadable_mask", r.id, f"{rel}: {err}")
+            except Exception as err:  # whatever Pillow raises on a bad file
+                err = image_error(path, err, "mask")
+                yield Problem(getattr(err, "kind", None) or "unreadable_mask", r.id, f"{rel}: {err.message}")
                 continue
             if arr is None:
                 continue
@@ -126,12 +141,95 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
                     yield Problem("mask_colour_not_in_palette", r.id,
                                   f"{rel}: {len(bad)} colours not in the VOC palette, e.g. {bad[:3]}")
             if attr == "instance_mask_path" and has_instances and arr.ndim == 2:
-                vals = np.unique(arr)
+                vals = np.unique(arr).astype(np.int64)
+                things = [int(v) for v in vals if has_instances.get(int(v), False)]
+                if arr.dtype == np.uint8 and things:
+                    yield Problem("instance_ids_8bit", r.id, f"{rel}: an 8-bit instanceIds PNG holding values "
+                                  f"{things} of classes with instances; expected 16-bit id * 1000 + k (convert "
+                                  "and instances= refuse it; regenerate with cityscapesScripts' json2instanceImg)")
                 ids = np.unique(vals[vals >= 1000] // 1000)
                 bad_ids = [int(i) for i in ids if not has_instances.get(int(i), False)]
                 if bad_ids:
                     yield Problem("instance_id_without_instances", r.id,
                                   f"{rel}: instance ids on classes without instances: label ids {bad_ids}")
+
+
+def _segmentation_problems(segm: Any, h: int, w: int, where: str) -> Iterable[Problem]:
+    """What convert's writers and the loader would refuse in one object's segmentation
+    (:mod:`dsprep.masks`), plus what they accept but is wrong (odd or short polygons)."""
+    from .masks import _flat_polygon, rle_problem
+
+    try:
+        segm = decode_segmentation(segm, where)
+    except FormatError as err:
+        yield Problem("invalid_segmentation", where, err.message)
+        return
+    if isinstance(segm, dict):
+        size = segm.get("size")
+        if h and w and isinstance(size, list) and size != [h, w]:
+            yield Problem("rle_size_mismatch", where, f"RLE size {size}, image is [{h}, {w}] (h, w)")
+        problem = rle_problem(segm)
+        if problem:
+            yield Problem("invalid_segmentation", where, problem)
+        return
+    if not isinstance(segm, list):
+        yield Problem("invalid_segmentation", where, f"expected a list of polygons or an RLE object; found "
+                                                     f"{type(segm).__name__}")
+        return
+    for k, poly in enumerate(segm):
+        if isinstance(poly, np.ndarray):
+            poly = poly.ravel().tolist()
+        if not isinstance(poly, (list, tuple)) or not all(
+                issubclass(t, (int, float, np.number)) and t is not bool for t in set(map(type, poly))):
+            yield Problem("bad_polygon", where, f"polygon {k}: expected a flat list of numbers [x1, y1, ...]; "
+                                                f"found {poly!r}"[:200])
+            continue
+        if len(poly) % 2:
+            yield Problem("odd_polygon", where, f"polygon {k} has {len(poly)} coordinates; expected x, y pairs "
+                                                "(pycocotools and convert drop the last one)")
+        if len(poly) < 6:
+            yield Problem("short_polygon", where, f"polygon {k} of {len(poly) // 2} points; expected at least 3")
+        elif h and w:
+            try:
+                _flat_polygon(poly, k, h, w)
+            except ValueError as err:
+                yield Problem("invalid_segmentation", where, str(err))
+
+
+def _duplicate_annotation_ids(ds: Dataset) -> Iterable[Problem]:
+    """Source annotation ids used twice: within an image (every format), and within a split's
+    file for COCO, whose ids are file-wide (pycocotools' index keeps only one of the two)."""
+    groups: dict[Any, list] = defaultdict(list)
+    for r in ds.records:
+        ids = r.instances.ids
+        if len(ids) and (ids >= 0).any():
+            groups[r.split if ds.format == "coco" else r.id].append(ids[ids >= 0])
+    for key, parts in groups.items():
+        values, counts = np.unique(np.concatenate(parts), return_counts=True)
+        for v, n in zip(values[counts > 1].tolist(), counts[counts > 1].tolist()):
+            where = f"split {key}" if ds.format == "coco" else str(key)
+            yield Problem("duplicate_annotation_id", f"{where}: annotation id {v}",
+                          f"{n} objects share this id; expected unique ids (convert renumbers them)")
+
+
+def _unwritable_values(ds: Dataset) -> Iterable[Problem]:
+    """Values kept from the input that JSON writers cannot write (an integer beyond 64 bits):
+    ``convert`` to COCO or COCO panoptic would stop at them."""
+    from ._io import json_bytes
+
+    parts: list[tuple[str, Any]] = [("info", {k: v for k, v in ds.info.items() if k in ("info", "licenses",
+                                                                                        "top_level")}),
+                                    ("categories", [dict(c.extra) for c in ds.categories])]
+    parts += [(f"{r.id}: image fields", r.extra) for r in ds.records if r.extra]
+    parts += [(f"{r.id}: object fields", r.instances.extra) for r in ds.records if r.instances.extra]
+    try:
+        json_bytes([p for _, p in parts], "")
+    except FormatError:
+        for name, value in parts:  # the slow path, only when something is wrong
+            try:
+                json_bytes(value, f"{name} ")
+            except FormatError as err:
+                yield Problem("unwritable_value", err.where.strip(), err.message)
 
 
 def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, check_files: bool = True,
@@ -186,19 +284,11 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
                 problems.append(Problem("box_outside_image", where,
                                         f"box {[x1, y1, x2, y2]} (xyxy, 0-based) outside the {w}x{h} image"))
         for j, segm in enumerate(inst.segmentation or ()):
-            if segm is None:
-                continue
-            where = f"{r.id} object {j}" + (f" (id {inst.ids[j]})" if inst.ids[j] >= 0 else "")
-            segm = decode_segmentation(segm)
-            if isinstance(segm, dict):
-                size = list(segm.get("size") or [])
-                if h and w and size != [h, w]:
-                    problems.append(Problem("rle_size_mismatch", where, f"RLE size {size}, image is [{h}, {w}] (h, w)"))
-            elif isinstance(segm, list):
-                for poly in segm:
-                    if len(poly) < 6:
-                        problems.append(Problem("short_polygon", where,
-                                                f"polygon of {len(poly) // 2} points; expected at least 3"))
+            if segm is not None:
+                where = f"{r.id} object {j}" + (f" (id {inst.ids[j]})" if inst.ids[j] >= 0 else "")
+                problems.extend(_segmentation_problems(segm, h, w, where))
+    problems.extend(_duplicate_annotation_ids(ds))
+    problems.extend(_unwritable_values(ds))
     # Categories are "used" by objects or image labels; a dataset annotated by semantic masks
     # alone (Cityscapes labelIds without instances) uses them through pixels we do not count.
     annotated = any(len(r.instances) or r.label is not None for r in ds.records)
@@ -241,7 +331,7 @@ def validate(format: str, root: str | os.PathLike, *, split: str | None = None, 
     policy = ErrorPolicy("warn", show=10**9)
     ds = fmt.parse(root, split=split, on_error=policy, workers=workers, progress=False,
                                   **parse_options)
-    problems = [Problem("parse", e.split(": ", 1)[0], e.split(": ", 1)[-1]) for e in policy.examples]
+    problems = [Problem(e.kind or "parse", e.where, e.message) for e in policy.errors + policy.notes]
     return ds, problems + validate_dataset(ds, root=ds.root or root, deep=deep, workers=workers)
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from dsprep.convert import convert
+from dsprep.conversion import convert
 from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError, UnknownNameError
 from dsprep.formats import _cityscapes_labels as L
 from dsprep.formats import cityscapes as cs
@@ -275,17 +275,25 @@ def test_cityscapes_records_carry_what_a_coco_writer_needs(tmp_path):
 
 def test_datumaro_nonconformant_8bit_instance_ids(fixtures):
     root = fixtures / "datumaro/tests/assets/cityscapes_dataset/dataset"
-    ds = cs.parse(root, instances="things", dummy_test_labels=False, workers=1)
+    # semantic labels only (the default): an 8-bit instanceIds holds label ids, read as such
+    ds = cs.parse(root, dummy_test_labels=False, workers=1)
     assert {k: len(v) for k, v in ds.splits.items()} == {"test": 2, "train": 1, "val": 1}
     # no labelIds there: instanceIds is the semantic source (decode_instance_ids); mask_path stays None
     assert all(r.mask_path is None and r.extra["semantic_source"] == r.instance_mask_path
                and r.extra["mask_kind"] == "instanceIds" for r in ds)
     by_id = {r.source_id: r for r in ds}
-    # 8-bit values are plain ids: 24 is a person group (crowd), 27 a truck group
-    train = by_id["defaultcity_000002_000045"].instances
-    assert train.labels.tolist() == [24] and train.iscrowd.tolist() == [True]
-    assert train.boxes.tolist() == [[2.0, 0.0, 3.0, 1.0]]
-    assert len(by_id["defaultcity_000001_000019"].instances) == 0  # only 1 and 3: no instance class
+    train = by_id["defaultcity_000002_000045"]
+    assert cs.read_semantic_mask(root / train.instance_mask_path, "instanceIds").tolist() == [[3, 3, 24, 3, 3]]
+    # instances: 8 bits cannot hold id * 1000 + k, so 24 (person) is no instance of ours to guess at
+    # (a group? datumaro's person 1?): a named error, not a crowd object made up
+    with pytest.raises(InvalidAnnotationError, match="8-bit instanceIds PNG holding values \\[24\\]") as info:
+        cs.parse(root, split="train", instances="things", workers=1)
+    assert info.value.where.endswith("defaultcity_000002_000045_gtFine_instanceIds.png")
+    # a frame whose 8-bit map holds no class with instances (1 ego vehicle, 3 out of roi) reads as before
+    val = cs.parse(root, split="val", instances="things", workers=1)
+    assert len(val) == 1 and len(val[0].instances) == 0
+    skipped = cs.parse(root, instances="things", dummy_test_labels=False, on_error="warn", workers=1)
+    assert skipped.info["skipped"] == 3 and [r.split for r in skipped] == ["val"]
 
 
 def test_datumaro_train_dataset_16bit_and_train_ids(fixtures):
@@ -471,7 +479,7 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
 
     tree = make_tree(tmp_path / "inet", splits=("train",))
     n = sum(len(v) for v in tree["train"].values())
-    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="none")
+    summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="link")
     assert summary["lost"] == {"image-level labels": n,
                                "categories (Cityscapes has a fixed label table)": len(tree["train"])}
     assert f"cityscapes cannot hold image-level labels: {n} dropped" in caplog.text
@@ -479,9 +487,15 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
     rec = Record("a", "a.jpg", 8, 8, "train", captions=["a cat", "the cat"], instance_mask_path="a_pan.png")
     (tmp_path / "out2").mkdir()
     report = cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"),
-                      tmp_path / "out2", images="none")
+                      tmp_path / "out2", images="link")
     assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
                               "categories (Cityscapes has a fixed label table)": 1}
+    # without images a Cityscapes tree of another format's records would be empty: refused, named
+    (tmp_path / "out3").mkdir()
+    with pytest.raises(InvalidAnnotationError, match="images='none' places none: nothing would be written"):
+        cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"), tmp_path / "out3",
+                 images="none")
+    assert not any((tmp_path / "out3").iterdir())
 
 
 def test_frames_without_label_ids_get_the_semantic_map_of_their_png_tree(tmp_path):

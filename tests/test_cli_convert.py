@@ -75,14 +75,20 @@ def test_synth_voc_then_convert_to_coco_loads_in_pycocotools(shapes_voc, tmp_pat
 
 def test_convert_refuses_existing_output_and_overwrites_when_asked(shapes_voc, tmp_path, capsys):
     out = tmp_path / "exists"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    assert main(["convert", "voc", str(shapes_voc), "--to", "coco", "--out", str(out), "--quiet"]) == 2
+    argv = ["convert", "voc", str(shapes_voc), "--to", "coco", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    (out / "annotations" / "stale.json").write_text("{}")
+    assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
-    assert (out / "keep.txt").exists()
-    assert main(["convert", "voc", str(shapes_voc), "--to", "coco", "--out", str(out), "--quiet",
-                 "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "annotations").is_dir()
+    assert (out / "annotations" / "stale.json").exists()
+    assert main(argv + ["--overwrite"]) == 0  # dsprep wrote it (its manifest says so): replaced whole
+    assert not (out / "annotations" / "stale.json").exists() and (out / "annotations").is_dir()
+    # a folder dsprep did not write is never replaced (docs/cli.md, Safety; tests/test_safety_output.py)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert main(argv[:-2] + [str(other), "--quiet", "--overwrite"]) == 2
+    assert "keep.txt" in capsys.readouterr().err and (other / "keep.txt").read_text() == "x"
 
 
 def test_convert_never_writes_over_its_input(shapes_voc, capsys):

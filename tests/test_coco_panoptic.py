@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError
 from dsprep.formats import coco_panoptic as cp
-from dsprep.masks import encode_mask, id_to_rgb, rgb_to_id
+from dsprep.masks import encode_mask, id_to_rgb, read_id_png, rgb_to_id
 from dsprep.records import Category, Dataset, Instances, Record
 
 
@@ -63,18 +63,23 @@ def test_panopticapi_pngs_match_segments_info(sample):
 def test_datumaro_full_rgb_decode(fixtures):
     root = fixtures / "datumaro/tests/assets/coco_dataset/coco_panoptic"
     assert cp.detect(root)
-    ds = cp.parse(root, masks=True, verify="all")
-    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 1, "val": 1}
-    a = ds.record_by_id()["images/train/a"]
+    # datumaro's a.png is 5x5 for a 10x5 image: a named error (its RLEs would not fit the image), skipped
+    # with on_error="warn"; read without decoding PNGs it is a record like any other
+    with pytest.raises(InvalidAnnotationError, match="the PNG is 5x5, its image is 10x5") as info:
+        cp.parse(root, split="train", masks=True)
+    assert info.value.where.endswith("panoptic_train/a.png")
+    ds = cp.parse(root, masks=True, verify="all", on_error="warn")
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 0, "val": 1} and ds.info["skipped"] == 1
+    a = cp.parse(root, split="train", verify="none").record_by_id()["images/train/a"]
     assert a.path == "images/train/a.jpg" and a.instance_mask_path == "annotations/panoptic_train/a.png"
     assert a.instances.ids.tolist() == [460551]  # stored as RGB (7, 7, 7)
     assert np.asarray(Image.open(root / a.instance_mask_path))[0, 0].tolist() == [7, 7, 7]
-    # the stored area (20) is kept as is; the PNG segment covers all 25 pixels
+    assert np.unique(read_id_png(root / a.instance_mask_path, "rgb")).tolist() == [460551]
+    # the stored area (20) is kept as is (the PNG segment covers all 25 pixels)
     assert a.instances.area.tolist() == [20.0]
-    assert mask_utils.area({"size": a.instances.segmentation[0]["size"],
-                            "counts": a.instances.segmentation[0]["counts"].encode()}) == 25
     b = ds.record_by_id()["images/val/b"]
     assert b.instances.iscrowd.tolist() == [False, True] and b.instances.labels.tolist() == [1, 2]
+    assert all(s["size"] == [b.height, b.width] for s in b.instances.segmentation)
 
 
 def _two_channel_tree(sample, tmp_path):
@@ -187,7 +192,7 @@ def test_writer_counts_every_field_it_cannot_hold(fixtures, tmp_path):
     """Nothing dropped silently: keypoints, difficult flags, semantic masks, foreign image and
     category fields are counted lost, in the coco/voc writers' wording; a panoptic round trip
     loses nothing."""
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
 
     from fakes_cityscapes import make_cityscapes
     from fakes_voc import make_voc
@@ -213,3 +218,81 @@ def test_writer_counts_every_field_it_cannot_hold(fixtures, tmp_path):
 
     back = convert("coco-panoptic", tmp_path / "cp", "coco-panoptic", tmp_path / "again", images="none")
     assert back["lost"] == {}
+
+
+# --------------------------------------------------------------------------- panoptic -> detection: things
+@pytest.fixture()
+def no_isthing(sample, tmp_path):
+    """panopticapi's sample with 'isthing' stripped from its categories (PNGs linked, not copied)."""
+    doc = json.loads((sample / "panoptic_examples.json").read_text())
+    for c in doc["categories"]:
+        del c["isthing"]
+    src = tmp_path / "src"  # its own folder: a conversion's OUT may not lie inside the input's (docs/cli.md)
+    src.mkdir()
+    (src / "panoptic_examples.json").write_text(json.dumps(doc))
+    (src / "panoptic_examples").symlink_to(sample / "panoptic_examples", target_is_directory=True)
+    return src / "panoptic_examples.json", doc
+
+
+def _things_by_panopticapi_rule(doc, categories_file) -> list[tuple[int, int]]:
+    """(image_id, segment id) of the segments panoptic2detection_coco_format.py --things_only keeps:
+    categories[segm_info['category_id']]['isthing'] == 1, from the categories file."""
+    isthing = {c["id"]: c["isthing"] for c in json.loads(categories_file.read_text())}
+    return sorted((a["image_id"], s["id"]) for a in doc["annotations"] for s in a["segments_info"]
+                  if isthing[s["category_id"]] == 1)
+
+
+def test_things_only_takes_isthing_from_a_categories_file(fixtures, no_isthing):
+    from dsprep.errors import FormatError
+
+    path, doc = no_isthing
+    cats_file = fixtures / "panopticapi" / "panoptic_coco_categories.json"
+    everything = cp.parse(path)
+    assert everything.num_objects() == 50 and all("isthing" not in c.extra for c in everything.categories)
+    with pytest.raises(FormatError, match=r"things_only needs 'isthing' on every category; 133 have none"):
+        cp.parse(path, things_only=True)
+    filled = cp.parse(path, categories_file=cats_file)
+    assert sum(c.extra["isthing"] for c in filled.categories) == 80 and filled.num_objects() == 50
+    things = cp.parse(path, categories_file=cats_file, things_only=True)
+    expected = _things_by_panopticapi_rule(doc, cats_file)
+    assert len(expected) == 43  # 50 segments, 7 of stuff classes (125, 184, 187, 193)
+    assert sorted((r.source_id, int(i)) for r in things for i in r.instances.ids) == expected
+    assert len(things) == 2 and len(things.categories) == 80 and max(c.id for c in things.categories) == 90
+    assert things.info["things_only"] == {"stuff_segments_dropped": 7, "stuff_categories": 53}
+    # the JSON's own isthing wins over the file's: tree-merged (184) declared a thing keeps its 2 segments
+    next(c for c in doc["categories"] if c["id"] == 184)["isthing"] = 1
+    path.write_text(json.dumps(doc))
+    assert cp.parse(path, categories_file=cats_file, things_only=True).num_objects() == 45
+    # a file that names an id otherwise is refused
+    wrong = json.loads(cats_file.read_text())
+    wrong[0]["name"] = "human"
+    (path.parent / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(InvalidAnnotationError, match=r"category 1.*named 'human' there but 'person'"):
+        cp.parse(path, categories_file=path.parent / "wrong.json")
+
+
+def test_things_only_on_a_json_with_isthing_and_through_the_cli(sample, fixtures, no_isthing, tmp_path, capsys):
+    from dsprep.cli import main
+
+    ds = cp.parse(sample / "panoptic_examples.json", things_only=True)  # the JSON has isthing itself
+    assert ds.num_objects() == 43 and len(ds.categories) == 80
+    path, doc = no_isthing
+    cats_file = str(fixtures / "panopticapi" / "panoptic_coco_categories.json")
+    preds = [{"image_id": a["image_id"], "category_id": s["category_id"], "bbox": s["bbox"], "score": 1.0}
+             for a in doc["annotations"] for s in a["segments_info"] if s["category_id"] <= 90]
+    (tmp_path / "things.json").write_text(json.dumps(preds))
+    capsys.readouterr()
+    base = ["eval", "detection", "coco-panoptic", str(path), str(tmp_path / "things.json"), "--json"]
+    assert main(base + ["--things-only", "--categories-file", cats_file]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["ground_truth"] == 43 and out["stats"]["AP"] == pytest.approx(1.0)
+    assert len(out["per_class"]) == 80
+    assert main(base) == 0  # every segment is an object: the stuff ones are missed
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["ground_truth"] == 50 and out["stats"]["AP"] < 0.7
+    assert main(["eval", "detection", "voc", str(tmp_path), str(tmp_path / "things.json"), "--things-only"]) == 2
+    assert "--things-only: applies to coco-panoptic sources" in capsys.readouterr().err
+    assert main(["convert", "coco-panoptic", str(path), "--to", "coco", "--out", str(tmp_path / "coco"),
+                 "--things-only", "--categories-file", cats_file, "--images", "none"]) == 0
+    coco = json.loads(next((tmp_path / "coco" / "annotations").glob("instances_*.json")).read_text())
+    assert len(coco["annotations"]) == 43 and len(coco["categories"]) == 80

@@ -101,7 +101,8 @@ def test_eval_command_classification_and_detection(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(dsprep.formats, "get_format", lambda name: _fake_format(det_ds))
     d = tmp_path / "d.json"
     d.write_text(json.dumps([{"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.9}]))
-    assert main(["eval", "detection", "coco", str(tmp_path), str(d), "--out", str(tmp_path / "pr")]) == 0
+    (tmp_path / "gt").mkdir()  # --out may not be inside the ground truth's folder (docs/cli.md, Safety)
+    assert main(["eval", "detection", "coco", str(tmp_path / "gt"), str(d), "--out", str(tmp_path / "pr")]) == 0
     text = capsys.readouterr().out
     assert "AP=100.00" in text and "cat" in text and (tmp_path / "pr" / "pr_cat.png").is_file()
     assert main(["eval", "detection", "voc", str(tmp_path), str(d), "--json"]) == 0

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dsprep.errors import FormatError
-from dsprep.eval.detection import (COCO_STAT_NAMES, coco_evaluate, plot_pr_curves, to_coco_gt, voc_ap,
-                                   voc_evaluate)
+from dsprep.eval.detection import (COCO_STAT_NAMES, VOC07_RECALL_THRESHOLDS, coco_evaluate, plot_pr_curves,
+                                   to_coco_gt, voc_ap, voc_evaluate)
 from dsprep.records import Category, Dataset, Instances, Record
 
 # pycocotools 2.0.11's mask.decode under numpy 2 warns about __array__(copy=); not ours to fix.
@@ -222,57 +222,81 @@ def test_pr_curves_are_written(tinycoco, tmp_path):
 
 # --- VOC ------------------------------------------------------------------------------------
 
+def _matlab_max(values: np.ndarray) -> float:
+    """MATLAB's ``max`` of a vector: NaN entries are skipped; all NaN gives NaN; empty gives []."""
+    if values.size == 0:
+        return None
+    return float(np.nan) if np.isnan(values).all() else float(np.nanmax(values))
+
+
+def matlab_colon(a: float, d: float, b: float) -> np.ndarray:
+    """MATLAB's ``a:d:b`` as MathWorks' colonop.m builds it: ``a + k*d`` up to the middle,
+    ``b - k*d`` from the end, the middle (even n) ``(a + b) / 2``."""
+    n = int(np.floor((b - a) / d * (1 + 1e-12)))
+    out = np.zeros(n + 1)
+    k = np.arange(n // 2 + 1)
+    out[k] = a + k * d
+    out[n - k] = b - k * d
+    if n % 2 == 0:
+        out[n // 2] = (a + b) / 2
+    return out
+
+
 def devkit_voc_eval(gts: dict, dets: list, cls: int, use_07: bool, thresh: float = 0.5) -> float:
-    """A straightforward transcription of the devkit rule, on the devkit's own 1-based pixel
-    coordinates with its +1 widths (as in detectron2's pascal_voc_evaluation.voc_eval).
+    """A line-by-line transcription of the devkit's ``VOCevaldet.m`` (VOC2007: 11-point AP;
+    VOC2010-2012: ``VOCap.m``), with MATLAB's arithmetic: 0/0 is NaN, ``max`` skips NaN.
 
     gts: image -> list of (cls, [xmin, ymin, xmax, ymax] 1-based inclusive, difficult)
     dets: (image, cls, score, [xmin, ymin, xmax, ymax] 1-based)
     """
-    recs = {}
-    npos = 0
+    recs, npos = {}, 0
     for img, objs in gts.items():
         bb = np.array([o[1] for o in objs if o[0] == cls], float).reshape(-1, 4)
         diff = np.array([o[2] for o in objs if o[0] == cls], bool)
-        npos += int((~diff).sum())
-        recs[img] = {"bbox": bb, "difficult": diff, "det": [False] * len(bb)}
+        npos += int((~diff).sum())                                    # npos=npos+sum(~gt(i).diff);
+        recs[img] = {"BB": bb, "diff": diff, "det": np.zeros(len(bb), bool)}
     mine = [d for d in dets if d[1] == cls]
-    mine.sort(key=lambda d: -d[2])
-    tp, fp = np.zeros(len(mine)), np.zeros(len(mine))
-    for i, (img, _, _, bb) in enumerate(mine):
-        r = recs.get(img, {"bbox": np.zeros((0, 4)), "difficult": np.zeros(0, bool), "det": []})
-        ovmax, jmax = -np.inf, -1
-        for j, g in enumerate(r["bbox"]):
-            iw = max(min(g[2], bb[2]) - max(g[0], bb[0]) + 1.0, 0.0)
-            ih = max(min(g[3], bb[3]) - max(g[1], bb[1]) + 1.0, 0.0)
-            inter = iw * ih
-            uni = ((bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
-                   + (g[2] - g[0] + 1.0) * (g[3] - g[1] + 1.0) - inter)
-            if inter / uni > ovmax:
-                ovmax, jmax = inter / uni, j
-        if ovmax > thresh:
-            if not r["difficult"][jmax]:
-                if not r["det"][jmax]:
-                    tp[i] = 1
-                    r["det"][jmax] = True
+    order = np.argsort([-d[2] for d in mine], kind="stable")          # [sc,si]=sort(-confidence);
+    mine = [mine[i] for i in order]
+    nd = len(mine)
+    tp, fp = np.zeros(nd), np.zeros(nd)
+    for d, (img, _, _, bb) in enumerate(mine):
+        g = recs[img]
+        ovmax, jmax = -np.inf, None
+        for j, bbgt in enumerate(g["BB"]):
+            bi = [max(bb[0], bbgt[0]), max(bb[1], bbgt[1]), min(bb[2], bbgt[2]), min(bb[3], bbgt[3])]
+            iw, ih = bi[2] - bi[0] + 1, bi[3] - bi[1] + 1
+            if iw > 0 and ih > 0:                                     # if iw>0 & ih>0
+                ua = ((bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1)
+                      + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1) - iw * ih)
+                ov = iw * ih / ua
+                if ov > ovmax:                                        # if ov>ovmax
+                    ovmax, jmax = ov, j
+        if ovmax >= thresh:                                           # if ovmax>=VOCopts.minoverlap
+            if not g["diff"][jmax]:
+                if not g["det"][jmax]:
+                    tp[d] = 1
+                    g["det"][jmax] = True
                 else:
-                    fp[i] = 1
+                    fp[d] = 1
         else:
-            fp[i] = 1
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    rec = tp / npos
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+            fp[d] = 1
+    fp, tp = np.cumsum(fp), np.cumsum(tp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rec = tp / npos if npos else np.where(tp == 0, np.nan, np.inf)  # rec=tp/npos;
+        prec = tp / (fp + tp)                                          # prec=tp./(fp+tp);
     if use_07:
         ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
-            ap += (np.max(prec[rec >= t]) if np.sum(rec >= t) else 0.0) / 11.0
+        for t in matlab_colon(0, 0.1, 1):                              # for t=0:0.1:1
+            p = _matlab_max(prec[rec >= t])                            # p=max(prec(rec>=t));
+            ap += (0.0 if p is None else p) / 11                       # if isempty(p) p=0; ap=ap+p/11;
         return ap
-    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mrec = np.concatenate(([0.0], rec, [1.0]))                         # VOCap.m
     mpre = np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = max(mpre[i - 1], mpre[i])
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = _matlab_max(np.array([mpre[i], mpre[i + 1]]))
+    i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1                      # NaN ~= x is true
+    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
 
 
 def generated_voc_case(seed: int = 3):
@@ -343,13 +367,113 @@ def test_voc07_and_voc12_on_a_hand_computed_example():
     assert voc_ap(np.array([1 / 3, 2 / 3]), np.array([1.0, 2 / 3]), "voc12") == pytest.approx(5 / 9)
 
 
-def test_voc_class_without_ground_truth_is_nan_and_left_out_of_the_mean():
-    inst = Instances(boxes=[[0, 0, 10, 10]], labels=[1])
-    ds = Dataset([Category(1, "a"), Category(2, "b")], [Record("x", "x.jpg", 16, 16, source_id=1, instances=inst)])
-    res = voc_evaluate(ds, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 1.0},
-                            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 1.0}],
-                       metric="voc12")
-    assert res.per_class["a"] == 1.0 and np.isnan(res.per_class["b"]) and res.stats["mAP"] == 1.0
+def _one_box_case(ignored: str | None = None):
+    """One 10x10 ground-truth box (VOC pixels 1..10) in one image; ``ignored``: its flag."""
+    inst = Instances(boxes=[[0, 0, 10, 10]], labels=[1], difficult=[ignored == "difficult"],
+                     iscrowd=[ignored == "crowd"])
+    return Dataset([Category(1, "car")], [Record("x", "x.jpg", 32, 32, source_id=1, instances=inst)])
+
+
+@pytest.mark.parametrize("metric", ["voc07", "voc12"])
+def test_voc_iou_of_exactly_half_is_a_true_positive(metric):
+    # VOCevaldet.m: "if ovmax>=VOCopts.minoverlap". Half the box: IoU 50/100 = 0.5 exactly
+    # (detectron2's port has ">" and calls it a false positive).
+    half = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 5], "score": 0.9}]
+    # (11 times 1/11 adds up to 1 + 2e-16, in MATLAB as here)
+    assert voc_evaluate(_one_box_case(), half, metric=metric).per_class["car"] == pytest.approx(1.0, abs=1e-15)
+    gts = {1: [(1, [1, 1, 10, 10], False)]}
+    assert devkit_voc_eval(gts, [(1, 1, 0.9, [1, 1, 10, 5])], 1, use_07=metric == "voc07") == pytest.approx(
+        1.0, abs=1e-15)
+    below = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 4.99], "score": 0.9}]
+    assert voc_evaluate(_one_box_case(), below, metric=metric).per_class["car"] == 0.0
+
+
+def test_voc07_thresholds_are_matlabs_0_to_1_by_tenths():
+    # MATLAB's 0:0.1:1 holds 0.30000000000000004 but the doubles nearest 0.6 and 0.7 (numpy's
+    # arange, as in detectron2, has 0.6000000000000001 and 0.7000000000000001): a recall of
+    # exactly 3/5 reaches the t = 0.6 point (7 of 11), one of 3/10 misses t = 0.3 (3 of 11).
+    assert np.array_equal(np.array(VOC07_RECALL_THRESHOLDS), matlab_colon(0, 0.1, 1))
+    assert voc_ap(np.array([3 / 5]), np.array([1.0]), "voc07") == pytest.approx(7 / 11, abs=1e-15)
+    assert voc_ap(np.array([7 / 10]), np.array([1.0]), "voc07") == pytest.approx(8 / 11, abs=1e-15)
+    assert voc_ap(np.array([3 / 10]), np.array([1.0]), "voc07") == pytest.approx(3 / 11, abs=1e-15)
+
+
+def test_voc_ties_in_score_keep_the_input_order():
+    # MATLAB's sort is stable: equal scores are taken in file order. Per image a true
+    # positive then a miss of one score, and a 0.9 miss (numpy's default sort reorders such
+    # interleaved ties): AP depends on the order of the ties.
+    recs = [Record(f"i{k}", f"i{k}.jpg", 32, 32, source_id=k + 1, instances=Instances(boxes=[[0, 0, 10, 10]],
+                                                                                  labels=[1]))
+            for k in range(20)]
+    ds = Dataset([Category(1, "car")], recs)
+    dets, devkit_dets = [], []
+    for k in range(20):
+        dets += [{"image_id": k + 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.5},
+                 {"image_id": k + 1, "category_id": 1, "bbox": [20, 20, 5, 5], "score": 0.5},
+                 {"image_id": k + 1, "category_id": 1, "bbox": [20, 0, 5, 5], "score": 0.9}]
+        devkit_dets += [(k + 1, 1, 0.5, [1, 1, 10, 10]), (k + 1, 1, 0.5, [21, 21, 25, 25]),
+                        (k + 1, 1, 0.9, [21, 1, 25, 5])]
+    gts = {k + 1: [(1, [1, 1, 10, 10], False)] for k in range(20)}
+    for metric in ("voc07", "voc12"):
+        ref = devkit_voc_eval(gts, devkit_dets, 1, use_07=metric == "voc07")
+        assert voc_evaluate(ds, dets, metric=metric).per_class["car"] == pytest.approx(ref, abs=1e-15)
+    rec, prec = voc_evaluate(ds, dets, metric="voc12").curves["car"]
+    assert prec[20:24].tolist() == [1 / 21, 1 / 22, 2 / 23, 2 / 24]  # after the twenty 0.9 misses: T F T F
+
+
+def test_voc_box_without_overlap_is_never_a_match_even_at_threshold_zero():
+    # VOCevaldet.m starts ovmax at -inf and only boxes with "iw>0 & ih>0" compete.
+    apart = [{"image_id": 1, "category_id": 1, "bbox": [20, 20, 5, 5], "score": 0.9}]
+    assert voc_evaluate(_one_box_case(), apart, metric="voc12", iou_threshold=0.0).per_class["car"] == 0.0
+    assert devkit_voc_eval({1: [(1, [1, 1, 10, 10], False)]}, [(1, 1, 0.9, [21, 21, 25, 25])], 1,
+                           use_07=False, thresh=0.0) == 0.0
+
+
+@pytest.mark.parametrize("flag", ["difficult", "crowd"])
+def test_voc_detection_on_a_difficult_or_crowd_box_is_neither_tp_nor_fp(flag):
+    # Two images: one ordinary box (image 2) and one box flagged difficult/crowd (image 1).
+    # Ranked: 0.9 on the flagged box (ignored), 0.8 TP, 0.7 FP (nothing there).
+    flagged = _one_box_case(flag).records[0]
+    plain = Record("y", "y.jpg", 32, 32, source_id=2, instances=Instances(boxes=[[0, 0, 10, 10]], labels=[1]))
+    ds = Dataset([Category(1, "car")], [flagged, plain])
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.8},
+            {"image_id": 2, "category_id": 1, "bbox": [20, 20, 5, 5], "score": 0.7}]
+    # recall over the one plain box: 1, 1; precision 1, 1/2 -> AP 1 (both rules): the ignored
+    # box neither lowers recall (it is not in npos) nor precision (its detection is no FP)
+    res = voc_evaluate(ds, dets, metric="voc12")
+    assert res.per_class["car"] == 1.0
+    rec, prec = res.curves["car"]
+    assert rec.tolist() == [0.0, 1.0, 1.0] and prec.tolist() == [0.0, 1.0, 0.5]
+    assert voc_evaluate(ds, dets, metric="voc07").per_class["car"] == pytest.approx(1.0, abs=1e-15)
+    # the devkit (difficult only: VOC has no crowd flag) gives the same
+    gts = {1: [(1, [1, 1, 10, 10], True)], 2: [(1, [1, 1, 10, 10], False)]}
+    devkit_dets = [(1, 1, 0.9, [1, 1, 10, 10]), (2, 1, 0.8, [1, 1, 10, 10]), (2, 1, 0.7, [21, 21, 25, 25])]
+    assert devkit_voc_eval(gts, devkit_dets, 1, use_07=False) == 1.0
+
+
+def test_voc_class_without_non_difficult_ground_truth_is_0_and_counts_in_the_mean():
+    # "b" has only a difficult box (and a detection on it), "c" has no box and no detection:
+    # npos = 0 for both. The devkit's recall is 0/0 = NaN: its 11-point AP is then 0
+    # (no recall >= t), and so is VOCap's without detections; VOCap's with detections is
+    # NaN (NaN recall steps), where dsprep gives 0 too (docs/eval.md).
+    inst = Instances(boxes=[[0, 0, 10, 10], [0, 0, 10, 10]], labels=[1, 2], difficult=[False, True])
+    ds = Dataset([Category(1, "a"), Category(2, "b"), Category(3, "c")],
+                 [Record("x", "x.jpg", 16, 16, source_id=1, instances=inst)])
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 1.0},
+            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 1.0},
+            {"image_id": 1, "category_id": 2, "bbox": [5, 5, 10, 10], "score": 0.5}]
+    gts = {1: [(1, [1, 1, 10, 10], False), (2, [1, 1, 10, 10], True)]}
+    devkit_dets = [(1, 1, 1.0, [1, 1, 10, 10]), (1, 2, 1.0, [1, 1, 10, 10]), (1, 2, 0.5, [6, 6, 15, 15])]
+    for metric in ("voc07", "voc12"):
+        res = voc_evaluate(ds, dets, metric=metric)
+        assert res.per_class == {"a": pytest.approx(1.0, abs=1e-15), "b": 0.0, "c": 0.0}
+        assert res.stats["mAP"] == pytest.approx(1 / 3, abs=1e-15)
+        assert "b" not in res.curves and "c" not in res.curves
+    assert devkit_voc_eval(gts, devkit_dets, 2, use_07=True) == 0.0
+    assert devkit_voc_eval(gts, devkit_dets, 3, use_07=True) == 0.0
+    assert devkit_voc_eval(gts, devkit_dets, 3, use_07=False) == 0.0
+    assert np.isnan(devkit_voc_eval(gts, devkit_dets, 2, use_07=False))  # the one documented difference
 
 
 def test_unhashable_ids_are_named():

@@ -144,6 +144,29 @@ def test_voc_style_dataset_counts_background(tmp_path):
         evaluate_dataset(ds, tmp_path / "SegmentationClass" / "none", workers=1)
 
 
+def test_predicted_255_on_a_counted_pixel_is_a_miss_not_void(tmp_path):
+    # 255 means void in the ground truth only: a model that outputs 255 on a labelled pixel
+    # missed it (a false negative of the true class, nobody's false positive), as
+    # cityscapesScripts counts a prediction outside the evaluated classes.
+    gt = np.array([[0, 0, 1, 1], [0, 1, 1, 255]], np.uint8)
+    pred = np.array([[0, 255, 1, 255], [255, 1, 1, 255]], np.uint8)
+    cm = confusion_matrix(gt, pred, 2)
+    assert cm.tolist() == [[1, 0, 2], [0, 3, 1]]  # the last column: predicted outside the classes
+    res = evaluate_segmentation([(gt, pred)], 2, class_names=["bg", "x"])
+    # bg: TP 1, FN 2 -> 1/3 ; x: TP 3, FN 1 -> 3/4 (void pixels predicted 255 are not counted)
+    assert res.iou.tolist() == pytest.approx([1 / 3, 3 / 4]) and res.pixel_accuracy == pytest.approx(4 / 7)
+    # the same through PNGs of a VOC-style dataset
+    (tmp_path / "SegmentationClass").mkdir()
+    (tmp_path / "preds").mkdir()
+    Image.fromarray(np.where(gt == 1, 15, gt).astype(np.uint8)).save(tmp_path / "SegmentationClass/a.png")
+    Image.fromarray(np.where(pred == 1, 15, pred).astype(np.uint8)).save(tmp_path / "preds/a.png")
+    ds = Dataset([Category(15, "person")], [Record("JPEGImages/a", "JPEGImages/a.jpg", 4, 2,
+                                                   mask_path="SegmentationClass/a.png")], root=tmp_path,
+                 format="voc")
+    res = evaluate_dataset(ds, tmp_path / "preds", workers=1)
+    assert res.iou.tolist() == pytest.approx([1 / 3, 3 / 4]) and res.other.tolist() == [2, 1]
+
+
 def test_eval_segmentation_command(tmp_path, monkeypatch, capsys):
     import json
     import types

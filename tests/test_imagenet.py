@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dsprep import parse as dsprep_parse
-from dsprep.convert import convert
+from dsprep.conversion import convert
 from dsprep.errors import (InvalidAnnotationError, MalformedFileError, MissingFileError,
                            UnknownNameError)
 from dsprep.formats import detect_format, imagenet
@@ -640,3 +640,45 @@ def test_a_class_tree_whose_classes_are_named_like_splits_reads_back_as_classes(
     # no table can hold "traffic light": the rename of tv/monitor is said lost, not claimed kept
     assert rep["lost"]["category words and original names (names with spaces cannot go in "
                        "LOC_synset_mapping.txt)"] == 1
+
+
+# ----------------------------------------------------------------------------- one class numbering
+def _labels_by_path(ds):
+    return {r.path: r.label for r in ds.records}
+
+
+def test_classes_are_numbered_over_the_whole_tree_whatever_split_asks(tmp_path):
+    # val lacks the second class: ImageFolder(root/val) would number val's classes 0..3;
+    # dsprep numbers over every split's class folders, so a val image's label does not
+    # depend on whether split="val" was asked.
+    make_tree(tmp_path, {w: 2 for w in SORTED}, splits=("train",))
+    make_tree(tmp_path, {w: 1 for w in SORTED if w != SORTED[1]}, splits=("val",))
+    (tmp_path / "val" / ".ipynb_checkpoints").mkdir()  # hidden and archiver folders: never classes
+    (tmp_path / "val" / "__MACOSX").mkdir()
+    whole = imagenet.parse(tmp_path)
+    for split in ("val", "train"):
+        part = imagenet.parse(tmp_path, split=split)
+        assert part.categories == whole.categories and [c.name for c in part.categories] == SORTED
+        labels = _labels_by_path(part)
+        assert labels and labels == {p: v for p, v in _labels_by_path(whole).items() if p in labels}
+    val_last = f"val/{SORTED[4]}/{SORTED[4]}_1.JPEG"
+    assert _labels_by_path(imagenet.parse(tmp_path, split="val"))[val_last] == 4  # not 3, its rank in val/
+
+
+def test_flat_val_tables_number_train_alike_with_or_without_split(tmp_path):
+    # train holds two classes; the devkit's meta.mat (read for the flat val) knows all five:
+    # train's labels are the same whether or not val is parsed beside it.
+    make_tree(tmp_path, {w: 1 for w in SORTED[3:]}, splits=("train",))
+    labels = [SORTED[i % 5] for i in range(5)]
+    make_flat_val(tmp_path / "val", labels)
+    write_devkit(tmp_path, labels, with_map=False)
+    write_meta_mat(tmp_path / "ILSVRC2012_devkit_t12" / "data" / "meta.mat")
+    whole, train = imagenet.parse(tmp_path), imagenet.parse(tmp_path, split="train")
+    assert [c.name for c in train.categories] == [c.name for c in whole.categories] == SORTED
+    assert {r.label for r in train.records} == {3, 4}
+    assert _labels_by_path(train) == {p: v for p, v in _labels_by_path(whole).items() if p.startswith("train/")}
+    # without the ID table only the flat val needs it: train alone still parses, the whole tree names the gap
+    (tmp_path / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").unlink()
+    assert [c.name for c in imagenet.parse(tmp_path, split="train").categories] == SORTED[3:]
+    with pytest.raises(MissingFileError, match="need a table"):
+        imagenet.parse(tmp_path)

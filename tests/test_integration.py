@@ -133,7 +133,7 @@ def test_cityscapes_and_panoptic_to_voc_keep_objects_and_masks(fixtures, tmp_pat
 def test_imagenet_to_panoptic_reads_sizes_and_a_record_without_one_is_named(fixtures, tmp_path):
     import json
 
-    from dsprep.convert import write_dataset
+    from dsprep.conversion import write_dataset
 
     report = dsprep.convert("imagenet", fixtures / "imagenette", "coco-panoptic", tmp_path / "p", images="none")
     assert report["lost"]["image-level labels"] == 56  # said, not dropped silently

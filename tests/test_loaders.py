@@ -220,6 +220,15 @@ def test_user_callable_is_seeded_per_sample(ds):
     assert len(torch.cat(a).unique()) == 12
 
 
+def test_augment_is_the_one_name_for_the_augmentation(ds):
+    assert TorchDataset(ds, "detection", "eval").augment_name == "eval"  # third positional
+    assert ds.torch(task="detection").augment_name == "none"
+    flip = T.Compose([T.HFlip(p=1.0)])
+    assert ds.torch("detection", flip).transform is flip
+    with pytest.raises(TypeError, match="transform= is not an option: pass the augmentation as augment="):
+        ds.torch(task="detection", transform=flip)
+
+
 def test_unreadable_image_raises_naming_the_file(ds):
     (ds.root / "img_2.jpg").write_bytes((ds.root / "img_2.jpg").read_bytes()[:40])
     tds = ds.torch(task="classification")
@@ -473,6 +482,32 @@ def test_instance_masks_follow_the_instance_mask_encoding(fixtures, tmp_path):
     assert torch.equal(got, want)
 
 
+def test_voc_rgb_masks_are_read_by_the_loader_as_by_the_parser(fixtures):
+    """datumaro writes VOC masks as RGB in the VOC palette's colours: the parser reads them,
+    and so do the loaders (one reader, masks.read_label_png with the dataset's palette)."""
+    from dsprep.formats import voc
+    from dsprep.masks import VOC_PALETTE
+
+    root = fixtures / "datumaro/tests/assets/voc_dataset/voc_dataset1"
+    ds = voc.parse(root, workers=1).subset("train")
+    rec = ds.records[0]
+    rgb = np.asarray(Image.open(root / rec.mask_path))
+    assert rgb.ndim == 3  # an RGB PNG, not a palette one
+    # each pixel's colour, looked up in the VOC colour map by hand
+    want = np.array([[[tuple(c) for c in VOC_PALETTE].index(tuple(px)) for px in row] for row in rgb], np.uint8)
+    got = ds.torch(task="segmentation")[0][1]["mask"]
+    assert got.dtype == torch.uint8 and got.numpy().tolist() == want.tolist()
+    assert got.numpy().tolist() == voc._read_mask(root / rec.mask_path).tolist()
+    obj_rgb = np.asarray(Image.open(root / rec.instance_mask_path))
+    obj = np.array([[[tuple(c) for c in VOC_PALETTE].index(tuple(px)) for px in row] for row in obj_rgb])
+    masks = ds.torch(task="detection", masks=True)[0][1]["masks"].numpy()
+    assert masks.tolist() == [(obj == 1).tolist(), (obj == 2).tolist()]  # SegmentationObject: k = object k
+    # the palette is the VOC format's: the same RGB masks under another format are refused
+    other = Dataset(ds.categories, ds.records, root=root)
+    with pytest.raises(MalformedFileError, match="2007_000001.png.*found mode RGB"):
+        other.torch(task="segmentation")[0]
+
+
 def test_unknown_instance_mask_encoding_is_refused(ds):
     ds.info["instance_mask_encoding"] = "rgba"
     with pytest.raises(UnknownNameError, match="instance_mask_encoding.*'rgb'"):
@@ -499,3 +534,18 @@ def test_a_segment_id_without_pixels_in_its_png_is_a_named_error(fixtures, tmp_p
         tds[1]
     skipping = ds.torch(task="detection", masks=True, on_error="skip")
     assert isinstance(skipping[1], Skipped)
+
+
+def test_augmentation_is_seeded_by_the_sample_index(tmp_path):
+    # Eight records of one and the same image: in one epoch, with one seed, only the sample
+    # index can tell their augmentations apart (seeding by seed and epoch alone would give
+    # eight identical crops); each sample is still reproducible.
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "same.png")
+    recs = [Record(f"r{i}", "same.png", 48, 40, "train", label=1) for i in range(8)]
+    tds = Dataset([Category(1, "x")], recs, root=tmp_path).torch(task="classification", augment="default",
+                                                                  size=16, seed=7)
+    images = [tds[(0, i)][0] for i in range(8)]
+    assert len({img.numpy().tobytes() for img in images}) == 8
+    assert torch.equal(tds[(0, 5)][0], images[5])
+    assert not torch.equal(tds[(1, 5)][0], images[5])  # and by the epoch

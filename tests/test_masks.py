@@ -10,6 +10,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from dsprep.errors import InvalidAnnotationError
 from dsprep.masks import segmentation_area, segmentation_mask, segmentation_rle
 
 H, W = 24, 32
@@ -121,11 +122,26 @@ def test_rle_without_size_takes_the_image_size():
     np.testing.assert_array_equal(segmentation_mask({"counts": rle["counts"]}, H, W), _random_mask())
 
 
-@pytest.mark.parametrize("segm, error", [({"size": [H, W]}, ValueError), ({"size": [H, W], "counts": 3}, TypeError),
-                                         (7, TypeError), (b"{not json", ValueError)])
-def test_malformed_entries_raise(segm, error):
-    with pytest.raises(error):
-        segmentation_mask(segm, H, W)
+@pytest.mark.parametrize("segm, match", [
+    ({"size": [H, W]}, "without 'counts'"),
+    ({"size": [H, W], "counts": 3}, "'counts' must be a string or a list of ints"),
+    (7, "list of polygons or an RLE dict"),
+    (b"{not json", "not valid JSON"),
+    (b'[[1, 2, "\xff"]]', "not valid JSON"),  # raw text that is not UTF-8
+    ({"size": [H, W], "counts": "!!!!"}, "not COCO's compressed form"),
+    ({"size": [H, W], "counts": [H * W + 5]}, "sum to"),
+    ({"size": [H, W], "counts": [-1, H * W + 1]}, "ints >= 0"),
+    ({"size": [10 ** 6, 10 ** 6], "counts": [10 ** 12]}, "decompression-bomb limit"),
+    ([[0, 0, "a", 1, 2, 2]], "flat list of numbers"),
+    ([[0, 0, 1e12, 0, 1, 1]], "far outside"),
+    ([[0, 0, float("inf"), 0, 1, 1]], "not finite"),
+])
+def test_malformed_entries_raise_a_named_error(segm, match):
+    # a named error (a ValueError too) before pycocotools sees the entry: pycocotools would crash,
+    # write past its buffer (counts past the mask) or allocate gigabytes (a vertex at 1e12)
+    with pytest.raises(InvalidAnnotationError, match=match) as info:
+        segmentation_mask(segm, H, W, where="x.json: object 3")
+    assert info.value.where == "x.json: object 3"
 
 
 def test_area_with_unknown_image_size_uses_a_canvas_holding_the_polygons():

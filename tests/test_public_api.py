@@ -8,8 +8,8 @@ import dsprep
 
 PUBLIC = ["BoxFormat", "Category", "Dataset", "DatasetNotFoundError", "DsprepError", "FORMATS", "FormatError",
           "Instances", "InvalidAnnotationError", "MalformedFileError", "MissingFileError", "OutputExistsError",
-          "Record", "UnknownNameError", "__version__", "convert", "convert_boxes", "detect_format", "get_format",
-          "load", "parse"]
+          "OutputLockedError", "PathEscapeError", "Record", "UnknownNameError", "convert", "convert_boxes",
+          "detect_format", "get_format", "load", "make_loader", "parse", "to_device"]
 
 
 def test_all_is_sorted_and_pinned():
@@ -17,10 +17,16 @@ def test_all_is_sorted_and_pinned():
     assert dsprep.__all__ == sorted(PUBLIC)
     for name in dsprep.__all__:
         assert getattr(dsprep, name) is not None
+    assert set(dsprep.__all__) <= set(dir(dsprep))
+    assert dsprep.__version__ == "0.1.0"  # metadata, not in __all__
+    # dsprep.convert is the function; the module that defines it is dsprep.conversion
+    from dsprep.conversion import convert
+
+    assert dsprep.convert is convert
 
 
 def test_format_registry_is_read_only_and_complete():
-    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "imagenet", "cityscapes"]
+    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "imagenet", "cityscapes", "shards"]
     for name, mod in dsprep.FORMATS.items():
         for attr in ("NAME", "DESCRIPTION", "detect", "parse", "write"):
             assert hasattr(mod, attr), f"{name} lacks {attr}"

@@ -28,6 +28,21 @@ def test_float64_keeps_coco_decimals_exactly():
     assert back[0] == 473.07 and back[1] == 395.93
 
 
+def test_convert_boxes_gives_back_the_source_decimals():
+    x, w = 473.07, 38.65
+    assert (x + w) - x == 38.64999999999998  # what a plain subtraction gives
+    xyxy = np.array([[x, 395.93, x + w, 395.93 + 28.67]])
+    assert convert_boxes(xyxy, "xyxy", "xywh").tolist() == [[473.07, 395.93, 38.65, 28.67]]
+    assert convert_boxes(xyxy, "xyxy", "cxcywh")[0, 2:].tolist() == [38.65, 28.67]
+    # COCO-like boxes of 2 decimals: xywh -> xyxy -> xywh is the identity, float for float
+    rng = np.random.default_rng(0)
+    xywh = np.round(rng.uniform(0, 1000, (20000, 4)), 2)
+    back = convert_boxes(convert_boxes(xywh, "xywh", "xyxy"), "xyxy", "xywh")
+    assert np.array_equal(back, xywh)
+    plain = convert_boxes(xywh, "xywh", "xyxy")
+    assert (plain[:, 2:] - plain[:, :2] != xywh[:, 2:]).sum() > 1000  # the case this guards
+
+
 def test_instances_validates_shapes_with_expected_and_found():
     with pytest.raises(ValueError, match=r"shape \(N, 4\), but got shape \(3,\)"):
         Instances(boxes=[1, 2, 3], labels=[1])
@@ -37,16 +52,13 @@ def test_instances_validates_shapes_with_expected_and_found():
         Instances(boxes=[[0, 0, 1, 1]], labels=[1], segmentation=[None, None])
 
 
-def test_instances_defaults_select_and_concat():
+def test_instances_defaults_and_select():
     a = Instances(boxes=[[0, 0, 2, 2], [1, 1, 3, 3]], labels=[1, 2], difficult=[False, True],
                   extra=[{"pose": "Left"}, {"pose": "Right"}])
     assert a.iscrowd.tolist() == [False, False] and a.ids.tolist() == [-1, -1]
     assert np.isnan(a.area).all()
     b = a.select([False, True])
     assert b.labels.tolist() == [2] and b.extra == [{"pose": "Right"}] and b.difficult.tolist() == [True]
-    c = Instances.concat([a, Instances(boxes=[[5, 5, 6, 6]], labels=[3], segmentation=[[[5, 5, 6, 5, 6, 6]]])])
-    assert len(c) == 3 and c.segmentation == [None, None, [[5, 5, 6, 5, 6, 6]]]
-    assert c.extra == [{"pose": "Left"}, {"pose": "Right"}, None]
 
 
 def test_raw_json_segmentation_equals_decoded():
@@ -77,6 +89,19 @@ def test_remap_categories(policy, expected):
     assert ds.records[0].instances.labels.tolist() == [expected[7], expected[9]]
     assert ds.records[1].label == expected[3]
     assert [c.name for c in ds.categories] == ["cat", "dog", "cow"]
+
+
+def test_remap_categories_numbers_in_category_order_not_id_order():
+    # Category order is the dataset's (a VOC labelmap's, a COCO file's), not id order:
+    # contiguous ids follow it, and labels follow their category.
+    cats = [Category(9, "cow"), Category(3, "cat"), Category(7, "dog")]
+    recs = [Record("a", "a.jpg", 8, 8, instances=Instances(boxes=[[0, 0, 1, 1]] * 3, labels=[3, 7, 9])),
+            Record("b", "b.jpg", 8, 8, label=9)]
+    ds, mapping = Dataset(cats, recs).remap_categories("contiguous0")
+    assert mapping == {9: 0, 3: 1, 7: 2}
+    assert [(c.id, c.name) for c in ds.categories] == [(0, "cow"), (1, "cat"), (2, "dog")]
+    assert ds.records[0].instances.labels.tolist() == [1, 2, 0] and ds.records[1].label == 0
+    assert Dataset(cats, recs).remap_categories("contiguous1")[1] == {9: 1, 3: 2, 7: 3}
 
 
 def test_splits_subset_and_stats():
@@ -144,7 +169,7 @@ def test_error_policy_warn_counts_and_raise_raises(caplog):
 
 def test_core_layers_do_not_import_torch():
     import subprocess
-    code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.convert, dsprep.cli; print('torch' in sys.modules)"
+    code = "import sys, dsprep, dsprep.records, dsprep.formats, dsprep.conversion, dsprep.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -152,6 +177,10 @@ def test_core_layers_do_not_import_torch():
 def test_error_policy_passes_through_an_existing_policy():
     pol = ErrorPolicy("warn", show=100)
     assert ErrorPolicy(pol) is pol and pol.show == 100
+    assert ErrorPolicy("warn").show == 5
+    with pytest.raises(TypeError, match=r"show=3.*its own show \(100\)"):
+        ErrorPolicy(pol, show=3)  # would be ignored: refused instead
+    assert pol.show == 100
 
 
 def test_image_size_applies_exif_rotation_for_jpeg_and_png(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 
 import sys
 
+import dsprep.conversion
 import dsprep.formats
-import dsprep.convert  # noqa: F401  (the module; dsprep.convert the attribute is the function)
 from dsprep.cli import main
 from dsprep.errors import FormatError
 from dsprep.records import Category, Dataset, Instances, Record
@@ -24,7 +24,8 @@ def test_parse_ratios():
     assert parse_ratios("train=0.8,val=0.1,test=0.1") == {"train": 0.8, "val": 0.1, "test": 0.1}
     assert parse_ratios("a=3,b=1") == {"a": 0.75, "b": 0.25}
     for bad, msg in [("train=0.8,val=0.1", "sum to 0.9"), ("train", "NAME=RATIO"), ("a=x", "expected a number"),
-                     ("a=0.5,a=0.5", "named twice"), ("a=-1,b=2", "positive"), ("", "no split")]:
+                     ("a=0.5,a=0.5", "named twice"), ("a=-1,b=2", "positive"), ("", "no split"),
+                     ("../../evil=1", "plain name"), ("..=1", "plain name"), ("a\\b=1", "plain name")]:
         with pytest.raises(FormatError, match=msg):
             parse_ratios(bad)
 
@@ -133,7 +134,7 @@ def test_split_command_writes_through_the_format(tmp_path, monkeypatch, capsys):
     written: dict = {}
     fake = _fake_format(ds, written)
     monkeypatch.setattr(dsprep.formats, "get_format", lambda name: fake)
-    monkeypatch.setattr(sys.modules["dsprep.convert"], "get_format", lambda name: fake)
+    monkeypatch.setattr(dsprep.conversion, "get_format", lambda name: fake)
     root = tmp_path / "VOC2012"
     root.mkdir()
     out = tmp_path / "out"

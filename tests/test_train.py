@@ -134,7 +134,7 @@ def test_finetune_head_only_changes_the_head(shapes, tmp_path):
 def test_torchrun_two_cpu_processes(shapes, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "dsprep", "train", "coco", str(shapes), "--task", "crops", "--image-size", "32",
            "--epochs", "1", "--batch-size", "8", "--workers", "0", "--out", str(out), "--quiet"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -260,8 +260,9 @@ def test_classification_without_image_labels_is_refused_before_training(shapes_v
     from dsprep.errors import UnknownNameError
 
     ds = dsprep.parse("voc", shapes_voc)
-    with pytest.raises(UnknownNameError, match="--task crops|segmentation"):
+    with pytest.raises(UnknownNameError, match=r"it supports: --task crops\|segmentation"):
         train(ds.subset("train"), None, _cfg(tmp_path / "api", task="classification"))
+    assert not (tmp_path / "api").exists()  # refused before OUT is claimed
     # the loader itself: no silent -1 labels
     with pytest.raises(UnknownNameError, match="none of the 16 records has one; they support task="
                                                "'crops' | 'detection' | 'segmentation'"):
@@ -356,3 +357,28 @@ def test_running_figures_equal_the_classification_metrics_of_every_sample():
     mask = torch.tensor([[[0, 1], [2, 255]]])
     seg.add(torch.tensor(0.5), torch.tensor([[[[9, 0], [0, 9]], [[0, 9], [0, 0]], [[0, 0], [9, 0]]]]).float(), mask)
     assert seg.cm[:9].reshape(3, 3).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]  # 255: not counted
+
+
+def test_validation_metrics_leave_out_void_pixels():
+    # The training loop's mIoU counts what the segmentation eval counts: mask value 255 is
+    # void (as the loss's ignore_index), whatever the model predicts there.
+    import torch.nn.functional as F
+
+    from dsprep.train import _validate
+
+    pred = torch.tensor([[[0, 1, 1], [0, 0, 1]]])
+    mask = torch.tensor([[[0, 1, 255], [255, 0, 0]]], dtype=torch.uint8)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return F.one_hot(pred, 2).permute(0, 3, 1, 2).float() * 5
+
+    from dsprep.train import TrainConfig, _Run
+
+    run = _Run(cfg=TrainConfig(task="segmentation"), device=torch.device("cpu"), world=1, is_main=True,
+               echo=print, progress_mode="off", amp=False, channels_last=False, names=["a", "b"], out=Path("."),
+               model=Fixed(), val_loader=[(torch.zeros(1, 3, 2, 3), {"mask": mask})])
+    metrics, _, _ = _validate(run)
+    # counted: 0->0, 1->1, 0->0, 0->1: confusion [[2, 1], [0, 1]]
+    assert metrics["per_class_iou"] == pytest.approx({"a": 2 / 3, "b": 1 / 2})
+    assert metrics["pixel_accuracy"] == pytest.approx(3 / 4) and metrics["miou"] == pytest.approx(7 / 12)

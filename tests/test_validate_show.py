@@ -237,13 +237,30 @@ def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
     assert len(found) == 2 and all("mask is 8x6, its image is 16x12" in p.message for p in found)
 
 
-def test_validate_deep_reports_panoptic_areas_that_differ_from_the_pixels(fixtures):
+def test_validate_deep_reports_panoptic_areas_that_differ_from_the_pixels(fixtures, tmp_path):
     """datumaro's a.png stores area 20 for a segment of 25 pixels: kept as stored by the parser,
-    reported by validate --deep (every PNG decoded) as area_mismatch naming the PNG and segment."""
+    reported by validate --deep (every PNG decoded) as area_mismatch naming the PNG and segment.
+    Its PNG is 5x5 for a 10x5 image, reported as mask_size_mismatch; padded to 10x5 with void,
+    its area is checked."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
     from dsprep.validate import validate
 
     root = fixtures / "datumaro/tests/assets/coco_dataset/coco_panoptic"
-    ds, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    _, problems = validate("coco-panoptic", root, deep=True, workers=1)
+    sizes = [p for p in problems if p.kind == "mask_size_mismatch"]
+    assert len(sizes) == 1 and sizes[0].where.endswith("panoptic_train/a.png")
+    assert "the PNG is 5x5, its image is 10x5" in sizes[0].message
+    padded = tmp_path / "coco_panoptic"
+    shutil.copytree(root, padded)
+    png = padded / "annotations/panoptic_train/a.png"
+    rgb = np.zeros((5, 10, 3), np.uint8)
+    rgb[:, :5] = np.asarray(Image.open(png).convert("RGB"))
+    Image.fromarray(rgb).save(png)
+    ds, problems = validate("coco-panoptic", padded, deep=True, workers=1)
     found = [p for p in problems if p.kind == "area_mismatch"]
     assert found and all("segments_info area" in p.message for p in found)
     assert any("a.png" in p.where and "area 20, the PNG has 25 pixels" in p.message for p in found)

@@ -129,7 +129,7 @@ def test_convert_to_coco_shares_ids_across_split_files(tmp_path):
 
     from pycocotools.coco import COCO
 
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
 
     info = make_voc(tmp_path, n=6, masks=True,
                     splits={"train": [0, 2, 4], "val": [1, 3, 5], "trainval": list(range(6))})
@@ -162,7 +162,7 @@ def test_convert_to_coco_writes_images_no_split_list_names(tmp_path, caplog):
     import json
     import logging
 
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
 
     info = make_voc(tmp_path, n=5, splits={"train": [0, 1], "val": [2]})
     with caplog.at_level(logging.WARNING):
@@ -503,7 +503,7 @@ def test_cityscapes_to_voc_writes_a_class_mask_for_every_segmented_image(tmp_pat
     """Cityscapes labelIds hold category ids: they become SegmentationClass = category position + 1,
     pixel by pixel, for every image listed in ImageSets/Segmentation and marked <segmented>1;
     objects come rasterised from their RLE into SegmentationObject."""
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
     from dsprep.formats import _cityscapes_labels as L
 
     from fakes_cityscapes import make_cityscapes
@@ -558,7 +558,7 @@ def test_foreign_semantic_mask_without_category_values_is_rasterised_or_not_list
 def test_cityscapes_dummy_test_labels_are_not_written_as_segmentation(tmp_path):
     """The Cityscapes test split's masks are dummies: --to voc must not write them as
     SegmentationClass nor list them in ImageSets/Segmentation; they are counted lost."""
-    from dsprep.convert import convert
+    from dsprep.conversion import convert
 
     from fakes_cityscapes import make_cityscapes
 

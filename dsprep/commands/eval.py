@@ -6,7 +6,8 @@ import inspect
 import math
 from typing import Any
 
-from ._common import add_source, add_workers, print_json
+from ._common import (add_panoptic_options, add_source, add_workers, panoptic_options, print_json,
+                      source_options)
 
 HELP = "score predictions against a dataset (COCO/VOC AP, mIoU, accuracy)"
 DESCRIPTION = """Score a model's predictions against a dataset's ground truth, with the
@@ -15,7 +16,8 @@ the devkit rule (difficult ignored), mIoU as cityscapesScripts computes it.
 
 PREDICTIONS is
   detection:       a COCO results JSON [{image_id, category_id, bbox: [x,y,w,h], score}]
-                   (segmentation: compressed RLE, with --iou-type segm);
+                   (segmentation: compressed RLE, with --iou-type segm;
+                   keypoints: [x1,y1,v1,...] K triples, with --iou-type keypoints);
                    image_id is the COCO image id, or a record id / VOC image id string
   segmentation:    a directory of label PNGs, one per image (<record id>.png or <stem>.png)
   classification:  a CSV (image_id,label or image_id,score_0,..) or JSON
@@ -23,6 +25,8 @@ PREDICTIONS is
 examples:
   dsprep eval detection coco annotations/instances_val2017.json dets.json
   dsprep eval detection voc VOCdevkit/VOC2007 dets.json --split test --metric voc07 --out pr/
+  dsprep eval detection coco person_keypoints_val2017.json kps.json --iou-type keypoints
+  dsprep eval detection coco-panoptic coco/ dets.json --things-only --categories-file panoptic_coco_categories.json
   dsprep eval segmentation cityscapes cityscapes/ preds/ --split val --pred-ids train_ids
   dsprep eval classification imagenet imagenet/ preds.csv --split val --json"""
 
@@ -34,10 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source(p)
     p.add_argument("predictions", metavar="PREDICTIONS", help="the predictions file or directory (see above)")
     add_workers(p)
-    p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox", help="detection: boxes or masks")
+    p.add_argument("--iou-type", choices=("bbox", "segm", "keypoints"), default="bbox",
+                   help="detection: boxes, masks, or keypoints (COCO OKS AP; default bbox)")
+    p.add_argument("--kpt-sigmas", type=_float_list, default=None, metavar="S1,S2,...",
+                   help="--iou-type keypoints: the K per-keypoint OKS sigmas (default: the categories' "
+                        "'sigmas' field, else COCO's 17)")
     p.add_argument("--metric", choices=("coco", "voc07", "voc12"), default=None,
                    help="detection: COCO AP, VOC2007 11-point AP or VOC2012 area AP "
-                        "(default: voc07 for voc datasets, else coco)")
+                        "(default: voc07 for voc datasets with --iou-type bbox, else coco)")
     p.add_argument("--pred-ids", choices=("label_ids", "train_ids"), default="label_ids",
                    help="segmentation on Cityscapes: what the predicted PNGs hold")
     p.add_argument("--no-background", action="store_true",
@@ -45,6 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="detection: write a precision/recall curve PNG per class into DIR")
+    add_panoptic_options(p)
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from None
 
 
 def _gt_options(fmt: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -52,14 +68,14 @@ def _gt_options(fmt: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     Detection scores objects, so the format is parsed as for a conversion to COCO
     (``parse_options_for("coco")``: Cityscapes reads its instances, COCO panoptic and
-    VOC decode their object masks); with ``--iou-type bbox`` the per-object masks are
-    not needed, so their decoding (``masks`` / ``segmentation`` options) is turned off.
+    VOC decode their object masks); except with ``--iou-type segm`` the per-object masks
+    are not needed, so their decoding (``masks`` / ``segmentation`` options) is turned off.
     """
     if args.task != "detection":
         return {}
     hook = getattr(fmt, "parse_options_for", None)
     options = dict(hook("coco")) if hook else {}
-    if args.iou_type == "bbox":
+    if args.iou_type != "segm":
         try:
             params = inspect.signature(fmt.parse).parameters
         except (TypeError, ValueError):
@@ -75,7 +91,7 @@ def _load_gt(args: argparse.Namespace) -> Any:
 
     fmt = get_format(args.format)
     return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                     progress=False, **_gt_options(fmt, args))
+                     progress=False, **_gt_options(fmt, args), **panoptic_options(args), **source_options(args))
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:
@@ -103,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
 def _detection(args: argparse.Namespace, ds: Any) -> int:
     from ..eval.detection import evaluate_detection, plot_pr_curves
 
-    metric = args.metric or ("voc07" if args.format == "voc" else "coco")
-    res = evaluate_detection(ds, args.predictions, metric=metric, iou_type=args.iou_type, split=_split(args, ds))
+    metric = args.metric or ("voc07" if args.format == "voc" and args.iou_type == "bbox" else "coco")
+    res = evaluate_detection(ds, args.predictions, metric=metric, iou_type=args.iou_type, split=_split(args, ds),
+                             sigmas=args.kpt_sigmas)
+    if args.out:  # never into the dataset (docs/cli.md, Safety)
+        from .._outdir import check_output, input_folders
+
+        check_output(args.out, inputs=input_folders(ds, [args.root]), keep_existing=True)
     written = plot_pr_curves(res, args.out) if args.out else []
     if args.json:
         out = res.to_dict()
@@ -116,6 +137,8 @@ def _detection(args: argparse.Namespace, ds: Any) -> int:
     print(f"{metric} {res.iou_type} AP: {c['images']} images, {c['ground_truth']} ground-truth objects, "
           f"{c['detections']} detections")
     print("  ".join(f"{k}={_fmt(v).strip()}" for k, v in res.stats.items()))
+    if res.params.get("sigmas_from"):
+        print(f"OKS sigmas: {res.params['sigmas_from']}")
     width = max([5, *map(len, res.per_class)]) + 2
     print("class".ljust(width) + ("AP" if metric == "coco" else "AP50").rjust(8))
     for name, ap in res.per_class.items():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_source, add_workers, print_json
+from ._common import add_source, add_workers, print_json, source_options
 
 HELP = "count images, objects and categories per split"
 DESCRIPTION = """Parse a dataset (annotations only, no pixels) and print images, objects and
@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from ..formats import get_format
 
     ds = get_format(args.format).parse(args.root, split=args.split, on_error=args.on_error,
-                                       workers=args.workers, progress=None if not args.json else False)
+                                       workers=args.workers, progress=None if not args.json else False,
+                                       **source_options(args))
     stats = ds.stats()
     if args.json:
         print_json({"format": args.format, "root": str(args.root), "images": len(ds),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_source
+from ._common import add_source, source_options
 
 HELP = "draw a grid of samples with boxes, class names, masks and keypoints"
 DESCRIPTION = """Draw a grid of samples with their boxes, class names, translucent masks,
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..formats import get_format
     from ..show import show
 
-    ds = get_format(args.format).parse(args.root, split=args.split, on_error=args.on_error, progress=False)
+    ds = get_format(args.format).parse(args.root, split=args.split, on_error=args.on_error, progress=False,
+                                       **source_options(args))
     path = show(ds, args.out, n=args.num, ids=args.ids, seed=args.seed, cell=args.cell, augment=args.augment,
                 task=args.task)
     print(f"wrote {path}")

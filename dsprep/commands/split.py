@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import add_output, add_source, add_workers, print_json
+from ._common import add_output, add_source, add_workers, print_json, source_options
 
 HELP = "re-split a dataset N ways, seeded (optionally stratified by class)"
 DESCRIPTION = """Split a dataset's images N ways and write it, in its own format, to OUT:
@@ -40,22 +40,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import check_output_outside_input, write_dataset
-    from ..errors import DatasetNotFoundError, FormatError, OutputExistsError
-    from ..formats import get_format
-    from ..splitting import apply_split, dummy_labelled, parse_ratios, split_ids, strata_for
+    from .._outdir import claim_output, input_folders
+    from ..errors import DatasetNotFoundError
+    from ..splitting import parse_ratios
 
     ratios = parse_ratios(args.ratios)  # fail on bad ratios before parsing a large dataset
     root, out = Path(args.root), Path(args.out)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: no such file or directory (expected a {args.format} dataset)")
-    # a single annotation file (COCO JSON): its whole folder counts as the input
-    check_output_outside_input(out, root if root.is_dir() else root.resolve().parent)
-    if out.exists() and not args.overwrite:  # before parsing a large dataset, as convert does
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    # OUT is checked and held before parsing a large dataset, as convert does
+    with claim_output(out, inputs=input_folders(None, [root]), overwrite=args.overwrite):
+        return _split(args, ratios, root, out)
+
+
+def _split(args: argparse.Namespace, ratios: dict[str, float], root: Path, out: Path) -> int:
+    from ..conversion import write_dataset
+    from ..errors import FormatError
+    from ..formats import get_format
+    from ..splitting import apply_split, dummy_labelled, split_ids, strata_for
+
     fmt = get_format(args.format)
     ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                   progress=False if args.quiet else None)
+                   progress=False if args.quiet else None, **source_options(args))
     # Frames whose labels are dummies (Cityscapes test) are no ground truth: dealt into new
     # splits they would be re-read as labelled. They are left out of the split and the output.
     dummy = set(dummy_labelled(ds.records))
@@ -72,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     parts = split_ids(ids, ratios, args.seed, strata=strata)
     new = apply_split(ds, parts)
     report = write_dataset(new, args.format, out, images=args.images, category_ids=args.category_ids,
-                           overwrite=args.overwrite, progress=False if args.quiet else None)
+                           overwrite=args.overwrite, progress=False if args.quiet else None, inputs=[root],
+                           command="split")
     summary = {"format": args.format, "out": str(out), "seed": args.seed, "ratios": ratios,
                "stratified": bool(args.stratify), "images": len(new),
                "splits": {k: len(v) for k, v in parts.items()}, "lost": dict(report.get("lost") or {}),

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=300, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it exists and dsprep wrote it (it holds dsprep-manifest.json)")
 
 
 def run(args: argparse.Namespace) -> int:

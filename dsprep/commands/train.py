@@ -13,6 +13,8 @@ images/s and time (segmentation: pixel accuracy and mIoU). Writes to --out:
 best.pt, last.pt, metrics.json, curves.png and predictions.png; with a
 validation split and task classification or crops, also confusion.csv and
 per_class.csv (best epoch; segmentation's per-class IoU is in metrics.json).
+An existing --out is refused unless --resume continues it or --overwrite
+replaces it (only a folder dsprep wrote: it holds dsprep-manifest.json).
 
 tasks:
   classification  image-level labels (ImageNet folders)
@@ -62,8 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mixed precision (default: on with CUDA, off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on; faster for ResNets on CPU and CUDA)")
-    p.add_argument("--out", default="dsprep-train", help="output directory")
+    p.add_argument("--out", default="dsprep-train",
+                   help="output directory; an existing one is refused unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT if dsprep wrote it (it holds dsprep-manifest.json); "
+                        "any other folder is refused")
     p.add_argument("--quiet", action="store_true",
                    help="only the epoch lines: no progress bar (on a terminal) and no progress lines at every "
                         "10%% of a long epoch (elsewhere: CI logs, nohup)")
@@ -98,8 +104,12 @@ def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: s
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._outdir import check_output, input_folders
     from ..errors import UnknownNameError
 
+    # a refused --out fails before a large dataset is parsed (train() checks again with every image folder)
+    check_output(args.out, inputs=input_folders(None, [args.root] if args.root and not args.dataset else []),
+                 overwrite=args.overwrite, keep_existing=args.resume)
     if args.dataset:
         from ..catalog import load
 
@@ -142,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(task=args.task, model=args.model, weights=args.weights, finetune=args.finetune,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                       workers=args.workers, seed=args.seed, device=args.device, amp=args.amp,
-                      channels_last=args.channels_last, out=args.out, resume=args.resume,
+                      channels_last=args.channels_last, out=args.out, resume=args.resume, overwrite=args.overwrite,
                       progress=False if args.quiet else None)
     if int(os.environ.get("RANK", "0")) == 0:
         from ..train import segmentation_classes

@@ -13,7 +13,12 @@ the file and annotation for each: unreadable files, missing images, sizes that
 disagree with the image, boxes outside the image or empty, polygons of fewer than
 3 points, RLE sizes, unknown or unused categories, duplicate ids or files, images
 without annotations, Cityscapes instance ids on classes without instances, VOC
-mask colours outside the palette, masks whose size is not their image's.
+mask colours outside the palette, masks whose size is not their image's; and
+whatever convert or the loader would refuse: images past Pillow's decompression-
+bomb limit, RLE counts or polygons they cannot draw, 8-bit Cityscapes
+instanceIds, values JSON writers cannot hold; plus duplicate annotation ids,
+polygons of odd length or with non-numeric coordinates, iscrowd other than
+0/1, VOC classes missing from labelmap.txt. docs/cli.md lists every kind.
 
 exit status: 0 clean, 1 problems found, 2 unusable input.
 

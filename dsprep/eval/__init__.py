@@ -1,7 +1,9 @@
 """Metrics checked against the reference implementations.
 
 - :mod:`dsprep.eval.detection`: COCO AP/AR through pycocotools ``COCOeval``
-  (ground truth from records of any format), PASCAL VOC07/VOC12 AP.
+  (ground truth from records of any format; boxes, masks, keypoints), PASCAL
+  VOC07/VOC12 AP as the devkit's ``VOCevaldet.m`` computes it.
+- :mod:`dsprep.eval.keypoints`: OKS sigmas and keypoint ground-truth fields.
 - :mod:`dsprep.eval.segmentation`: confusion matrix, per-class IoU, mIoU,
   pixel accuracy, Cityscapes' 19 classes and iIoU.
 - :mod:`dsprep.eval.classification`: top-1/top-5, mean per-class accuracy,

@@ -25,8 +25,10 @@ conversions that ``COCOeval`` needs but never checks are done here:
   record has one, else 1..N in record order; either way predictions may also
   name an image by its ``source_id`` string or record id (:class:`ImageIdMap`).
 
-VOC AP follows the devkit rule as detectron2's ``pascal_voc_evaluation.voc_eval``
-implements it; see :func:`voc_evaluate` for the coordinate convention.
+VOC AP follows the devkit's own ``VOCevaldet.m`` (IoU ``>=`` 0.5, a class
+without non-difficult ground truth scores 0 and counts in the mean); see
+:func:`voc_evaluate` and ``docs/eval.md`` for the devkit lines and the two
+corner cases where MATLAB's NaN arithmetic gives NaN and dsprep gives 0.
 
 This converter lives here, not in ``dsprep.formats.coco``, because formats and
 metrics are separate layers; it may later reuse the COCO writer's dict builder.
@@ -47,14 +49,19 @@ import numpy as np
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
-from ..records import Dataset, decode_segmentation
+from ..records import BoxFormat, Dataset, convert_boxes, decode_segmentation
 from ._labels import scored_records
+from .keypoints import (KEYPOINT_STAT_NAMES, check_keypoint_results, keypoint_count, keypoint_fields,
+                        keypoint_sigmas)
 
 __all__ = [
     "COCO_STAT_NAMES",
     "DetectionResult",
     "ImageIdMap",
+    "KEYPOINT_STAT_NAMES",
+    "VOC07_RECALL_THRESHOLDS",
     "coco_evaluate",
+    "evaluate_detection",
     "load_predictions",
     "to_coco_gt",
     "voc_ap",
@@ -66,8 +73,15 @@ log = logging.getLogger(__name__)
 # The 12 numbers COCOeval.summarize() prints, in its order (bbox/segm).
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm", "keypoints")
+# what a result must carry for each iou type
+_RESULT_FIELD = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
 VOC_METRICS = ("voc07", "voc12")
+# The devkit's "for t=0:0.1:1" as MATLAB builds that range: from both ends (a + k*d for the
+# first half, b - k*d for the second; MathWorks' colonop.m), so 0.6 and 0.7 are the doubles
+# nearest 0.6 and 0.7, where numpy's arange(0, 1.1, 0.1) (detectron2) has 0.6000000000000001
+# and 0.7000000000000001: a recall of exactly 3/5 reaches t = 0.6 here and in the devkit.
+VOC07_RECALL_THRESHOLDS = tuple([k * 0.1 for k in range(6)] + [1.0 - k * 0.1 for k in range(4, -1, -1)])
 
 
 @dataclass
@@ -76,14 +90,19 @@ class DetectionResult:
 
     Attributes:
         metric: ``"coco"``, ``"voc07"`` or ``"voc12"``.
-        iou_type: ``"bbox"`` or ``"segm"``.
-        stats: summary numbers (COCO: :data:`COCO_STAT_NAMES`; VOC: ``mAP``).
-            AP values are fractions in [0, 1]; -1 (COCO) or NaN (VOC) where
-            undefined (no ground truth of that kind).
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"``.
+        stats: summary numbers (COCO: :data:`COCO_STAT_NAMES`, keypoints
+            :data:`KEYPOINT_STAT_NAMES`; VOC: ``mAP``).
+            AP values are fractions in [0, 1]; COCO gives -1 where undefined
+            (no ground truth of that kind); VOC gives 0 to a class without
+            non-difficult ground truth, as the devkit does.
         per_class: category name -> AP (COCO: AP@[.5:.95]; VOC: AP@0.5).
         curves: category name -> ``(recall, precision)`` arrays, for plotting
             (COCO: at IoU 0.5, all areas, 100 detections).
-        counts: ``images``, ``ground_truth``, ``detections``.
+        counts: ``images``, ``ground_truth``, ``detections`` (keypoints also
+            ``ground_truth_with_keypoints``, the objects COCOeval scores).
+        params: what the evaluation was run with, where it is not fixed
+            (keypoints: ``kpt_oks_sigmas`` and ``sigmas_from``).
     """
 
     metric: str
@@ -92,14 +111,18 @@ class DetectionResult:
     per_class: dict[str, float]
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     counts: dict[str, int] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None)."""
         clean = (lambda v: None if isinstance(v, float) and math.isnan(v) else v)
-        return {"metric": self.metric, "iou_type": self.iou_type,
-                "stats": {k: clean(v) for k, v in self.stats.items()},
-                "per_class": {k: clean(v) for k, v in self.per_class.items()},
-                "counts": dict(self.counts)}
+        out = {"metric": self.metric, "iou_type": self.iou_type,
+               "stats": {k: clean(v) for k, v in self.stats.items()},
+               "per_class": {k: clean(v) for k, v in self.per_class.items()},
+               "counts": dict(self.counts)}
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
 
 
 class ImageIdMap:
@@ -158,20 +181,9 @@ def _is_int(v: Any) -> bool:
 
 
 def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """``xyxy`` -> ``xywh`` without float noise.
-
-    Parsers store COCO's ``[x, y, w, h]`` as ``[x, y, x+w, y+h]``; plain
-    ``(x+w) - x`` may differ from ``w`` in the last bit (473.07 + 38.65 - 473.07
-    is not 38.65). Where ``w`` rounded to 10 decimals still gives back the
-    stored ``x2`` exactly, the rounded value is used: it is the same double the
-    source file held, so the box handed to COCOeval is the original one.
-    """
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    out = b.copy()
-    wh = b[:, 2:] - b[:, :2]
-    wh_r = np.round(wh, 10)
-    out[:, 2:] = np.where(b[:, :2] + wh_r == b[:, 2:], wh_r, wh)
-    return out
+    """``xyxy`` -> ``xywh`` with exact decimals (:func:`dsprep.records.convert_boxes`, as the
+    COCO writer converts): the box handed to COCOeval is the one the source file held."""
+    return convert_boxes(boxes, BoxFormat.XYXY, BoxFormat.XYWH)
 
 
 def _records_of(dataset: Dataset, split: str | None) -> list:
@@ -206,36 +218,11 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
     id_map = ImageIdMap(records, image_ids)
     images = [{"id": i, "width": int(r.width), "height": int(r.height), "file_name": r.path}
               for r, i in zip(records, id_map.ints)]
+    k = keypoint_count(records) if iou_type == "keypoints" else None
     annotations: list[dict[str, Any]] = []
     boxed = 0
-    ann_id = 0
     for r, img_id in zip(records, id_map.ints):
-        inst = r.instances
-        n = len(inst)
-        if n == 0:
-            continue
-        xywh = _xyxy_to_xywh(inst.boxes).tolist()
-        labels = inst.labels.tolist()
-        crowd = inst.iscrowd.tolist()
-        stored_area = inst.area.tolist()
-        segms = inst.segmentation
-        for j in range(n):
-            ann_id += 1
-            x, y, w, h = xywh[j]
-            ann: dict[str, Any] = {"id": ann_id, "image_id": img_id, "category_id": labels[j],
-                                   "bbox": xywh[j], "iscrowd": int(crowd[j])}
-            segm = decode_segmentation(segms[j]) if segms is not None else None
-            if segm is not None and not (isinstance(segm, list) and len(segm) == 0):
-                segm = _coco_segm(segm, r)
-                ann["segmentation"] = segm
-            elif iou_type == "segm":
-                boxed += 1
-                ann["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
-            area = stored_area[j]
-            if math.isnan(area):
-                area = segmentation_area(ann.get("segmentation"), r.height, r.width) if "segmentation" in ann else w * h
-            ann["area"] = float(area)
-            annotations.append(ann)
+        boxed += _record_annotations(r, img_id, iou_type, k, annotations)
     if boxed:
         log.warning("%d object(s) have no segmentation; their boxes stand in for masks in segm evaluation",
                     boxed)
@@ -245,6 +232,36 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
           "licenses": list(dataset.info.get("licenses") or []),
           "images": images, "annotations": annotations, "categories": categories}
     return gt, id_map
+
+
+def _record_annotations(r: Any, img_id: int, iou_type: str, k: int | None, out: list[dict[str, Any]]) -> int:
+    """Append one record's objects to ``out`` as COCO annotations (ids continue from
+    ``len(out) + 1``); returns how many got their box as a stand-in mask."""
+    inst = r.instances
+    if len(inst) == 0:
+        return 0
+    xywh = _xyxy_to_xywh(inst.boxes).tolist()
+    labels, crowd, stored_area = inst.labels.tolist(), inst.iscrowd.tolist(), inst.area.tolist()
+    segms = inst.segmentation
+    boxed = 0
+    for j in range(len(inst)):
+        x, y, w, h = xywh[j]
+        ann: dict[str, Any] = {"id": len(out) + 1, "image_id": img_id, "category_id": labels[j],
+                               "bbox": xywh[j], "iscrowd": int(crowd[j])}
+        segm = decode_segmentation(segms[j]) if segms is not None else None
+        if segm is not None and not (isinstance(segm, list) and len(segm) == 0):
+            ann["segmentation"] = _coco_segm(segm, r)
+        elif iou_type == "segm":
+            boxed += 1
+            ann["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
+        area = stored_area[j]
+        if math.isnan(area):
+            area = segmentation_area(ann.get("segmentation"), r.height, r.width) if "segmentation" in ann else w * h
+        ann["area"] = float(area)
+        if k is not None:
+            ann.update(keypoint_fields(inst.keypoints, j, k, inst.extra[j] if inst.extra else None))
+        out.append(ann)
+    return boxed
 
 
 def _coco_segm(segm: Any, record: Any) -> Any:
@@ -295,7 +312,7 @@ def _check_predictions(preds: list, id_map: ImageIdMap, cat_ids: set[int], iou_t
     checked with set operations and leaves the detections untouched; only
     otherwise does it go detection by detection.
     """
-    need = "bbox" if iou_type == "bbox" else "segmentation"
+    need = _RESULT_FIELD[iou_type]
     try:
         img_ids = {d["image_id"] for d in preds}
         det_cats = {d["category_id"] for d in preds}
@@ -374,21 +391,29 @@ def _quiet():
 
 def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
                   iou_type: str = "bbox", split: str | None = None,
-                  image_ids: Mapping[str, int] | None = None) -> DetectionResult:
+                  image_ids: Mapping[str, int] | None = None,
+                  sigmas: Sequence[float] | None = None) -> DetectionResult:
     """COCO AP/AR (pycocotools ``COCOeval``) of ``predictions`` against ``dataset``.
 
     Args:
         dataset: ground truth in any format (records).
         predictions: a COCO results JSON path, or the list itself.
-        iou_type: ``"bbox"`` or ``"segm"``.
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"`` (OKS; results carry
+            ``keypoints``: K ``x, y, v`` triples).
         split: evaluate on this split's images only.
         image_ids: explicit record id -> integer image id (see :class:`ImageIdMap`).
+        sigmas: keypoints: the K per-keypoint OKS sigmas; default a category's
+            ``sigmas`` field, else COCO's 17 (see :func:`dsprep.eval.keypoints.keypoint_sigmas`).
 
     Returns:
-        A :class:`DetectionResult` whose ``stats`` are ``COCOeval.stats`` by name.
+        A :class:`DetectionResult` whose ``stats`` are ``COCOeval.stats`` by name
+        (:data:`COCO_STAT_NAMES`, or :data:`KEYPOINT_STAT_NAMES` for keypoints);
+        for keypoints ``params`` holds the sigmas used and where they came from.
 
     Raises:
-        FormatError: a detection names an unknown image or category id, or lacks a field.
+        FormatError: a detection names an unknown image or category id, or lacks a field;
+            keypoints: no ground-truth object has keypoints, a result has another
+            count of them, or the sigmas are missing or malformed.
 
     Example:
         >>> res = coco_evaluate(ds, "detections.json")  # doctest: +SKIP
@@ -396,7 +421,7 @@ def coco_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Ma
     """
     check_choice("iou type", iou_type, IOU_TYPES)
     with gc_paused():
-        return _warn_if_no_ground_truth(_coco_evaluate(dataset, predictions, iou_type, split, image_ids))
+        return _warn_if_no_ground_truth(_coco_evaluate(dataset, predictions, iou_type, split, image_ids, sigmas))
 
 
 def _warn_if_no_ground_truth(result: DetectionResult) -> DetectionResult:
@@ -408,34 +433,62 @@ def _warn_if_no_ground_truth(result: DetectionResult) -> DetectionResult:
     return result
 
 
-def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str | None,
-                   image_ids: Mapping[str, int] | None) -> DetectionResult:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def _keypoint_params(dataset: Dataset, gt: Mapping[str, Any], preds: list, sigmas: Sequence[float] | None,
+                     where: str) -> dict[str, Any]:
+    """K, the sigmas and their source; the results checked against K."""
+    k = len(gt["annotations"][0]["keypoints"]) // 3 if gt["annotations"] else 0
+    if k == 0:
+        raise FormatError(str(dataset.root or "ground truth"),
+                          "no object has keypoints: keypoint AP needs keypoint ground truth "
+                          "(COCO person_keypoints_*.json)")
+    check_keypoint_results(preds, k, where)
+    arr, source = keypoint_sigmas(dataset.categories, k, sigmas)
+    return {"kpt_oks_sigmas": arr.tolist(), "sigmas_from": source}
 
+
+def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str | None,
+                   image_ids: Mapping[str, int] | None, sigmas: Sequence[float] | None = None) -> DetectionResult:
     where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
     preds = load_predictions(predictions)
     gt, id_map = to_coco_gt(dataset, split=split, iou_type=iou_type, image_ids=image_ids)
-    cat_ids = {c["id"] for c in gt["categories"]}
-    preds = _check_predictions(preds, id_map, cat_ids, iou_type, where)
+    preds = _check_predictions(preds, id_map, {c["id"] for c in gt["categories"]}, iou_type, where)
+    params = _keypoint_params(dataset, gt, preds, sigmas, where) if iou_type == "keypoints" else {}
     if iou_type == "segm":
         preds = _segm_as_rle(preds, gt, where)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    stat_names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else COCO_STAT_NAMES
+    counts = {"images": len(gt["images"]), "ground_truth": len(gt["annotations"]), "detections": len(preds)}
+    if iou_type == "keypoints":
+        counts["ground_truth_with_keypoints"] = sum(1 for a in gt["annotations"] if a["num_keypoints"] > 0)
+    if not preds:
+        return DetectionResult("coco", iou_type, dict.fromkeys(stat_names, -1.0), dict.fromkeys(names.values(), -1.0),
+                               counts=counts, params=params)
+    ev = _run_cocoeval(gt, preds, iou_type, params.get("kpt_oks_sigmas"))
+    per_class, curves = _coco_per_class(ev, names)
+    stats = {k: float(v) for k, v in zip(stat_names, ev.stats)}
+    return DetectionResult("coco", iou_type, stats, per_class, curves, counts=counts, params=params)
+
+
+def _run_cocoeval(gt: Mapping[str, Any], preds: list, iou_type: str, sigmas: Sequence[float] | None) -> Any:
+    """pycocotools' own ``loadRes`` + ``COCOeval`` (evaluate, accumulate, summarize), silenced."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
     with _quiet():
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
-        names = {c["id"]: c["name"] for c in gt["categories"]}
-        if not preds:
-            nan_stats = {k: -1.0 for k in COCO_STAT_NAMES}
-            return DetectionResult("coco", iou_type, nan_stats, {n: -1.0 for n in names.values()},
-                                   counts={"images": len(gt["images"]),
-                                           "ground_truth": len(gt["annotations"]), "detections": 0})
-        coco_dt = coco_gt.loadRes(preds)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev = COCOeval(coco_gt, coco_gt.loadRes(preds), iou_type)
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = {k: float(v) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
+    return ev
+
+
+def _coco_per_class(ev: Any, names: Mapping[int, str]) -> tuple[dict[str, float], dict[str, tuple]]:
+    """AP@[.5:.95] per category (all areas, most detections) and its PR curve at the first IoU."""
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     rec_thrs = np.asarray(ev.params.recThrs)
     per_class: dict[str, float] = {}
@@ -448,9 +501,7 @@ def _coco_evaluate(dataset: Dataset, predictions: Any, iou_type: str, split: str
         p50 = precision[0, :, k, 0, -1]
         if (p50 > -1).any():
             curves[name] = (rec_thrs.copy(), np.where(p50 > -1, p50, 0.0))
-    return DetectionResult("coco", iou_type, stats, per_class, curves,
-                           counts={"images": len(gt["images"]), "ground_truth": len(gt["annotations"]),
-                                   "detections": len(preds)})
+    return per_class, curves
 
 
 # --- PASCAL VOC ------------------------------------------------------------------------------
@@ -459,9 +510,10 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
     """Average precision from a recall/precision curve, by the VOC devkit's rule.
 
     ``voc07``: the 11-point interpolated AP of VOC2007 (mean over recall
-    thresholds 0, 0.1, ..., 1 of the best precision at recall >= t).
+    thresholds ``t`` of the best precision at recall >= t), ``t`` being the
+    doubles MATLAB's ``0:0.1:1`` holds (:data:`VOC07_RECALL_THRESHOLDS`).
     ``voc12``: the area under the monotone (upper-envelope) precision curve,
-    VOC2010 onwards.
+    VOC2010 onwards (the devkit's ``VOCap.m``).
 
     Example:
         >>> voc_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]), "voc12")
@@ -472,7 +524,7 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
     precision = np.asarray(precision, np.float64)
     if metric == "voc07":
         ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
+        for t in VOC07_RECALL_THRESHOLDS:
             above = precision[recall >= t]
             ap += (above.max() if above.size else 0.0) / 11.0
         return float(ap)
@@ -484,29 +536,92 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: str = "voc12") -> 
 
 
 def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    # Continuous-coordinate IoU. On records ([xmin-1, ymin-1, xmax, ymax] of
-    # the devkit's 1-based inclusive pixels) this equals the devkit's
-    # "(xmax - xmin + 1)" widths and "+1" intersections exactly: see voc_evaluate.
+    """IoU of ``box`` with each of ``boxes``; ``-inf`` where they do not overlap.
+
+    Continuous coordinates: on records (``[xmin-1, ymin-1, xmax, ymax]`` of the
+    devkit's 1-based inclusive pixels) this is the devkit's IoU with its
+    ``xmax - xmin + 1`` widths and ``+1`` intersections (see :func:`voc_evaluate`).
+    A box the detection does not overlap (``iw > 0 & ih > 0`` false) is no
+    candidate at all, as ``VOCevaldet.m`` skips it (``ovmax`` starts at ``-inf``).
+    """
     iw = np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0])
     ih = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.0)
     union = ((box[2] - box[0]) * (box[3] - box[1])
              + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
-    return inter / union
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(overlap, inter / np.where(overlap, union, 1.0), -np.inf)
+
+
+def _voc_ground_truth(records: Sequence[Any], image_ids: Sequence[int], cat_ids: Iterable[int]
+                      ) -> tuple[dict[int, dict[int, tuple[np.ndarray, np.ndarray]]], dict[int, int]]:
+    """Per class: image -> (boxes, ignored), and the count of boxes that are not ignored.
+
+    ``difficult`` boxes are ignored (the devkit's ``gt(i).diff``); crowd boxes
+    too (VOC has none; COCO data scored by the VOC rule keeps its crowd regions
+    out of both recall and false positives, as ``COCOeval`` does).
+    """
+    gt: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in cat_ids}
+    npos = dict.fromkeys(gt, 0)
+    for r, img in zip(records, image_ids):
+        inst = r.instances
+        if not len(inst):
+            continue
+        ignore = inst.difficult | inst.iscrowd
+        for c in np.unique(inst.labels).tolist():
+            sel = inst.labels == c
+            gt[c][img] = (inst.boxes[sel], ignore[sel])
+            npos[c] += int((~ignore[sel]).sum())
+    return gt, npos
+
+
+def _voc_match(dets: Sequence[Mapping[str, Any]], gt: Mapping[int, tuple[np.ndarray, np.ndarray]],
+               iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(tp, fp)`` flags of one class's detections in rank order (``VOCevaldet.m``'s loop).
+
+    Ranked by score, ties in input order (MATLAB's ``sort`` is stable); each
+    detection takes the overlapping box of its image with the highest IoU
+    (the first on a tie); IoU ``>=`` the threshold on a box not yet taken is a
+    true positive, on a taken one a false positive, on an ignored one neither;
+    no such box is a false positive.
+    """
+    n = len(dets)
+    scores = np.array([d["score"] for d in dets], np.float64)
+    order = np.argsort(-scores, kind="stable")
+    boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order]
+    boxes[:, 2:] += boxes[:, :2]
+    imgs = [dets[i]["image_id"] for i in order]
+    tp, fp = np.zeros(n), np.zeros(n)
+    taken = {img: np.zeros(len(v[0]), bool) for img, v in gt.items()}
+    for i in range(n):
+        g = gt.get(imgs[i])
+        ious = _iou_one_to_many(boxes[i], g[0]) if g is not None and len(g[0]) else np.empty(0)
+        j = int(np.argmax(ious)) if ious.size else -1
+        if j < 0 or not ious[j] >= iou_threshold:
+            fp[i] = 1
+        elif g[1][j]:
+            continue  # ignored (difficult / crowd): neither
+        elif taken[imgs[i]][j]:
+            fp[i] = 1  # a duplicate
+        else:
+            tp[i] = 1
+            taken[imgs[i]][j] = True
+    return tp, fp
 
 
 def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Mapping[str, Any]], *,
                  metric: str = "voc07", iou_threshold: float = 0.5, split: str | None = None,
                  image_ids: Mapping[str, int] | None = None) -> DetectionResult:
-    """PASCAL VOC AP per class and its mean, ``difficult`` objects ignored.
+    """PASCAL VOC AP per class and its mean, by the devkit's ``VOCevaldet.m``.
 
-    The rule is the devkit's (``VOCevaldet.m``), as detectron2's
-    ``pascal_voc_evaluation.voc_eval`` implements it: per class, detections
-    over all images are ranked by score (ties keep input order); each takes
-    the ground-truth box of its image with the highest IoU; IoU > threshold
-    on a not-yet-matched box is a true positive, on an already-matched one a
-    false positive, on a ``difficult`` (or crowd) box neither; anything else
-    is a false positive. Recall is over the non-difficult boxes.
+    Per class (see ``docs/eval.md`` for the devkit lines): detections over all
+    images ranked by score; each matched to its image's ground-truth box of
+    highest IoU; IoU ``>=`` ``iou_threshold`` on an unmatched box is a true
+    positive, on a matched one a false positive, on a ``difficult`` (or
+    crowd) box neither; otherwise a false positive. Recall is over the
+    non-difficult boxes. A class with no non-difficult box has AP 0 and counts
+    in the mean, as the devkit's 11-point rule gives it (recall 0/0).
 
     Coordinates: the devkit measures 1-based inclusive pixels, so a box's
     width is ``xmax - xmin + 1`` and intersections get ``+1``. Records hold
@@ -518,92 +633,47 @@ def voc_evaluate(dataset: Dataset, predictions: str | os.PathLike | Sequence[Map
 
     Args:
         metric: ``"voc07"`` (11-point) or ``"voc12"`` (area).
-        iou_threshold: 0.5 in VOC.
+        iou_threshold: 0.5 in VOC (``VOCopts.minoverlap``).
 
     Returns:
-        ``stats = {"mAP": ...}`` (mean over classes with at least one
-        non-difficult box; a class without any has AP NaN, as in the devkit
-        where 0/0 recall is undefined), and per-class AP.
+        ``stats = {"mAP": ...}``, the mean over every category (NaN only for a
+        dataset without categories), and per-class AP.
     """
     check_choice("VOC metric", metric, VOC_METRICS)
     where = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
     preds = load_predictions(predictions)
     records = _records_of(dataset, split)
     id_map = ImageIdMap(records, image_ids)
-    cat_ids = {c.id for c in dataset.categories}
-    preds = _check_predictions(preds, id_map, cat_ids, "bbox", where)
-
-    # ground truth per (class, image)
-    gt: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in cat_ids}
-    npos = dict.fromkeys(cat_ids, 0)
-    for r, img in zip(records, id_map.ints):
-        inst = r.instances
-        if not len(inst):
-            continue
-        ignore = inst.difficult | inst.iscrowd
-        for c in np.unique(inst.labels).tolist():
-            sel = inst.labels == c
-            gt[c][img] = (inst.boxes[sel], ignore[sel])
-            npos[c] += int((~ignore[sel]).sum())
-
-    by_cat: dict[int, list[dict]] = {c: [] for c in cat_ids}
+    preds = _check_predictions(preds, id_map, {c.id for c in dataset.categories}, "bbox", where)
+    gt, npos = _voc_ground_truth(records, id_map.ints, (c.id for c in dataset.categories))
+    by_cat: dict[int, list[dict]] = {c: [] for c in gt}
     for d in preds:
         by_cat[d["category_id"]].append(d)
-
-    names = {c.id: c.name for c in dataset.categories}
     per_class: dict[str, float] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c in (cat.id for cat in dataset.categories):
-        dets = by_cat[c]
-        n = len(dets)
-        scores = np.array([d["score"] for d in dets], np.float64)
-        order = np.argsort(-scores, kind="stable")
-        boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        imgs = [dets[i]["image_id"] for i in order]
-        boxes = boxes[order]
-        tp = np.zeros(n)
-        fp = np.zeros(n)
-        matched = {img: np.zeros(len(v[0]), bool) for img, v in gt[c].items()}
-        for i in range(n):
-            g = gt[c].get(imgs[i])
-            if g is None or not len(g[0]):
-                fp[i] = 1
-                continue
-            ious = _iou_one_to_many(boxes[i], g[0])
-            j = int(np.argmax(ious))
-            if ious[j] > iou_threshold:
-                if g[1][j]:
-                    continue  # difficult: neither TP nor FP
-                if not matched[imgs[i]][j]:
-                    tp[i] = 1
-                    matched[imgs[i]][j] = True
-                else:
-                    fp[i] = 1
-            else:
-                fp[i] = 1
-        name = names[c]
-        if npos[c] == 0:
-            per_class[name] = float("nan")
+    for cat in dataset.categories:
+        if npos[cat.id] == 0:  # recall 0/0: the devkit's 11-point AP is 0 (see docs/eval.md)
+            per_class[cat.name] = 0.0
             continue
-        tp_c, fp_c = np.cumsum(tp), np.cumsum(fp)
-        rec = tp_c / npos[c]
-        prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
-        per_class[name] = voc_ap(rec, prec, metric)
-        curves[name] = (rec, prec)
-    valid = [v for v in per_class.values() if not math.isnan(v)]
-    stats = {"mAP": float(np.mean(valid)) if valid else float("nan")}
+        tp, fp = (np.cumsum(v) for v in _voc_match(by_cat[cat.id], gt[cat.id], iou_threshold))
+        rec = tp / npos[cat.id]
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        per_class[cat.name] = voc_ap(rec, prec, metric)
+        curves[cat.name] = (rec, prec)
+    stats = {"mAP": float(np.mean(list(per_class.values()))) if per_class else float("nan")}
     return _warn_if_no_ground_truth(DetectionResult(metric, "bbox", stats, per_class, curves,
                            counts={"images": len(records), "ground_truth": sum(len(r.instances) for r in records),
                                    "detections": len(preds)}))
 
 
 def evaluate_detection(dataset: Dataset, predictions: Any, *, metric: str = "coco", iou_type: str = "bbox",
-                       split: str | None = None, image_ids: Mapping[str, int] | None = None) -> DetectionResult:
-    """Dispatch on ``metric``: ``coco`` (bbox or segm), ``voc07`` or ``voc12`` (bbox)."""
+                       split: str | None = None, image_ids: Mapping[str, int] | None = None,
+                       sigmas: Sequence[float] | None = None) -> DetectionResult:
+    """Dispatch on ``metric``: ``coco`` (bbox, segm or keypoints), ``voc07`` or ``voc12`` (bbox)."""
     check_choice("detection metric", metric, ("coco", *VOC_METRICS))
     if metric == "coco":
-        return coco_evaluate(dataset, predictions, iou_type=iou_type, split=split, image_ids=image_ids)
+        return coco_evaluate(dataset, predictions, iou_type=iou_type, split=split, image_ids=image_ids,
+                             sigmas=sigmas)
     if iou_type != "bbox":
         raise FormatError("--iou-type", f"VOC AP is defined on boxes only; found iou type {iou_type!r}")
     return voc_evaluate(dataset, predictions, metric=metric, split=split, image_ids=image_ids)

@@ -374,12 +374,10 @@ def evaluate_segmentation(pairs: Iterable[tuple[Any, Any]] | Iterable[tuple[Any,
 
 
 def _pool_map(jobs: list, workers: int | None) -> list:
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .._io import default_workers
+    from .._io import default_workers, process_pool
 
     n = default_workers() if workers is None else max(1, int(workers))
-    with ProcessPoolExecutor(max_workers=min(n, len(jobs))) as pool:
+    with process_pool(min(n, len(jobs))) as pool:  # workers die with this process
         return list(pool.map(_chunk_worker, jobs))
 
 

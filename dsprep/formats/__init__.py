@@ -30,6 +30,7 @@ _MODULES = {
     "voc": "dsprep.formats.voc",
     "imagenet": "dsprep.formats.imagenet",
     "cityscapes": "dsprep.formats.cityscapes",
+    "shards": "dsprep.formats.shards",
 }
 
 

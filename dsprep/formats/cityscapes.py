@@ -51,6 +51,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _io
+from .._checks import MAX_SIDE, check_canvas, check_side
+from .._paths import output_path
 from ..errors import DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, check_choice
 from ..records import Category, Dataset, Instances, Record, record_id_from_path
 from . import _cityscapes_labels as L
@@ -103,7 +105,7 @@ def decode_instance_ids(values: np.ndarray) -> np.ndarray:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO instances and VOC need the objects (boxes + RLE masks); COCO panoptic needs
     every evaluated segment, and re-reads the instanceIds pixels itself, so
@@ -207,11 +209,9 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     """
     from ..masks import rasterise_polygons
 
-    try:
-        w, h = int(doc["imgWidth"]), int(doc["imgHeight"])
-        objects = doc.get("objects", [])
-    except (KeyError, TypeError, ValueError) as err:
-        raise InvalidAnnotationError(where, f"expected imgWidth, imgHeight and objects; {err!r}") from None
+    w, h = _polygons_size(doc, where)
+    objects = _polygon_objects(doc, where)
+    check_canvas(w, h, where, "polygons.json canvas (imgWidth x imgHeight)")
     counters: dict[str, int] = {}
     shapes = []
     for i, obj in enumerate(objects):
@@ -228,9 +228,35 @@ def instance_map_from_polygons(doc: dict, where: str = "polygons.json") -> np.nd
     return rasterise_polygons(w, h, shapes, background=0)
 
 
+def _polygons_size(doc: Any, where: str) -> tuple[int, int]:
+    """``(imgWidth, imgHeight)`` of a polygons.json, each an integer in ``0..MAX_SIDE``."""
+    if not isinstance(doc, dict) or "imgWidth" not in doc or "imgHeight" not in doc:
+        raise InvalidAnnotationError(where, "expected a JSON object with imgWidth, imgHeight and an 'objects' "
+                                            "list (cityscapesScripts' polygons.json)")
+    w, h = check_side(doc["imgWidth"], where, "imgWidth"), check_side(doc["imgHeight"], where, "imgHeight")
+    if not (w and h):  # the size of the image its polygons are drawn on
+        raise InvalidAnnotationError(where, f"imgWidth and imgHeight must be at least 1, found {w} x {h}")
+    return w, h
+
+
+def _polygon_objects(doc: dict, where: str) -> list[dict]:
+    """The ``objects`` list of a polygons.json, each a JSON object (not a number, string or list)."""
+    objects = doc.get("objects", [])
+    if not isinstance(objects, list):
+        raise InvalidAnnotationError(where, f"'objects' must be a list of objects, found "
+                                            f"{type(objects).__name__}")
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            raise InvalidAnnotationError(f"{where}: object {i}", "expected a JSON object with 'label' and "
+                                                                 f"'polygon', found {obj!r}"[:300])
+    return objects
+
+
 def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
     """(label row, is a group) of one polygons.json object; an unknown label is a named error."""
     label = obj.get("label") if isinstance(obj, dict) else None
+    if not isinstance(label, str):
+        raise InvalidAnnotationError(where, f"'label' must be a Cityscapes label name, found {label!r}"[:300])
     is_group = False
     if label not in L.BY_NAME and isinstance(label, str) and label.endswith("group"):
         label, is_group = label[: -len("group")], True
@@ -242,13 +268,13 @@ def _polygon_label(obj: Any, where: str) -> tuple[Any, bool]:
 
 
 def _check_polygon_labels(doc: dict, where: str) -> None:
-    """Every label of a polygons.json is a Cityscapes label (no pixels drawn)."""
-    objects = doc.get("objects", []) if isinstance(doc, dict) else None
-    if not isinstance(objects, list):
-        raise InvalidAnnotationError(where, "expected imgWidth, imgHeight and an 'objects' list")
-    for i, obj in enumerate(objects):
-        if not (isinstance(obj, dict) and obj.get("deleted", 0)):
+    """Every object of a polygons.json is a JSON object with a Cityscapes label and a polygon PIL
+    can draw, and its canvas is within the pixel limit (no pixels drawn here)."""
+    check_canvas(*_polygons_size(doc, where), where, "polygons.json canvas (imgWidth x imgHeight)")
+    for i, obj in enumerate(_polygon_objects(doc, where)):
+        if not obj.get("deleted", 0):
             _polygon_label(obj, f"{where}: object {i}")
+            _polygon_points(obj.get("polygon"), f"{where}: object {i} ({obj.get('label')!r})")
 
 
 def read_semantic_mask(path: str | os.PathLike, kind: str) -> np.ndarray:
@@ -290,9 +316,9 @@ def _polygon_points(poly: Any, where: str) -> list[tuple[float, float]]:
     except (TypeError, IndexError, KeyError):
         pts = None
     if pts is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                              for pt in pts for v in pt):
-        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers), "
-                                            f"found {poly!r}"[:200])
+                              and abs(v) <= MAX_SIDE for pt in pts for v in pt):
+        raise InvalidAnnotationError(where, f"polygon must be a list of [x, y] points (finite numbers within "
+                                            f"+-{MAX_SIDE}), found {poly!r}"[:200])
     if len(pts) < 2:
         raise InvalidAnnotationError(where, f"polygon has {len(pts)} point(s), at least 2 are needed to draw it "
                                             f"(found {poly!r})"[:200])
@@ -344,6 +370,7 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     if "instanceIds" in gt:
         path = root / gt["instanceIds"]
         id_map = read_label_png(path)
+        _check_instance_depth(id_map, gt["instanceIds"])
     elif polygons is not None:
         id_map = instance_map_from_polygons(polygons, gt["polygons"])
         # No PNG to read the pixels from later (instance_mask_path is None): the RLE of the
@@ -359,14 +386,26 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     return inst, h, w
 
 
+def _check_instance_depth(id_map: np.ndarray, where: str) -> None:
+    """An 8-bit instanceIds PNG cannot hold ``id * 1000 + k``: a value of a class with instances
+    in it is no instance of ours to guess at (a group? an instance numbered by another tool?)."""
+    if id_map.dtype != np.uint8:
+        return
+    values = np.unique(id_map)
+    things = [int(v) for v in values if _HAS_INST[v]]
+    if things:
+        raise InvalidAnnotationError(
+            where, f"8-bit instanceIds PNG holding values {things} of classes with instances; expected a 16-bit "
+            "PNG of id * 1000 + k (Cityscapes' own; 8 bits cannot hold an instance number), found mode L/P "
+            "(fix: regenerate it with cityscapesScripts' json2instanceImg, or read it without instances, "
+            "instances='none', for its semantic labels)")
+
+
 def _frame_size(root: Path, frame: dict, polygons: dict | None) -> tuple[int, int]:
     """(width, height) from polygons.json (``polygons``, read), else a PNG header (image, then labels)."""
     gt = frame["gt"]
     if polygons is not None:
-        try:
-            return int(polygons["imgWidth"]), int(polygons["imgHeight"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidAnnotationError(gt["polygons"], "expected integer imgWidth and imgHeight") from None
+        return _polygons_size(polygons, gt["polygons"])
     for rel in (frame["image"], gt.get("labelIds"), gt.get("instanceIds"), gt.get("labelTrainIds")):
         if rel and (root / rel).is_file():
             return _io.image_size(root / rel)  # header only, PNGs included
@@ -438,7 +477,7 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, annotations: str = "gtFine",
           label_space: str = "id", instances: str | bool = "none", masks: bool = True,
-          dummy_test_labels: bool = True) -> Dataset:
+          dummy_test_labels: bool = True, allow_outside_root: bool = False) -> Dataset:
     """Read a Cityscapes tree into records.
 
     Args:
@@ -464,6 +503,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             polygons.json) always gets it: it is their only pixel source.
         dummy_test_labels: treat the ``test`` split's labels as the dummies
             they are in the official download (no instances, ``extra["dummy_labels"]``).
+        allow_outside_root: accepted as every format accepts it; every path here
+            comes from listing the city folders (none is read from a file), so
+            nothing can leave the root (a symlinked city folder is followed).
 
     Returns:
         A :class:`Dataset` with the 35 label categories. Files that do not
@@ -631,6 +673,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else Path(".")
     native = dataset.format == NAME
+    if not native and images == "none" and len(dataset):
+        # of another format's records Cityscapes holds the images only: OUT would hold nothing to read back
+        raise InvalidAnnotationError(
+            str(dataset.root or ""), f"a Cityscapes tree holds only the images of {dataset.format or 'these'} "
+            "records (its labels are PNGs of its own label table), and images='none' places none: nothing would "
+            "be written; expected --images link or copy (fix: pass one)")
     lut_train = np.array(L.id_to_train_id_lut(), dtype=np.uint8)
     lost: dict[str, int] = {}
     n_img = n_obj = 0
@@ -645,12 +693,16 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         city, base = _names_for(rec, i)
         ext = Path(rec.path).suffix.lower() or ".png"
         img_rel = f"{IMAGE_DIR}/{split}/{city}/{base}_leftImg8bit{ext}"  # never a JPEG named .png
-        if _io.place_image(src_root / rec.path, dest / img_rel, images):
+        if _io.place_image(src_root / rec.path, dest, img_rel, images):
             n_img += 1
         else:
             lose("images (source missing)")
-        gt_dir = dest / annotations / split / city
+        gt_rel = f"{annotations}/{split}/{city}"
         prefix = f"{base}_{annotations}_"
+
+        def gt(suffix: str) -> Path:
+            return output_path(dest, f"{gt_rel}/{prefix}{suffix}", what="ground-truth file")
+
         # Cityscapes has no image-level label or caption: what a record carries of them is lost
         lose("image-level labels", int(rec.label is not None))
         lose("captions", len(rec.captions or ()))
@@ -659,22 +711,21 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             lose("semantic masks", int(rec.mask_path is not None))
             lose("instance mask PNGs", int(rec.instance_mask_path is not None))
             continue
-        gt_dir.mkdir(parents=True, exist_ok=True)
         kind = rec.extra.get("mask_kind")
         label_ids = rec.extra.get("labelIds_path") or (rec.mask_path if kind == "labelIds" else None)
         train_src = rec.extra.get("labelTrainIds_path") or (rec.mask_path if kind == "labelTrainIds" else None)
         for key, suffix in (("color_path", "color.png"), ("polygons_path", "polygons.json")):
             if rec.extra.get(key):
-                shutil.copyfile(src_root / rec.extra[key], gt_dir / (prefix + suffix))
+                shutil.copyfile(src_root / rec.extra[key], gt(suffix))
         if label_ids:
-            shutil.copyfile(src_root / label_ids, gt_dir / (prefix + "labelIds.png"))
+            shutil.copyfile(src_root / label_ids, gt("labelIds.png"))
             if train_ids:
                 ids = read_label_png(src_root / label_ids)
                 if ids.dtype != np.uint8:
                     ids = np.clip(ids, 0, 255).astype(np.uint8)
-                Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))
+                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
         elif train_src:
-            shutil.copyfile(src_root / train_src, gt_dir / (prefix + "labelTrainIds.png"))
+            shutil.copyfile(src_root / train_src, gt("labelTrainIds.png"))
             lose("labelIds (source has labelTrainIds only)")
         elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
             # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
@@ -682,11 +733,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                             rec.extra["polygons_path"])
                    if rec.extra.get("polygons_path")
                    else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
-            Image.fromarray(ids).save(gt_dir / (prefix + "labelIds.png"))
+            Image.fromarray(ids).save(gt("labelIds.png"))
             if train_ids:
-                Image.fromarray(lut_train[ids]).save(gt_dir / (prefix + "labelTrainIds.png"))
+                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
         if rec.instance_mask_path:
-            shutil.copyfile(src_root / rec.instance_mask_path, gt_dir / (prefix + "instanceIds.png"))
+            shutil.copyfile(src_root / rec.instance_mask_path, gt("instanceIds.png"))
             n_obj += len(rec.instances)
         elif rec.extra.get("polygons_path"):
             n_obj += len(rec.instances)  # polygons.json holds them

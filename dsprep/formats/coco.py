@@ -37,21 +37,24 @@ import math
 import mmap
 import os
 import re
+import sys
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Annotated, Any, Iterator, Mapping, Sequence
 
 import msgspec
 import numpy as np
 
-from .._io import gc_paused, image_size, json_default, place_image, progress as _progress
+from .._checks import INT64_MAX, INT64_MIN, MAX_SIDE, check_canvas
+from .._io import gc_paused, image_size, json_bytes, place_image, progress as _progress
+from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, check_choice)
-from ..masks import segmentation_area
-from ..records import (Category, Dataset, Instances, Record, decode_segmentation, make_ids_distinct,
-                       record_id_from_path)
+from ..masks import rle_problem, segmentation_area
+from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
+                       make_ids_distinct, record_id_from_path)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -76,6 +79,11 @@ _EMPTY_RAW = msgspec.Raw(b"")
 
 # ----------------------------------------------------------------------------- typed JSON
 
+# Integers go into int64 arrays: msgspec decodes JSON integers of any size, so the
+# range is part of the type (an id of 2^70 is an error naming the annotation).
+_Int = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+
+
 class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One annotation of an instances / person_keypoints / captions file.
 
@@ -84,17 +92,17 @@ class _Ann(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     that keeps them, so nothing is dropped silently.
     """
 
-    image_id: int | str
-    id: int | None = None
-    category_id: int | None = None
+    image_id: _Int | str
+    id: _Int | None = None
+    category_id: _Int | None = None
     bbox: list[float] | None = None
     area: float | None = None
-    iscrowd: int | bool = 0
+    iscrowd: _Int | bool = 0
     segmentation: msgspec.Raw = _EMPTY_RAW  # raw JSON text, decoded lazily
     keypoints: list[float] | None = None
-    num_keypoints: int | None = None
+    num_keypoints: _Int | None = None
     caption: str | None = None
-    difficult: int | bool = 0  # not COCO: written by dsprep for VOC's flag
+    difficult: _Int | bool = 0  # not COCO: written by dsprep for VOC's flag
 
 
 class _AnnLax(_Ann, forbid_unknown_fields=False):
@@ -118,11 +126,6 @@ class _Top(msgspec.Struct, forbid_unknown_fields=True):
     licenses: msgspec.Raw = _EMPTY_RAW
 
 
-class _RLE(msgspec.Struct):
-    size: list[int]
-    counts: list[int] | str
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> str:
@@ -133,15 +136,42 @@ def _where(file: Path | str, ann_id: Any = None, index: int | None = None) -> st
     return str(file)
 
 
-def _byte_position(data: bytes, message: str) -> str:
+def _byte_position(data: Any, message: str) -> str:
     m = re.search(r"\(byte (\d+)\)", message)
-    if not m:
+    if not m and "UTF-8" not in message:
         return ""
-    off = int(m.group(1))
-    head = bytes(data[:off])
+    data = bytes(data)  # an mmap or a msgspec.Raw; only on this error path
+    if m:
+        off = int(m.group(1))
+    else:  # msgspec does not say where invalid UTF-8 is: the first byte that is not UTF-8
+        try:
+            data.decode("utf-8")
+            return ""
+        except UnicodeDecodeError as err:
+            off = err.start
+    head = data[:off]
     line = head.count(b"\n") + 1
     col = off - (head.rfind(b"\n") + 1) + 1
     return f" at line {line}, column {col}"
+
+
+def _decode(data: Any, typ: Any, where: str) -> Any:
+    """``msgspec.json.decode`` whose syntax errors (invalid UTF-8 in a string, trailing bytes,
+    nesting deeper than Python's recursion limit) are a :class:`MalformedFileError` naming ``where``."""
+    try:
+        return msgspec.json.decode(data, type=typ) if typ is not None else msgspec.json.decode(data)
+    except msgspec.ValidationError as err:
+        if typ is not None:
+            raise  # a subclass of DecodeError: the callers word these
+        # untyped: only a number JSON allows but float64 cannot hold (1e400)
+        raise MalformedFileError(where, f"invalid JSON: {_explain(err)} (a number past float64's range, such "
+                                        "as 1e400)") from None
+    except msgspec.DecodeError as err:
+        raise MalformedFileError(where, f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
+    except RecursionError:
+        raise MalformedFileError(where, "invalid JSON: nested deeper than Python's recursion limit "
+                                        f"({sys.getrecursionlimit()} levels); expected COCO's few levels of "
+                                        "nesting") from None
 
 
 def _read_top(path: Path, data: Any) -> dict[str, Any]:
@@ -154,24 +184,22 @@ def _read_top(path: Path, data: Any) -> dict[str, Any]:
             if len(raw):
                 top[key] = raw
         return top
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass  # the general path below keeps other keys and words the error
     try:
-        top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+        top = _decode(data, dict[str, msgspec.Raw], str(path))
     except msgspec.ValidationError:
-        kind = msgspec.json.decode(data).__class__.__name__
+        kind = _decode(data, None, str(path)).__class__.__name__
         found = {"list": "a JSON array", "str": "a JSON string"}.get(kind, f"a JSON {kind}")
         hint = " (a COCO results file? results are a list of detections, not ground truth)" if kind == "list" else ""
         raise MalformedFileError(str(path), "expected a COCO JSON object with 'images', 'annotations' and "
                                             f"'categories'; found {found}{hint}") from None
-    except msgspec.DecodeError as err:
-        raise MalformedFileError(str(path), f"invalid JSON{_byte_position(data, str(err))}: {err}") from None
     if "images" not in top:
         raise MalformedFileError(str(path), "not a COCO file: expected the keys 'images', 'annotations' and "
                                             f"'categories'; found {sorted(top)[:8]} (no 'images')")
     if "annotations" in top:
         try:
-            top["annotations"] = msgspec.json.decode(top["annotations"], type=list[msgspec.Raw])
+            top["annotations"] = _decode(top["annotations"], list[msgspec.Raw], str(path))
         except msgspec.ValidationError as err:
             raise MalformedFileError(str(path), f"'annotations' must be a list: {_explain(err)}") from None
     return top
@@ -179,7 +207,7 @@ def _read_top(path: Path, data: Any) -> dict[str, Any]:
 
 def _decode_raw(raw: msgspec.Raw, typ: Any, where: str, what: str) -> Any:
     try:
-        return msgspec.json.decode(raw, type=typ)
+        return _decode(raw, typ, where)
     except msgspec.ValidationError as err:
         raise MalformedFileError(where, f"{what}: {_explain(err)}") from None
 
@@ -331,9 +359,10 @@ def _categories(raw: msgspec.Raw | None, file: Path) -> list[Category]:
     cats = []
     for i, c in enumerate(items):
         cid, name = c.get("id"), c.get("name")
-        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str):
-            raise MalformedFileError(f"{file}: categories[{i}]",
-                                     f"expected an int 'id' and a str 'name'; found id={cid!r}, name={name!r}")
+        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str) \
+                or not INT64_MIN <= cid <= INT64_MAX:
+            raise MalformedFileError(f"{file}: categories[{i}]", f"expected an int 'id' (64-bit) and a str 'name'; "
+                                                                 f"found id={cid!r}, name={name!r}"[:300])
         extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
         cats.append(Category(cid, name, c.get("supercategory") or "", extra))
     return cats
@@ -425,19 +454,18 @@ def _take(items: list, order: list[int]) -> list:
 
 
 def _check_rle(b: bytes, k: int, heights: np.ndarray, widths: np.ndarray) -> str | None:
+    """What is wrong with one raw RLE segmentation (:func:`dsprep.masks.rle_problem`), or None.
+
+    Decoded whole (there are few RLEs), so that every string in it is checked as UTF-8 too.
+    """
     try:
-        rle = msgspec.json.decode(b, type=_RLE)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        rle = msgspec.json.decode(b)
+    except (msgspec.DecodeError, RecursionError) as err:
         return f"invalid RLE segmentation: {err}"
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        return f"an RLE segmentation needs 'size' [height, width] and 'counts'; found {bytes(b[:60])!r}"
     h, w = (int(heights[k]), int(widths[k])) if k >= 0 else (0, 0)
-    if len(rle.size) != 2:
-        return f"RLE 'size' must be [height, width]; found {rle.size}"
-    if h and w and rle.size != [h, w]:
-        return f"RLE size {rle.size} ([height, width]) disagrees with the image's {h} x {w}"
-    if isinstance(rle.counts, list) and sum(rle.counts) != rle.size[0] * rle.size[1]:
-        return (f"RLE counts sum to {sum(rle.counts)}, but size {rle.size} has "
-                f"{rle.size[0] * rle.size[1]} pixels")
-    return None
+    return rle_problem(rle, h, w)
 
 
 _SEG_NONE, _SEG_POLY, _SEG_RLE, _SEG_OTHER = 0, 1, 2, 3
@@ -543,8 +571,9 @@ def _check_segmentation(b: bytes) -> str | None:
     return "segmentation must be a list of polygons or an RLE object; found " + b[:40].decode("utf-8", "replace")
 
 
-def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
-                show_progress: bool | None) -> tuple[list[Record], list[Category], dict[str, Any], str]:
+def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progress: bool | None,
+                root: Path, allow_outside_root: bool = False
+                ) -> tuple[list[Record], list[Category], dict[str, Any], str]:
     file = src.json
     with _mapped(file) as (data, release):
         top = _read_top(file, data)
@@ -553,12 +582,13 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
         info: dict[str, Any] = {}
         for key in ("info", "licenses"):
             if key in top:
-                info[key] = msgspec.json.decode(top[key])
-        others = {k: msgspec.json.decode(v) for k, v in top.items()
+                info[key] = _decode(top[key], None, f"{file}: '{key}'")
+        others = {k: _decode(v, None, f"{file}: '{k}'") for k, v in top.items()
                   if k not in ("info", "licenses", "images", "annotations", "categories")}
         if others:
             info["top_level"] = others
         index, keep_img, widths, heights, names = _read_images(images, file, policy)
+        paths = _image_paths(names, index, keep_img, src, root, allow_outside_root, policy)
         ann_raws = top.get("annotations", [])
         del top
         release()
@@ -604,7 +634,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
     for iid, pos in index.items():
         iid_of[pos] = iid
     records: list[Record] = []
-    prefix, split = src.prefix, src.split
+    split = src.split
     off = offsets.tolist()
     widths_l, heights_l = widths.tolist(), heights.tolist()
     keep_l = keep_img.tolist()
@@ -625,7 +655,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy,
             "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
             "keypoints": None if no_kp else keypoints[s:e],
             "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
-        rel = prefix + names[i]
+        rel = paths[i]
         extra = images[i]  # what is left after id/width/height/file_name were popped
         caps: list[str] = []
         if cap_sorted is not None and off[i] != off[i + 1]:
@@ -653,19 +683,24 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
         pop = im.pop
         iid, w, h, fn = pop("id", None), pop("width", 0), pop("height", 0), pop("file_name", None)
         if (type(iid) is int and type(w) is int and type(h) is int and type(fn) is str and fn
-                and w >= 0 and h >= 0 and iid not in index):  # the usual case, without try/raise
+                and 0 <= w <= MAX_SIDE and 0 <= h <= MAX_SIDE and INT64_MIN <= iid <= INT64_MAX
+                and iid not in index):  # the usual case, without try/raise
             index[iid] = i
             widths[i], heights[i], names[i] = w, h, fn
             continue
         try:
-            if not isinstance(iid, (int, str)) or isinstance(iid, bool):
-                raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id'; found {iid!r}")
+            if not isinstance(iid, (int, str)) or isinstance(iid, bool) or (
+                    isinstance(iid, int) and not INT64_MIN <= iid <= INT64_MAX):
+                raise InvalidAnnotationError(f"{file}: images[{i}]", f"expected an int image 'id' (64-bit) or a "
+                                                                     f"string; found {iid!r}"[:300])
             if not isinstance(fn, str) or not fn:
-                raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found {fn!r}")
-            if not (isinstance(w, int) and isinstance(h, int)) or w < 0 or h < 0 or \
-                    isinstance(w, bool) or isinstance(h, bool):
+                raise InvalidAnnotationError(f"{file}: image id {iid}", f"expected a 'file_name' string; found "
+                                                                        f"{fn!r}"[:300])
+            if not (isinstance(w, int) and isinstance(h, int)) or not (0 <= w <= MAX_SIDE and 0 <= h <= MAX_SIDE) \
+                    or isinstance(w, bool) or isinstance(h, bool):
                 raise InvalidAnnotationError(f"{file}: image id {iid}",
-                                             f"expected int 'width' and 'height' >= 0; found {w!r} x {h!r}")
+                                             f"expected int 'width' and 'height' in 0..{MAX_SIDE} (2^31 - 1, the "
+                                             f"largest side an image format stores); found {w!r} x {h!r}"[:300])
             if iid in index:
                 raise InvalidAnnotationError(f"{file}: image id {iid}",
                                              f"duplicate image id (images[{index[iid]}] and images[{i}])")
@@ -677,6 +712,35 @@ def _read_images(images: list[dict], file: Path, policy: ErrorPolicy
         widths[i], heights[i], names[i] = w, h, fn
     return (index, keep_img, np.array(widths, np.int64).reshape(n_img), np.array(heights, np.int64).reshape(n_img),
             names)
+
+
+def _image_paths(names: list[str], index: dict[Any, int], keep_img: np.ndarray, src: _Source, root: Path,
+                 allow_outside_root: bool, policy: ErrorPolicy) -> list[str]:
+    """Each image's path relative to the root: its split's image folder + ``file_name``.
+
+    A ``file_name`` is relative to the split's image folder and must stay inside it
+    (:func:`dsprep._paths.confine`); an image whose name leaves it is dropped
+    through the policy, with its annotations.
+    """
+    prefix = src.prefix
+    paths = [prefix + n for n in names]
+    # One search over all the names first (a tenth of a per-name scan): most files hold no
+    # name that could climb, and a false alarm only costs the per-name scan below.
+    joined = "\n".join(names)
+    if ".." not in joined and "\n/" not in joined and joined[:1] != "/" and "\\" not in joined and ":" not in joined:
+        return paths
+    suspects = [i for i, n in enumerate(names) if ".." in n or n[:1] in ("/", "\\") or n[1:2] == ":"]
+    iid_at = {pos: iid for iid, pos in index.items()}
+    for i in suspects:
+        if i not in iid_at:
+            continue  # already dropped
+        try:
+            paths[i] = confine(root, names[i], prefix=prefix, where=f"{src.json}: image id {iid_at[i]}",
+                               allow_outside=allow_outside_root)
+        except FormatError as err:
+            policy.handle(err)
+            keep_img[i] = False  # its annotations still find it, and are left out with it
+    return paths
 
 
 _CHUNK = 65_536  # annotations decoded into structs at a time (bounds the structs alive at once)
@@ -705,26 +769,30 @@ class _Columns:
         """Structs for one chunk; the per-annotation path keeps unknown keys and names bad ones."""
         try:  # one C-level decode per raw annotation: no joined copy of the chunk
             return list(map(_ANN_DECODER.decode, raws)), None, list(range(start, start + len(raws)))
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, msgspec.DecodeError):
             pass  # unknown keys or a bad value: go annotation by annotation
         anns: list[_Ann] = []
         extras: list[dict] = []
         where: list[int] = []
         for i, r in enumerate(raws, start):
             try:
-                keys = msgspec.json.decode(r, type=dict[str, msgspec.Raw])
+                keys = _decode(r, dict[str, msgspec.Raw], _where(self.file, index=i))
+                ann_id = _safe_id(keys.get("id"))
+                try:
+                    ann = _decode(r, _AnnLax, _where(self.file, ann_id, i))
+                    extra = {k: _decode(v, None, _where(self.file, ann_id, i)) for k, v in keys.items()
+                             if k not in _KNOWN_ANN_KEYS}
+                except msgspec.ValidationError as err:
+                    raise InvalidAnnotationError(_where(self.file, ann_id, i),
+                                                 f"invalid annotation: {_explain(err)}") from None
             except msgspec.ValidationError:
                 self.policy.handle(InvalidAnnotationError(_where(self.file, index=i), "expected an annotation object"))
                 continue
-            ann_id = _safe_id(keys.get("id"))
-            try:
-                ann = msgspec.json.decode(r, type=_AnnLax)
-            except msgspec.ValidationError as err:
-                self.policy.handle(InvalidAnnotationError(_where(self.file, ann_id, i),
-                                                          f"invalid annotation: {_explain(err)}"))
+            except FormatError as err:
+                self.policy.handle(err)
                 continue
             anns.append(ann)
-            extras.append({k: msgspec.json.decode(v) for k, v in keys.items() if k not in _KNOWN_ANN_KEYS})
+            extras.append(extra)
             where.append(i)
         return anns, (extras if any(extras) else None), where
 
@@ -790,6 +858,11 @@ class _Columns:
             iscrowd = _column(anns, _get_iscrowd, bool, False)
             difficult = _column(anns, _get_difficult, bool, False)
             area = _column(anns, _get_area, np.float64, math.nan)
+        crowd_raw = flags[:, 0] if flags is not None else _column(anns, _get_iscrowd, np.float64, 0)
+        for i in np.flatnonzero((crowd_raw != 0) & (crowd_raw != 1)).tolist():
+            self.policy.note("bad_iscrowd", _where(self.file, anns[i].id, where[i]),
+                             f"iscrowd is {anns[i].iscrowd!r}; expected 0 or 1 (read as crowd, as pycocotools "
+                             "takes any value but 0)")
 
         segs: list[bytes | None] = [None] * n
         if not is_captions:
@@ -912,7 +985,8 @@ def _mapped(path: Path) -> Iterator[tuple[Any, Any]]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, task: str | None = None,
-          image_dir: str | os.PathLike | None = None, check_images: bool = False) -> Dataset:
+          image_dir: str | os.PathLike | None = None, check_images: bool = False,
+          allow_outside_root: bool = False) -> Dataset:
     """Read a COCO dataset into records.
 
     Args:
@@ -929,6 +1003,9 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             sibling ``images/`` folder, else the JSON's folder).
         check_images: also check that every image file exists (and read
             missing sizes from image headers).
+        allow_outside_root: accept a ``file_name`` that leaves its split's image
+            folder (``../x.jpg``, an absolute path); by default it is a
+            :class:`~dsprep.errors.PathEscapeError` naming the JSON and image id.
 
     Returns:
         A :class:`Dataset` with ``format="coco"``; ``info`` holds COCO's
@@ -939,6 +1016,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         MalformedFileError: not JSON, or JSON that is not COCO.
         InvalidAnnotationError: a bad annotation (names the file and annotation id).
         MissingFileError: ``check_images`` and an image file is absent.
+        PathEscapeError: a ``file_name`` leaves its image folder (see ``allow_outside_root``).
 
     Example:
         >>> ds = parse("coco2017", split="val2017")  # doctest: +SKIP
@@ -954,7 +1032,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     splits: dict[str, list[str]] = {}
     with gc_paused(freeze=True):
         for src in sources:
-            recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress)
+            recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress, root,
+                                                           allow_outside_root)
             make_ids_distinct(recs)  # a.jpg and a.png of one folder: two ids
             for c in cats:
                 old = categories.get(c.id)
@@ -998,31 +1077,6 @@ def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> lis
 
 # ----------------------------------------------------------------------------- writing
 
-def _xywh_exact(boxes: np.ndarray) -> np.ndarray:
-    """xyxy -> xywh, choosing for each w (h) the shortest decimal with ``x + w == x2``.
-
-    Reading computed ``x2 = x + w`` in float64; ``x2 - x`` can differ from the
-    stored ``w`` in the last bit (0.1 + 0.2 - 0.1 = 0.20000000000000004). The
-    stored value is the shortest decimal that reproduces ``x2``, so trying
-    rounding to 0, 1, ... 15 decimals recovers it exactly in practice.
-    """
-    out = boxes.astype(np.float64, copy=True)
-    for a, b in ((0, 2), (1, 3)):
-        lo, hi = boxes[:, a], boxes[:, b]
-        w = hi - lo
-        best = w.copy()
-        todo = np.ones(len(w), bool)
-        for d in range(16):
-            if not todo.any():
-                break
-            cand = np.round(w, d)
-            ok = todo & (lo + cand == hi)
-            best[ok] = cand[ok]
-            todo &= ~ok
-        out[:, b] = best
-    return out
-
-
 def _segmentation_out(segm: Any) -> Any:
     """A segmentation entry as COCO JSON: raw text passes through unparsed."""
     import orjson
@@ -1056,14 +1110,15 @@ def _compressed(segm: Any) -> Any:
 
 
 def _unique_names(recs: Sequence[Record]) -> list[str]:
-    """file_name per record: the basename when unique within the split, else the relative path."""
-    base = [r.path.rpartition("/")[2] for r in recs]
+    """file_name per record: the basename when unique within the split, else the relative path,
+    made safe to join to the split folder (``../x.jpg`` -> ``__/x.jpg``: :func:`safe_relpath`)."""
+    base = [safe_relpath(r.path.rpartition("/")[2]) for r in recs]
     if len(set(base)) == len(base):
         return base
     seen: dict[str, int] = {}
     for b in base:
         seen[b] = seen.get(b, 0) + 1
-    return [b if seen[b] == 1 else r.path for b, r in zip(base, recs)]
+    return [b if seen[b] == 1 else safe_relpath(r.path) for b, r in zip(base, recs)]
 
 
 def _keeps_image_ids(recs: Sequence[Record]) -> bool:
@@ -1190,7 +1245,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     if options:
         raise TypeError(f"unknown COCO write option(s): {', '.join(sorted(options))}")
     dest = Path(dest)
-    (dest / "annotations").mkdir(parents=True, exist_ok=True)
     by_id = dataset.record_by_id()
     groups = dataset.splits or {"all": [r.id for r in dataset.records]}
     in_a_split = {i for ids in groups.values() for i in ids}
@@ -1250,8 +1304,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r in written:
                     b = a + r.instances.boxes.shape[0]
                     if b > a:
-                        ann_json[r.id] = orjson.dumps(all_anns[a:b], default=json_default,
-                                                      option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+                        ann_json[r.id] = json_bytes(all_anns[a:b], f"{r.id}: annotations")[1:-1]
                     a = b
                 del all_anns
         for split, recs in split_recs.items():
@@ -1273,7 +1326,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
                                          enabled=progress):
                     src = (root / r.path) if root is not None else Path(r.path)
-                    if not place_image(src, dest / split / name, images):
+                    if not place_image(src, dest, f"{split}/{name}", images):
                         raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
                                                          f"place it as {split}/{name}; use --images none "
                                                          "(images='none' in Python) to write annotations only)")
@@ -1289,8 +1342,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     n_objects += len(anns)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
-                out = dest / "annotations" / f"{task}_{split}.json"
-                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
+                out.write_bytes(json_bytes(doc, f"annotations/{task}_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
             if has_captions:
                 caps = []
@@ -1306,8 +1359,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 # no 'categories' key: pycocotools indexes category_id of every annotation when it is
                 # present, and captions have none (the real captions_*.json has no 'categories' either)
                 doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
-                out = dest / "annotations" / f"captions_{split}.json"
-                out.write_bytes(orjson.dumps(doc, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY))
+                out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
+                out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
             n_images += len(recs)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
@@ -1330,7 +1383,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
     if n == 0:
         return []
     cat = np.concatenate
-    boxes = _xywh_exact(cat([p.boxes for p in parts]))
+    boxes = convert_boxes(cat([p.boxes for p in parts]), BoxFormat.XYXY, BoxFormat.XYWH)  # exact decimals
     areas = cat([p.area for p in parts])
     unknown = np.isnan(areas)
     # unknown area: the mask's pixel area when there is a mask (below), else the box's

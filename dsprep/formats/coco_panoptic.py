@@ -30,15 +30,19 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .. import _io
+from .._checks import INT64_MAX, INT64_MIN, check_side, fit_name
+from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
-                      MalformedFileError, MissingFileError, check_choice)
-from ..records import Category, Dataset, Instances, Record, make_ids_distinct, record_id_from_path
+                      MalformedFileError, check_choice)
+from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, make_ids_distinct,
+                       record_id_from_path)
 
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
@@ -101,9 +105,9 @@ def _split_of(json_path: Path) -> str:
 def _load_json(path: Path) -> dict:
     doc = _io.read_json_object(path)
     if not isinstance(doc.get("annotations"), list) \
-            or not isinstance(doc.get("categories"), list):
-        raise MalformedFileError(str(path), "expected a JSON object with 'annotations' and 'categories' lists "
-                                            "(COCO panoptic)")
+            or not isinstance(doc.get("categories"), list) or not isinstance(doc.get("images", []), list):
+        raise MalformedFileError(str(path), "expected a JSON object with 'images', 'annotations' and 'categories' "
+                                            "lists (COCO panoptic)")
     for a in doc["annotations"][:1]:
         if not isinstance(a, dict) or "segments_info" not in a:
             raise MalformedFileError(str(path), "annotations have no 'segments_info': this is not a COCO "
@@ -111,15 +115,43 @@ def _load_json(path: Path) -> dict:
     return doc
 
 
+def _is_id(value: Any) -> bool:
+    """An image id: a 64-bit int or a string (Cityscapes' panoptic ids are strings)."""
+    return (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                       and INT64_MIN <= value <= INT64_MAX))
+
+
+def _annotations_by_image(doc: dict, jpath: Path, policy: ErrorPolicy) -> dict[Any, dict]:
+    """image_id -> its annotation; an entry that is not an object, has no usable image_id or
+    repeats one goes through ``policy`` (and is left out)."""
+    by_image: dict[Any, dict] = {}
+    for i, a in enumerate(doc["annotations"]):
+        try:
+            if not isinstance(a, dict) or not _is_id(a.get("image_id")):
+                raise InvalidAnnotationError(f"{jpath}: annotations[{i}]", "expected an object with an int or "
+                                             f"string 'image_id' and 'segments_info'; found {a!r}"[:300])
+            if a["image_id"] in by_image:
+                raise InvalidAnnotationError(f"{jpath}: annotations[{i}]", f"a second annotation of image_id "
+                                             f"{a['image_id']!r}; expected one per image")
+        except FormatError as err:
+            policy.handle(err)
+            continue
+        by_image[a["image_id"]] = a
+    return by_image
+
+
 def _image_dir(root: Path, json_path: Path, split: str, first_file: str | None,
                images_dir: str | os.PathLike | None) -> Path:
     if images_dir is not None:
         return Path(images_dir) if Path(images_dir).is_absolute() else root / images_dir
     candidates = [root / split, root / "images" / split, root / "images", root, json_path.parent]
-    if first_file:
+    if isinstance(first_file, str) and first_file:
         for c in candidates:
-            if (c / first_file).is_file():
-                return c
+            try:
+                if (c / first_file).is_file():
+                    return c
+            except OSError:  # a name too long for the file system: not the folder's file
+                continue
     for c in candidates[:3]:
         if c.is_dir():
             return c
@@ -128,16 +160,43 @@ def _image_dir(root: Path, json_path: Path, split: str, first_file: str | None,
 
 def _categories(doc: dict, where: Path) -> list[Category]:
     cats = []
-    for c in doc["categories"]:
-        try:
-            extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
-            cats.append(Category(int(c["id"]), str(c["name"]), str(c.get("supercategory", "") or ""), extra))
-        except (KeyError, TypeError, ValueError):
-            raise InvalidAnnotationError(f"{where}: category {c!r}"[:200], "expected id and name") from None
+    for i, c in enumerate(doc["categories"]):
+        cid = c.get("id") if isinstance(c, dict) else None
+        if not (isinstance(cid, int) and not isinstance(cid, bool) and INT64_MIN <= cid <= INT64_MAX
+                and isinstance(c.get("name"), str)):
+            raise MalformedFileError(f"{where}: categories[{i}]", f"expected an int 'id' (64-bit) and a str "
+                                                                  f"'name'; found {c!r}"[:300])
+        if any(x.id == cid for x in cats):
+            raise MalformedFileError(f"{where}: categories[{i}]", f"category id {cid} repeats; expected "
+                                                                  "distinct ids")
+        extra = {k: v for k, v in c.items() if k not in ("id", "name", "supercategory")}
+        cats.append(Category(cid, c["name"], str(c.get("supercategory", "") or ""), extra))
     return cats
 
 
-def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
+def _segment_values(s: Any, where: str) -> tuple[int, int, tuple | None, float]:
+    """(id, category_id, xyxy box or None, area or NaN) of one segments_info entry."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+    if not isinstance(s, dict):
+        raise InvalidAnnotationError(where, f"expected a segment object, found {s!r}"[:300])
+    sid, cid, bbox, a = s.get("id"), s.get("category_id"), s.get("bbox"), s.get("area")
+    if not (isinstance(sid, int) and isinstance(cid, int) and not isinstance(sid, bool)
+            and not isinstance(cid, bool) and INT64_MIN <= cid <= INT64_MAX):
+        raise InvalidAnnotationError(where, f"expected int 'id' and 'category_id'; found id={sid!r}, "
+                                            f"category_id={cid!r}"[:300])
+    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(map(number, bbox))
+                                 and bbox[2] >= 0 and bbox[3] >= 0):
+        raise InvalidAnnotationError(where, f"bbox must be [x, y, width, height], finite with width, height >= 0; "
+                                            f"found {bbox!r}"[:300])
+    if a is not None and not number(a):
+        raise InvalidAnnotationError(where, f"area must be a finite number, found {a!r}"[:300])
+    box = None if bbox is None else (bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3])
+    return sid, cid, box, np.nan if a is None else float(a)
+
+
+def _instances(ann: dict, cat_ids: set[int], where: str, policy: ErrorPolicy | None = None) -> Instances:
     segs = ann.get("segments_info")
     if not isinstance(segs, list):
         raise InvalidAnnotationError(where, f"segments_info must be a list, found {type(segs).__name__}")
@@ -149,20 +208,14 @@ def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
     area = np.full(n, np.nan)
     extra: list[dict] = []
     for i, s in enumerate(segs):
-        try:
-            sid = int(s["id"])
-            cid = int(s["category_id"])
-            bbox = s.get("bbox")
-            if bbox is not None:
-                x, y, w, h = (float(v) for v in bbox)
-                boxes[i] = (x, y, x + w, y + h)
-            if s.get("area") is not None:
-                area[i] = float(s["area"])
-            crowd[i] = bool(s.get("iscrowd", 0))
-        except (KeyError, TypeError, ValueError) as err:
-            raise InvalidAnnotationError(f"{where}: segment {s.get('id') if isinstance(s, dict) else i}",
-                                         f"expected id, category_id, bbox [x, y, w, h], area, iscrowd; "
-                                         f"{err!r}") from None
+        sid, cid, box, a = _segment_values(s, f"{where}: segments_info[{i}]")
+        if box is not None:
+            boxes[i] = box
+        area[i] = a
+        crowd[i] = bool(s.get("iscrowd", 0))
+        if s.get("iscrowd", 0) not in (0, 1) and policy is not None:
+            policy.note("bad_iscrowd", f"{where}: segment {sid}", f"iscrowd is {s.get('iscrowd')!r}; expected 0 "
+                                                                  "or 1 (read as crowd: it is truthy)"[:300])
         if not 0 < sid <= MAX_SEGMENT_ID:
             raise InvalidAnnotationError(f"{where}: segment {sid}",
                                          f"segment id must be in 1..{MAX_SEGMENT_ID} (0 is void)")
@@ -176,16 +229,18 @@ def _instances(ann: dict, cat_ids: set[int], where: str) -> Instances:
                      extra=extra if any(extra) else None)
 
 
-def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None
-               ) -> tuple[list | None, list[tuple[int, float, int]]]:
-    """Decode one panoptic PNG, check its ids against segments_info.
+def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None,
+               size: tuple[int, int] = (0, 0)) -> tuple[list | None, list[tuple[int, float, int]]]:
+    """Decode one panoptic PNG, check its size against the image's ``size`` (width, height;
+    unknown when 0) and its ids against segments_info.
 
     Returns:
         (RLEs if ``masks`` else None, [(segment id, stored area, pixel count)] of the
         segments whose stored ``area`` differs from their pixel count).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    from .._checks import image_error
     from ..masks import rgb_to_id, segments_from_id_map
 
     try:
@@ -193,11 +248,17 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | Non
             if im.mode not in ("RGB", "RGBA"):
                 raise MalformedFileError(str(path), f"expected an RGB PNG (id = R + 256 G + 256^2 B), "
                                                     f"found mode {im.mode}")
+            if size[0] and size[1] and im.size != tuple(size):
+                raise InvalidAnnotationError(
+                    str(path), f"the PNG is {im.size[0]}x{im.size[1]}, its image is {size[0]}x{size[1]} "
+                    "(width x height); expected the same size: a segment map covers its image pixel for pixel "
+                    "(fix: regenerate the PNG, or correct the image's width/height in the JSON)",
+                    kind="mask_size_mismatch")
             rgb = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "panoptic PNG not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise MalformedFileError(str(path), f"cannot decode PNG ({err})") from None
+    except FormatError:
+        raise
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(path, err, "panoptic PNG") from None
     id_map = rgb_to_id(rgb)
     seg = segments_from_id_map(id_map, None, with_rle=masks)
     present = set(seg.values.tolist()) - {0}
@@ -222,9 +283,9 @@ def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | Non
 
 def _decode_chunk(items: Sequence[tuple]) -> list:
     out = []
-    for path, ids, masks, areas in items:
+    for path, ids, masks, areas, size in items:
         try:
-            out.append(_check_png(path, ids, masks, areas))
+            out.append(_check_png(path, ids, masks, areas, size))
         except FormatError as err:
             out.append(err)
     return out
@@ -241,7 +302,7 @@ def validate_options(deep: bool) -> dict[str, Any]:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO instances and VOC hold per-object masks, not the panoptic id PNG: the
     segments are decoded into RLE (``masks=True``) so they survive.
@@ -251,7 +312,9 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = "raise",
           workers: int | None = None, progress: bool | None = None, masks: bool = False,
-          verify: str = "first", images_dir: str | os.PathLike | None = None) -> Dataset:
+          verify: str = "first", images_dir: str | os.PathLike | None = None,
+          categories_file: str | os.PathLike | None = None, things_only: bool = False,
+          allow_outside_root: bool = False) -> Dataset:
     """Read COCO panoptic annotations into records.
 
     Args:
@@ -266,6 +329,17 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             ``all`` or ``none``.
         images_dir: where the images are, relative to the root (default: found
             among ``<split>/``, ``images/<split>/``, ``images/``, the root).
+        categories_file: a panopticapi-style categories JSON (a list of
+            ``{id, name, isthing, color}``, as ``panoptic_coco_categories.json``):
+            gives ``isthing`` to the categories whose JSON entry lacks it
+            (matched by id; a differing name is an error).
+        things_only: keep the segments and categories with ``isthing == 1`` only,
+            as panopticapi's ``panoptic2detection_coco_format.py --things_only``
+            (images are all kept; the count left out is logged and stored in
+            ``info["things_only"]``). Every category needs an ``isthing``.
+        allow_outside_root: accept an image ``file_name`` that leaves the image
+            folder, or a segment PNG ``file_name`` that leaves the PNG folder; by
+            default either is a :class:`~dsprep.errors.PathEscapeError`.
 
     Returns:
         A :class:`Dataset`; ``info`` holds the JSON's ``info``/``licenses`` and
@@ -304,27 +378,31 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         cat_ids = {c.id for c in categories}
         png_dir = jpath.with_suffix("")
         images = doc.get("images") or []
-        by_image = {}
-        for a in doc["annotations"]:
-            if isinstance(a, dict) and "image_id" in a:
-                by_image[a["image_id"]] = a
-        img_dir = _image_dir(root, jpath, split_name, images[0].get("file_name") if images else None, images_dir)
+        by_image = _annotations_by_image(doc, jpath, policy)
+        first = images[0].get("file_name") if images and isinstance(images[0], dict) else None
+        img_dir = _image_dir(root, jpath, split_name, first, images_dir)
         split_recs: list[Record] = []
-        for img in images:
+        known: set = set()
+        for i, img in enumerate(images):
             try:
-                split_recs.append(_record(img, by_image.get(img.get("id")), root, img_dir, png_dir, jpath,
-                                          split_name, cat_ids))
+                image_id = _image_id(img, i, jpath, known)
+                split_recs.append(_record(img, by_image.get(image_id), root, img_dir, png_dir, jpath,
+                                          split_name, cat_ids, policy, allow_outside_root))
             except FormatError as err:
                 policy.handle(err)
-        known = {img.get("id") for img in images}
-        for a in doc["annotations"]:
-            if isinstance(a, dict) and a.get("image_id") not in known:
-                policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {a.get('image_id')!r}",
+        for image_id in by_image:
+            if image_id not in known:
+                policy.handle(InvalidAnnotationError(f"{jpath}: annotation of image_id {image_id!r}",
                                                      "no image with this id in 'images'"))
         split_recs = _verify(split_recs, root, verify, masks, workers, progress, policy, area_notes)
         make_ids_distinct(split_recs)  # a.jpg and a.png of one folder: two ids
         records.extend(split_recs)
         splits[split_name] = [r.id for r in split_recs]
+    categories = categories or []
+    if categories_file is not None:
+        _fill_isthing(categories, Path(categories_file))
+    if things_only:
+        categories = _keep_things(records, categories, root, info)
     if area_notes:  # kept as stored; validate reports them (area_mismatch)
         info["segment_area_mismatches"] = area_notes
         log.warning("%s: %d segment(s) store an area that differs from their pixel count (kept as stored; "
@@ -332,27 +410,98 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     if policy.count:
         info["skipped"] = policy.count
         policy.summary("panoptic images")
-    return Dataset(categories or [], records, splits=splits, info=info, root=root, format=NAME)
+    return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _fill_isthing(categories: list[Category], path: Path) -> None:
+    """Give ``isthing`` from a panopticapi categories file to the categories that lack it."""
+    import orjson
+
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise MissingFileError(str(path), "categories file not found") from None
+    except orjson.JSONDecodeError as err:
+        raise MalformedFileError(str(path), f"not valid JSON ({err})") from None
+    entries = doc.get("categories") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "id" in e for e in entries):
+        raise MalformedFileError(str(path), "expected a panopticapi categories list [{id, name, isthing, color}] "
+                                            "(as panoptic_coco_categories.json) or a JSON with 'categories'")
+    table = {e["id"]: e for e in entries}
+    for c in categories:
+        entry = table.get(c.id)
+        if "isthing" in c.extra or entry is None or "isthing" not in entry:
+            continue
+        if entry.get("name", c.name) != c.name:
+            raise InvalidAnnotationError(f"{path}: category {c.id}",
+                                         f"named {entry.get('name')!r} there but {c.name!r} in the dataset; "
+                                         f"pass the categories file of this dataset")
+        c.extra["isthing"] = int(entry["isthing"])
+
+
+def _keep_things(records: list[Record], categories: list[Category], root: Path, info: dict) -> list[Category]:
+    """Drop stuff segments (``isthing == 0``) from ``records`` in place; return the thing categories."""
+    unknown = [c.name for c in categories if "isthing" not in c.extra]
+    if unknown:
+        raise FormatError(f"{root}: categories", f"things_only needs 'isthing' on every category; "
+                                                 f"{len(unknown)} have none ({', '.join(unknown[:5])}); pass a "
+                                                 f"panopticapi categories file (categories_file= / --categories-file)")
+    stuff = np.array([c.id for c in categories if not c.extra["isthing"]], np.int64)
+    dropped = 0
+    for r in records:
+        is_stuff = np.isin(r.instances.labels, stuff)
+        if is_stuff.any():
+            dropped += int(is_stuff.sum())
+            r.instances = r.instances.select(~is_stuff)
+    info["things_only"] = {"stuff_segments_dropped": dropped, "stuff_categories": len(stuff)}
+    log.info("%s: things_only: left out %d stuff segment(s) of %d stuff categories", root, dropped, len(stuff))
+    return [c for c in categories if c.extra["isthing"]]
+
+
+def _image_id(img: Any, i: int, jpath: Path, known: set) -> Any:
+    """The id of ``images[i]``, added to ``known``; not an object, no usable id, or a repeated one: an error."""
+    image_id = img.get("id") if isinstance(img, dict) else None
+    if not _is_id(image_id):
+        raise InvalidAnnotationError(f"{jpath}: images[{i}]", f"expected an object with an int or string 'id'; "
+                                                              f"found {img!r}"[:300])
+    if image_id in known:
+        raise InvalidAnnotationError(f"{jpath}: images[{i}]", f"image id {image_id!r} repeats; expected distinct ids")
+    known.add(image_id)
+    return image_id
+
+
+def _folder_prefix(folder: Path, root: Path) -> str:
+    """``folder`` relative to ``root`` as a path prefix: ``""`` or ending in ``/``."""
+    rel = _io.relpath_posix(folder, root)
+    return "" if rel == "." else rel + "/"
 
 
 def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Path, jpath: Path, split: str,
-            cat_ids: set[int]) -> Record:
-    try:
-        image_id, file_name = img["id"], str(img["file_name"])
-        width, height = int(img.get("width") or 0), int(img.get("height") or 0)
-    except (KeyError, TypeError, ValueError):
-        raise InvalidAnnotationError(f"{jpath}: image {img!r}"[:200], "expected id, file_name, width, height") from None
-    rel = _io.relpath_posix(img_dir / file_name, root)
+            cat_ids: set[int], policy: ErrorPolicy | None = None, allow_outside_root: bool = False) -> Record:
+    """One image's record; its ``file_name`` stays inside ``img_dir``, its PNG's inside ``png_dir``
+    (:func:`dsprep._paths.confine`)."""
+    image_id, file_name = img["id"], img.get("file_name")
+    where = f"{jpath}: image id {image_id!r}"
+    if not isinstance(file_name, str) or not file_name:
+        raise InvalidAnnotationError(where, f"expected a 'file_name' string, found {file_name!r}"[:300])
+    width = check_side(img.get("width") or 0, where, "width")
+    height = check_side(img.get("height") or 0, where, "height")
+    rel = posixpath.normpath(confine(root, file_name, prefix=_folder_prefix(img_dir, root),
+                                     where=where, allow_outside=allow_outside_root))
     extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
     if ann is None:
         log.debug("%s: image %r has no panoptic annotation", jpath, image_id)
         return Record(record_id_from_path(rel), rel, width, height, split, source_id=image_id, extra=extra)
-    png_name = str(ann.get("file_name") or f"{Path(file_name).stem}.png")
+    png_name = ann.get("file_name") or f"{Path(file_name).stem}.png"
+    if not isinstance(png_name, str):
+        raise InvalidAnnotationError(where, f"the annotation's file_name must be a string, found {png_name!r}"[:300])
+    png_rel = posixpath.normpath(confine(root, png_name, prefix=_folder_prefix(png_dir, root),
+                                         what="segment PNG file_name", allow_outside=allow_outside_root,
+                                         where=f"{jpath}: annotation of image id {image_id!r}"))
     extra["panoptic_file_name"] = png_name
-    inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}")
+    inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}", policy)
     return Record(record_id_from_path(rel), rel, width, height, split, instances=inst,
-                  instance_mask_path=_io.relpath_posix(png_dir / png_name, root), source_id=image_id,
-                  extra=extra)
+                  instance_mask_path=png_rel, source_id=image_id, extra=extra)
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
@@ -364,7 +513,8 @@ def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: i
         todo = with_png[:1]
     else:
         return recs
-    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area) for r in todo]
+    items = [(root / r.instance_mask_path, r.instances.ids, masks, r.instances.area, (r.width, r.height))
+             for r in todo]
     results = [x for chunk in _io.parallel_map(_decode_chunk, items, workers=workers, chunk=8,
                                                desc="panoptic PNGs", show_progress=progress) for x in chunk]
     bad: set[str] = set()
@@ -450,30 +600,30 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     by_split: dict[str, list[tuple[int, Record]]] = {}
     for i, r in enumerate(dataset.records):
         by_split.setdefault(r.split or "default", []).append((i, r))
-    ann_dir = dest / "annotations"
-    ann_dir.mkdir(parents=True, exist_ok=True)
     for split, items in by_split.items():
-        png_dir = ann_dir / f"panoptic_{split}"
-        png_dir.mkdir(exist_ok=True)
-        names = [Path(r.path).name for _, r in items]
+        png_dir = f"annotations/panoptic_{split}"
+        output_path(dest, png_dir, what="segment PNG folder", folder=True)  # made even when it stays empty
+        names = [safe_relpath(Path(r.path).name) for _, r in items]
         flat_names = len(set(names)) == len(names)
         images_out, anns_out = [], []
         used_png: set[str] = set()
         for (i, rec), name in _io.progress(list(zip(items, names)), total=len(items), desc=f"panoptic {split}",
                                            enabled=progress):
             image_id = rec.source_id if use_source else i + 1
-            file_name = name if flat_names else rec.path
+            file_name = name if flat_names else safe_relpath(rec.path)
             if not (rec.width and rec.height):
                 # a panoptic PNG covers the whole image: its size must be known (ImageNet
                 # records carry none unless parsed with read_sizes=True)
                 raise InvalidAnnotationError(
                     str(rec.path), f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); "
                     "coco-panoptic needs it to draw the segment PNG (for imagenet, parse with read_sizes=True)")
-            if _io.place_image(src_root / rec.path, dest / split / file_name, images):
+            if _io.place_image(src_root / rec.path, dest, f"{split}/{file_name}", images):
                 n_img += 1
             else:
                 lose("images (source missing)")
-            png_name = str(rec.extra.get("panoptic_file_name") or f"{Path(file_name).with_suffix('').as_posix()}.png")
+            png_name = safe_relpath(str(rec.extra.get("panoptic_file_name")
+                                        or f"{Path(file_name).with_suffix('').as_posix()}.png"))
+            png_name = "/".join(fit_name(part) for part in png_name.split("/"))
             if png_name in used_png:
                 png_name = f"{i:08d}_{Path(png_name).name}"
             used_png.add(png_name)
@@ -484,15 +634,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     img_entry[k] = v
             id_map, segs = _segments_for(rec, src_root, encoding, dropped_cats, lose)
             n_obj += len(segs)
-            out_png = png_dir / png_name
-            out_png.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(id_to_rgb(id_map)).save(out_png)
+            Image.fromarray(id_to_rgb(id_map)).save(output_path(dest, f"{png_dir}/{png_name}", what="segment PNG"))
             images_out.append(img_entry)
             anns_out.append({"image_id": image_id, "file_name": png_name, "segments_info": segs})
         doc = {"info": dataset.info.get("info") or {"description": "written by dsprep"},
                "licenses": dataset.info.get("licenses") or [],
                "images": images_out, "annotations": anns_out, "categories": cats_out}
-        _dump_json(ann_dir / f"panoptic_{split}.json", doc)
+        _dump_json(output_path(dest, f"annotations/panoptic_{split}.json", what="annotation file"), doc)
     return {"images": n_img, "objects": n_obj, "lost": lost}
 
 
@@ -513,9 +661,7 @@ def _count_lost(rec: Record, native: bool, lose) -> None:
 
 
 def _dump_json(path: Path, doc: dict) -> None:
-    import orjson
-
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+    path.write_bytes(_io.json_bytes(doc, f"{path.parent.name}/{path.name}: "))
 
 
 def _num(v: float) -> int | float:
@@ -540,17 +686,22 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
         id_map = read_id_png(src, encoding).astype(np.int32)
         if not h:
             h, w = id_map.shape
+        elif id_map.shape != (h, w):  # written as is, it would read back as a PNG of the wrong size
+            raise InvalidAnnotationError(
+                str(rec.instance_mask_path), f"the segment PNG is {id_map.shape[1]}x{id_map.shape[0]}, its image "
+                f"is {w}x{h} (width x height); expected the same size (fix: regenerate the PNG, or correct the "
+                "image's size in the source)")
         id_map = np.where(np.isin(id_map, ids), id_map, 0).astype(np.int32)
         segs = []
         need = np.isnan(inst.area) | ~np.isfinite(inst.boxes).all(axis=1)
         counted = _count(id_map, ids[need]) if need.any() else {}
+        xywh = convert_boxes(inst.boxes, BoxFormat.XYXY, BoxFormat.XYWH)  # exact decimals
         for k in range(len(inst)):
             sid = int(ids[k])
             if need[k]:
                 area, bbox = counted.get(sid, (0, [0, 0, 0, 0]))
             else:
-                x0, y0, x1, y1 = inst.boxes[k]
-                area, bbox = _num(inst.area[k]), [_num(x0), _num(y0), _num(x1 - x0), _num(y1 - y0)]
+                area, bbox = _num(inst.area[k]), [_num(v) for v in xywh[k]]
             segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
         return id_map, segs
     # paint per-object masks

@@ -13,7 +13,9 @@ Layouts read (see ``docs/formats/imagenet.md`` for the full rules):
 - ILSVRC LOC box XMLs (``Annotations/.../<stem>.xml``).
 
 Class index = position of the class folder name (the wnid) in sorted order,
-as torchvision's ``ImageFolder`` (``folder.py`` ``find_classes``) and Keras
+over the class folders of every split folder and the class tables (whatever
+``split=`` asks; where that differs from ``ImageFolder(root/val)``, see the
+docs), as torchvision's ``ImageFolder`` (``folder.py`` ``find_classes``) and Keras
 (``imagenet_class_index.json``, ``"0": ["n01440764", "tench"]``) number them.
 ``Category.id`` is that index and ``Record.label`` holds it.
 
@@ -26,6 +28,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 from bisect import bisect_left
@@ -35,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_side, check_utf8_name, fit_name
 from .._io import gc_paused, image_size, parallel_map, place_image
+from .._paths import output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
 from ..records import Category, Dataset, Instances, LazyRecords, Record, distinct_ids
@@ -256,6 +261,46 @@ class _Counts:
         self.hidden: int = 0              # dot files (.DS_Store, AppleDouble ._x.JPEG)
         self.nested: int = 0              # images in folders inside a class folder
         self.empty_classes: list[str] = []
+        self.bad: list[tuple[str, str]] = []  # (where, message): names that cannot be listed or written
+
+    def report_bad(self, policy: ErrorPolicy) -> None:
+        """Each bad entry as an :class:`InvalidAnnotationError` through ``policy`` (raise: the first)."""
+        for where, message in self.bad:
+            policy.handle(InvalidAnnotationError(where, message))
+
+
+def _utf8_names(names: list[str], rel: str, counts: _Counts | None) -> list[str]:
+    """``names`` without those that are not valid UTF-8 (each listed in ``counts.bad``).
+
+    Python decodes a file name's undecodable bytes as lone surrogates; JSON and
+    XML cannot hold them. One encode of the joined names checks a whole folder.
+    """
+    try:
+        "".join(names).encode("utf-8")
+        return names
+    except UnicodeEncodeError:
+        pass
+    good = []
+    for n in names:
+        try:
+            check_utf8_name(n, rel + n)
+            good.append(n)
+        except InvalidAnnotationError as err:
+            if counts is not None:
+                counts.bad.append((err.where, err.message))
+    return good
+
+
+def _is_dir(entry: os.DirEntry, counts: _Counts | None) -> bool | None:
+    """``entry.is_dir()``, or None for an entry whose type cannot be read (a symbolic link loop,
+    a link into a folder without permission), listed in ``counts.bad``."""
+    try:
+        return entry.is_dir()
+    except OSError as err:
+        if counts is not None:
+            counts.bad.append((entry.path, f"cannot tell what it is ({err.strerror or err}); expected a folder "
+                                           "or an image file (fix: remove or repair the symbolic link)"))
+        return None
 
 
 def _is_image(name: str) -> bool:
@@ -265,16 +310,23 @@ def _is_image(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def _scan(path: str) -> tuple[list[str], list[str]]:
-    """One ``os.scandir`` pass: (sub-folder names, file names), hidden names dropped."""
+def _scan(path: str, counts: _Counts | None = None, rel: str = "") -> tuple[list[str], list[str]]:
+    """One ``os.scandir`` pass: (sub-folder names, file names), hidden names dropped.
+
+    Entries that cannot be listed (a symbolic link loop, a name that is not
+    UTF-8) are left out; with ``counts`` they are listed in ``counts.bad``
+    (``rel`` is the folder's path as errors name it).
+    """
     dirs, files = [], []
     with os.scandir(path) as it:
         for e in it:
             name = e.name
             if name[0] == ".":
                 continue
-            (dirs if e.is_dir() else files).append(name)
-    return dirs, files
+            kind = _is_dir(e, counts)
+            if kind is not None:
+                (dirs if kind else files).append(name)
+    return _utf8_names(dirs, rel, counts), _utf8_names(files, rel, counts)
 
 
 def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list[str],
@@ -295,12 +347,20 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
         folders: list[tuple[str, list[str]]] = []
         while stack:
             folder, rel, nested = stack.pop()
-            with os.scandir(folder) as it:
-                entries = list(it)
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError as err:  # no permission, or gone since it was listed
+                counts.bad.append((rel, f"cannot list this folder ({err.strerror or err})"))
+                continue
             # Comprehensions for the common case (every entry an image file);
-            # the rare entries (folders, other extensions, dot files) take
-            # the slow branches.
-            names = [e.name for e in entries if not e.is_dir()]
+            # the rare entries (folders, other extensions, dot files, links that
+            # cannot be followed) take the slow branches.
+            try:
+                names = [e.name for e in entries if not e.is_dir()]
+            except OSError:
+                names = [e.name for e in entries if _is_dir(e, counts) is False]
+                entries = [e for e in entries if _is_dir(e, None) is not None]
             subdirs = []
             if len(names) != len(entries):
                 for e in entries:
@@ -309,6 +369,8 @@ def _list_class_tree(abs_dir: str, prefix: str, split: str | None, classes: list
                             counts.hidden += 1
                         else:
                             subdirs.append((e.name, e.is_symlink()))
+            subdirs = [d for d in subdirs if _utf8_names([d[0]], rel, counts)]
+            names = _utf8_names(names, rel, counts)
             images = [n for n in names if n.endswith(common)]
             if len(images) != len(names):
                 images = []
@@ -539,10 +601,13 @@ def _read_loc_csv(path: Path) -> dict[str, list[tuple[str, list[float]]]]:
             objs = []
             for i in range(0, len(tokens), 5):
                 try:
-                    objs.append((tokens[i], [float(v) for v in tokens[i + 1:i + 5]]))
+                    box = [float(v) for v in tokens[i + 1:i + 5]]
                 except ValueError:
-                    raise MalformedFileError(f"{path}:{lineno}", f"expected four numbers after {tokens[i]}, "
-                                                                 f"found {tokens[i + 1:i + 5]}") from None
+                    box = [math.nan]
+                if not all(map(math.isfinite, box)):
+                    raise MalformedFileError(f"{path}:{lineno}", f"expected four finite numbers after "
+                                                                 f"{tokens[i]}, found {tokens[i + 1:i + 5]}"[:300])
+                objs.append((tokens[i], box))
             out[row[0].strip()] = objs
     return out
 
@@ -566,13 +631,16 @@ def _parse_loc_xml(path: str) -> tuple[int, int, list[tuple]]:
                 return default
             raise InvalidAnnotationError(path, f"<{tag}> is missing")
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise InvalidAnnotationError(path, f"<{tag}> expected a number, found {text!r}") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidAnnotationError(path, f"<{tag}> expected a finite number, found {text!r}"[:300])
+        return value
 
     size = root.find("size")
-    w = int(num(size, "width", 0)) if size is not None else 0
-    h = int(num(size, "height", 0)) if size is not None else 0
+    w = check_side(num(size, "width", 0), path, "<width>") if size is not None else 0
+    h = check_side(num(size, "height", 0), path, "<height>") if size is not None else 0
     objs = []
     for i, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
@@ -604,21 +672,47 @@ _size_chunk = partial(_each, image_size)
 
 
 def _xml_index(folder: Path) -> dict[str, str]:
-    """stem -> XML path, for every ``*.xml`` under ``folder`` (recursively)."""
+    """Path relative to ``folder`` without ``.xml`` (``n01440764/n01440764_10026``) -> XML path,
+    for every ``*.xml`` under ``folder`` (recursively; link loops and unreadable folders skipped)."""
     out: dict[str, str] = {}
-    stack = [str(folder)]
+    stack = [(str(folder), "")]
     while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                if e.is_dir():
-                    stack.append(e.path)
-                elif e.name.endswith(".xml"):
-                    out[e.name[:-4]] = e.path
+        path, rel = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    if _is_dir(e, None):
+                        stack.append((e.path, f"{rel}{e.name}/"))
+                    elif e.name.endswith(".xml"):
+                        out[rel + e.name[:-4]] = e.path
+        except OSError:
+            continue
     return out
 
 
+def _match_xmls(xmls: dict[str, str], paths: dict[str, int]) -> list[tuple[int, str]]:
+    """(record, XML) pairs: an XML at the image's own relative path (``train/n01/x.xml`` for
+    ``train/n01/x.JPEG``) first; else, by stem, when both the stem's image and its XML are unique
+    (ILSVRC's val XMLs are flat while tools sort val images into class folders)."""
+    stem_of = lambda rel: rel[rel.rfind("/") + 1:]  # noqa: E731
+    exact = [(paths[rel], p) for rel, p in xmls.items() if rel in paths]
+    taken_images = {i for i, _ in exact}
+    taken_xmls = {p for _, p in exact}
+    image_stems: dict[str, list[int]] = {}
+    for rel, i in paths.items():
+        if i not in taken_images:
+            image_stems.setdefault(stem_of(rel), []).append(i)
+    xml_stems: dict[str, list[str]] = {}
+    for rel, p in xmls.items():
+        if p not in taken_xmls:
+            xml_stems.setdefault(stem_of(rel), []).append(p)
+    by_stem = [(image_stems[k][0], ps[0]) for k, ps in xml_stems.items()
+               if len(ps) == 1 and len(image_stems.get(k, ())) == 1]
+    return exact + by_stem
+
+
 # --------------------------------------------------------------------------- layout
-def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[str]]:
+def _layout(root: Path, counts: _Counts | None = None) -> tuple[Path, dict[str | None, str], list[str], list[str]]:
     """(image base, {split: folder name ("" = the base itself)}, image files at the root,
     folders at the root that are neither splits nor classes, reported and not listed).
 
@@ -632,7 +726,7 @@ def _layout(root: Path) -> tuple[Path, dict[str | None, str], list[str], list[st
     kaggle = root / "ILSVRC" / "Data" / "CLS-LOC"
     if kaggle.is_dir():
         base = kaggle
-    dirs, files = _scan(str(base))
+    dirs, files = _scan(str(base), counts)
     dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
     junk = [d for d in dirs if d in _JUNK_DIRS]
     dirs = [d for d in dirs if d not in _JUNK_DIRS]
@@ -683,7 +777,7 @@ def detect(path) -> bool:
 
 # --------------------------------------------------------------------------- parse
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     COCO, COCO panoptic and VOC store each image's width and height (detectron2
     checks them against the decoded image; mmdetection filters on them), so
@@ -697,7 +791,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
           progress: bool | None = None, validation_split: float | None = None, seed: int | None = None,
           ground_truth: str | os.PathLike | None = None, mapping: str | os.PathLike | None = None,
           annotations: str | os.PathLike | None = None, boxes: bool = True,
-          read_sizes: bool = False) -> Dataset:
+          read_sizes: bool = False, allow_outside_root: bool = False) -> Dataset:
     """Parse an ImageNet/ILSVRC root or any class-subfolder tree into records.
 
     Args:
@@ -726,6 +820,10 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         boxes: read LOC boxes (XML or CSV) when present.
         read_sizes: read width/height from image headers (no decode); default
             0 (unknown) so that listing never opens an image.
+        allow_outside_root: accepted as every format accepts it; nothing here
+            is a path read from a file (images are listed from folders, LOC CSV
+            ImageIds and devkit lines only label listed images), so nothing can
+            leave the root (a symlinked class folder is followed: docs/cli.md, Safety).
 
     Returns:
         A Dataset: categories sorted by wnid (``id`` = sorted index,
@@ -747,7 +845,8 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     if not root.is_dir():
         raise DatasetNotFoundError(f"{root}: not a folder (expected an ImageNet root or a class-subfolder tree)")
     policy = ErrorPolicy(on_error)
-    base, split_dirs, root_images, stray_folders = _layout(root)
+    counts = _Counts()
+    base, split_dirs, root_images, stray_folders = _layout(root, counts)
     base_rel = "" if base == root else base.relative_to(root).as_posix() + "/"
     stray_folders = [base_rel + d for d in stray_folders]
     if validation_split is not None:
@@ -766,16 +865,16 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
         check_choice("split", split, valid)
     wanted = [s for s in split_dirs if validation_split is not None or split is None or s == split]
 
-    # Scan each wanted split folder once: class folders, or a flat folder of images.
-    counts = _Counts()
+    # Scan every split folder once (class folders, or a flat folder of images), the ones
+    # split= leaves out too: classes are numbered over the whole tree, whatever split= asks.
     scans: dict[str | None, tuple[list[str], list[str]]] = {}
-    for s in wanted:
+    for s in split_dirs:
         folder = base / split_dirs[s] if split_dirs[s] else base
-        dirs, files = _scan(str(folder))
         prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+        dirs, files = _scan(str(folder), counts if split_dirs[s] and s in wanted else None, prefix)
         if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
             dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
-        else:
+        elif s in wanted:
             stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
         scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
     if split is None or validation_split is not None:
@@ -795,12 +894,13 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
         meta = _find(root, META_FILE, parent)
-        if meta is None:
+        if meta is not None:
+            _read_meta_mat(meta, tables)
+        elif flat.intersection(wanted):  # a flat split read here needs the ID -> wnid table
             looked = ", ".join(str(d) for d in _search_dirs(root, parent))
             raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
                                                  f"(meta.mat or map_clsloc.txt) to become wnids; none found "
                                                  f"in {looked}; pass mapping=")
-        _read_meta_mat(meta, tables)
     class_names = set(tables.words) | set(tables.ids.values())
     for s, (dirs, _) in scans.items():
         if s not in flat:
@@ -832,6 +932,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                 counts.non_image.extend(prefix + f for f in files if not _is_image(f))
                 _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, listing, counts)
                 layout[s if s is not None else "(root)"] = "class folders"
+    counts.report_bad(policy)  # links that cannot be followed, names that are not UTF-8
 
     # The records stay a compact listing (built on first use of ds.records) unless a step
     # below has to change them.
@@ -973,10 +1074,14 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
     if ann_root is None and not any(s in csv_paths for s in wanted):
         return 0, listing
     records = listing.build()
-    by_split: dict[str | None, dict[str, int]] = {}
+    by_split: dict[str | None, dict[str, int]] = {}  # split -> path in its folder, no extension -> record
     for i, r in enumerate(records):
-        stem = r.path[r.path.rfind("/") + 1:r.path.rfind(".")]
-        by_split.setdefault(_split_of(r, base_rel, split_dirs), {})[stem] = i
+        s = _split_of(r, base_rel, split_dirs)
+        rel = r.path[len(base_rel):]
+        if split_dirs.get(s):
+            rel = rel[len(split_dirs[s]) + 1:]
+        by_split.setdefault(s, {})[rel[:rel.rfind(".")] if "." in rel else rel] = i
+    ann_splits = ann_root is not None and any(d and (ann_root / d).is_dir() for d in split_dirs.values())
     boxed = 0
     for s in wanted:
         index = by_split.get(s, {})
@@ -984,8 +1089,9 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
             continue
         if s in csv_paths:
             rows = read_csv(csv_paths[s])
+            stems = {rel[rel.rfind("/") + 1:]: i for rel, i in index.items()}
             for stem, objs in rows.items():
-                i = index.get(stem)
+                i = stems.get(stem)
                 if i is None:
                     continue
                 try:
@@ -998,9 +1104,13 @@ def _attach_boxes(root: Path, base: Path, base_rel: str, split_dirs: dict, wante
             continue
         if ann_root is None:
             continue
-        folder = ann_root / split_dirs[s] if split_dirs[s] and (ann_root / split_dirs[s]).is_dir() else ann_root
-        xmls = _xml_index(folder)
-        todo = [(index[stem], p) for stem, p in xmls.items() if stem in index]
+        if split_dirs[s] and (ann_root / split_dirs[s]).is_dir():
+            folder = ann_root / split_dirs[s]
+        elif ann_splits:  # Annotations/ has split folders, none for this split: none of its XMLs are this split's
+            continue
+        else:
+            folder = ann_root
+        todo = _match_xmls(_xml_index(folder), index)
         if not todo:
             continue
         results = parallel_map(_parse_xml_chunk, [p for _, p in todo], workers=workers,
@@ -1097,9 +1207,10 @@ def _safe(name: str) -> str:
 
     ``/`` and ``\\`` become ``_``; ``.``, ``..``, dot names (skipped as hidden),
     archive junk (``__MACOSX``) and root metadata names (``Annotations``) get a
-    leading ``_``.
+    leading ``_``; a name too long for a folder is cut with a hash
+    (:func:`dsprep._checks.fit_name`).
     """
-    name = name.replace("/", "_").replace("\\", "_")
+    name = fit_name(name.replace("/", "_").replace("\\", "_").replace("\0", "_"))
     if (not name or name[0] == "." or name in _JUNK_DIRS or name in _META_DIRS
             or name.startswith("ILSVRC2012_devkit")):
         name = "_" + name
@@ -1169,11 +1280,11 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             ext = fname[fname.rfind("."):] if "." in fname else ""
             rel = f"{folder}/{r.id.replace('/', '__')}{ext}"
         used.add(rel)
-        if not place_image(src_root / r.path, dest / rel, images):
+        if not place_image(src_root / r.path, dest, rel, images):
             lose("images missing at the source")
             continue
         if images == "none":
-            (dest / folder).mkdir(parents=True, exist_ok=True)
+            output_path(dest, folder, what="class folder", folder=True)
         n_images += 1
         inst = r.instances
         if r.mask_path:
@@ -1190,14 +1301,14 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             if keep:
                 stem = rel.rsplit("/", 1)[-1]
                 stem = stem[:stem.rfind(".")] if "." in stem else stem
-                xml = dest / "Annotations" / f"{folder}/{stem}.xml"
+                xml = output_path(dest, f"Annotations/{folder}/{stem}.xml", what="LOC XML")
                 _write_loc_xml(xml, r, inst, keep, names, stem, r.split or "")
                 n_objects += len(keep)
     if all(not any(ch.isspace() for ch in names[c.id]) for c in dataset.categories):
         # The folder name is what a re-parse reads as the class; the table says the same.
         lines = [f"{names[c.id]} {c.extra.get('words') or (c.name if names[c.id] != c.name else '')}".rstrip()
                  for c in sorted(dataset.categories, key=lambda c: names[c.id])]
-        (dest / SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        output_path(dest, SYNSET_MAPPING_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         lose("category words and original names (names with spaces cannot go in LOC_synset_mapping.txt)",
              sum(1 for c in dataset.categories if c.extra.get("words") or names[c.id] != c.name))
@@ -1228,7 +1339,6 @@ def _write_loc_xml(path: Path, r: Record, inst: Instances, keep: list[int], name
         bb = etree.SubElement(obj, "bndbox")
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), inst.boxes[i].tolist()):
             etree.SubElement(bb, tag).text = _fmt(v)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(etree.tostring(ann, pretty_print=True, encoding="utf-8"))
 
 

@@ -33,10 +33,12 @@ Conventions:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
 import os
+import posixpath
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -45,8 +47,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
+from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
+from ..masks import VOC_PALETTE  # index 255 (void) = (224, 224, 192)
 from ..records import Category, Dataset, Instances, Record
 
 __all__ = ["NAME", "DESCRIPTION", "VOC_CLASSES", "VOC_PALETTE", "detect", "parse", "parse_options_for", "write"]
@@ -65,21 +70,6 @@ VOC_CLASSES = (
 )
 
 
-def _voc_palette() -> np.ndarray:
-    """The devkit colour map (``VOClabelcolormap.m``): bits of the index spread over R, G, B."""
-    pal = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
-
-
-VOC_PALETTE = _voc_palette()  # index 255 (void) = (224, 224, 192)
 VOID = 255
 
 _SPLIT_ORDER = ("train", "val", "trainval", "test")
@@ -138,11 +128,33 @@ def _read_list(path: Path) -> list[str]:
     """Ids of a split file: first token per line; blank lines and ``#`` comments skipped
     (datumaro voc_dataset3 starts its train.txt with ``# a comment``)."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line.split()[0])
+    for line in read_utf8(path, f"{path.parent.parent.name}/{path.parent.name}/{path.name}").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line.split()[0])
+    return out
+
+
+def _confined_ids(lists: dict[str, list[str]], sub: str, root: Path, policy: ErrorPolicy,
+                  allow_outside_root: bool) -> dict[str, list[str]]:
+    """The ids of ``ImageSets`` lists, each kept inside ``JPEGImages/`` (the image is
+    ``JPEGImages/<id>.<ext>``, its XML ``Annotations/<id>.xml``): an id that climbs out
+    (``../../x``) or is absolute is a :class:`PathEscapeError` through the policy, unless
+    ``allow_outside_root``; one that climbs and comes back (``a/../b``) is normalised."""
+    out: dict[str, list[str]] = {}
+    for name, ids in lists.items():
+        kept = ids
+        if any(".." in i or i[:1] in ("/", "\\") or i[1:2] == ":" for i in ids):
+            kept = []
+            for i in ids:
+                try:
+                    confine(root, i, prefix=f"{_IMG}/", what="image id", where=f"{sub}/{name}.txt",
+                            allow_outside=allow_outside_root)
+                except FormatError as err:
+                    policy.handle(err)
+                    continue
+                kept.append(posixpath.normpath(i) if ".." in i else i)
+        out[name] = kept
     return out
 
 
@@ -175,7 +187,7 @@ def _read_labelmap(root: Path) -> list[str] | None:
     if not path.is_file():
         return None
     names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(path, "labelmap.txt").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -197,12 +209,17 @@ def _text(el) -> str:
 
 
 def _number(el, where: str) -> float:
+    """A finite number (NaN, inf and 1e400 are no coordinate or size)."""
     t = el.text
     try:
-        return float(t)
+        v = float(t)
     except (TypeError, ValueError):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be a number, found {(t or '').strip()!r}"[:300]) from None
+    if not math.isfinite(v):
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> must be a finite number, found "
+                                                                 f"{(t or '').strip()!r}"[:300])
+    return v
 
 
 def _flag(el, where: str) -> int | None:
@@ -213,8 +230,10 @@ def _flag(el, where: str) -> int | None:
     try:
         v = float(t)
     except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and INT64_MIN <= v <= INT64_MAX):
         raise InvalidAnnotationError(
-            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer flag, found {t.strip()!r}") from None
+            f"{where}:{el.sourceline}", f"<{el.tag}> must be an integer (a flag: 0 or 1; depth: 3), found {t.strip()!r}"[:300])
     return int(v) if v.is_integer() else v  # type: ignore[return-value]
 
 
@@ -244,9 +263,10 @@ def _bndbox(el, where: str) -> list[float]:
     except (TypeError, ValueError):
         return _bndbox_checked(el, where)
     if x0 is None or y0 is None or x1 is None or y1 is None or not (
-            x1 >= x0 and y1 >= y0 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
+            x1 >= x0 - 1 and y1 >= y0 - 1 and abs(x0) + abs(y0) + abs(x1) + abs(y1) < _INF):
         return _bndbox_checked(el, where)
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one, and between the two a box narrower than a pixel (decimal coordinates).
     return [_minus1(x0, tx), _minus1(y0, ty), x1, y1]
 
 
@@ -266,11 +286,13 @@ def _bndbox_checked(el, where: str) -> list[float]:
     xmin, ymin, xmax, ymax = vals["xmin"], vals["ymin"], vals["xmax"], vals["ymax"]
     if not (math.isfinite(xmin) and math.isfinite(ymin) and math.isfinite(xmax) and math.isfinite(ymax)):
         raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<bndbox> has a non-finite value {vals}")
-    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box.
-    if xmax < xmin or ymax < ymin:
-        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin else f"ymax={ymax:g} < ymin={ymin:g}"
+    # 1-based inclusive -> 0-based continuous; xmax == xmin is a one-pixel-wide box, xmax == xmin - 1
+    # an empty one (0-based width 0): less is a negative width.
+    if xmax < xmin - 1 or ymax < ymin - 1:
+        which = f"xmax={xmax:g} < xmin={xmin:g}" if xmax < xmin - 1 else f"ymax={ymax:g} < ymin={ymin:g}"
         raise InvalidAnnotationError(f"{where}:{el.sourceline}",
-                                     f"<bndbox> has {which}; expected xmin <= xmax and ymin <= ymax")
+                                     f"<bndbox> has {which}; expected xmin <= xmax (1-based, inclusive: "
+                                     "xmax = xmin - 1 is an empty box, less a negative width)")
     return [_minus1(xmin, texts["xmin"]), _minus1(ymin, texts["ymin"]), xmax, ymax]
 
 
@@ -377,8 +399,15 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
     try:
         tree = etree.parse(path)
     except etree.XMLSyntaxError as err:
+        if "Excessive depth" in err.msg:  # lxml's own advice (XML_PARSE_HUGE) is no fix for a user
+            raise MalformedFileError(f"{where}:{err.lineno}", "elements nested deeper than 256 levels; expected "
+                                                              "VOC's few levels") from None
         raise MalformedFileError(f"{where}:{err.lineno}", f"not well-formed XML ({err.msg})") from None
     except OSError as err:
+        if "encoding" in str(err):  # lxml: bytes that are not UTF-8 (or the declared encoding)
+            raise MalformedFileError(where, "holds bytes that are not valid in its encoding (UTF-8 unless its "
+                                            "<?xml encoding=...?> says otherwise); expected UTF-8 text (fix: "
+                                            "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8)") from None
         raise MalformedFileError(where, f"cannot read ({err})") from None
     ann = tree.getroot()
     if ann.tag != "annotation":
@@ -414,8 +443,8 @@ def _parse_xml_file(path: str, where: str, policy: ErrorPolicy):
                 elif c.tag == "depth":
                     extra["depth"] = _flag(c, where)
             if w is not None and h is not None and _text(w) and _text(h):
-                fw, fh = _number(w, where), _number(h, where)
-                width, height = int(fw), int(fh)
+                width = check_side(_number(w, where), f"{where}:{w.sourceline}", "<width>")
+                height = check_side(_number(h, where), f"{where}:{h.sourceline}", "<height>")
                 have_size = width > 0 and height > 0
         elif tag == "filename" or tag == "folder":
             extra[tag] = (el.text or "").strip()
@@ -475,6 +504,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
         try:
+            check_utf8_name(stem, where if kind == "xml" else f"{_IMG}/{stem}.*")
             if kind == "xml":
                 extra, w, h, have_size, names, boxes, diff, crowd, oex = _parse_xml_file(
                     root_s + where, where, policy)
@@ -639,7 +669,7 @@ def _fmt(v: float) -> str:
 
 
 def parse_options_for(target: str) -> dict[str, Any]:
-    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert.convert`).
+    """Parse options a conversion to ``target`` needs (used by :func:`dsprep.convert`).
 
     Formats that hold per-object masks (COCO, COCO panoptic) get the
     ``SegmentationObject`` masks decoded into each object's segmentation, so
@@ -650,7 +680,8 @@ def parse_options_for(target: str) -> dict[str, Any]:
 
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
           workers: int | None = None, progress: bool | None = None, class_lists: str = "check",
-          missing_size: str = "error", segmentation: bool = False, **options: Any) -> Dataset:
+          missing_size: str = "error", segmentation: bool = False, allow_outside_root: bool = False,
+          **options: Any) -> Dataset:
     """Read a VOC tree into records.
 
     Args:
@@ -669,6 +700,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
             (object k of the XML = value k in the PNG). Off by default: parsing then
             reads annotations only. A tree without XMLs (labelme's instance
             segmentation export) always takes its objects from the masks.
+        allow_outside_root: accept an ``ImageSets`` id that leaves ``JPEGImages/``
+            (``../../x``, an absolute path); by default it is a
+            :class:`~dsprep.errors.PathEscapeError` naming the list and the id.
+            ``<filename>`` contributes only its extension, so it cannot move an image.
 
     Returns:
         A :class:`~dsprep.records.Dataset` (``format="voc"``, ``root`` = the VOC20XX dir).
@@ -696,6 +731,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     xml_stems = sorted(n[:-4] for n in os.listdir(ann_dir) if n.endswith(".xml")) if ann_dir.is_dir() else []
     splits, per_class = _read_splits(root, _MAIN)
     seg_splits, _ = _read_splits(root, _SEGSETS)
+    splits = _confined_ids(splits, _MAIN, root, policy, allow_outside_root)
+    seg_splits = _confined_ids(seg_splits, _SEGSETS, root, policy, allow_outside_root)
 
     def listing(sub: str) -> frozenset:
         d = root / sub
@@ -743,6 +780,11 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                 if n not in known:
                     known[n] = len(known) + 1
                     names.append(n)
+                    if labelmap:
+                        stem = chunk["stem"][int(np.searchsorted(np.cumsum(chunk["count"]), i, side="right"))]
+                        policy.note("class_not_in_labelmap", f"{_ANN}/{stem}.xml",
+                                    f"class {n!r} is not in labelmap.txt; read as category {known[n]}, after the "
+                                    "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
     categories = [Category(i + 1, n) for i, n in enumerate(names)]
@@ -756,7 +798,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     if per_class:
         info["voc_class_lists"] = sorted(per_class)
         if class_lists == "check":
-            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits)
+            info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
     policy.summary("VOC objects/files")
@@ -764,7 +806,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
 
 
 def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
-                       splits: Mapping[str, Any]) -> int:
+                       splits: Mapping[str, Any], policy: ErrorPolicy) -> int:
     """Count lines of ``<class>_<split>.txt`` that disagree with the objects.
 
     Devkit meaning: 1 = a non-difficult object of the class is present, 0 = only
@@ -789,7 +831,11 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
     for stem, path in per_class.items():
         cls, _, sp = stem.rpartition("_")
         cid = known.get(cls, 0)
-        data = path.read_text(encoding="utf-8")
+        try:
+            data = read_utf8(path, f"{_MAIN}/{stem}.txt")
+        except FormatError as err:
+            policy.handle(err)
+            continue
         if "#" in data:
             data = "\n".join(t for t in data.splitlines() if not t.lstrip().startswith("#"))
         tokens = data.split()
@@ -823,26 +869,9 @@ def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record],
 
 def _read_mask(path: Path) -> np.ndarray:
     """A mask PNG as class/instance indices: P and L as stored; RGB through the VOC palette."""
-    from PIL import Image
+    from ..masks import read_label_png
 
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "L"):
-                return np.array(im)
-            rgb = np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(path), f"cannot read mask PNG ({err})") from None
-    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    pal = (VOC_PALETTE[:, 0].astype(np.int32) << 16) | (VOC_PALETTE[:, 1].astype(np.int32) << 8) | VOC_PALETTE[:, 2]
-    order = np.argsort(pal, kind="stable")
-    pos = np.clip(np.searchsorted(pal[order], key), 0, 255)
-    idx = order[pos]
-    if not np.all(pal[idx] == key):
-        bad = np.unique(rgb[pal[idx] != key].reshape(-1, 3), axis=0)[:3].tolist()
-        raise InvalidAnnotationError(str(path), f"RGB mask has colours outside the VOC palette, e.g. {bad}")
-    return idx.astype(np.uint8)
+    return read_label_png(path, "mask PNG", palette=VOC_PALETTE)
 
 
 def _save_mask(arr: np.ndarray, path: Path) -> None:
@@ -946,8 +975,7 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
     for k in range(len(inst)):
         o = oex[k] or {}
         obj = _sub(ann, "object")
-        lab = int(inst.labels[k])
-        _sub(obj, "name", names.get(lab, str(lab)))
+        _sub(obj, "name", _class_name(names, int(inst.labels[k]), rec, k))
         _sub(obj, "pose", o.get("pose", "Unspecified")) if (not exact or "pose" in o) else None
         if not exact or "truncated" in o:
             _sub(obj, "truncated", _flag_text(o.get("truncated", 0)))
@@ -987,6 +1015,17 @@ def _xml_for(rec: Record, filename: str, names: Mapping[int, str], segmented: in
     return etree.tostring(ann, encoding="utf-8", xml_declaration=False, pretty_print=True)
 
 
+def _class_name(names: Mapping[int, str], label: int, rec: Record, k: int) -> str:
+    """Object ``k``'s ``<name>``: VOC readers strip it, so an empty name or one with surrounding
+    spaces would read back as another class."""
+    name = names.get(label, str(label))
+    if not name or name != name.strip():
+        raise InvalidAnnotationError(rec.path, f"object {k} is of category {label} named {name!r}; a VOC <name> "
+                                               "is read stripped of surrounding spaces, so expected a name "
+                                               "without them (fix: rename the category in the source)")
+    return name
+
+
 def _from_voc(rec: Record) -> bool:
     """Whether a record carries the image-level fields parse() puts in ``extra`` (so it came
     from a VOC XML, e.g. VOC -> COCO -> VOC with the COCO writer keeping extra fields)."""
@@ -1005,10 +1044,21 @@ def _attr_text(v: Any) -> str:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_SPACE = re.compile(r"\s+")
+
+
+def _listable(name: str) -> str:
+    """``name`` as an ``ImageSets`` line reads it back: whitespace separates a line's fields and a
+    leading ``#`` makes a comment, so both become ``_`` (an empty name too)."""
+    name = _SPACE.sub("_", name)
+    return "_" + name[1:] if name.startswith("#") else (name or "_")
+
+
 def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     """The XML/image name of each record: the path stem; clashing stems (two ``0001.jpg`` in
-    different folders) become the record id with ``/`` -> ``_``. Returns (names, renamed)."""
-    stems = [Path(r.path).stem for r in records]
+    different folders) become the record id with ``/`` -> ``_``, and a stem too long for a file
+    name is cut with a hash (:func:`dsprep._checks.fit_name`). Returns (names, renamed)."""
+    stems = [_listable(fit_name(Path(r.path).stem, 200)) for r in records]
     count: dict[str, int] = {}
     for s in stems:
         count[s] = count.get(s, 0) + 1
@@ -1017,7 +1067,9 @@ def _names_for(records: Sequence[Record]) -> tuple[list[str], int]:
     for r, s in zip(records, stems):
         name = s
         if count[s] > 1:
-            name = _SAFE.sub("_", r.id.replace("/", "_")).strip("_") or s
+            name = fit_name(_SAFE.sub("_", r.id.replace("/", "_")).strip("_"), 200) or s
+            renamed += 1
+        elif s != Path(r.path).stem:
             renamed += 1
         base, i = name, 1
         while name in used:
@@ -1078,7 +1130,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     if renamed:
         log.warning("voc: %d images share a file name with another; named after their record id instead", renamed)
     exact = dataset.format == NAME
-    (dest / _ANN).mkdir(parents=True, exist_ok=True)
+    output_path(dest, _ANN, folder=True)
     name_of: dict[str, str] = {}
     mask_names: list[str] = []
     missing = 0
@@ -1090,7 +1142,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         img_rel = f"{_IMG}/{name}{ext}"
         if images != "none":
             src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-            if not _io.place_image(src, dest / img_rel, images):
+            if not _io.place_image(src, dest, img_rel, images):
                 try:
                     raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
                                            f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
@@ -1121,7 +1173,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             what = "dummy label masks (Cityscapes test: not ground truth)"
             lost[what] = lost.get(what, 0) + 1
         elif rec.mask_path and exact:
-            _copy_mask(mask_src(rec.mask_path), dest / _SEGCLS / f"{name}.png")
+            _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
             has_class = True
         elif rec.mask_path or _semantic_source(dataset, rec):
             kind = (rec.extra or {}).get("mask_kind")
@@ -1129,7 +1181,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             if to_voc is not None:
                 values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
                                             kind).astype(np.int64, copy=False)
-                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)], dest / _SEGCLS / f"{name}.png")
+                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
+                           output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
                 has_class = True
             else:
                 # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
@@ -1137,15 +1190,15 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 what = f"{dataset.format or 'source'} mask PNGs (semantic)"
                 lost[what] = lost.get(what, 0) + 1
         if not has_class and made is not None:
-            _save_mask(made[0], dest / _SEGCLS / f"{name}.png")
+            _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
             has_class = True
         # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
         if made is not None:
-            _save_mask(made[1], dest / _SEGOBJ / f"{name}.png")
+            _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
         elif (rec.extra or {}).get("dummy_labels") and not exact:
             pass  # counted above
         elif rec.instance_mask_path and exact:
-            _copy_mask(mask_src(rec.instance_mask_path), dest / _SEGOBJ / f"{name}.png")
+            _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
         elif rec.instance_mask_path:
             # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
             # their own polygons/RLE cannot be rasterised in XML order.
@@ -1156,22 +1209,24 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             segmented = 1
         ex = rec.extra or {}
         filename = ex.get("filename") if ("filename" in ex and Path(rec.path).stem == name) else f"{name}{ext}"
-        (dest / _ANN / f"{name}.xml").write_bytes(_xml_for(rec, filename, names_by_id, segmented, lost,
-                                                                       exact or _from_voc(rec)))
+        output_path(dest, f"{_ANN}/{name}.xml", what="annotation").write_bytes(
+            _checked_xml(rec, filename, names_by_id, segmented, lost, exact or _from_voc(rec), images))
         n_obj += len(inst)
         _count_lost(rec, lost)
     # Split lists.
-    main = dest / _MAIN
     if dataset.splits:
-        main.mkdir(parents=True, exist_ok=True)
         by_id = dataset.record_by_id()
         for split, ids in dataset.splits.items():
             ids = [i for i in ids if i in name_of]
-            (main / f"{split}.txt").write_text("".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
-            _write_class_lists(main, split, [(name_of[i], by_id[i].instances) for i in ids], dataset.categories)
+            output_path(dest, f"{_MAIN}/{split}.txt", what="split list").write_text(
+                "".join(f"{name_of[i]}\n" for i in ids), encoding="utf-8")
+            no_list = _write_class_lists(dest, split, [(name_of[i], by_id[i].instances) for i in ids],
+                                         dataset.categories)
+        if no_list:
+            log.warning("voc: no ImageSets/Main/<class>_<split>.txt for %d class name(s) that cannot name a file "
+                        "(empty, holding '/' or NUL, or longer than 255 bytes), e.g. %.60r; their XMLs hold them",
+                        len(no_list), no_list[0])
     if mask_names:
-        segsets = dest / _SEGSETS
-        segsets.mkdir(parents=True, exist_ok=True)
         have = set(mask_names)
         src_seg = dataset.info.get("voc_segmentation_splits") if dataset.format == NAME else None
         groups = src_seg or dataset.splits
@@ -1180,7 +1235,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 lines = [name_of[i] for i in ids if i in name_of and name_of[i] in have]
                 if not lines and not exact:  # a split without masks (Cityscapes test) gets no list
                     continue
-                (segsets / f"{split}.txt").write_text("".join(f"{n}\n" for n in lines), encoding="utf-8")
+                output_path(dest, f"{_SEGSETS}/{split}.txt", what="split list").write_text(
+                    "".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in dataset.categories] != list(VOC_CLASSES):
         _write_labelmap(dest, dataset.categories)
     # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
@@ -1192,6 +1248,49 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _checked_xml(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
+                 lost: dict[str, int], exact: bool, images: str) -> bytes:
+    """:func:`_xml_for` of what VOC readers read back: boxes outside the image clipped
+    (:func:`_boxes_inside`); a record of unknown size without an image to read it from, or text
+    XML cannot hold, is an :class:`InvalidAnnotationError`."""
+    # A VOC XML without <size> is read back from its image's header; one parsed so is written back so.
+    if not (rec.width and rec.height) and images == "none" and not exact:
+        raise InvalidAnnotationError(
+            rec.path, f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); a VOC XML needs "
+            "<size>, or an image beside it to read it from, and images='none' places none (fix: convert with "
+            "--images link or copy, or give the source its sizes)")
+    try:
+        return _xml_for(_boxes_inside(rec, lost), filename, names, segmented, lost, exact)
+    except ValueError as err:  # lxml: a control character or lone surrogate in a name or value
+        if isinstance(err, FormatError):
+            raise
+        raise InvalidAnnotationError(rec.path, f"cannot be written as VOC XML: {err} (a name or value holds "
+                                               "a character XML cannot hold, such as a control character); "
+                                               "expected XML text (fix: correct it in the source)") from None
+
+
+def _boxes_inside(rec: Record, lost: dict[str, int]) -> Record:
+    """``rec`` with every box lying outside its image by more than VOC's tolerance clipped to the
+    image (VOC readers, dsprep's included, refuse such boxes), each counted in ``lost``.
+
+    A box within the tolerance stays exact; a box wholly outside becomes an empty box on the edge.
+    """
+    inst = rec.instances
+    w, h = rec.width, rec.height
+    if not (len(inst) and w and h):
+        return rec
+    b = inst.boxes
+    out = (b[:, 0] < -_BOX_TOLERANCE) | (b[:, 1] < -_BOX_TOLERANCE) | (b[:, 2] > w + _BOX_TOLERANCE) | (
+        b[:, 3] > h + _BOX_TOLERANCE)
+    if not out.any():
+        return rec
+    clipped = b.copy()
+    clipped[out] = np.clip(b[out], 0, [w, h, w, h])
+    what = "boxes outside the image (objects; clipped to it: VOC readers refuse them)"
+    lost[what] = lost.get(what, 0) + int(out.sum())
+    return rec.replace(instances=dataclasses.replace(inst, boxes=clipped))
 
 
 def _foreign_mask_luts(dataset: Dataset, index_of: Mapping[int, int]) -> dict[str, np.ndarray]:
@@ -1270,28 +1369,45 @@ def _copy_mask(src: Path, dst: Path) -> None:
     try:
         with Image.open(src) as im:
             mode = im.mode
-    except FileNotFoundError:
-        raise MissingFileError(str(src), "mask file not found") from None
-    except OSError as err:
-        raise MalformedFileError(str(src), f"cannot read mask PNG ({err})") from None
+    except Exception as err:  # every kind Pillow raises on a bad file (see _checks.image_error)
+        raise image_error(src, err, "mask PNG") from None
     if mode == "P" and src.suffix.lower() == ".png":
         shutil.copyfile(src, dst)
     else:
         _save_mask(_read_mask(src), dst)
 
 
-def _write_class_lists(main: Path, split: str, rows: list[tuple[str, Instances]],
-                       categories: Sequence[Category]) -> None:
-    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit."""
+def _write_class_lists(dest: Path, split: str, rows: list[tuple[str, Instances]],
+                       categories: Sequence[Category]) -> list[str]:
+    """``<class>_<split>.txt``: ``"<id> %2d"`` with 1 / 0 (only difficult) / -1, as the devkit.
+
+    Returns the class names that cannot name a file (none is written for them: the per-class
+    list is derivable from the XMLs, which hold the name).
+    """
+    skipped = []
     for c in categories:
-        if "/" in c.name or "\\" in c.name or not c.name:
-            continue  # not a file name; the per-class list is derivable from the XMLs anyway
+        if not c.name or not _is_file_name(f"{c.name}_{split}.txt"):
+            skipped.append(c.name)
+            continue
         lines = []
         for name, inst in rows:
             sel = inst.labels == c.id
             flag = -1 if not sel.any() else (1 if (~inst.difficult[sel]).any() else 0)
             lines.append(f"{name} {flag:2d}\n")
-        (main / f"{c.name}_{split}.txt").write_text("".join(lines), encoding="utf-8")
+        output_path(dest, f"{_MAIN}/{c.name}_{split}.txt", what="class list").write_text("".join(lines),
+                                                                                      encoding="utf-8")
+    return skipped
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` can be one file's name here: no separator or NUL, at most 255 bytes of UTF-8
+    (a 400-character class name cannot name its ``<class>_<split>.txt``)."""
+    if "/" in name or "\\" in name or "\0" in name:
+        return False
+    try:
+        return len(name.encode("utf-8")) <= 255
+    except UnicodeEncodeError:
+        return False
 
 
 def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
@@ -1303,4 +1419,4 @@ def _write_labelmap(dest: Path, categories: Sequence[Category]) -> None:
     for i, c in enumerate(categories):
         r, g, b = VOC_PALETTE[min(i + 1, 255)]
         lines.append(f"{c.name}:{r},{g},{b}::\n")
-    (dest / "labelmap.txt").write_text("".join(lines), encoding="utf-8")
+    output_path(dest, "labelmap.txt").write_text("".join(lines), encoding="utf-8")

@@ -19,6 +19,8 @@ those above it in this list):
 - :mod:`~dsprep.loading.dataset`: :class:`TorchDataset`, which runs those steps;
 - :mod:`~dsprep.loading.collate`: samples -> batches;
 - :mod:`~dsprep.loading.samplers`: epoch, aspect-ratio grouped and distributed sampling;
+- :mod:`~dsprep.loading.shards`: :class:`ShardStream`, a split's tar shards streamed from a
+  folder or a URL through the same per-sample code;
 - :mod:`~dsprep.loading.build`: :func:`make_loader` and :class:`Loader`;
 - :mod:`~dsprep.loading.device`: :func:`to_device` and :class:`DeviceLoader`.
 
@@ -36,7 +38,8 @@ _EXPORTS = {
     "Collate": "collate", "collate_classification": "collate", "collate_detection": "collate",
     "collate_segmentation": "collate",
     "DeviceLoader": "device", "IMAGENET_MEAN": "device", "IMAGENET_STD": "device", "to_device": "device",
-    "Loader": "build", "make_loader": "build", "worker_init_fn": "build",
+    "Loader": "build", "StreamLoader": "build", "make_loader": "build", "worker_init_fn": "build",
+    "ShardStream": "shards",
     "EpochSampler": "samplers", "GroupedBatchSampler": "samplers",
     "RecordTable": "table",
     "Skipped": "targets",
@@ -46,11 +49,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .build import Loader, make_loader, worker_init_fn
+    from .build import Loader, StreamLoader, make_loader, worker_init_fn
     from .collate import Collate, collate_classification, collate_detection, collate_segmentation
     from .dataset import TASKS, TorchDataset
     from .device import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, to_device
     from .samplers import EpochSampler, GroupedBatchSampler
+    from .shards import ShardStream
     from .table import RecordTable
     from .targets import Skipped
 

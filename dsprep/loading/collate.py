@@ -17,7 +17,7 @@ import torch
 import torch.utils.data as tud
 
 from ..errors import check_choice
-from .targets import Skipped
+from .targets import Failed, Skipped
 from .transforms import TASKS
 
 __all__ = ["Collate", "collate_classification", "collate_detection", "collate_segmentation", "unpack_targets"]
@@ -132,6 +132,9 @@ class Collate:
         self.report_skips = report_skips
 
     def __call__(self, samples: Sequence[Any]) -> Any:
+        failed = next((s for s in samples if isinstance(s, Failed)), None)
+        if failed is not None:  # a bad image in a worker: its error goes to the Loader as it is
+            return None, failed
         if self.task in ("detection", "keypoints"):
             batch = collate_detection(samples, self.pad_to)
         elif self.task == "segmentation":

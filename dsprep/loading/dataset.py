@@ -30,7 +30,7 @@ from ..errors import FormatError, InvalidAnnotationError, UnknownNameError, chec
 from . import transforms as T
 from .decode import ImageSource
 from .table import RecordTable
-from .targets import MaskReader, Skipped, crop_plan, make_target, object_inputs, to_tensor_image
+from .targets import Failed, MaskReader, Skipped, crop_plan, file_bytes, make_target, object_inputs, to_tensor_image
 from .transforms import TASKS
 
 __all__ = ["TASKS", "TorchDataset", "dataset_tasks", "default_flip_map", "infer_task"]
@@ -71,6 +71,8 @@ class TorchDataset(tud.Dataset):
             (left/right swap), else COCO person's for 17 points.
         crop_context: crops: widen each box by this fraction on every side.
         crop_crowd: crops: include crowd boxes (default False).
+        files: image and mask bytes by path, read instead of the files (the
+            shards stream builds its samples this way, :mod:`dsprep.loading.shards`).
         **preset_options: passed to :func:`dsprep.loading.transforms.preset`
             (``size``, ``min_size``, ``max_size``, ``crop_size``, ``scale``,
             ``color_jitter``, ``iou_crop``, ``letterbox``, ``fill``).
@@ -84,12 +86,13 @@ class TorchDataset(tud.Dataset):
     def __init__(self, dataset: Any, task: str | None = None, augment: Any = "none", *, seed: int = 0,
                  on_error: str = "raise", masks: bool = False, mask_lut: Any = "auto",
                  flip_map: Sequence[int] | None = None, crop_context: float = 0.0, crop_crowd: bool = False,
-                 **preset_options: Any):
+                 files: Mapping[str, bytes] | None = None, **preset_options: Any):
         self.task = check_choice("task", task, TASKS) if task is not None else infer_task(dataset)
         self.on_error = check_choice("on_error mode", on_error, ("raise", "skip"))
         self.seed = int(seed)
         self.epoch = 0
         self.masks = bool(masks)
+        self.files = files
         self.table = RecordTable(dataset, keypoints=self.task == "keypoints", segmentation=self.masks,
                                  image_labels=self.task == "classification",
                                  object_labels=self.task in ("crops", "detection", "keypoints"))
@@ -99,13 +102,17 @@ class TorchDataset(tud.Dataset):
         self.class_names = [c.name for c in dataset.categories]
         self.augment_name, self.transform = _augmentation(self.task, augment, preset_options)
         self._native = isinstance(self.transform, T.Compose)
-        self.mask_reader = MaskReader(dataset, self.table, mask_lut, semantic=self.task == "segmentation")
+        self.mask_reader = MaskReader(dataset, self.table, mask_lut, semantic=self.task == "segmentation",
+                                      files=files)
         self.flip_map = None
         if self.task == "keypoints":
             self.flip_map = np.asarray(flip_map if flip_map is not None else default_flip_map(dataset, self.table))
         self.crop_context = float(crop_context)
         self.crop_index = _crop_index(self.table, crop_crowd) if self.task == "crops" else None
         self.skipped: list[Skipped] = []  # filled when used in this process (num_workers=0)
+        # Set by make_loader, whose collate and Loader pass a bad sample's error from a worker
+        # process to the main one (see Failed); a plain DataLoader gets torch's re-raise.
+        self.errors_as_samples = False
 
     # -- size, epochs, keys
     def __len__(self) -> int:
@@ -148,19 +155,31 @@ class TorchDataset(tud.Dataset):
     # -- samples
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, i = self._split_key(key)
+        return self.sample(i, epoch)
+
+    def sample(self, i: int, epoch: int, *, seed_index: int | None = None) -> Any:
+        """Sample ``i`` in ``epoch``: ``(image, target)``, or a :class:`Skipped` (``on_error="skip"``).
+
+        ``seed_index`` (default ``i``) is the index its augmentation is seeded
+        with: the shards stream builds a few samples at a time and seeds each by its
+        index in the split, so that it is augmented as the file loader would.
+        """
         r = self.record_index(i)
+        s = i if seed_index is None else int(seed_index)
         try:
-            return self._load(i, r, epoch)
+            return self._load(i, r, epoch, s)
         except FormatError as err:
             if self.on_error != "skip":
+                if self.errors_as_samples and tud.get_worker_info() is not None:
+                    return Failed(err)  # the Loader raises it in the main process, unchanged
                 raise
-            skipped = Skipped(i, self.table.ids[r] or "", str(err))
+            skipped = Skipped(s, self.table.ids[r] or "", str(err))
             self.skipped.append(skipped)
-            log.debug("skipping sample %d: %s", i, err)
+            log.debug("skipping sample %d: %s", s, err)
             return skipped
 
-    def _load(self, i: int, r: int, epoch: int) -> tuple[torch.Tensor, dict]:
-        """Sample ``i`` (record ``r``): open, gather inputs, augment, build the target."""
+    def _load(self, i: int, r: int, epoch: int, s: int) -> tuple[torch.Tensor, dict]:
+        """Sample ``i`` (record ``r``, seeded as sample ``s``): open, gather inputs, augment, build the target."""
         path = self.table.path(r)
         src = self._open_checked(path, r)
         w, h = src.size
@@ -169,18 +188,18 @@ class TorchDataset(tud.Dataset):
         except BaseException:
             src.close()  # the file stays open until decoded; a bad mask or box must not leak it
             raise
-        out = self._augment(sample, plan, epoch, i)
+        out = self._augment(sample, plan, epoch, s)
         image = to_tensor_image(out["image"])
         j = int(self.crop_index[i, 1]) if self.crop_index is not None else None
         target = make_target(self.task, self.table, r, j, out, (h, w), image)
         if not self._native and self.transform is not None and self.augment_name == "custom":
-            image, target = self._call_user(self.transform, image, target, epoch, i)
+            image, target = self._call_user(self.transform, image, target, epoch, s)
         return image, target
 
     def _open_checked(self, path: str, r: int) -> ImageSource:
         """The image, opened; refused when its size is not the one the annotation gives
         (boxes and masks would not fit its pixels; classification needs no size)."""
-        src = ImageSource(path)  # the decode seam (see dsprep.loading.decode)
+        src = ImageSource(path, file_bytes(self.files, path))  # the decode seam (see dsprep.loading.decode)
         w, h = src.size
         rw, rh = int(self.table.width[r]), int(self.table.height[r])
         if rw > 0 and rh > 0 and (rw, rh) != (w, h) and self.task != "classification":

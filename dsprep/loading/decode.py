@@ -15,7 +15,8 @@ Rules (see ``docs/loading.md``):
   *whole image* would have at the crop's output scale, not the output size
   itself: asking for (224, 224) on a 500x375 image never shrinks it.
 - A missing file raises :class:`~dsprep.errors.MissingFileError`; a truncated
-  or unreadable one :class:`~dsprep.errors.MalformedFileError`. Both name the file.
+  or unreadable one, or one past Pillow's decompression-bomb limit,
+  :class:`~dsprep.errors.MalformedFileError` (whatever Pillow raised). Both name the file.
 
 Masks (:func:`decode_mask`) keep their values: palette PNGs give their
 indices (VOC ``SegmentationClass``: class index, 255 = void), ``L`` gives
@@ -30,15 +31,17 @@ output's scale in one step) is one more module here providing the same
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 import warnings
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .._checks import image_error
 from .._io import exif_orientation
-from ..errors import MalformedFileError, MissingFileError
+from ..errors import MalformedFileError
 from ..masks import read_label_png
 
 __all__ = ["ImageSource", "decode_image", "decode_mask"]
@@ -59,16 +62,14 @@ _ORIENTATION_OPS = {
 _SWAPS_AXES = {5, 6, 7, 8}
 
 
-def _open(path: str) -> Image.Image:
+def _open(path: str, data: bytes | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # DecompressionBombWarning and friends belong in the log, not in a worker's stderr.
             warnings.simplefilter("ignore")
-            return Image.open(path)
-    except FileNotFoundError:
-        raise MissingFileError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MalformedFileError(path, f"not a readable image ({err})") from None
+            return Image.open(path if data is None else io.BytesIO(data))
+    except Exception as err:  # every kind Pillow raises, the decompression-bomb error included
+        raise image_error(path, err, "image file") from None
 
 
 def _orientation(im: Image.Image) -> int:
@@ -85,6 +86,7 @@ class ImageSource:
 
     Args:
         path: the image file.
+        data: its bytes, read instead of the file (``path`` then only names it: a shard member).
 
     Attributes:
         path: as given.
@@ -101,9 +103,9 @@ class ImageSource:
 
     __slots__ = ("path", "_im", "orientation", "size")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
         self.path = os.fspath(path)
-        self._im: Image.Image | None = _open(self.path)
+        self._im: Image.Image | None = _open(self.path, data)
         self.orientation = _orientation(self._im)
         w, h = self._im.size
         self.size = (h, w) if self.orientation in _SWAPS_AXES else (w, h)
@@ -145,11 +147,11 @@ class ImageSource:
                 warnings.simplefilter("ignore")
                 im.load()
             im = _to_rgb(im, self.path)
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
+        except Exception as err:  # every kind Pillow raises on a corrupt file (see _checks.image_error)
             im.close()
             if isinstance(err, MalformedFileError):
                 raise
-            raise MalformedFileError(self.path, f"truncated or corrupt image ({err})") from None
+            raise image_error(self.path, err, "image file") from None
         if self.orientation != 1:
             im = im.transpose(_ORIENTATION_OPS[self.orientation])
         return im, factor
@@ -192,20 +194,25 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode_mask(path: str | os.PathLike) -> np.ndarray:
+def decode_mask(path: str | os.PathLike, *, palette: np.ndarray | None = None,
+                data: bytes | None = None) -> np.ndarray:
     """Decode a label mask PNG to an ``(H, W)`` array of its stored values.
 
     Palette (``P``) and grey (``L``) masks give ``uint8`` (the palette index,
-    never the colour); 16-bit masks give ``int32`` (values up to 65535).
+    never the colour); 16-bit masks give ``int32`` (values up to 65535). With
+    a ``palette`` (:func:`dsprep.masks.mask_palette`: a VOC dataset's), an RGB
+    mask gives each colour's index in it, as the VOC parser reads it. ``data``: the
+    file's bytes, read instead of ``path`` (a shard member).
 
     Raises:
         MissingFileError: no such file.
         MalformedFileError: unreadable, or not a single-channel label image
-            (an RGB "colour" mask is not a label mask).
+            (an RGB "colour" mask is not a label mask) when no palette is given.
+        InvalidAnnotationError: a colour outside the palette.
 
     Example:
         >>> decode_mask("SegmentationClass/2007_000032.png").dtype  # doctest: +SKIP
         dtype('uint8')
     """
-    arr = read_label_png(path, "label mask")
+    arr = read_label_png(path, "label mask", palette=palette, data=data)
     return arr if arr.dtype == np.uint8 else arr.astype(np.int32)

@@ -19,8 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InvalidAnnotationError, check_choice
 from .._io import json_default
+from ..errors import InvalidAnnotationError, check_choice
+from ..masks import mask_palette
 
 __all__ = ["RecordTable"]
 
@@ -91,7 +92,9 @@ class RecordTable:
     (Cityscapes instanceIds) or ``"rgb"`` (COCO panoptic, R + 256 G + 256^2 B):
     ``Instances.ids``; unset: its 1-based position, VOC
     ``SegmentationObject``'s convention; ``extra["instance_id"]`` overrides
-    both) and ``mask_encoding`` (how to decode that PNG: ``"rgb"`` or None).
+    both) and ``mask_encoding`` (how to decode that PNG: ``"rgb"`` or None);
+    ``mask_palette``: the colours through which RGB label masks are read
+    (:func:`dsprep.masks.mask_palette`; None: RGB masks are refused).
 
     Raises:
         InvalidAnnotationError: a label that is not one of the dataset's categories.
@@ -108,6 +111,7 @@ class RecordTable:
         encoding = (getattr(dataset, "info", None) or {}).get("instance_mask_encoding")
         check_choice("instance_mask_encoding", encoding, (None, "id", "rgb"))
         self.mask_encoding = "rgb" if encoding == "rgb" else None
+        self.mask_palette = mask_palette(dataset)
         self._object_columns(dataset.column("instances"), paths, index, by_id=encoding in ("id", "rgb"),
                              keypoints=keypoints, segmentation=segmentation, object_labels=object_labels)
 

@@ -19,19 +19,21 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from ..errors import InvalidAnnotationError
+from ..errors import InvalidAnnotationError, MissingFileError
 from ..masks import read_id_png, segmentation_mask
 from . import transforms as T
 from .decode import decode_mask
 from .luts import build_luts, mask_readers
 from .table import RecordTable
 
-__all__ = ["MaskReader", "Skipped", "TARGETS", "crop_plan", "make_target", "object_inputs", "to_tensor_image"]
+__all__ = ["Failed", "MaskReader", "Skipped", "TARGETS", "crop_plan", "file_bytes", "make_target", "object_inputs",
+           "to_tensor_image"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class Skipped:
     message: str
 
 
+@dataclass(frozen=True)
+class Failed:
+    """Returned instead of a sample by a worker process when the image is bad and ``on_error="raise"``.
+
+    torch re-raises an exception from a worker as a new one built from its text, the
+    worker's traceback in its message (which the CLI would print). Sent as a sample
+    instead, the error itself reaches :class:`~dsprep.loading.Loader`, which raises it
+    unchanged in the main process: its file, message and validate kind intact.
+    """
+
+    error: Exception
+
+
 def to_tensor_image(image: Any) -> torch.Tensor:
     """An ``(H, W, 3)`` (or ``(H, W)``) uint8 image -> a ``(3, H, W)`` tensor view."""
     # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
@@ -58,6 +73,22 @@ def to_tensor_image(image: Any) -> torch.Tensor:
         warnings.simplefilter("ignore", UserWarning)
         t = torch.from_numpy(arr)
     return t.permute(2, 0, 1)
+
+
+def file_bytes(files: Mapping[str, bytes] | None, path: str) -> bytes | None:
+    """The bytes of ``path`` from ``files`` (a streamed sample's members by path), or None when
+    ``files`` is None (read the file itself).
+
+    Raises:
+        MissingFileError: ``files`` has no such member.
+    """
+    if files is None:
+        return None
+    data = files.get(path)
+    if data is None:
+        raise MissingFileError(path, "the sample has no such member in its shard (the writer stores images "
+                                     "and masks as <key>.<ext>, <key>.mask.png, <key>.inst.png)")
+    return data
 
 
 # --------------------------------------------------------------------------- inputs
@@ -101,10 +132,13 @@ class MaskReader:
         table: its :class:`RecordTable`.
         mask_lut: the ``mask_lut`` option (see :func:`dsprep.loading.luts.build_lut`).
         semantic: build the semantic side (lookup tables, readers): segmentation only.
+        files: mask bytes by path, read instead of the files (a streamed sample's members).
     """
 
-    def __init__(self, dataset: Any, table: RecordTable, mask_lut: Any = "auto", *, semantic: bool = False):
+    def __init__(self, dataset: Any, table: RecordTable, mask_lut: Any = "auto", *, semantic: bool = False,
+                 files: Mapping[str, bytes] | None = None):
         self.table = table
+        self.files = files
         self.luts, self.lut_of = build_luts(mask_lut, dataset) if semantic else ([None], None)
         self.readers, self.sources = mask_readers(dataset) if semantic else ([], {})
 
@@ -131,7 +165,7 @@ class MaskReader:
             raise InvalidAnnotationError(tb.paths[r] or "", "task='segmentation' but the record has no mask_path "
                                                             "(nor a semantic source its parser can read)")
         path = os.path.join(tb.root, rel)
-        return decode_mask(path), path
+        return decode_mask(path, palette=tb.mask_palette, data=file_bytes(self.files, path)), path
 
     def instances(self, r: int, objs: slice, w: int, h: int, path: str) -> np.ndarray:
         """``(N, h, w)`` uint8 masks of record ``r``'s objects: from each object's polygons/RLE,
@@ -159,7 +193,9 @@ class MaskReader:
     def _instance_png(self, r: int, w: int, h: int) -> np.ndarray:
         tb = self.table
         mp = os.path.join(tb.root, tb.instance_mask_paths[r])
-        png = read_id_png(mp, "rgb") if tb.mask_encoding == "rgb" else decode_mask(mp)
+        data = file_bytes(self.files, mp)
+        png = (read_id_png(mp, "rgb", data=data) if tb.mask_encoding == "rgb"
+               else decode_mask(mp, palette=tb.mask_palette, data=data))
         if png.shape != (h, w):
             raise InvalidAnnotationError(mp, f"instance mask is {png.shape[1]}x{png.shape[0]}, its image is {w}x{h}")
         return png
@@ -232,14 +268,14 @@ def segmentation_target(table: RecordTable, r: int, j: int | None, out: dict, or
 
 
 # task -> its target builder, called as (table, record, object in the record (crops), transformed
-# sample, original (h, w), image tensor). A fixed table, not a registry: a new task is a new line.
-TARGETS: dict[str, Callable[..., dict]] = {
+# sample, original (h, w), image tensor). A read-only table, not a registry: a new task is a new line.
+TARGETS: Mapping[str, Callable[..., dict]] = MappingProxyType({
     "classification": classification_target,
     "crops": crop_target,
     "detection": detection_target,
     "keypoints": keypoints_target,
     "segmentation": segmentation_target,
-}
+})
 
 
 def make_target(task: str, table: RecordTable, r: int, j: int | None, out: dict, orig_hw: tuple[int, int],

@@ -6,7 +6,7 @@ as they must be), ``orjson.dumps`` the result to a file. Single process, and
 2 processes (a Pool over chunks of files, results joined in the parent).
 ours: ``dsprep.formats.voc.parse(root, workers=1)`` and ``workers=2``; and, when
 ``dsprep.formats.coco.write`` is implemented, the whole
-``dsprep.convert.convert('voc', root, 'coco', out, images='none')``.
+``dsprep.convert('voc', root, 'coco', out, images='none')``.
 
 Each timing is the best of ``--repeat`` runs (the XMLs are in the page cache
 after the first), the contenders run round-robin so that a change in the
@@ -105,7 +105,7 @@ def main() -> None:
              lambda: voc.parse(args.root, workers=1, class_lists="skip")),
         ]
         try:
-            from dsprep.convert import convert
+            from dsprep.conversion import convert
             from dsprep.formats import coco
 
             out = tmp / "coco"

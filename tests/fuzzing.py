@@ -1,0 +1,470 @@
+"""Structure-aware fuzzing of dsprep's parsers, shared by tests/test_fuzz.py (hypothesis,
+derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
+
+A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
+JSON, Cityscapes polygons.json), how to lay it out as a dataset tree, and the
+formats a parsed dataset is written to. One fuzz input is the seed after a few
+mutations drawn from a :class:`Draw`:
+
+- on the structure (a JSON value or an XML element, chosen by walking the tree):
+  replace it with an awkward value (NaN, inf, ``1e400``, 2^70, -1, 1e12, a
+  string where a number goes, a list or object where a scalar goes, nesting
+  thousands deep, invalid UTF-8, a 400-character name, a control character),
+  drop it, duplicate it, turn a list into its first element...;
+- on the bytes: truncate, flip a byte, insert invalid UTF-8 or garbage.
+
+:func:`run_one` parses the input as ``dsprep info`` does, validates it as
+``dsprep validate`` does and, where the parse succeeded, writes the dataset to
+its own format and another (``images="none"``) and parses that back. Only
+:class:`~dsprep.errors.DsprepError` may escape; anything else is a finding.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from dsprep.errors import DsprepError
+
+__all__ = ["TARGETS", "Draw", "RandomDraw", "HypothesisDraw", "Outcome", "make_input", "run_one"]
+
+
+# --------------------------------------------------------------------------- drawing
+
+class Draw:
+    """Where the choices come from: :class:`RandomDraw` (scripts/fuzz.py) or
+    :class:`HypothesisDraw` (tests/test_fuzz.py, which shrinks a failure)."""
+
+    def int(self, lo: int, hi: int) -> int:  # inclusive
+        raise NotImplementedError
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[self.int(0, len(seq) - 1)]
+
+    def chance(self, percent: int) -> bool:
+        return self.int(1, 100) <= percent
+
+
+class RandomDraw(Draw):
+    def __init__(self, rng: Any):
+        self.rng = rng
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+
+class HypothesisDraw(Draw):
+    def __init__(self, data: Any):
+        from hypothesis import strategies as st
+
+        self.data, self.st = data, st
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.data.draw(self.st.integers(lo, hi))
+
+
+class Raw:
+    """JSON text (or bytes) put in a document as it is: NaN, 1e400, invalid UTF-8, deep nesting."""
+
+    def __init__(self, text: bytes):
+        self.text = text
+
+
+# Awkward values, JSON side. Raw ones are not JSON that json.dumps would write.
+_DEEP = 3000
+
+
+# Plausible but awkward: what a sloppy tool writes, which a parser may well accept (so the
+# writers and the round trip get exercised too).
+_AWKWARD = [
+    -0.5, 1e-300, 2, 3, 7.0, 65535, 2 ** 31 - 1, 2 ** 31, 2 ** 32, -(2 ** 63), 2 ** 63 - 1, "a/b", "../x",
+    " cat ", "cat:dog", "\n", "\u00e9", [[1, 2, 3, 4, 5]], [[1, "2", 3, 4, 5, 6]], [[0, 0, 100, 0, 100, 100]],
+    [[-10, -10, 5, -10, 5, 5]], [[0, 0, 4, 0, 4, 4], [1, 1]], {"size": [24, 32], "counts": "0"},
+    {"counts": [768]}, {"size": [24, 32], "counts": [768]}, {"size": [2, 2], "counts": [1, 2, 1]},
+    [-5, -5, 10, 10], [0, 0, 0, 0], [30, 20, 100, 100], [1e300, 0, 1, 1], [0.25, 0.25, 0.5, 0.5],
+]
+
+
+def _wild_json(d: Draw) -> Any:
+    if d.chance(50):
+        return copy.deepcopy(d.choice(_AWKWARD))
+    k = d.int(0, 27)
+    return [
+        lambda: Raw(b"NaN"), lambda: Raw(b"Infinity"), lambda: Raw(b"1e400"), lambda: Raw(b"-1e400"),
+        lambda: 2 ** 70, lambda: -(2 ** 70), lambda: 2 ** 63, lambda: 2 ** 64 - 1, lambda: -1, lambda: 0,
+        lambda: 10 ** 12, lambda: 1e300, lambda: 0.5, lambda: "", lambda: "12", lambda: "x" * 400,
+        lambda: None, lambda: True, lambda: [], lambda: {}, lambda: [[[[1, 2, 3, 4, 5, 6]]]],
+        lambda: Raw(b"[" * _DEEP + b"]" * _DEEP), lambda: Raw(b'"\xff\xfe invalid utf-8"'),
+        lambda: "a\u0001b", lambda: Raw(b'"\\udcff"'), lambda: [1, "2", None], lambda: {"size": [2, 2], "counts": "!!"},
+        lambda: [[0, 0, 1e9, 0, 5, 5]],
+    ][k]()
+
+
+def _dump_json(doc: Any) -> bytes:
+    """JSON text of ``doc`` with every :class:`Raw` spliced in as it is."""
+    raws: list[bytes] = []
+
+    def swap(x: Any) -> Any:
+        if isinstance(x, Raw):
+            raws.append(x.text)
+            return f"@@RAW{len(raws) - 1}@@"
+        if isinstance(x, dict):
+            return {str(k): swap(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [swap(v) for v in x]
+        return x
+
+    text = json.dumps(swap(doc), ensure_ascii=False).encode("utf-8")
+    for i, raw in enumerate(raws):
+        text = text.replace(f'"@@RAW{i}@@"'.encode(), raw)
+    return text
+
+
+def _paths(node: Any, path: tuple = ()) -> list[tuple]:
+    """Every path (keys and indexes) to a value in a JSON document, the root included."""
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:6]):  # a few items per list: enough, and bounded
+            out += _paths(v, path + (i,))
+    return out
+
+
+def _get(node: Any, path: tuple) -> Any:
+    for p in path:
+        node = node[p]
+    return node
+
+
+def mutate_json(doc: Any, d: Draw) -> Any:
+    """One structural mutation of a JSON document (a copy)."""
+    doc = copy.deepcopy(doc)
+    paths = _paths(doc)
+    path = d.choice(paths[1:] or paths)
+    if not path:
+        return _wild_json(d)
+    parent, key = _get(doc, path[:-1]), path[-1]
+    op = d.int(0, 9)
+    if op <= 4:  # replace with an awkward value
+        parent[key] = _wild_json(d)
+    elif op == 5:  # drop it
+        del parent[key]
+    elif op == 6:  # duplicate a list item (ids repeat) / a key under another name
+        if isinstance(parent, list):
+            parent.append(copy.deepcopy(parent[key]))
+        else:
+            parent[f"{key}_extra"] = copy.deepcopy(parent[key])
+    elif op == 7:  # a container becomes its first item, a scalar a one-item list
+        v = parent[key]
+        if isinstance(v, list) and v:
+            parent[key] = v[0]
+        elif isinstance(v, dict) and v:
+            parent[key] = next(iter(v.values()))
+        else:
+            parent[key] = [v]
+    elif op == 8:  # a number as a string, a string as a number
+        v = parent[key]
+        parent[key] = str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 7
+    else:  # a new key with an awkward value
+        target = _get(doc, path) if isinstance(_get(doc, path), dict) else parent
+        if isinstance(target, dict):
+            target[d.choice(["id", "width", "segmentation", "bbox", "extra", "iscrowd", "objects"])] = _wild_json(d)
+    return doc
+
+
+def mutate_bytes(data: bytes, d: Draw) -> bytes:
+    """One byte-level mutation."""
+    if not data:
+        return b"\xff"
+    op = d.int(0, 4)
+    i = d.int(0, len(data) - 1)
+    if op == 0:
+        return data[:i]  # truncated
+    if op == 1:
+        return data[:i] + bytes([data[i] ^ (1 << d.int(0, 7))]) + data[i + 1:]
+    if op == 2:
+        return data[:i] + d.choice([b"\xff", b"\xc3", b"\xed\xb3\xbf", b"\x00", b"]", b"}", b"<", b"&#0;"]) + data[i:]
+    if op == 3:
+        j = d.int(i, len(data))
+        return data[:j] + data[i:j] + data[j:]  # a span twice
+    return data + d.choice([b" xyz", b"1", b"{}", b"<a/>", b"\xff"])
+
+
+# --------------------------------------------------------------------------- XML
+
+_WILD_TEXT = ["nan", "inf", "-inf", "1e400", "1e12", "-5", "0", "2.5", "", "abc", "1" * 30, "x" * 400,
+              "\u00e9t\u00e9", "1e-400", "+3", "0x10", "  12  ", "18446744073709551616", "33", "100", "0.5",
+              "1.0", "2", " dog ", "cat:dog", "a/b", "24.5", "-0.5"]
+_TAGS = ["object", "size", "width", "height", "depth", "bndbox", "xmin", "ymin", "xmax", "ymax", "name",
+         "difficult", "truncated", "occluded", "iscrowd", "part", "point", "actions", "attributes",
+         "attribute", "value", "filename", "segmented", "source", "x"]
+
+
+def mutate_xml(root: Any, d: Draw) -> None:
+    """One structural mutation of an XML tree (an lxml element; elements and their text), in place."""
+    from lxml import etree
+
+    elements = list(root.iter())
+    el = d.choice(elements)
+    op = d.int(0, 7)
+    if op <= 2:
+        el.text = d.choice(_WILD_TEXT)
+    elif op == 3 and el is not root:
+        el.getparent().remove(el)
+    elif op == 4 and el is not root:
+        el.getparent().append(copy.deepcopy(el))
+    elif op == 5:
+        child = etree.SubElement(el, d.choice(_TAGS))
+        child.text = d.choice(_WILD_TEXT)
+    elif op == 6:  # nesting deeper than any reader expects
+        cur = el
+        for _ in range(d.choice([3, 300, 3000])):
+            cur = etree.SubElement(cur, d.choice(_TAGS))
+    else:
+        el.tag = d.choice(_TAGS)
+
+
+# --------------------------------------------------------------------------- targets
+
+VOC_XML = b"""<annotation>
+  <folder>VOC2012</folder>
+  <filename>2012_000001.jpg</filename>
+  <source><database>The VOC2012 Database</database></source>
+  <size><width>32</width><height>24</height><depth>3</depth></size>
+  <segmented>0</segmented>
+  <object>
+    <name>dog</name><pose>Left</pose><truncated>0</truncated><occluded>1</occluded><difficult>0</difficult>
+    <bndbox><xmin>2</xmin><ymin>3</ymin><xmax>20.5</xmax><ymax>15</ymax></bndbox>
+    <part><name>head</name><bndbox><xmin>3</xmin><ymin>4</ymin><xmax>8</xmax><ymax>9</ymax></bndbox></part>
+    <point><x>5</x><y>6</y></point>
+    <actions><jumping>1</jumping><other>0</other></actions>
+  </object>
+  <object>
+    <name>person</name><truncated>1</truncated><difficult>1</difficult><iscrowd>0</iscrowd>
+    <bndbox><xmin>10</xmin><ymin>1</ymin><xmax>32</xmax><ymax>24</ymax></bndbox>
+    <attributes><attribute><name>pose</name><value>standing</value></attribute></attributes>
+  </object>
+</annotation>
+"""
+
+
+def _coco_doc() -> dict:
+    from dsprep.masks import encode_mask
+
+    mask = np.zeros((12, 16), bool)
+    mask[1:6, 1:6] = True
+    return {
+        "info": {"description": "fuzz seed", "year": 2024}, "licenses": [{"id": 1, "name": "L", "url": ""}],
+        "images": [{"id": 1, "width": 32, "height": 24, "file_name": "a.jpg", "license": 1},
+                   {"id": 2, "width": 16, "height": 12, "file_name": "sub/b.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2.5, 3.0, 10.0, 8.0], "area": 80.0, "iscrowd": 0,
+             "segmentation": [[2.5, 3.0, 12.5, 3.0, 12.5, 11.0, 2.5, 11.0]]},
+            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 1,
+             "segmentation": {"size": [24, 32], "counts": [0, 4, 20, 4, 20, 4, 20, 4, 692]}},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 20.0, "iscrowd": 1,
+             "segmentation": encode_mask(mask), "attributes": {"occluded": True}},
+            {"id": 4, "image_id": 2, "category_id": 3, "bbox": [4, 4, 3, 2], "area": 6.0, "iscrowd": 0,
+             "segmentation": [], "keypoints": [5, 5, 2, 6, 5, 1], "num_keypoints": 2}],
+        "categories": [{"id": 1, "name": "cat", "supercategory": "animal"},
+                       {"id": 3, "name": "dog", "supercategory": "animal", "keypoints": ["a", "b"]}],
+    }
+
+
+def _panoptic_doc() -> dict:
+    return {
+        "info": {"description": "fuzz seed"}, "licenses": [],
+        "images": [{"id": 7, "width": 8, "height": 6, "file_name": "a.jpg"},
+                   {"id": 8, "width": 8, "height": 6, "file_name": "b.jpg"}],
+        "annotations": [
+            {"image_id": 7, "file_name": "a.png", "segments_info": [
+                {"id": 1, "category_id": 1, "area": 12, "bbox": [0, 0, 4, 3], "iscrowd": 0},
+                {"id": 460551, "category_id": 2, "area": 12, "bbox": [4, 3, 4, 3], "iscrowd": 1}]},
+            {"image_id": 8, "file_name": "b.png", "segments_info": [
+                {"id": 5, "category_id": 2, "area": 48, "bbox": [0, 0, 8, 6], "iscrowd": 0}]}],
+        "categories": [{"id": 1, "name": "thing", "supercategory": "", "isthing": 1, "color": [1, 2, 3]},
+                       {"id": 2, "name": "stuff", "supercategory": "", "isthing": 0}],
+    }
+
+
+def _panoptic_pngs() -> dict[str, bytes]:
+    def png(ids: np.ndarray) -> bytes:
+        rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        return buf.getvalue()
+
+    a = np.zeros((6, 8), np.int64)
+    a[0:3, 0:4] = 1
+    a[3:6, 4:8] = 460551
+    return {"a.png": png(a), "b.png": png(np.full((6, 8), 5, np.int64))}
+
+
+def _polygons_doc() -> dict:
+    return {"imgHeight": 16, "imgWidth": 32, "objects": [
+        {"label": "road", "polygon": [[0, 10], [31, 10], [31, 14], [0, 14]], "deleted": 0},
+        {"label": "car", "polygon": [[2, 8], [7, 8], [7, 12], [2, 12]], "deleted": 0, "id": 1},
+        {"label": "car", "polygon": [[10, 9], [14, 9], [14, 13]], "deleted": 0},
+        {"label": "cargroup", "polygon": [[24, 10], [29, 10], [29, 13], [24, 13]]},
+        {"label": "license plate", "polygon": [[3, 11], [5, 11], [5, 12]]},
+        {"label": "person", "polygon": [[20, 4], [22, 4], [22, 12], [20, 12]], "deleted": 1}]}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One parser under fuzz."""
+
+    name: str            # scripts/fuzz.py --parser NAME
+    fmt: str             # the dsprep format
+    seed: Callable[[], Any]
+    kind: str            # "json" or "xml": which structural mutator
+    lay_out: Callable[[Path, bytes], Path]  # writes the input into a tree, returns the root to parse
+    options: dict        # parse options (as convert asks for them)
+    write_to: tuple[str, ...]
+
+
+def _voc_tree(root: Path, data: bytes) -> Path:
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "2012_000001.xml").write_bytes(data)
+    return root
+
+
+def _coco_tree(root: Path, data: bytes) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    path = root / "annotations" / "instances_val.json"
+    path.write_bytes(data)
+    return path
+
+
+def _panoptic_tree(root: Path, data: bytes, pngs: dict[str, bytes] | None = None) -> Path:
+    png_dir = root / "annotations" / "panoptic_val"
+    png_dir.mkdir(parents=True)
+    for name, content in (pngs or _PANOPTIC_PNGS).items():
+        (png_dir / name).write_bytes(content)
+    (root / "annotations" / "panoptic_val.json").write_bytes(data)
+    return root
+
+
+def _cityscapes_tree(root: Path, data: bytes) -> Path:
+    gt = root / "gtFine" / "train" / "bochum"
+    gt.mkdir(parents=True)
+    (gt / "bochum_000000_000019_gtFine_polygons.json").write_bytes(data)
+    return root
+
+
+_PANOPTIC_PNGS = _panoptic_pngs()
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("voc", "voc", lambda: VOC_XML, "xml", _voc_tree, {"segmentation": True}, ("voc", "coco")),
+    Target("coco", "coco", _coco_doc, "json", _coco_tree, {}, ("coco", "voc")),
+    Target("panoptic", "coco-panoptic", _panoptic_doc, "json", _panoptic_tree, {"masks": True, "verify": "all"},
+           ("coco-panoptic", "coco")),
+    Target("cityscapes", "cityscapes", _polygons_doc, "json", _cityscapes_tree, {"instances": "things"},
+           ("cityscapes", "coco", "voc")),
+)}
+
+
+_MUTATIONS = (1, 1, 1, 2, 2, 3, 4)  # structural mutations per input: mostly few, so more inputs parse
+
+
+def make_input(target: Target, d: Draw) -> bytes:
+    """The seed after 1..4 structural mutations and, one time in four, a byte-level one."""
+    doc = target.seed()
+    if target.kind == "xml":
+        from lxml import etree
+
+        root = etree.fromstring(doc)
+        for _ in range(d.choice(_MUTATIONS)):
+            mutate_xml(root, d)
+        data = etree.tostring(root)
+    else:
+        for _ in range(d.choice(_MUTATIONS)):
+            doc = mutate_json(doc, d)
+        data = _dump_json(doc)
+    if d.chance(25):
+        data = mutate_bytes(data, d)
+    return data
+
+
+# --------------------------------------------------------------------------- running
+
+@dataclass
+class Outcome:
+    """What one input did: ``parsed`` (parse succeeded), ``written`` (formats written), ``reread``
+    (written and parsed back), ``refused_back`` (written, then refused when parsed back: what
+    item 6 of issue 10 forbids; each as ``"format: message"``), ``error`` (a foreign exception)."""
+
+    parsed: bool = False
+    written: int = 0
+    reread: int = 0
+    refused_back: list | None = None
+    error: BaseException | None = None
+    stage: str = ""
+
+
+def run_one(target: Target, data: bytes, work: Path) -> Outcome:
+    """Parse ``data`` laid out as ``target`` says, validate it, write and re-parse it.
+
+    ``work`` is an empty scratch folder, emptied again before returning.
+    """
+    from dsprep.formats import get_format
+    from dsprep.validate import validate
+
+    out = Outcome()
+    fmt = get_format(target.fmt)
+    try:
+        root = target.lay_out(work / "in", data)
+        out.stage = "validate"
+        try:
+            validate(target.fmt, root, workers=1)
+        except DsprepError:
+            pass
+        out.stage = "parse"
+        try:
+            ds = fmt.parse(root, workers=1, progress=False, **target.options)
+        except DsprepError:
+            return out
+        out.parsed = True
+        out.stage = "stats"
+        ds.stats()
+        for i, to in enumerate(target.write_to):
+            out.stage = f"write {to}"
+            dest = work / f"out{i}"
+            dest.mkdir()
+            try:
+                get_format(to).write(ds, dest, images="none", progress=False)
+            except DsprepError:
+                continue
+            out.written += 1
+            out.stage = f"re-parse {to}"
+            try:
+                back = get_format(to).parse(dest, workers=1, progress=False)
+                back.stats()
+                out.reread += 1
+            except DsprepError as err:
+                out.refused_back = (out.refused_back or []) + [f"{to}: {err}"]
+    except Exception as err:  # a finding: anything but dsprep's own errors
+        out.error = err
+    finally:
+        shutil.rmtree(work / "in", ignore_errors=True)
+        for p in work.glob("out*"):
+            shutil.rmtree(p, ignore_errors=True)
+    return out
+
+
+def describe(err: BaseException) -> str:
+    """``Type: message`` and the innermost frames of ``err``'s traceback, for a report."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    return f"{type(err).__name__}: {str(err)[:300]} [{where}]"
