@@ -11,6 +11,5 @@ D=.venv/bin/dsprep
 $D synth voc "$OUT/voc" --images 300 --seed 0 --overwrite
 $D convert voc "$OUT/voc" --to coco --out "$OUT/coco" --overwrite
 $D info coco "$OUT/coco"
-rm -rf "$OUT/train"
 $D train coco "$OUT/coco" --task crops --model resnet18 --image-size 32 --epochs 4 --batch-size 32 \
-   --out "$OUT/train"
+   --out "$OUT/train" --overwrite
