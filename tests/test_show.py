@@ -177,3 +177,51 @@ def test_cli_show_voc_segmentation_augmented(synth_root, tmp_path, capsys):
     code = main(["show", "voc", str(synth_root("voc")), "--augment", "--task", "segmentation", "--out", str(out),
                  "-n", "2"])
     assert code == 0 and Image.open(out).size == (2 * 320, header_height(320) + 320)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_cityscapes_train_ids_are_tinted_and_void_left_alone(tmp_path, augment):
+    # the second case of KeyError: 'boxes' (show cityscapes --augment --task segmentation);
+    # 32x16 frames, so the tile also shows a small image enlarged (16x, pixels repeated)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_cityscapes import make_cityscapes
+
+    make_cityscapes(tmp_path / "cs", splits=("val",), cities=("bochum",), frames=2)
+    ds = dsprep.parse("cityscapes", tmp_path / "cs")
+    k, cell = 1, 512
+    out = show(ds, tmp_path / "c.png", ids=[ds.records[k].id], cell=cell, augment=augment, seed=2,
+               task="segmentation")
+    image, target = ds.torch(task="segmentation", augment="default" if augment else "none", seed=2,
+                             mask_lut="train_id")[k]
+    sem = target["mask"].numpy()
+    tile = Tile(out, image, cell)
+    dsem = _to_display(sem, tile.dh, tile.dw)
+    names = list(ds.info["train_id_names"])
+    position = {c.name: i for i, c in enumerate(ds.categories)}
+    fs = font_size(cell)
+    classes = [v for v in np.unique(sem).tolist() if v != 255]
+    assert {"road", "car"} <= {names[v] for v in classes}
+    # the class names: bands of a class's exact colour with text inside (placed near each
+    # class's centroid, moved aside when crowded), left out of the pixel checks
+    colours = [np.asarray(colour_for(position[names[v]])) for v in classes]
+    band = np.zeros((tile.dh, tile.dw), bool)
+    for c in colours:
+        band |= (tile.view == c).all(-1)
+    tile.unlabelled &= ~ndimage.binary_dilation(band, iterations=fs // 2 + 2)
+    tile.away &= tile.unlabelled
+    checked = 0
+    for v in classes:
+        region = (dsem == v) & tile.unlabelled
+        if region.sum() > 20:  # every pixel of the class outside the labels : tinted with its colour
+            colour = np.asarray(colour_for(position[names[v]]))  # a class keeps its colour across tasks
+            expected = (1 - TINT) * tile.ref[region] + TINT * colour
+            assert (np.abs(tile.view[region] - expected).max(-1) < 2).mean() > 0.98, names[v]
+            checked += 1
+        tile.keep_clear(dsem == v, grow=2)
+    # augmented, the 32x16 frame is a small patch of a 512x512 crop (the rest void) and its
+    # names cover most of it: the tint is checked on the plain tile, the void on both
+    assert checked >= (0 if augment else 3)
+    assert (tile.away & (dsem == 255)).sum() > 200  # void pixels (ego vehicle, padding): the image's own
+    tile.assert_untouched_away()
