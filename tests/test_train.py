@@ -316,11 +316,15 @@ def test_train_runs_with_its_cpu_plan_and_restores_torch_threads(shapes, tmp_pat
     assert torch.get_num_threads() == before
 
 
-def test_progress_lines_without_a_terminal(shapes, tmp_path, monkeypatch, capsys):
+def test_progress_lines_without_a_terminal(shapes, tmp_path, monkeypatch, capsys, request):
     # CI logs and nohup: a line at every 10% of a long epoch, then the epoch line
     import dsprep.train as T
 
     monkeypatch.setattr(T, "LONG_EPOCH_S", 0.0)  # every epoch counts as long here
+    # one torch thread: 30 steps of batch 2 take seconds, not minutes, on a busy 2-core machine
+    # (two threads spinning at each barrier while other jobs hold the cores: 5 s a step)
+    request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
+    torch.set_num_threads(1)
     args = ["train", "coco", str(shapes), "--task", "crops", "--image-size", "16", "--epochs", "1",
             "--batch-size", "2", "--workers", "0", "--val-split", "none", "--out", str(tmp_path / "a")]
     assert main(args) == 0
