@@ -386,3 +386,17 @@ def test_validation_metrics_leave_out_void_pixels():
     # counted: 0->0, 1->1, 0->0, 0->1: confusion [[2, 1], [0, 1]]
     assert metrics["per_class_iou"] == pytest.approx({"a": 2 / 3, "b": 1 / 2})
     assert metrics["pixel_accuracy"] == pytest.approx(3 / 4) and metrics["miou"] == pytest.approx(7 / 12)
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_cli_train_lets_openmp_threads_sleep_unless_told_otherwise(shapes_voc, tmp_path, preset, expected):
+    # set before torch is imported (libgomp reads it once); a user's own setting is kept
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(ROOT)
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, sys; from dsprep.cli import main; "
+            f"rc = main(['train', 'voc', {str(shapes_voc)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.stdout.split()[-3:] == ["2", "True", expected], res.stderr  # refused (classification on VOC)

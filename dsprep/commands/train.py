@@ -103,7 +103,18 @@ def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: s
     return None
 
 
+# OpenMP threads that wait at a barrier sleep instead of spinning. A ResNet step is hundreds
+# of short parallel regions; on a CPU that other jobs share, a spinning thread holds a core
+# the thread it waits for needs (2 cores, load 12: 5 s a step instead of 0.4 s). libgomp
+# reads this once, when torch is imported, so it is set before that and only if unset.
+OMP_WAIT_POLICY = "PASSIVE"
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     from .._outdir import check_output, input_folders
     from ..errors import UnknownNameError
 
