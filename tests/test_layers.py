@@ -23,7 +23,7 @@ LAYERS = [
     ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
     ["dsprep.records"],
     ["dsprep.masks"],
-    ["dsprep._shardio"],
+    ["dsprep._shardio", "dsprep._cocojson"],
     ["dsprep.formats"],
     ["dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.catalog"],
     ["dsprep.synth"],
@@ -44,6 +44,7 @@ LOADING = ["decode", "transforms", "table", "luts", "targets", "dataset", "colla
 
 # Modules that must work without torch (conversion runs without a deep-learning stack).
 TORCH_FREE = ["dsprep._checks", "dsprep._paths", "dsprep._io", "dsprep._outdir", "dsprep.records", "dsprep.masks",
+              "dsprep._cocojson",
               "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
               "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts",
               "dsprep._shardio"]
