@@ -87,6 +87,8 @@ _MODULES = {
     "cityscapes": "dsprep.formats.cityscapes",
     "shards": "dsprep.formats.shards",
     "yolo": "dsprep.formats.yolo",
+    "labelme": "dsprep.formats.labelme",
+    "cvat": "dsprep.formats.cvat",
 }
 
 
