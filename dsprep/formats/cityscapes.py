@@ -381,8 +381,9 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     h, w = id_map.shape
     seg = segments_from_id_map(id_map, lambda v: _keep_mask(v, mode), with_rle=masks)
     vals, cls, crowd = _keep_values(seg.values, mode)
-    inst = Instances(boxes=seg.boxes, labels=cls, iscrowd=crowd, ids=vals,
-                     area=seg.areas.astype(np.float64), segmentation=seg.rles)
+    inst = Instances._trusted(boxes=seg.boxes, labels=np.asarray(cls, np.int64), iscrowd=crowd,
+                              difficult=np.zeros(len(vals), bool), ids=np.asarray(vals, np.int64),
+                              area=seg.areas.astype(np.float64), segmentation=seg.rles)
     return inst, h, w
 
 
@@ -467,9 +468,9 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         elif h and (h, w) != (height, width):
             raise InvalidAnnotationError(gt.get("instanceIds") or gt.get("polygons", ""),
                                          f"label map is {w}x{h}, expected {width}x{height}")
-    return Record(id=record_id_from_path(frame["image"]), path=frame["image"], width=width, height=height,
-                  split=frame["split"], instances=inst, mask_path=mask,
-                  instance_mask_path=gt.get("instanceIds"), source_id=frame["base"], extra=extra)
+    return Record._trusted(id=record_id_from_path(frame["image"]), path=frame["image"], width=width, height=height,
+                           split=frame["split"], instances=inst, mask_path=mask,
+                           instance_mask_path=gt.get("instanceIds"), source_id=frame["base"], extra=extra)
 
 
 # --------------------------------------------------------------------------- parse

@@ -638,34 +638,29 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
     off = offsets.tolist()
     widths_l, heights_l = widths.tolist(), heights.tolist()
     keep_l = keep_img.tolist()
-    # Instances and Records are built without __init__: the arrays above are already
-    # typed and shaped, and re-validating 118k of them would cost seconds.
-    new_inst, new_rec = Instances.__new__, Record.__new__
+    # Built by the trusted constructors (no __init__): the arrays above are already typed and
+    # shaped, and re-validating 118k of them would cost seconds.
+    new_inst, new_rec = Instances._trusted, Record._trusted
     no_kp = keypoints is None
     for i in _progress(range(n_img), total=n_img, desc=f"coco {file.name}", enabled=show_progress):
         if not keep_l[i]:
             continue
         s, e = off[i], off[i + 1]
-        inst = new_inst(Instances)
         if is_captions or s == e:
             s = e = 0
-        inst.__dict__ = {
-            "boxes": boxes[s:e], "labels": labels[s:e], "iscrowd": iscrowd[s:e], "difficult": difficult[s:e],
-            "ids": ids[s:e], "area": area[s:e],
-            "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
-            "keypoints": None if no_kp else keypoints[s:e],
-            "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
+        inst = new_inst(
+            boxes=boxes[s:e], labels=labels[s:e], iscrowd=iscrowd[s:e], difficult=difficult[s:e], ids=ids[s:e],
+            area=area[s:e], segmentation=None if seg_sorted is None or s == e else seg_sorted[s:e],
+            keypoints=None if no_kp else keypoints[s:e],
+            extra=None if extra_sorted is None or s == e else extra_sorted[s:e])
         rel = paths[i]
         extra = images[i]  # what is left after id/width/height/file_name were popped
         caps: list[str] = []
         if cap_sorted is not None and off[i] != off[i + 1]:
             caps = cap_sorted[off[i]:off[i + 1]]
             extra["caption_ids"] = cap_ids[off[i]:off[i + 1]]
-        rec = new_rec(Record)
-        rec.__dict__ = {
-            "id": _record_id(rel), "path": rel, "width": widths_l[i], "height": heights_l[i], "split": split,
-            "label": None, "instances": inst, "mask_path": None, "instance_mask_path": None, "captions": caps,
-            "source_id": iid_of[i], "extra": extra}
+        rec = new_rec(id=_record_id(rel), path=rel, width=widths_l[i], height=heights_l[i], split=split,
+                      instances=inst, captions=caps, source_id=iid_of[i], extra=extra)
         records.append(rec)
     return records, cats, info, task
 

@@ -225,8 +225,8 @@ def _instances(ann: dict, cat_ids: set[int], where: str, policy: ErrorPolicy | N
         extra.append({k: v for k, v in s.items() if k not in _SEGMENT_KEYS})
     if len(set(ids.tolist())) != n:
         raise InvalidAnnotationError(where, "segment ids repeat within the image")
-    return Instances(boxes=boxes, labels=labels, iscrowd=crowd, ids=ids, area=area,
-                     extra=extra if any(extra) else None)
+    return Instances._trusted(boxes=boxes, labels=labels, iscrowd=crowd, difficult=np.zeros(n, bool), ids=ids,
+                              area=area, extra=extra if any(extra) else None)
 
 
 def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None,
@@ -491,7 +491,8 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
     extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
     if ann is None:
         log.debug("%s: image %r has no panoptic annotation", jpath, image_id)
-        return Record(record_id_from_path(rel), rel, width, height, split, source_id=image_id, extra=extra)
+        return Record._trusted(id=record_id_from_path(rel), path=rel, width=width, height=height, split=split,
+                               source_id=image_id, extra=extra)
     png_name = ann.get("file_name") or f"{Path(file_name).stem}.png"
     if not isinstance(png_name, str):
         raise InvalidAnnotationError(where, f"the annotation's file_name must be a string, found {png_name!r}"[:300])
@@ -500,8 +501,8 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
                                          where=f"{jpath}: annotation of image id {image_id!r}"))
     extra["panoptic_file_name"] = png_name
     inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}", policy)
-    return Record(record_id_from_path(rel), rel, width, height, split, instances=inst,
-                  instance_mask_path=png_rel, source_id=image_id, extra=extra)
+    return Record._trusted(id=record_id_from_path(rel), path=rel, width=width, height=height, split=split,
+                           instances=inst, instance_mask_path=png_rel, source_id=image_id, extra=extra)
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,

@@ -25,6 +25,7 @@ them or ``read_sizes=True`` is passed (header only, EXIF-aware).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -34,7 +35,7 @@ import re
 from bisect import bisect_left
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class _EmptyInstances(Instances):
         return "Instances" + super().__repr__()[len(type(self).__qualname__):]
 
     def seal(self) -> "_EmptyInstances":
-        for name in ("boxes", "labels", "iscrowd", "difficult", "ids", "area"):
+        for name in Instances._ARRAY_FIELDS:
             view = getattr(self, name).view()  # a view cannot be resized in place
             view.flags.writeable = False
             setattr(self, name, view)
@@ -121,18 +122,30 @@ class _ListedRecord(Record):
 
     Only ``id``, ``path``, ``split`` and ``label`` are set per file; the other
     fields read the dataclass defaults from the class, ``instances`` is the
-    shared empty one, and ``captions``/``extra`` are created on first use.
-    One costs about half a microsecond to build (``docs/benchmarks.md``,
-    "ImageNet tree listing"). It compares equal to a plain ``Record`` with
-    the same fields, and ``replace`` works as on any record.
+    shared empty one, and the fields with a ``default_factory`` (``captions``,
+    ``extra``) are created on first use. One costs about half a microsecond to
+    build (``docs/benchmarks.md``, "ImageNet tree listing"), a third of
+    :meth:`Record._trusted <dsprep.records.Record>`, the constructor every other
+    parser uses. It compares equal to a plain ``Record`` with the same fields,
+    and ``replace`` works as on any record.
     """
 
     instances = _NO_OBJECTS
-    captions = cached_property(lambda self: [])
-    extra = cached_property(lambda self: {})
 
     def __repr__(self) -> str:
         return "Record" + super().__repr__()[len(type(self).__qualname__):]
+
+
+def _made_on_first_use(cls: type, name: str, factory: Callable[[], Any]) -> None:
+    prop = cached_property(lambda self: factory())
+    prop.__set_name__(cls, name)
+    setattr(cls, name, prop)
+
+
+# From Record's own field list, so that a field added there is never missing here.
+for _f in dataclasses.fields(Record):
+    if _f.default_factory is not dataclasses.MISSING and _f.name != "instances":
+        _made_on_first_use(_ListedRecord, _f.name, _f.default_factory)
 
 
 _new = object.__new__
@@ -217,8 +230,8 @@ class _Listing(LazyRecords):
                 out += _ids([prefix + n for n in names])
             elif name in ("label", "split"):
                 out += [label if name == "label" else split] * len(names)
-            elif name in ("captions", "extra"):  # created per record, as build() would
-                out += [[] if name == "captions" else {} for _ in names]
+            elif isinstance(made := _ListedRecord.__dict__.get(name), cached_property):
+                out += [made.func(None) for _ in names]  # made per record (captions, extra), as build() would
             else:  # a field every listed record reads from the class: width 0, no objects...
                 out += [getattr(_ListedRecord, name)] * len(names)
         return out

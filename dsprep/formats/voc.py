@@ -603,23 +603,18 @@ def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
     boxes, labels, diff, crowd, oex = c["boxes"], c["labels"], c["difficult"], c["iscrowd"], c["oex"]
     m = len(labels)
     ids, area = np.full(m, -1, np.int64), np.full(m, np.nan)  # VOC has neither; one array per chunk
-    # Built without __init__ (as coco.parse does): the arrays are typed and shaped per chunk
-    # already, and validating them again per image costs as much as a fifth of the parse.
-    new_inst, new_rec = Instances.__new__, Record.__new__
+    # Built by the trusted constructors (as coco.parse does): the arrays are typed and shaped per
+    # chunk already, and validating them again per image costs as much as a fifth of the parse.
+    new_inst, new_rec = Instances._trusted, Record._trusted
     for stem, rel, w, h, extra, n, segm in zip(c["stem"], c["rel"], c["w"], c["h"], c["extra"], c["count"],
                                                c["segm"]):
         b = a + n
         ex = oex[a:b]
-        inst = new_inst(Instances)
-        inst.__dict__ = {"boxes": boxes[a:b], "labels": labels[a:b], "iscrowd": crowd[a:b], "difficult": diff[a:b],
-                         "ids": ids[a:b], "area": area[a:b], "segmentation": segm, "keypoints": None,
-                         "extra": ex if any(ex) else None}
-        rec = new_rec(Record)
-        rec.__dict__ = {"id": f"{_IMG}/{stem}", "path": rel, "width": w, "height": h, "split": split_of.get(stem),
-                        "label": None, "instances": inst,
-                        "mask_path": f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
-                        "instance_mask_path": f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None,
-                        "captions": [], "source_id": None, "extra": extra}
+        inst = new_inst(boxes=boxes[a:b], labels=labels[a:b], iscrowd=crowd[a:b], difficult=diff[a:b],
+                        ids=ids[a:b], area=area[a:b], segmentation=segm, extra=ex if any(ex) else None)
+        rec = new_rec(id=f"{_IMG}/{stem}", path=rel, width=w, height=h, split=split_of.get(stem), instances=inst,
+                      mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
+                      instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None, extra=extra)
         out.append(rec)
         a = b
     return out
