@@ -343,7 +343,7 @@ def _normalise_segm(s: Any) -> Any:
             counts = counts.tolist()
         return {"size": [int(v) for v in s.get("size", ())], "counts": counts}
     if isinstance(s, (list, tuple)):
-        return [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in s]
+        return [np.asarray(p, dtype=np.float64).ravel().tolist() for p in s]
     return s
 
 

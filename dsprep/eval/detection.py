@@ -49,7 +49,7 @@ import numpy as np
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
-from ..records import BoxFormat, Dataset, convert_boxes, decode_segmentation
+from ..records import BoxFormat, Dataset, convert_boxes, decode_segmentation, segmentation_json
 from ._labels import scored_records
 from .keypoints import (KEYPOINT_STAT_NAMES, check_keypoint_results, keypoint_count, keypoint_fields,
                         keypoint_sigmas)
@@ -266,13 +266,9 @@ def _record_annotations(r: Any, img_id: int, iou_type: str, k: int | None, out: 
 
 def _coco_segm(segm: Any, record: Any) -> Any:
     """Normalise one segmentation for pycocotools: polygons as float lists, RLE counts as str/list."""
-    if isinstance(segm, dict):
-        counts = segm.get("counts")
-        if isinstance(counts, (bytes, bytearray)):
-            counts = bytes(counts).decode("ascii")
-        size = segm.get("size") or [record.height, record.width]
-        return {"size": [int(size[0]), int(size[1])], "counts": counts}
-    return [p if isinstance(p, list) else np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    if isinstance(segm, dict) and not segm.get("size"):
+        segm = {**segm, "size": [record.height, record.width]}
+    return segmentation_json(segm)
 
 
 def load_predictions(predictions: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -589,8 +585,8 @@ def _voc_match(dets: Sequence[Mapping[str, Any]], gt: Mapping[int, tuple[np.ndar
     n = len(dets)
     scores = np.array([d["score"] for d in dets], np.float64)
     order = np.argsort(-scores, kind="stable")
-    boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order]
-    boxes[:, 2:] += boxes[:, :2]
+    boxes = convert_boxes(np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order],
+                          BoxFormat.XYWH, BoxFormat.XYXY)
     imgs = [dets[i]["image_id"] for i in order]
     tp, fp = np.zeros(n), np.zeros(n)
     taken = {img: np.zeros(len(v[0]), bool) for img, v in gt.items()}

@@ -54,7 +54,7 @@ from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnn
                       MalformedFileError, MissingFileError, check_choice)
 from ..masks import rle_problem, segmentation_area
 from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, decode_segmentation,
-                       make_ids_distinct, record_id_from_path)
+                       make_ids_distinct, record_id_from_path, segmentation_json)
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -845,7 +845,7 @@ class _Columns:
             for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
                 flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
                         f"found {boxes[i].tolist()}")
-            boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
+            boxes = convert_boxes(boxes, BoxFormat.XYWH, BoxFormat.XYXY)  # continuous 0-based: both agree
         flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
         if flags is not None:
             iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
@@ -1080,15 +1080,7 @@ def _segmentation_out(segm: Any) -> Any:
         return []  # bbox-only; see docs/formats/coco.md ("bbox-only ground truth")
     if isinstance(segm, (bytes, bytearray, memoryview)):
         return orjson.Fragment(bytes(segm))
-    if isinstance(segm, dict):
-        counts = segm.get("counts")
-        if isinstance(counts, (bytes, bytearray)):
-            counts = bytes(counts).decode("ascii")
-        elif isinstance(counts, np.ndarray):
-            counts = counts.tolist()
-        size = segm.get("size")
-        return {"size": [int(v) for v in size], "counts": counts}
-    return [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    return segmentation_json(segm)
 
 
 def _compressed(segm: Any) -> Any:
