@@ -119,13 +119,12 @@ def segmentation_classes(ds: Dataset) -> tuple[list[str], dict[str, Any]]:
 # -- metrics ----------------------------------------------------------------------------------------
 
 def _seg_confusion(logits: torch.Tensor, mask: torch.Tensor, c: int) -> np.ndarray:
-    """The ``(c, c)`` confusion matrix of a batch (argmax predictions are always classes, so the
-    evaluator's extra column of predictions outside them is empty and dropped)."""
-    from .eval.segmentation import confusion_cells
-
-    idx = confusion_cells(mask.flatten().long(), logits.argmax(1).flatten(), c)
-    # count on the device; only the matrix crosses to the host, not one index per pixel
-    return torch.bincount(idx, minlength=c * (c + 1)).reshape(c, c + 1)[:, :c].cpu().numpy()
+    pred = logits.argmax(1).flatten()
+    gt = mask.flatten().long()
+    keep = gt != 255
+    idx = gt[keep] * c + pred[keep].clamp_(0, c - 1)
+    # count on the device; only the c*c matrix crosses to the host, not one index per pixel
+    return torch.bincount(idx, minlength=c * c).reshape(c, c).cpu().numpy()
 
 
 def _epoch_metrics(task: str, c: int, names: list[str], ys: list, preds: list, cm: np.ndarray | None,

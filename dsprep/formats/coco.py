@@ -845,7 +845,7 @@ class _Columns:
             for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
                 flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
                         f"found {boxes[i].tolist()}")
-            boxes = convert_boxes(boxes, BoxFormat.XYWH, BoxFormat.XYXY)  # continuous 0-based: both agree
+            boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
         flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
         if flags is not None:
             iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
