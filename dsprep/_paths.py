@@ -168,16 +168,22 @@ def checked_output_path(out: str | os.PathLike, rel: str, *, what: str = "output
 _absolute = functools.lru_cache(maxsize=64)(os.path.abspath)
 
 
-@functools.lru_cache(maxsize=4096)
+_MADE: dict[tuple[str, str], None] = {}  # (base, folder) checked and made; bounded below
+
+
 def _made_folder(base: str, folder: str, what: str) -> None:
     """Make ``folder`` (below ``base``) after checking that, with every existing link followed,
     it is still below ``base``.
 
-    Cached: a writer puts thousands of files in one folder, and a folder made once
-    stays a real folder (nothing in a run replaces a folder by a link; ``base`` is a
-    new temporary folder per run, so keys never repeat across runs). A failure is
-    not cached.
+    Remembered: a writer puts thousands of files in one folder, and a folder made once
+    stays a real folder for the rest of a run (nothing in a run replaces a folder by a
+    link). A remembered folder that no longer exists (an API user deleted the output and
+    wrote to the same path again in one process) is checked and made again; a failure is
+    not remembered.
     """
+    key = (base, folder)
+    if key in _MADE and os.path.isdir(folder):
+        return
     real_base = os.path.realpath(base)
     real = os.path.realpath(folder)
     if not (real == real_base or real.startswith(real_base + os.sep)):
@@ -190,3 +196,6 @@ def _made_folder(base: str, folder: str, what: str) -> None:
         raise PathEscapeError(os.path.relpath(folder, base), f"{what} folder {folder}: a file already written to this "
                                                              "output is in its way (one record's path names a file "
                                                              "inside another's)") from None
+    if len(_MADE) >= 4096:
+        _MADE.clear()
+    _MADE[key] = None

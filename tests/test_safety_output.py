@@ -421,3 +421,20 @@ def test_show_and_eval_never_write_into_the_dataset(shapes_voc, tmp_path, capsys
     assert "inside the input" in capsys.readouterr().err
     assert _snapshot(shapes_voc) == before
     assert main(["show", "voc", str(shapes_voc), "--out", str(tmp_path / "grid.png"), "-n", "2"]) == 0
+
+
+def test_a_writer_called_again_on_a_deleted_and_remade_folder_writes_everything(shapes_voc, tmp_path):
+    # In one process (a notebook, a test): write, delete the output, write to the same path
+    # again. Remembered output folders must not be trusted once they are gone (the fuzzer found
+    # the second write failing with a raw FileNotFoundError).
+    import shutil
+
+    from dsprep.formats import get_format
+    ds = dsprep.parse("voc", shapes_voc, progress=False)
+    dest = tmp_path / "again"
+    for _ in range(2):
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir()
+        get_format("voc").write(ds, dest, images="none", progress=False)
+        assert len(list((dest / "Annotations").glob("*.xml"))) == len(ds.records)
