@@ -1359,10 +1359,39 @@ _IMAGE_RESERVED = frozenset(_IMAGE_KEYS) | _INTERNAL_IMAGE_EXTRA
 _NO_EXTRA: dict[str, Any] = {}
 
 
+def keypoint_fields(keypoints: np.ndarray | None, j: int, k: int, extra: Mapping[str, Any] | None
+                    ) -> dict[str, Any]:
+    """``keypoints`` (``3k`` numbers, zero-padded) and ``num_keypoints`` of object ``j``.
+
+    ``num_keypoints`` is the one the source stored (``extra``), else the count of
+    keypoints with visibility > 0; an object without keypoints gets zeros and 0.
+    The writer's and the evaluator's ground truth (:func:`dsprep.eval.to_coco_gt`).
+    """
+    if keypoints is None or k == 0:
+        return {"keypoints": [0.0] * (3 * k), "num_keypoints": 0}
+    kp = keypoints[j]
+    flat = kp.ravel().tolist() + [0.0] * (3 * (k - kp.shape[0]))
+    stored = extra.get("num_keypoints") if extra else None
+    num = int(stored) if isinstance(stored, int) and not isinstance(stored, bool) else int((kp[:, 2] > 0).sum())
+    return {"keypoints": flat, "num_keypoints": num}
+
+
 def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequence[int], any_difficult: bool,
-                 has_kp: bool, kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
-    """COCO annotation dicts for ``recs``, in record order (``ann_ids`` in the same order)."""
+                 has_kp: bool, kp_k: int, compress_rle: bool = False, *, keep_extra: bool = True,
+                 raw_json: bool = True) -> list[dict[str, Any]]:
+    """COCO annotation dicts for ``recs``, in record order (``ann_ids`` in the same order).
+
+    The one builder of COCO annotations: the writer's, and the evaluator's ground
+    truth (:func:`dsprep.eval.to_coco_gt`: ``keep_extra=False``, the source's own
+    per-object keys left out; ``raw_json=False``, a segmentation kept as raw JSON
+    text decoded, where the writer passes it through as it is).
+    """
     from orjson import Fragment
+
+    def segm_out(segm: Any) -> Any:
+        if type(segm) is bytes and raw_json:
+            return Fragment(segm)
+        return _segmentation_out(decode_segmentation(segm) if type(segm) is bytes else segm)
 
     parts = [r.instances for r in recs]
     counts = [p.boxes.shape[0] for p in parts]
@@ -1381,7 +1410,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
     diff = cat([p.difficult for p in parts]).astype(np.int64).tolist() if any_difficult else None
     reserved = frozenset(_STANDARD_ANN_KEYS) | ({"keypoints", "num_keypoints"} if has_kp else set()) | (
         {"difficult"} if diff is not None else set())
-    extras = list(chain.from_iterable(p.extra if p.extra is not None else repeat(None, m)
+    extras = list(chain.from_iterable(p.extra if p.extra is not None and keep_extra else repeat(None, m)
                                       for p, m in zip(parts, counts)))
     if not has_kp and all(e is None or e.keys().isdisjoint(reserved) for e in extras):
         # the common case, one comprehension: no keypoints, no extra key shadowing a COCO key
@@ -1397,7 +1426,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                             area = segmentation_area(segm, r.height, r.width)
                             if area is not None:
                                 filled[k + j] = area
-                        segms[k + j] = Fragment(segm) if type(segm) is bytes else _segmentation_out(segm)
+                        segms[k + j] = segm_out(segm)
             k += m
         img_col = list(chain.from_iterable(repeat(iid, m) for iid, m in zip(img_ids, counts)))
         # bbox-only objects get "segmentation": [] (see docs/formats/coco.md, "bbox-only ground truth")
@@ -1429,21 +1458,13 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                 if mask_area is not None:
                     area = mask_area
             ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],
-                   "segmentation": Fragment(segm) if type(segm) is bytes else _segmentation_out(segm),
+                   "segmentation": segm_out(segm),
                    "area": area, "bbox": [x, y, w, h], "iscrowd": crowd[k]}
             extra = extras[k]
             if has_kp:
-                if kps is not None:
-                    kp = kps[j]
-                    flat = kp.ravel().tolist()
-                    if kp.shape[0] < kp_k:
-                        flat += [0.0] * (3 * (kp_k - kp.shape[0]))
-                    vis = int((kp[:, 2] > 0).sum())
-                else:
-                    flat, vis = [0.0] * (3 * kp_k), 0
-                ann["keypoints"] = [int(v) if v.is_integer() else v for v in flat]
-                num = extra.get("num_keypoints") if extra else None
-                ann["num_keypoints"] = int(num) if isinstance(num, int) else vis
+                kp = keypoint_fields(kps, j, kp_k, inst.extra[j] if inst.extra else None)
+                ann["keypoints"] = [int(v) if v.is_integer() else v for v in kp["keypoints"]]
+                ann["num_keypoints"] = kp["num_keypoints"]
             if diff is not None:
                 ann["difficult"] = diff[k]
             if extra:

@@ -1329,9 +1329,9 @@ def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.nda
         from ..masks import semantic_readers
 
         return np.asarray(semantic_readers(dataset)[kind](path, kind))
-    from ..masks import read_label_png
+    from ..masks import mask_palette, read_label_png
 
-    return read_label_png(path)
+    return read_label_png(path, palette=mask_palette(dataset))  # the rule every mask reader follows
 
 
 def _count_lost(rec: Record, lost: dict[str, int]) -> None:
