@@ -487,19 +487,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
     policy = ErrorPolicy(mode)
     rootp = Path(root)
     root_s = str(rootp) + "/"
-    unknown: list[tuple[int, str]] = []
-    c_stem: list[str] = []
-    c_rel: list[str] = []
-    c_w: list[int] = []
-    c_h: list[int] = []
-    c_extra: list[dict] = []
-    c_count: list[int] = []
-    c_segm: list[list | None] = []
-    c_boxes: list[list[float]] = []
-    c_labels: list[int] = []
-    c_diff: list[bool] = []
-    c_crowd: list[bool] = []
-    c_oex: list[dict] = []
+    chunk = _Chunk()
     obj_masks = masks[1]
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
@@ -518,35 +506,14 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                 where = rel
                 extra["filename"] = rel.rsplit("/", 1)[1]  # what write() puts in the XML it creates
             if not have_size:
-                img = rootp / rel
-                if img.is_file():
-                    w, h = _io.image_size(img)
-                elif missing_size == "zero":
-                    w = h = 0  # unknown size, accepted on request (datumaro's voc_dataset2)
-                else:
-                    raise InvalidAnnotationError(
-                        where, f"no <size> (or an empty one) and no image {rel} to read the size from; "
-                        "expected <size><width>W</width><height>H</height></size> (pass "
-                        "missing_size='zero' to accept an unknown size)")
+                w, h = _size_from_image(rootp, rel, where, missing_size)
             segm = None
             if stem in obj_masks and (kind != "xml" or segmentation):
                 got = _mask_rles(rootp, stem, f"{_SEGOBJ}/{stem}.png")
                 if kind == "xml":  # object k of the XML <-> value k+1 of the PNG
                     segm = [got[k + 1][0] if k + 1 in got else None for k in range(len(names))]
                 else:  # no XML: the masks are the only annotation; objects come from them
-                    for k in sorted(got):
-                        rle, box, c = got[k]
-                        if not 1 <= c <= len(cat_names):
-                            policy.handle(InvalidAnnotationError(
-                                f"{_SEGOBJ}/{stem}.png", f"object {k} has class index {c} in {_SEGCLS}; "
-                                f"expected 1..{len(cat_names)}"))
-                            continue
-                        names.append(cat_names[c - 1])
-                        boxes.append(box)
-                        diff.append(False)
-                        crowd.append(False)
-                        oex.append({})
-                    segm = [got[k][0] for k in sorted(got) if 1 <= got[k][2] <= len(cat_names)]
+                    segm = _objects_from_masks(got, stem, cat_names, policy, names, boxes, diff, crowd, oex)
             labels = []
             keep = []
             for i, n in enumerate(names):
@@ -568,30 +535,89 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                 names, boxes, diff, crowd, oex = pick(names), pick(boxes), pick(diff), pick(crowd), pick(oex)
                 if segm is not None:
                     segm = pick(segm)
-            # Flat per-chunk lists: pickling one Record per image back from a worker costs
-            # as much as parsing the XML; flat lists and one array per chunk do not.
-            c_stem.append(stem)
-            c_rel.append(rel)
-            c_w.append(w)
-            c_h.append(h)
-            c_extra.append(extra)
-            c_count.append(len(names))
-            c_segm.append(segm)
-            for i, lab in enumerate(labels):
-                if lab == -1:
-                    unknown.append((len(c_labels) + i, names[i]))
-            c_boxes.extend(boxes)
-            c_labels.extend(labels)
-            c_diff.extend(diff)
-            c_crowd.extend(crowd)
-            c_oex.extend(oex)
+            chunk.add(stem, rel, w, h, extra, segm, names, labels, boxes, diff, crowd, oex)
         except FormatError as err:
             policy.handle(err)
-    m = len(c_labels)
-    return {"stem": c_stem, "rel": c_rel, "w": c_w, "h": c_h, "extra": c_extra, "count": c_count,
-            "segm": c_segm, "boxes": np.array(c_boxes, np.float64).reshape(m, 4),
-            "labels": np.array(c_labels, np.int64), "difficult": np.array(c_diff, bool),
-            "iscrowd": np.array(c_crowd, bool), "oex": c_oex, "unknown": unknown, "policy": policy}
+    return chunk.finish(policy)
+
+
+def _size_from_image(rootp: Path, rel: str, where: str, missing_size: str) -> tuple[int, int]:
+    """(width, height) of an annotation without ``<size>``: the image's header, else 0x0 when
+    ``missing_size="zero"`` (datumaro's voc_dataset2), else an error."""
+    img = rootp / rel
+    if img.is_file():
+        return _io.image_size(img)
+    if missing_size == "zero":
+        return 0, 0
+    raise InvalidAnnotationError(
+        where, f"no <size> (or an empty one) and no image {rel} to read the size from; "
+        "expected <size><width>W</width><height>H</height></size> (pass "
+        "missing_size='zero' to accept an unknown size)")
+
+
+def _objects_from_masks(got: Mapping[int, tuple], stem: str, cat_names: Sequence[str], policy: ErrorPolicy,
+                        names: list, boxes: list, diff: list, crowd: list, oex: list) -> list:
+    """The objects of an image without an XML, from its masks (:func:`_mask_rles`' ``got``),
+    appended to the object lists; returns their RLEs. A class index outside the classes is
+    handled by ``policy`` and its object left out."""
+    for k in sorted(got):
+        rle, box, c = got[k]
+        if not 1 <= c <= len(cat_names):
+            policy.handle(InvalidAnnotationError(
+                f"{_SEGOBJ}/{stem}.png", f"object {k} has class index {c} in {_SEGCLS}; "
+                f"expected 1..{len(cat_names)}"))
+            continue
+        names.append(cat_names[c - 1])
+        boxes.append(box)
+        diff.append(False)
+        crowd.append(False)
+        oex.append({})
+    return [got[k][0] for k in sorted(got) if 1 <= got[k][2] <= len(cat_names)]
+
+
+class _Chunk:
+    """A worker's parsed images as flat per-chunk lists: pickling one Record per image back
+    from a worker costs as much as parsing the XML; flat lists and one array per chunk do not."""
+
+    def __init__(self) -> None:
+        self.stem: list[str] = []
+        self.rel: list[str] = []
+        self.w: list[int] = []
+        self.h: list[int] = []
+        self.extra: list[dict] = []
+        self.count: list[int] = []
+        self.segm: list[list | None] = []
+        self.boxes: list[list[float]] = []
+        self.labels: list[int] = []
+        self.diff: list[bool] = []
+        self.crowd: list[bool] = []
+        self.oex: list[dict] = []
+        self.unknown: list[tuple[int, str]] = []
+
+    def add(self, stem: str, rel: str, w: int, h: int, extra: dict, segm: list | None, names: list,
+            labels: list, boxes: list, diff: list, crowd: list, oex: list) -> None:
+        self.stem.append(stem)
+        self.rel.append(rel)
+        self.w.append(w)
+        self.h.append(h)
+        self.extra.append(extra)
+        self.count.append(len(names))
+        self.segm.append(segm)
+        for i, lab in enumerate(labels):
+            if lab == -1:
+                self.unknown.append((len(self.labels) + i, names[i]))
+        self.boxes.extend(boxes)
+        self.labels.extend(labels)
+        self.diff.extend(diff)
+        self.crowd.extend(crowd)
+        self.oex.extend(oex)
+
+    def finish(self, policy: ErrorPolicy) -> dict[str, Any]:
+        m = len(self.labels)
+        return {"stem": self.stem, "rel": self.rel, "w": self.w, "h": self.h, "extra": self.extra,
+                "count": self.count, "segm": self.segm, "boxes": np.array(self.boxes, np.float64).reshape(m, 4),
+                "labels": np.array(self.labels, np.int64), "difficult": np.array(self.diff, bool),
+                "iscrowd": np.array(self.crowd, bool), "oex": self.oex, "unknown": self.unknown, "policy": policy}
 
 
 def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
