@@ -699,6 +699,26 @@ def parse_options_for(target: str) -> dict[str, Any]:
     return {"segmentation": True} if target in ("coco", "coco-panoptic") else {}
 
 
+def _png_stems(folder: Path) -> frozenset:
+    """The stems of the PNGs in a mask folder (empty when there is none)."""
+    return frozenset(n[:-4] for n in os.listdir(folder) if n.endswith(".png")) if folder.is_dir() else frozenset()
+
+
+def _items_to_read(xml_stems: list[str], splits: Mapping[str, list[str]], split: str | None,
+                   masks: tuple[frozenset, frozenset]) -> list[tuple[str, str]]:
+    """``(stem, "xml" | "image")`` of the images to read: every XML (or only the asked split's),
+    plus split-listed ids and, in a tree without XMLs, mask PNGs, that have no XML."""
+    xml_set = set(xml_stems)
+    if split is not None:
+        wanted = list(dict.fromkeys(splits[split]))
+    else:
+        extra_ids = [s for ids in splits.values() for s in ids if s not in xml_set]
+        if not xml_stems:
+            extra_ids += sorted(masks[0] | masks[1])
+        wanted = xml_stems + list(dict.fromkeys(s for s in extra_ids if s not in xml_set))
+    return [(s, "xml" if s in xml_set else "image") for s in wanted]
+
+
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
           workers: int | None = None, progress: bool | None = None, class_lists: str = "check",
           missing_size: str = "error", segmentation: bool = False, allow_outside_root: bool = False,
@@ -755,11 +775,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     splits = _confined_ids(splits, _MAIN, root, policy, allow_outside_root)
     seg_splits = _confined_ids(seg_splits, _SEGSETS, root, policy, allow_outside_root)
 
-    def listing(sub: str) -> frozenset:
-        d = root / sub
-        return frozenset(n[:-4] for n in os.listdir(d) if n.endswith(".png")) if d.is_dir() else frozenset()
-
-    masks = (listing(_SEGCLS), listing(_SEGOBJ))
+    masks = (_png_stems(root / _SEGCLS), _png_stems(root / _SEGOBJ))
     if not splits and not xml_stems and seg_splits:
         splits = dict(seg_splits)  # a segmentation-only tree: its lists are the splits
     if split is not None:
@@ -768,16 +784,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                                    "(every image is read when split is None)")
         check_choice("split", split, splits)
         splits = {split: splits[split]}
-    # Which images: every XML, plus split-listed ids and mask PNGs without an XML.
-    xml_set = set(xml_stems)
-    if split is not None:
-        wanted = list(dict.fromkeys(splits[split]))
-    else:
-        extra_ids = [s for ids in splits.values() for s in ids if s not in xml_set]
-        if not xml_stems:
-            extra_ids += sorted(masks[0] | masks[1])
-        wanted = xml_stems + list(dict.fromkeys(s for s in extra_ids if s not in xml_set))
-    items = [(s, "xml" if s in xml_set else "image") for s in wanted]
+    items = _items_to_read(xml_stems, splits, split, masks)
     # Record.split: a single name (the first split, in train/val/trainval/test order, that lists it).
     split_of: dict[str, str] = {}
     for name, ids in splits.items():
