@@ -35,7 +35,7 @@ import re
 from bisect import bisect_left
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -862,58 +862,18 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     base, split_dirs, root_images, stray_folders = _layout(root, counts)
     base_rel = "" if base == root else base.relative_to(root).as_posix() + "/"
     stray_folders = [base_rel + d for d in stray_folders]
-    if validation_split is not None:
-        if not 0 < validation_split < 1:
-            raise ValueError(f"validation_split must be between 0 and 1, found {validation_split}")
-        if seed is None:
-            raise ValueError("validation_split needs a seed (the same seed gives the same split everywhere)")
-        if None not in split_dirs:
-            raise ValueError(f"validation_split applies to a tree without split folders; {root} already has "
-                             f"{', '.join(map(str, split_dirs))}; choose one with split=")
-    if split is not None:
-        valid = ["train", "validation"] if validation_split is not None else [s for s in split_dirs if s]
-        if not valid:
-            raise UnknownNameError(f"{root} has no split folders ({', '.join(SPLIT_DIRS)}), so split={split!r} "
-                                   f"cannot be chosen; pass validation_split= and seed= to make train/validation")
-        check_choice("split", split, valid)
-    wanted = [s for s in split_dirs if validation_split is not None or split is None or s == split]
-
-    # Scan every split folder once (class folders, or a flat folder of images), the ones
-    # split= leaves out too: classes are numbered over the whole tree, whatever split= asks.
-    scans: dict[str | None, tuple[list[str], list[str]]] = {}
-    for s in split_dirs:
-        folder = base / split_dirs[s] if split_dirs[s] else base
-        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
-        dirs, files = _scan(str(folder), counts if split_dirs[s] and s in wanted else None, prefix)
-        if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
-            dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
-        elif s in wanted:
-            stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
-        scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
+    wanted = _wanted_splits(root, split_dirs, split, validation_split, seed)
+    scans = _scan_splits(base, base_rel, split_dirs, wanted, counts, stray_folders)
     if split is None or validation_split is not None:
         counts.stray.extend(base_rel + f for f in root_images)
 
     # The class tables, then the categories: sorted union of class folders and table wnids.
     flat = {s for s, (dirs, files) in scans.items() if not dirs and files}
     parent = None in flat  # the root is a flat folder: look beside it too
-    tables = _Tables()
-    if mapping is not None:
-        _read_mapping(Path(mapping), tables)
-    else:
-        for name in (SYNSET_MAPPING_FILE, CLSLOC_FILE):
-            found = _find(root, name, parent)
-            if found is not None:
-                _read_mapping(found, tables)
+    tables = _class_tables(root, mapping, parent)
     gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
-        meta = _find(root, META_FILE, parent)
-        if meta is not None:
-            _read_meta_mat(meta, tables)
-        elif flat.intersection(wanted):  # a flat split read here needs the ID -> wnid table
-            looked = ", ".join(str(d) for d in _search_dirs(root, parent))
-            raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
-                                                 f"(meta.mat or map_clsloc.txt) to become wnids; none found "
-                                                 f"in {looked}; pass mapping=")
+        _read_id_table(root, parent, gt_path, tables, needed=bool(flat.intersection(wanted)))
     class_names = set(tables.words) | set(tables.ids.values())
     for s, (dirs, _) in scans.items():
         if s not in flat:
@@ -970,6 +930,70 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     policy.summary("images")
     splits = None if records is listing else listing.split_ids(records)
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _wanted_splits(root: Path, split_dirs: Mapping[str | None, str], split: str | None,
+                   validation_split: float | None, seed: int | None) -> list[str | None]:
+    """The split folders to list (all, or the one ``split=`` asks for), the arguments checked."""
+    if validation_split is not None:
+        if not 0 < validation_split < 1:
+            raise ValueError(f"validation_split must be between 0 and 1, found {validation_split}")
+        if seed is None:
+            raise ValueError("validation_split needs a seed (the same seed gives the same split everywhere)")
+        if None not in split_dirs:
+            raise ValueError(f"validation_split applies to a tree without split folders; {root} already has "
+                             f"{', '.join(map(str, split_dirs))}; choose one with split=")
+    if split is not None:
+        valid = ["train", "validation"] if validation_split is not None else [s for s in split_dirs if s]
+        if not valid:
+            raise UnknownNameError(f"{root} has no split folders ({', '.join(SPLIT_DIRS)}), so split={split!r} "
+                                   f"cannot be chosen; pass validation_split= and seed= to make train/validation")
+        check_choice("split", split, valid)
+    return [s for s in split_dirs if validation_split is not None or split is None or s == split]
+
+
+def _scan_splits(base: Path, base_rel: str, split_dirs: Mapping[str | None, str], wanted: Sequence[str | None],
+                 counts: _Counts, stray_folders: list[str]) -> dict[str | None, tuple[list[str], list[str]]]:
+    """Split -> (class folders, files), each split folder scanned once (class folders, or a flat
+    folder of images), the ones split= leaves out too: classes are numbered over the whole tree,
+    whatever split= asks. Junk folders of the wanted splits go to ``stray_folders``."""
+    scans: dict[str | None, tuple[list[str], list[str]]] = {}
+    for s in split_dirs:
+        folder = base / split_dirs[s] if split_dirs[s] else base
+        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+        dirs, files = _scan(str(folder), counts if split_dirs[s] and s in wanted else None, prefix)
+        if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
+            dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
+        elif s in wanted:
+            stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
+        scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
+    return scans
+
+
+def _class_tables(root: Path, mapping: Any, parent: bool) -> "_Tables":
+    """The wnid tables: the ``mapping=`` file, else LOC_synset_mapping.txt and map_clsloc.txt found."""
+    tables = _Tables()
+    if mapping is not None:
+        _read_mapping(Path(mapping), tables)
+    else:
+        for name in (SYNSET_MAPPING_FILE, CLSLOC_FILE):
+            found = _find(root, name, parent)
+            if found is not None:
+                _read_mapping(found, tables)
+    return tables
+
+
+def _read_id_table(root: Path, parent: bool, gt_path: Path, tables: "_Tables", needed: bool) -> None:
+    """The ILSVRC2012_ID -> wnid table a ground-truth file needs, from meta.mat; its absence is an
+    error when a flat split read here needs it (``needed``)."""
+    meta = _find(root, META_FILE, parent)
+    if meta is not None:
+        _read_meta_mat(meta, tables)
+    elif needed:
+        looked = ", ".join(str(d) for d in _search_dirs(root, parent))
+        raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
+                                             f"(meta.mat or map_clsloc.txt) to become wnids; none found "
+                                             f"in {looked}; pass mapping=")
 
 
 def _built(records: "list[Record] | _Listing") -> list[Record]:
