@@ -1169,69 +1169,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         ext = os.path.splitext(rec.path)[1] or ".jpg"
         img_rel = f"{_IMG}/{name}{ext}"
         if images != "none":
-            src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-            if not _io.place_image(src, dest, img_rel, images):
-                try:
-                    raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
-                                           f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
-                except FormatError as err:
-                    policy.handle(err)
-                    missing += 1
+            missing += _place_image(rec, src_root, dest, img_rel, images, policy)
         segmented = None
         inst = rec.instances
-        # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
-        # segmentation=True): SegmentationObject value k is then XML object k by construction.
-        full_segm = (len(inst) and inst.segmentation is not None
-                     and all(x is not None for x in inst.segmentation))
-        made = None
-        if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
-            made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
-
-        def mask_src(rel: str) -> Path:
-            return (src_root / rel) if src_root is not None else Path(rel)
-
-        # SegmentationClass: a VOC class mask file wins (it keeps its 255 void borders); another
-        # format's semantic mask is mapped pixel by pixel when its values name categories
-        # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
-        has_class = False
-        if (rec.extra or {}).get("dummy_labels") and not exact and (
-                rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
-            # Cityscapes test gt files are placeholders: written as SegmentationClass they would
-            # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
-            what = "dummy label masks (Cityscapes test: not ground truth)"
-            lost[what] = lost.get(what, 0) + 1
-        elif rec.mask_path and exact:
-            _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-            has_class = True
-        elif rec.mask_path or _semantic_source(dataset, rec):
-            kind = (rec.extra or {}).get("mask_kind")
-            to_voc = foreign_luts.get(kind)
-            if to_voc is not None:
-                values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
-                                            kind).astype(np.int64, copy=False)
-                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
-                           output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-                has_class = True
-            else:
-                # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
-                # category ids: never copied as if they were VOC class indices.
-                what = f"{dataset.format or 'source'} mask PNGs (semantic)"
-                lost[what] = lost.get(what, 0) + 1
-        if not has_class and made is not None:
-            _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-            has_class = True
-        # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
-        if made is not None:
-            _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
-        elif (rec.extra or {}).get("dummy_labels") and not exact:
-            pass  # counted above
-        elif rec.instance_mask_path and exact:
-            _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
-        elif rec.instance_mask_path:
-            # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
-            # their own polygons/RLE cannot be rasterised in XML order.
-            what = f"{dataset.format or 'source'} mask PNGs (instance)"
-            lost[what] = lost.get(what, 0) + 1
+        has_class = _write_masks(rec, name, dataset, dest, src_root, index_of, foreign_luts, lost)
         if has_class:  # ImageSets/Segmentation lists exactly the images with a SegmentationClass
             mask_names.append(name)
             segmented = 1
@@ -1276,6 +1217,82 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _place_image(rec: Record, src_root: Path | None, dest: Path, img_rel: str, images: str,
+                 policy: ErrorPolicy) -> int:
+    """Place one record's image at ``img_rel``; 1 when it is missing (handled by ``policy``), else 0."""
+    src = (src_root / rec.path) if src_root is not None else Path(rec.path)
+    if _io.place_image(src, dest, img_rel, images):
+        return 0
+    try:
+        raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
+                               f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
+    except FormatError as err:
+        policy.handle(err)
+        return 1
+
+
+def _write_masks(rec: Record, name: str, dataset: Dataset, dest: Path, src_root: Path | None,
+                 index_of: Mapping[int, int], foreign_luts: Mapping[str, np.ndarray], lost: dict[str, int]) -> bool:
+    """One record's SegmentationClass and SegmentationObject PNGs (what is not written is counted in
+    ``lost``); returns whether it has a SegmentationClass (ImageSets/Segmentation lists those)."""
+    exact = dataset.format == NAME
+    inst = rec.instances
+    # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
+    # segmentation=True): SegmentationObject value k is then XML object k by construction.
+    full_segm = (len(inst) and inst.segmentation is not None
+                 and all(x is not None for x in inst.segmentation))
+    made = None
+    if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
+        made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
+
+    def mask_src(rel: str) -> Path:
+        return (src_root / rel) if src_root is not None else Path(rel)
+
+    # SegmentationClass: a VOC class mask file wins (it keeps its 255 void borders); another
+    # format's semantic mask is mapped pixel by pixel when its values name categories
+    # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
+    has_class = False
+    if (rec.extra or {}).get("dummy_labels") and not exact and (
+            rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
+        # Cityscapes test gt files are placeholders: written as SegmentationClass they would
+        # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
+        what = "dummy label masks (Cityscapes test: not ground truth)"
+        lost[what] = lost.get(what, 0) + 1
+    elif rec.mask_path and exact:
+        _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+        has_class = True
+    elif rec.mask_path or _semantic_source(dataset, rec):
+        kind = (rec.extra or {}).get("mask_kind")
+        to_voc = foreign_luts.get(kind)
+        if to_voc is not None:
+            values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
+                                        kind).astype(np.int64, copy=False)
+            _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
+                       output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+            has_class = True
+        else:
+            # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
+            # category ids: never copied as if they were VOC class indices.
+            what = f"{dataset.format or 'source'} mask PNGs (semantic)"
+            lost[what] = lost.get(what, 0) + 1
+    if not has_class and made is not None:
+        _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+        has_class = True
+    # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
+    if made is not None:
+        _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
+    elif (rec.extra or {}).get("dummy_labels") and not exact:
+        pass  # counted above
+    elif rec.instance_mask_path and exact:
+        _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
+    elif rec.instance_mask_path:
+        # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
+        # their own polygons/RLE cannot be rasterised in XML order.
+        what = f"{dataset.format or 'source'} mask PNGs (instance)"
+        lost[what] = lost.get(what, 0) + 1
+    return has_class
 
 
 def _checked_xml(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
