@@ -150,3 +150,21 @@ def test_every_parser_builds_records_in_stored_form(kind, tmp_path, request):
             _in_stored_form(rec, f"{kind}: {rec.id}")
             objects += len(rec.instances)
     assert objects > 0  # the objects' arrays were checked, not only empty ones
+
+
+def test_the_shard_sample_json_holds_every_field():
+    """The other place a record's fields are listed by hand: the shards writer's sample JSON.
+    A field added to Record or Instances must be added there (and to _shardio's reader),
+    or shards would drop it without a word."""
+    import orjson
+
+    from dsprep._shardio import record_from_sample
+    from dsprep.formats.shards import _dumps, sample_doc
+
+    values = _arrays()
+    rec = Record._trusted(id="a", path="a.jpg", width=4, height=3, split="train", label=1, source_id=7,
+                          instances=Instances._trusted(**values), mask_path="m.png", instance_mask_path="o.png",
+                          captions=["c"], extra={"k": 1})
+    doc = sample_doc(rec, ["train"], "jpg", {})
+    assert set(RECORD_FIELDS) <= set(doc) and set(INSTANCE_FIELDS) <= set(doc["instances"])
+    assert record_from_sample(orjson.loads(_dumps(doc)), "a.json") == rec
