@@ -93,9 +93,11 @@ def draw_record(image: Any, rec: Record, categories: Sequence[Category], *, boxe
 
 def _load_image(path: Path) -> Any:
     """The RGB image, EXIF orientation applied (a missing or corrupt file is a FormatError naming it)."""
-    from .loading.decode import ImageSource
+    from PIL import Image
 
-    return ImageSource(path).decode(1.0)[0]
+    from .loading.decode import decode_image
+
+    return Image.fromarray(decode_image(path))
 
 
 def show(ds: Dataset, out: str | os.PathLike, *, n: int = 16, ids: Sequence[str] | None = None, seed: int = 0,

@@ -16,6 +16,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   # shellcheck disable=SC2086  # TORCH_SPEC may carry pip options on purpose
   .venv/bin/python -m pip install -q --disable-pip-version-check $TORCH_SPEC
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,plot,remote,ray]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,plot,remote,ray,fast]"
   echo "$want" > "$stamp"
 fi

@@ -17,3 +17,17 @@ def fixtures() -> Path:
             pytest.fail(f"{FIXTURES} is missing: CI must have ../shared beside the clone")
         pytest.skip(f"{FIXTURES} is absent (only present beside the project checkout and in CI)")
     return FIXTURES
+
+
+@pytest.fixture(params=["fast", "pillow"])
+def decoder(request, monkeypatch):
+    """Run a test with the libjpeg-turbo fast path (the ``fast`` extra, which the test set-up
+    installs) and with Pillow alone (the fallback, as without the extra). Forked DataLoader
+    workers inherit the choice."""
+    from dsprep.loading import decode as decode_module
+
+    if request.param == "pillow":
+        monkeypatch.setattr(decode_module, "_simplejpeg", None)
+    else:
+        assert decode_module.fast_jpeg_available(), "scripts/setup.sh installs the fast extra (simplejpeg)"
+    return request.param

@@ -208,6 +208,22 @@ def test_same_seed_same_epoch_whatever_num_workers(ds):
     assert any(not torch.equal(x[0], y[0]) for x, y in zip(a, c))
 
 
+def test_sample_generator_is_the_fresh_philox_stream_each_time():
+    """The per-thread generator, re-keyed per sample, draws what Generator(Philox(key)) draws,
+    however much the previous sample drew (counter, buffered 32 bits)."""
+    from dsprep.loading.dataset import sample_rng
+
+    def draws(g):
+        return [g.integers(0, 7), g.random(), g.integers(0, 2**40), g.uniform(0.5, 2.0), g.integers(0, 300)]
+
+    for seed, epoch, i in ((0, 0, 0), (3, 1, 17), (2**64 + 5, 2**32 + 2, 2**32 + 9)):
+        fresh = np.random.Generator(np.random.Philox(key=[seed % 2**64, ((epoch % 2**32) << 32) | (i % 2**32)]))
+        want = draws(fresh)
+        reused = sample_rng(seed, epoch, i)
+        reused.integers(0, 5)  # an odd number of 32-bit draws leaves half a word buffered
+        assert draws(sample_rng(seed, epoch, i)) == want
+
+
 def test_user_callable_is_seeded_per_sample(ds):
     def jitter(image, target):
         target["noise"] = torch.tensor(float(np.random.rand()) + float(torch.rand(())))

@@ -15,11 +15,12 @@ from PIL import Image
 import dsprep
 from dsprep.cli import main
 from dsprep.conversion import convert, merge_shards
-from dsprep.errors import InvalidAnnotationError, MalformedFileError, MissingFileError, OutputExistsError
+from dsprep.errors import InvalidAnnotationError, MalformedFileError, MissingFileError, OutputExistsError, UnknownNameError
 from dsprep.formats import shards
 from dsprep.records import Category, Dataset, Instances, Record
 
 from fakes_coco import make_coco
+from fakes_imagenet import make_tree
 from fakes_voc import make_voc
 
 
@@ -187,6 +188,12 @@ def test_parse_one_split_and_the_files_table(voc_overlap, tmp_path):
     shard, offset, size, kind = val.info["shard_files"][val.records[0].path]
     data = (tmp_path / "s" / shard).read_bytes()[offset:offset + size]
     assert kind == "image" and data == (voc_overlap["root"] / val.records[0].path).read_bytes()
+    with pytest.raises(UnknownNameError, match="trainval"):  # a split the index lacks: named, not KeyError
+        shards.parse(tmp_path / "s", split="test")
+    make_tree(tmp_path / "flat", splits=("train",))
+    convert("imagenet", tmp_path / "flat" / "train", "shards", tmp_path / "flat-s", workers=1)
+    with pytest.raises(UnknownNameError, match="name no splits"):
+        shards.parse(tmp_path / "flat-s", split="train")
 
 
 # ----------------------------------------------------------------------------- determinism, backends

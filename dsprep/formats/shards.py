@@ -873,6 +873,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     if root.is_file():
         root = root.parent
     index = _read_index(root)
+    _check_split(root, index, split)
     policy = ErrorPolicy(on_error)
     shards = index["shards"]
     members = {name: split_members(index, name) for name in index["splits"] if split in (None, name)}
@@ -899,13 +900,21 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     return Dataset(cats, recs, splits=splits, info=info, root=root, format=index.get("source_format") or NAME)
 
 
+def _check_split(root: Any, index: Mapping[str, Any], split: str | None) -> None:
+    """``split=`` must name one of the index's splits (a named error, not a KeyError)."""
+    if split is not None and not index["splits"]:
+        raise UnknownNameError(f"{root}: these shards name no splits (their source had none), so "
+                               f"split={split!r} cannot be chosen; leave split out to read every sample")
+    if split is not None:
+        check_choice("split", split, list(index["splits"]))
+
+
 def _remote(url: str, split: str | None) -> Dataset:
     """Shards at a URL (fsspec; ``dsprep[remote]``): ``index.json`` only, read once. Reading every
     sample's JSON up front would read the whole dataset over the network, so the records are left
     to the stream (``info["shards"]``: the root, the index and the split, which the loaders read)."""
     index = read_index(url)
-    if split is not None:
-        check_choice("split", split, index["splits"])
+    _check_split(url, index, split)
     cats = [Category(int(c["id"]), str(c["name"]), c.get("supercategory") or "", dict(c.get("extra") or {}))
             for c in index["categories"]]
     info = {**dict(index.get("info") or {}), "shards": {"root": url, "index": index, "split": split}}

@@ -49,9 +49,10 @@ def _stack_images(images: Sequence[torch.Tensor], pad_to: int = 1) -> torch.Tens
     if pad_to > 1:
         H, W = -(-H // pad_to) * pad_to, -(-W // pad_to) * pad_to
     out = _empty((len(images), 3, H, W), torch.uint8)
+    dst = out.numpy()  # numpy's copy turns HWC pixels planar in half the time of torch's strided copy
     for k, t in enumerate(images):
         h, w = int(t.shape[1]), int(t.shape[2])
-        out[k, :, :h, :w] = t
+        dst[k, :, :h, :w] = t.numpy()
         if w < W:  # zero only the padding: every byte of the batch is written once
             out[k, :, :h, w:] = 0
         if h < H:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import operator
 import random
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -225,14 +226,9 @@ class TorchDataset(tud.Dataset):
     def _augment(self, sample: dict, plan: T.Plan | None, epoch: int, i: int) -> dict:
         """Run the dsprep augmentation (seeded by ``(seed, epoch, i)``), or render the fixed plan."""
         if self._native:
-            return self.transform(sample, self._rng(epoch, i), plan)
+            return self.transform(sample, sample_rng(self.seed, epoch, i), plan)
         w, h = sample["image"].size
         return T.render(sample, plan if plan is not None else T.Plan.identity(w, h))
-
-    def _rng(self, epoch: int, i: int) -> np.random.Generator:
-        # Philox is counter-based: a distinct key gives an independent stream, with no
-        # seed hashing per sample (SeedSequence would cost 2.5x as much).
-        return np.random.Generator(np.random.Philox(key=[self.seed % 2**64, ((epoch % 2**32) << 32) | (i % 2**32)]))
 
     def _call_user(self, fn: Callable, image: torch.Tensor, target: dict, epoch: int, i: int) -> Any:
         seed = int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0])
@@ -246,6 +242,29 @@ class TorchDataset(tud.Dataset):
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
+
+
+_RNG = threading.local()  # one Philox generator per thread, re-keyed for every sample
+
+
+def sample_rng(seed: int, epoch: int, i: int) -> np.random.Generator:
+    """The generator sample ``i`` of ``epoch`` draws its augmentation from.
+
+    Philox is counter-based: a distinct key ``(seed, epoch << 32 | i)`` gives an
+    independent stream with no seed hashing (SeedSequence would cost 2.5x as
+    much). Building a Generator costs more than the draws of a sample, so each
+    thread keeps one and re-keys it: it is set to the state a fresh
+    ``Philox(key=...)`` has (counter 0, nothing buffered), so it draws the very
+    same stream. It is valid until the next call in the same thread.
+    """
+    cached = getattr(_RNG, "gen", None)
+    if cached is None:
+        bits = np.random.Philox(key=[0, 0])
+        cached = _RNG.gen = (np.random.Generator(bits), bits, bits.state)
+    gen, bits, fresh = cached  # fresh: a new generator's state, only its key ever changes
+    fresh["state"]["key"][:] = (seed % 2**64, ((epoch % 2**32) << 32) | (i % 2**32))
+    bits.state = fresh
+    return gen
 
 
 def _augmentation(task: str, augment: Any, preset_options: Mapping[str, Any]) -> tuple[str, Any]:

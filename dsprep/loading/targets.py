@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -64,15 +63,12 @@ class Failed:
 
 def to_tensor_image(image: Any) -> torch.Tensor:
     """An ``(H, W, 3)`` (or ``(H, W)``) uint8 image -> a ``(3, H, W)`` tensor view."""
-    # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a view
-    # of planar data from torch's resampler): collate copies it into the batch.
+    # The (H, W, 3) array is wrapped, not copied (it may be read-only, from PIL, or a
+    # strided view): collate copies it into the batch, planar.
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        t = torch.from_numpy(arr)
-    return t.permute(2, 0, 1)
+    return T._tensor(arr).permute(2, 0, 1)
 
 
 def file_bytes(files: Mapping[str, bytes] | None, path: str) -> bytes | None:

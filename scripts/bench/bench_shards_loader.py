@@ -11,9 +11,10 @@ RandomResizedCrop(224) + flip, batch 64, 2 workers, uint8 batches through
 - the floor: decoding the same images, one process, nothing else.
 
 Pipelines run in rounds, alternated; the ratios are taken per round and their
-median is reported with the load average. Shards are written by
-``tests/fakes_shards.py`` (which follows the shard format) unless
-``--shards-keep`` / ``--shards-256`` name folders written by ``dsprep convert --to shards``.
+median is reported with the load average. Shards are written by dsprep's own
+writer (``convert("imagenet", DATA/train, "shards", ...)``, ``--images keep`` and
+``--max-side 256 --quality 90``) unless ``--shards-keep`` / ``--shards-256`` name
+folders written by ``dsprep convert --to shards``, and read by ``dsprep.load(format="shards")``.
 
 Usage:
     python scripts/bench/gen_imagenet_like.py --out /tmp/dsprep-bench --images 2000
@@ -38,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 
-from bench_loaders import MEAN, STD, _best_loop, _time_loader, dsprep_classification  # noqa: E402
+import bench_loaders  # noqa: E402
+from bench_loaders import MEAN, STD, _count, _loader_run, _rounds, _time_loop, dsprep_classification  # noqa: E402
 
 
 def _resized_tree(data: Path, out: Path, max_side: int, quality: int) -> Path:
@@ -58,32 +60,25 @@ def _resized_tree(data: Path, out: Path, max_side: int, quality: int) -> Path:
     return out
 
 
-def _write(ds, out: Path) -> Path:
-    from fakes_shards import write_shards
+def _write(data: Path, out: Path, max_side: int | None) -> Path:
+    """``dsprep convert imagenet DATA/train --to shards`` (keep, or re-encoded at ``max_side``)."""
+    from dsprep.conversion import convert
 
     if not (out / "index.json").exists():
-        write_shards(ds, out, per_shard=500, source_format="imagenet")
+        opts: dict = {"workers": 2}
+        if max_side:
+            opts.update(max_side=max_side, quality=90)
+        convert("imagenet", data / "train", "shards", out, workers=2, progress=False,
+                images="copy" if max_side else "keep", write_options=opts)
     return out
 
 
 def prepare(data: Path, work: Path, keep: Path | None, small: Path | None) -> tuple[Path, Path, Path]:
     """(shards keeping the JPEGs, shards at max side 256, the 256 tree) under ``work``."""
     small_tree = _resized_tree(data, work / "tree-256", 256, 90)
-    keep = keep or _write(dsprep_classification(data), work / "shards-keep")
-    small = small or _write(dsprep_classification(small_tree), work / "shards-256")
+    keep = keep or _write(data, work / "shards-keep", None)
+    small = small or _write(data, work / "shards-256", 256)
     return keep, small, small_tree
-
-
-def _rounds(pipes: dict, rounds: int, limit: int | None) -> dict[str, list[float]]:
-    """Every pipeline once per round, in turn; images/s per run."""
-    rates: dict[str, list[float]] = {k: [] for k in pipes}
-    for r in range(rounds):
-        for name, (make, post) in pipes.items():
-            rate, n, cpu = _time_loader(make(), lambda b: len(b[0]), limit=limit, post=post)
-            rates[name].append(rate)
-            print(f"  round {r + 1}: {name:52s} {rate:6.0f} img/s  CPU {cpu:5.2f} ms/img  "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
-    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards-256", type=Path, help="shards written with --max-side 256 (default: prepared)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--limit", type=int, default=None, help="images per run (default: one epoch)")
     ap.add_argument("--floor-images", type=int, default=500)
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
@@ -109,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     keep, small, small_tree = prepare(data, work, args.shards_keep, args.shards_256)
     print(f"shards ready in {time.perf_counter() - t:.1f} s: {keep}, {small}", flush=True)
-    from fakes_shards import open_shards
+
+    def open_shards(root: Path, split: str | None):
+        return dsprep.load(format="shards", root=str(root), split=split)
 
     kw = dict(batch_size=64, task="classification", augment="default", num_workers=args.workers, pin_memory=False,
               persistent_workers=False)
@@ -119,30 +115,26 @@ def main(argv: list[str] | None = None) -> int:
         v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]))
     pipes = {
-        "shards --max-side 256 + to_device": (lambda: make_loader(open_shards(small, "train"), **kw), post),
+        "shards --max-side 256 + to_device": _loader_run(lambda: make_loader(open_shards(small, None), **kw), _count, post),
         "torchvision ImageFolder + v2 -> float32 (originals)":
-            (lambda: tud.DataLoader(tv, batch_size=64, shuffle=True, num_workers=args.workers), None),
-        "shards --images keep + to_device": (lambda: make_loader(open_shards(keep, "train"), **kw), post),
-        "dsprep file loader + to_device (same files)": (lambda: make_loader(files, **kw), post),
+            _loader_run(lambda: tud.DataLoader(tv, batch_size=64, shuffle=True, num_workers=args.workers), _count),
+        "shards --images keep + to_device": _loader_run(lambda: make_loader(open_shards(keep, None), **kw), _count, post),
+        "dsprep file loader + to_device (same files)": _loader_run(lambda: make_loader(files, **kw), _count, post),
     }
-    rates = _rounds(pipes, args.rounds, args.limit)
+    res: dict = {}
+    bench_loaders.ROUNDS = args.rounds
     names = list(pipes)
-    res: dict = {"rates": rates, "load_after": os.getloadavg()}
-    for a, b in ((names[0], names[1]), (names[2], names[3])):
-        ratios = [x / y for x, y in zip(rates[a], rates[b])]
-        res[f"{a} / {b}"] = {"median": float(np.median(ratios)), "ratios": ratios}
-        print(f"{a} / {b}: median {np.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
-    for name, r in rates.items():
-        print(f"  {name:52s} median {np.median(r):6.0f} img/s")
+    _rounds(pipes, res, [(names[0], names[1]), (names[2], names[3])])
     print("floor (decode only, one process):")
     rng = np.random.default_rng(0)
     rels = sorted(p.relative_to(data) for p in (data / "train").rglob("*.JPEG"))
     rels = [rels[i] for i in rng.permutation(len(rels))[:args.floor_images]]
     for name, root in (("PIL decode, original JPEGs", data), ("PIL decode, max-side 256 JPEGs", small_tree)):
-        blobs = [(root / r).read_bytes() for r in rels]
-        import io
-
-        _best_loop(name, lambda b: Image.open(io.BytesIO(b)).convert("RGB"), blobs, res)
+        paths = [root / r for r in rels]
+        run = _time_loop(lambda p: np.asarray(Image.open(p).convert("RGB")), paths)
+        res[f"floor: {name}"] = {"rate": run.rate, "cpu_ms_per_image": run.cpu_ms}
+        print(f"  floor: {name:44s} {run.rate:6.0f} img/s | CPU {run.cpu_ms:5.2f} ms/img", flush=True)
+    res["load_after"] = os.getloadavg()
     print(f"load after: {os.getloadavg()}  dsprep {dsprep.__file__}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
