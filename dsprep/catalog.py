@@ -54,6 +54,8 @@ class KnownDataset:
             copies that only parsing reveals (ImageNet's flat val without labels).
         post: ``(dataset, split, task) -> dataset`` after parsing, where a task
             selects its own split lists (VOC segmentation: ``ImageSets/Segmentation``).
+        split_aliases: other names of a split, as the dataset's own files spell it
+            (COCO's ``val2017`` for ``val``).
     """
 
     name: str
@@ -69,6 +71,7 @@ class KnownDataset:
     subdir: Callable[[Path, str | None], Path] | None = None
     check: Callable[[Dataset, Path], str | None] | None = None
     post: Callable[[Dataset, str | None, str | None], Dataset] | None = None
+    split_aliases: Mapping[str, str] = field(default_factory=dict)
 
     def format_for(self, task: str | None) -> str:
         return self.task_formats.get(task or "", self.format)
@@ -212,7 +215,8 @@ KNOWN: Mapping[str, KnownDataset] = MappingProxyType({
         tasks=("instances", "keypoints", "captions", "panoptic"), years=(),
         url="https://cocodataset.org/#download (2017 images and annotations)",
         layout="the folder holding annotations/ and train2017/, val2017/ (or images/train2017/...)",
-        expected=_coco_expected, options=_coco_options, task_formats={"panoptic": "coco-panoptic"}),
+        expected=_coco_expected, options=_coco_options, task_formats={"panoptic": "coco-panoptic"},
+        split_aliases={"train2017": "train", "val2017": "val"}),
     "voc": KnownDataset(
         name="voc", format="voc", splits=("train", "val", "trainval", "test"),
         tasks=("detection", "segmentation"), years=("2012", "2007"),
@@ -321,6 +325,7 @@ def load(name: str | None = None, split: str | None = None, *, root: str | os.Pa
     check_choice("dataset", name, KNOWN)
     entry = KNOWN[name]
     if split is not None:
+        split = entry.split_aliases.get(split, split)
         check_choice(f"{name} split", split, entry.splits)
     if task is not None:
         if not entry.tasks:

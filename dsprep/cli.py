@@ -5,8 +5,12 @@ Each sub-command lives in ``dsprep/commands/<name>.py`` and exposes ``HELP``
 and ``run(args) -> int``. Command modules import heavy libraries (torch,
 matplotlib) inside ``run`` only, so ``dsprep convert`` starts without them.
 
-Exit codes: 0 success, 1 problems found (``validate``), 2 bad input or usage, 130
-interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
+Exit codes: 0 success, 1 errors found by ``validate`` (warnings too with ``--strict``), 2 bad
+input or usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
+
+Messages are said in the CLI's words: a Python option a message suggests is shown as its
+flag (:func:`dsprep.commands._common.cli_text`). ``convert``, ``info``, ``validate`` and
+``split`` detect FORMAT when it is left out (:func:`dsprep.commands._common.resolve_source`).
 """
 from __future__ import annotations
 
@@ -65,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _CliLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from .commands._common import cli_text
+
         level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
-        return f"dsprep: {level}{record.getMessage()}"
+        return f"dsprep: {level}{cli_text(record.getMessage())}"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -86,10 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose)
+    from .commands._common import cli_text, resolve_source
+
     try:
+        resolve_source(args)  # FORMAT left out: detected from ROOT (info, validate, convert, split)
         return int(args._run(args) or 0)
-    except DsprepError as err:
-        print(f"dsprep {args.command}: error: {err}", file=sys.stderr)
+    except DsprepError as err:  # said as the CLI says it: the flags, not the Python options
+        print(f"dsprep {args.command}: error: {cli_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dsprep {args.command}: interrupted", file=sys.stderr)

@@ -140,6 +140,9 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
         dataset = src.parse(root, split=split, on_error=on_error, workers=workers, progress=progress, **options)
         if not isinstance(dataset, Dataset):  # a format bug, not user input
             raise TypeError(f"{src_format}.parse returned {type(dataset).__name__}, expected Dataset")
+        missing = 0
+        if on_error == "warn" and images != "none":
+            dataset, missing = without_missing_images(dataset)
         report = write_dataset(dataset, to, out, images=images, category_ids=category_ids, overwrite=overwrite,
                                progress=progress, inputs=[root], command="convert", **dict(write_options or {}))
     return {
@@ -147,11 +150,32 @@ def convert(src_format: str, root: str | os.PathLike, to: str, out: str | os.Pat
         "images": len(dataset), "objects": dataset.num_objects(), "categories": len(dataset.categories),
         "splits": {k: len(v) for k, v in dataset.splits.items()},
         "lost": dict(report.get("lost") or {}),
-        "skipped": int(dataset.info.get("skipped", 0)) + int(report.get("skipped") or 0),
+        "skipped": int(dataset.info.get("skipped", 0)) + int(report.get("skipped") or 0) + missing,
+        "missing_images": missing,
         "written": {k: report[k] for k in ("images", "objects", "shards", "bytes") if k in report},
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
+
+
+def without_missing_images(dataset: Dataset) -> tuple[Dataset, int]:
+    """``on_error="warn"``: the records whose image file exists, and how many were left out
+    (one warning names the count and the first). A dataset read from shards holds its
+    images inside the tars: kept whole. Used by ``convert`` and ``dsprep split``."""
+    if dataset.info.get("shard_files"):
+        return dataset, 0
+    base = Path(dataset.root if dataset.root is not None else ".")
+    keep = [r for r in dataset.records if os.path.isfile(base / r.path)]
+    missing = len(dataset.records) - len(keep)
+    if not missing:
+        return dataset, 0
+    first = next(r for r in dataset.records if not os.path.isfile(base / r.path))
+    log.warning("skipped %d records whose image file is missing (--on-error warn); first: %s (%s)", missing,
+                first.id, base / first.path)
+    kept = {r.id for r in keep}
+    splits = {k: [i for i in v if i in kept] for k, v in dataset.splits.items()}
+    return Dataset(dataset.categories, keep, splits=splits, info=dataset.info, root=dataset.root,
+                   format=dataset.format), missing
 
 
 def _check_images(fmt: Any, images: str) -> str:

@@ -139,7 +139,8 @@ class ErrorPolicy:
     single warning with the count and the first ``show`` messages (5 by
     default). Parsers call :meth:`handle` from inside their ``except
     FormatError`` blocks. ``ErrorPolicy(policy)`` returns ``policy`` itself
-    (``show=`` with it is refused: it would be ignored).
+    (``show=`` with it is refused: it would be ignored). ``quiet=True`` logs
+    nothing: the caller reports every item itself (``dsprep validate``).
 
     :meth:`note` records what a parser accepts but ``dsprep validate`` should
     report (an ``iscrowd`` of 2 read as crowd, a VOC class missing from
@@ -165,7 +166,7 @@ class ErrorPolicy:
             return mode
         return super().__new__(cls)
 
-    def __init__(self, mode: "str | ErrorPolicy" = "raise", *, show: int | None = None):
+    def __init__(self, mode: "str | ErrorPolicy" = "raise", *, show: int | None = None, quiet: bool = False):
         if isinstance(mode, ErrorPolicy):
             if show is not None:
                 raise TypeError(f"ErrorPolicy(policy, show={show}): a policy passed in is returned as it is, "
@@ -173,6 +174,7 @@ class ErrorPolicy:
             return
         self.mode = check_choice("on_error mode", mode, self.MODES)
         self.show = 5 if show is None else int(show)
+        self.quiet = quiet  # summary() returns its line without logging it (validate reports every item)
         self.count = 0
         self.kinds: Counter[str] = Counter()
         self.examples: list[str] = []
@@ -211,7 +213,7 @@ class ErrorPolicy:
 
         Notes, if any, get a line of their own (logged, not returned).
         """
-        if self.note_count:
+        if self.note_count and not self.quiet:
             log.warning("accepted as they are, reported by dsprep validate: " + ", ".join(
                 f"{n} {k}" for k, n in self.note_count.most_common()) + "; first: "
                 + " | ".join(str(e) for e in self.notes[: min(self.show, 5)]))
@@ -219,5 +221,6 @@ class ErrorPolicy:
             return None
         line = f"skipped {self.count} bad {what} (" + ", ".join(
             f"{n} {k}" for k, n in self.kinds.most_common()) + "); first: " + " | ".join(self.examples)
-        log.warning(line)
+        if not self.quiet:
+            log.warning(line)
         return line

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "LazyRecords",
     "Record",
     "CATEGORY_ID_POLICIES",
+    "SIZE_BUCKETS",
     "box_extents",
     "convert_boxes",
     "decode_segmentation",
@@ -52,6 +54,7 @@ __all__ = [
     "make_ids_distinct",
     "record_id_from_path",
     "segmentation_json",
+    "size_buckets",
 ]
 
 CATEGORY_ID_POLICIES = ("preserve", "contiguous0", "contiguous1")
@@ -498,6 +501,29 @@ class LazyRecords:
         return None
 
 
+# COCO's object sizes (cocodataset.org/#detection-eval): small < 32^2 <= medium < 96^2 <= large,
+# in pixels of area. One definition for info and stats.
+SIZE_BUCKETS = (("small", -math.inf, 32.0 ** 2), ("medium", 32.0 ** 2, 96.0 ** 2), ("large", 96.0 ** 2, math.inf))
+
+
+def size_buckets(boxes: np.ndarray) -> dict[str, int]:
+    """Objects per COCO size bucket (:data:`SIZE_BUCKETS`), by the area of each ``xyxy`` box.
+
+    By the box, not a stored or mask area: every format holds the box, so the same objects
+    give the same counts from COCO, VOC, Cityscapes or shards (COCOeval buckets by COCO's
+    ``area`` field, the segment's pixels, which other formats do not store; a box is never
+    smaller than its segment, so an object just under a threshold by its mask can count one
+    bucket up here).
+
+    Example:
+        >>> size_buckets(np.array([[0, 0, 10, 10], [0, 0, 32, 32], [0, 0, 100, 100]], np.float64))
+        {'small': 1, 'medium': 1, 'large': 1}
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return {name: int(((area >= lo) & (area < hi)).sum()) for name, lo, hi in SIZE_BUCKETS}
+
+
 class Dataset:
     """Categories plus image records, as parsed from one dataset root.
 
@@ -684,8 +710,8 @@ class Dataset:
         """Per split: images, objects, per-category object and image counts, COCO size
         buckets, image size range and boxes per image.
 
-        Size buckets follow COCOeval: by the stored ``area`` where known, else the
-        box area; small < 32^2 <= medium < 96^2 <= large.
+        Size buckets: :func:`size_buckets` (COCO's thresholds on the box area, the
+        same for the same objects whatever the format).
         """
         names = {c.id: c.name for c in self.categories}
         by_id = self.record_by_id()
@@ -709,13 +735,7 @@ class Dataset:
             sizes = np.array([(r.width, r.height) for r in recs if r.width and r.height], np.int64).reshape(-1, 2)
             buckets: dict[str, int] = {}
             if insts:
-                boxes = np.concatenate([x.boxes for x in insts])
-                stored = np.concatenate([x.area for x in insts])
-                wh = boxes[:, 2:] - boxes[:, :2]
-                area = np.where(np.isnan(stored), wh[:, 0] * wh[:, 1], stored)
-                buckets = {"small": int((area < 32 ** 2).sum()),
-                           "medium": int(((area >= 32 ** 2) & (area < 96 ** 2)).sum()),
-                           "large": int((area >= 96 ** 2).sum())}
+                buckets = size_buckets(np.concatenate([x.boxes for x in insts]))
             image_labels = np.array([r.label for r in recs if r.label is not None], np.int64)
             out[split] = {
                 "images": len(recs),

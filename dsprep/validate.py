@@ -24,7 +24,7 @@ from .errors import ErrorPolicy, FormatError
 from .masks import mask_palette
 from .records import Dataset, decode_segmentation
 
-__all__ = ["Problem", "validate", "validate_dataset", "KINDS"]
+__all__ = ["Problem", "validate", "validate_dataset", "KINDS", "SEVERITIES", "severity", "exit_code"]
 
 # kind -> one-line description, in report order
 KINDS = {
@@ -57,7 +57,36 @@ KINDS = {
     "unreadable_mask": "mask file missing or unreadable",
     "mask_size_mismatch": "mask size differs from its image's size",
     "area_mismatch": "stored segment area differs from its pixel count",
+    "similar_category_names": "two category names one edit apart (a likely typo)",
 }
+
+# Severity of each kind: "error" (what convert, the loader or the reference tools refuse or get
+# wrong; exit status 1), "warning" (read as it is, but probably not what was meant; exit 1 with
+# --strict) or "info" (normal in real datasets: COCO lists categories no image uses and holds
+# images without objects). A kind not named here is an error.
+SEVERITIES = ("error", "warning", "info")
+_SEVERITY = {
+    "missing_size": "warning",
+    "odd_polygon": "warning",
+    "bad_iscrowd": "warning",
+    "class_not_in_labelmap": "warning",
+    "duplicate_file": "warning",
+    "area_mismatch": "warning",
+    "similar_category_names": "warning",
+    "unused_category": "info",
+    "no_annotations": "info",
+}
+
+
+def severity(kind: str) -> str:
+    """``"error"``, ``"warning"`` or ``"info"`` for a problem kind (see :data:`SEVERITIES`)."""
+    return _SEVERITY.get(kind, "error")
+
+
+def exit_code(problems: Sequence["Problem"], *, strict: bool = False) -> int:
+    """``dsprep validate``'s exit status: 1 with an error (or, ``strict``, a warning), else 0."""
+    failing = {"error", "warning"} if strict else {"error"}
+    return 1 if any(p.severity in failing for p in problems) else 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,10 @@ class Problem:
     kind: str
     where: str
     message: str
+
+    @property
+    def severity(self) -> str:
+        return severity(self.kind)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -122,8 +155,7 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
                     mode = im.mode
                     mw, mh = im.size  # header only: a mask covers its image pixel for pixel
                     if r.width and r.height and (mw, mh) != (r.width, r.height):
-                        yield Problem("mask_size_mismatch", r.id,
-                                      f"{rel}: mask is {mw}x{mh}, its image is {r.width}x{r.height}")
+                        yield from _mask_size_problem(r, rel, (mw, mh), root)
                     need_pixels = ((palette is not None and mode != "P")
                                    or (attr == "instance_mask_path" and bool(has_instances)))
                     arr = (np.asarray(im.convert("RGB") if mode not in ("P", "L", "I", "I;16", "RGB") else im)
@@ -152,6 +184,25 @@ def _check_masks(ds: Dataset, root: Path) -> Iterable[Problem]:
                 if bad_ids:
                     yield Problem("instance_id_without_instances", r.id,
                                   f"{rel}: instance ids on classes without instances: label ids {bad_ids}")
+
+
+def _mask_size_problem(r: Any, rel: str, mask: tuple[int, int], root: Path) -> Iterable[Problem]:
+    """A mask whose size is not its record's: the side that is wrong is named. The image file
+    decides: a mask of the image file's own size is right, and the annotated size is what is
+    wrong (reported once, as ``size_mismatch`` by the image check)."""
+    try:
+        real = image_size(root / r.path)
+    except FormatError:  # missing or unreadable: reported by the image check; the annotation is all we have
+        real = None
+    if real == mask:
+        return
+    if real is None:
+        found = f"the annotation gives its image as {r.width}x{r.height}"
+    else:
+        found = f"its image {r.path} is {real[0]}x{real[1]}"
+    yield Problem("mask_size_mismatch", r.id,
+                  f"{rel}: mask is {mask[0]}x{mask[1]} (width x height), {found}; expected the same size: a mask "
+                  "covers its image pixel for pixel (fix: regenerate or resize the mask)")
 
 
 def _segmentation_problems(segm: Any, h: int, w: int, where: str) -> Iterable[Problem]:
@@ -210,6 +261,58 @@ def _duplicate_annotation_ids(ds: Dataset) -> Iterable[Problem]:
             where = f"split {key}" if ds.format == "coco" else str(key)
             yield Problem("duplicate_annotation_id", f"{where}: annotation id {v}",
                           f"{n} objects share this id; expected unique ids (convert renumbers them)")
+
+
+def _name_key(name: str) -> str:
+    """A category name as typed-alike: case, ``_``/``-`` and repeated spaces ignored."""
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one inserted or dropped character, or two neighbours swapped.
+
+    One *substituted* letter is not counted: real vocabularies are full of such pairs
+    (horse, house, mouse in COCO panoptic; carrot, parrot in LVIS)."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    return a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1]
+
+
+# Short names are one edit from many real names (cat, car, cap, cup...): only names of at least
+# this many characters are compared by edits; shorter ones only for case and separators.
+_TYPO_MIN_LENGTH = 5
+
+
+def _similar_category_names(ds: Dataset, used: Counter[int]) -> Iterable[Problem]:
+    """Pairs of category names that differ only in case and separators, or by one edit
+    (both at least :data:`_TYPO_MIN_LENGTH` characters): ``persn`` beside ``person``.
+    Candidates share a one-deletion key (linear in the names); each is checked exactly."""
+    cats = list(ds.categories)
+    keys: dict[str, list[int]] = defaultdict(list)
+    norm = [_name_key(c.name) for c in cats]
+    for i, n in enumerate(norm):
+        variants = {n} | ({n[:k] + n[k + 1:] for k in range(len(n))} if len(n) >= _TYPO_MIN_LENGTH - 1 else set())
+        for v in variants:
+            keys[v].append(i)
+    pairs = sorted({(i, j) for group in keys.values() for i in group for j in group if i < j})
+    for i, j in pairs:
+        a, b = norm[i], norm[j]
+        if a != b and (min(len(a), len(b)) < _TYPO_MIN_LENGTH or not _one_edit(a, b)):
+            continue
+        ca, cb = cats[i], cats[j]
+        if used[ca.id] > used[cb.id]:  # name the rarer one first: it is the likely typo
+            ca, cb = cb, ca
+        how = "differs only in case or separators from" if a == b else "is one edit from"
+        yield Problem("similar_category_names", f"category {ca.id} {ca.name!r}",
+                      f"used {used[ca.id]} times; {how} category {cb.id} {cb.name!r} (used {used[cb.id]} "
+                      "times): a likely typo (fix: rename it, or merge the two)")
 
 
 def _unwritable_values(ds: Dataset) -> Iterable[Problem]:
@@ -291,10 +394,14 @@ def validate_dataset(ds: Dataset, *, root: str | os.PathLike | None = None, chec
     problems.extend(_unwritable_values(ds))
     # Categories are "used" by objects or image labels; a dataset annotated by semantic masks
     # alone (Cityscapes labelIds without instances) uses them through pixels we do not count.
+    # A format's own fixed classes (VOC's 20 without a labelmap.txt) are not the dataset's
+    # choice: one it does not use is no problem.
     annotated = any(len(r.instances) or r.label is not None for r in ds.records)
+    builtin = set(ds.info.get("builtin_categories") or ())
     for c in (ds.categories if annotated else ()):
-        if not used[c.id]:
+        if not used[c.id] and c.id not in builtin:
             problems.append(Problem("unused_category", f"category {c.id} {c.name!r}", "no object or image label uses it"))
+    problems.extend(_similar_category_names(ds, used))
     # what a parser found while decoding masks (coco-panoptic with verify="all": validate --deep)
     for png, sid, stored, counted in ds.info.get("segment_area_mismatches") or ():
         problems.append(Problem("area_mismatch", f"{png} segment {sid}",
@@ -328,7 +435,7 @@ def validate(format: str, root: str | os.PathLike, *, split: str | None = None, 
     own = getattr(fmt, "validate_options", None)
     if own is not None:
         parse_options = {**own(deep=deep), **parse_options}
-    policy = ErrorPolicy("warn", show=10**9)
+    policy = ErrorPolicy("warn", show=10**9, quiet=True)  # every item is in the report: no summary line
     ds = fmt.parse(root, split=split, on_error=policy, workers=workers, progress=False,
                                   **parse_options)
     problems = [Problem(e.kind or "parse", e.where, e.message) for e in policy.errors + policy.notes]
@@ -343,7 +450,16 @@ def group(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
     return dict(out)
 
 
-def to_json(problems: Sequence[Problem]) -> dict[str, Any]:
+def severity_counts(problems: Sequence[Problem]) -> dict[str, int]:
+    """``{"error": n, "warning": n, "info": n}`` (every severity, 0 included)."""
+    counts = Counter(p.severity for p in problems)
+    return {s: counts.get(s, 0) for s in SEVERITIES}
+
+
+def to_json(problems: Sequence[Problem], *, strict: bool = False) -> dict[str, Any]:
     g = group(problems)
-    return {"problems": len(problems), "counts": {k: len(v) for k, v in g.items()},
-            "items": [asdict(p) for p in problems]}
+    return {"problems": len(problems), "severities": severity_counts(problems),
+            "exit_status": exit_code(problems, strict=strict),
+            "counts": {k: len(v) for k, v in g.items()},
+            "kinds": {k: {"severity": severity(k), "count": len(v)} for k, v in g.items()},
+            "items": [{**asdict(p), "severity": p.severity} for p in problems]}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 OUT=${DEMO_OUT:-demo-out}
 D=.venv/bin/dsprep
-$D synth voc "$OUT/voc" --images 300 --seed 0 --overwrite
+$D synth voc "$OUT/voc" --num-images 300 --seed 0 --overwrite
 $D convert voc "$OUT/voc" --to coco --out "$OUT/coco" --overwrite
 $D info coco "$OUT/coco"
 rm -rf "$OUT/train"

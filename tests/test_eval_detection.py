@@ -535,7 +535,7 @@ def test_eval_command_scores_each_formats_objects_and_masks(fmt, tmp_path, capsy
         from fakes_cityscapes import make_cityscapes
         make_cityscapes(root)
     else:
-        assert main(["synth", fmt, str(root), "--images", "8", "--size", "48", "--seed", "1"]) == 0
+        assert main(["synth", fmt, str(root), "--num-images", "8", "--size", "48", "--seed", "1"]) == 0
     assert main(["convert", fmt, str(root), "--to", "coco", "--out", str(tmp_path / "coco")]) == 0
     preds = _gt_as_predictions(tmp_path / "coco" / "annotations" / "instances_val.json")
     assert preds

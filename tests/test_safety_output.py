@@ -82,7 +82,7 @@ def test_overwrite_replaces_what_dsprep_wrote_for_convert_split_and_synth(shapes
     for argv in (_convert(shapes_voc, tmp_path / "c"),
                  ["split", "voc", str(shapes_voc), "--ratios", "a=0.5,b=0.5", "--out", str(tmp_path / "s"),
                   "--quiet"],
-                 ["synth", "coco", str(tmp_path / "y"), "--images", "4", "--size", "16"]):
+                 ["synth", "coco", str(tmp_path / "y"), "--num-images", "4", "--size", "16"]):
         assert main(argv) == 0
         assert main(argv) == 2  # exists
         assert main(argv + ["--overwrite"]) == 0

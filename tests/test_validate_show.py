@@ -84,7 +84,7 @@ def test_validate_cli_exit_codes_and_json(clean, tmp_path, monkeypatch, capsys):
     assert report["counts"]["duplicate_id"] == 1 and report["problems"] == len(report["items"])
     assert main(["validate", "voc", str(clean.root), "--workers", "1"]) == 1
     text = capsys.readouterr().out
-    assert "missing_image (1)" in text and "problems of" in text
+    assert "error: missing_image (1)" in text and "errors, " in text and "fails:" in text
 
 
 def test_show_draws_boxes_where_the_objects_are(clean, tmp_path):
@@ -226,7 +226,9 @@ def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
     Image.open(small).resize((16, 8)).save(small)
     problems = validate("cityscapes", tmp_path / "cs", workers=1)[1]
     assert [p.kind for p in problems] == ["mask_size_mismatch"]
-    assert small.name in problems[0].message and "mask is 16x8, its image is 32x16" in problems[0].message
+    assert small.name in problems[0].message and "mask is 16x8 (width x height), its image " in problems[0].message
+    assert problems[0].message.endswith(("is 32x16; expected the same size: a mask covers its image pixel for pixel "
+                                         "(fix: regenerate or resize the mask)"))
 
     voc = make_voc(tmp_path / "voc", n=3, masks=True)
     assert [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"] == []
@@ -234,7 +236,8 @@ def test_validate_finds_masks_whose_size_is_not_the_image_size(tmp_path):
         png = voc["root"] / sub / "2012_000001.png"
         Image.open(png).resize((8, 6)).save(png)
     found = [p for p in validate("voc", voc["root"], workers=1)[1] if p.kind == "mask_size_mismatch"]
-    assert len(found) == 2 and all("mask is 8x6, its image is 16x12" in p.message for p in found)
+    assert len(found) == 2 and all("mask is 8x6 (width x height), its image JPEGImages/2012_000001.jpg is 16x12"
+                                   in p.message for p in found)
 
 
 def test_validate_deep_reports_panoptic_areas_that_differ_from_the_pixels(fixtures, tmp_path):

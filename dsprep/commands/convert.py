@@ -8,7 +8,8 @@ from typing import Any
 from .._io import IMAGE_MODES
 from ..errors import UnknownNameError
 from ..formats import FORMATS
-from ._common import add_output, add_panoptic_options, add_source, add_workers, panoptic_options, print_json
+from ._common import (add_output, add_panoptic_options, add_source, add_workers, format_options, panoptic_options,
+                      print_json)
 
 HELP = "convert a dataset between formats (through the one record model)"
 DESCRIPTION = """Convert a dataset between formats. The input is never modified; the output is
@@ -16,8 +17,13 @@ written to a temporary directory and renamed to OUT when complete. OUT may not
 be, hold or lie inside a folder the input reads from; --overwrite replaces only
 a folder dsprep wrote (docs/cli.md, "Safety").
 
+FORMAT may be left out: 'dsprep convert ROOT --to coco --out OUT' detects it
+(a tree that looks like none or several formats is an error naming them).
+
 examples:
   dsprep convert voc VOCdevkit/VOC2012 --to coco --out voc-coco/
+  dsprep convert VOCdevkit/VOC2012 --to coco --out voc-coco/              # format detected
+  dsprep convert coco annotations/instances_val2017.json --image-dir val2017/ --to voc --out v/
   dsprep convert coco coco2017/ --to voc --out coco-voc/ --split val2017 --images copy
   dsprep convert voc VOC2012/ --to coco --out out/ --category-ids contiguous0
   dsprep convert coco-panoptic coco/ --to coco --out things/ --things-only
@@ -40,7 +46,7 @@ SHARDS_FLAGS = ("shard_size", "max_side", "chunk_size", "backend", "ray_address"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, detect=True)
     p.add_argument("--to", required=True, choices=list(FORMATS), metavar="FORMAT",
                    help=f"the output format: {', '.join(FORMATS)}")
     add_output(p, image_modes=IMAGE_MODES + ("keep",),
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,
                       on_error=args.on_error, progress=False if args.quiet else None,
-                      allow_outside_root=args.allow_outside_root, parse_options=panoptic_options(args),
+                      allow_outside_root=args.allow_outside_root, parse_options={**panoptic_options(args), **format_options(args)},
                       write_options=write_options)
     if args.num_tasks is not None and not args.json:
         print(f"task {args.task_index} of {args.num_tasks}: wrote {summary['written']['images']} images in "
@@ -113,5 +119,7 @@ def run(args: argparse.Namespace) -> int:
             f"in {summary['seconds']:.2f} s -> {summary['out']}")
     if summary["skipped"]:
         line += f"; skipped {summary['skipped']} bad items"
+        if summary.get("missing_images"):
+            line += f" ({summary['missing_images']} records whose image file is missing)"
     print(line, file=sys.stdout)
     return 0

@@ -91,7 +91,7 @@ def _load_gt(args: argparse.Namespace) -> Any:
 
     fmt = get_format(args.format)
     return fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
-                     progress=False, **_gt_options(fmt, args), **panoptic_options(args), **source_options(args))
+                     progress=False, **{**_gt_options(fmt, args), **panoptic_options(args), **source_options(args)})
 
 
 def _split(args: argparse.Namespace, ds: Any) -> str | None:

@@ -26,7 +26,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, detect=True)
     p.add_argument("--ratios", required=True, metavar="NAME=R,...",
                    help="split names and ratios, e.g. train=0.8,val=0.1,test=0.1 (or weights 8,1,1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (non-negative)")
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace, ratios: dict[str, float], root: Path, out: Path) -> int:
-    from ..conversion import write_dataset
+    from ..conversion import without_missing_images, write_dataset
     from ..errors import FormatError
     from ..formats import get_format
     from ..splitting import apply_split, dummy_labelled, split_ids, strata_for
@@ -62,6 +62,9 @@ def _split(args: argparse.Namespace, ratios: dict[str, float], root: Path, out: 
     fmt = get_format(args.format)
     ds = fmt.parse(args.root, split=args.split, on_error=args.on_error, workers=args.workers,
                    progress=False if args.quiet else None, **source_options(args))
+    missing = 0
+    if args.on_error == "warn" and args.images != "none":  # as convert: a record without its image is skipped
+        ds, missing = without_missing_images(ds)
     # Frames whose labels are dummies (Cityscapes test) are no ground truth: dealt into new
     # splits they would be re-read as labelled. They are left out of the split and the output.
     dummy = set(dummy_labelled(ds.records))
@@ -83,7 +86,7 @@ def _split(args: argparse.Namespace, ratios: dict[str, float], root: Path, out: 
     summary = {"format": args.format, "out": str(out), "seed": args.seed, "ratios": ratios,
                "stratified": bool(args.stratify), "images": len(new),
                "splits": {k: len(v) for k, v in parts.items()}, "lost": dict(report.get("lost") or {}),
-               "left_out_dummy_labels": len(dummy)}
+               "left_out_dummy_labels": len(dummy), "missing_images": missing}
     if args.json:
         print_json(summary)
         return 0

@@ -4,10 +4,17 @@ Each format module exposes:
 
 - ``NAME`` and ``DESCRIPTION`` (one line, shown by ``dsprep convert --help``);
 - ``detect(path) -> bool``: whether ``path`` looks like this format (cheap: file patterns only);
+  a format whose detect matches generic trees (ImageNet: any folder of image folders) also sets
+  ``DETECT_WEAK = True``: it is a candidate only where no other format recognises the path
+  (:func:`detect_formats`; ``dsprep info ROOT`` and friends use it);
 - ``parse(path, *, split=None, on_error="raise", workers=None, progress=None, **options) -> Dataset``;
 - ``write(dataset, dest, *, images="link", progress=None, **options) -> dict``: writes into the
   existing directory ``dest`` and returns a report: ``{"images": n, "objects": n,
   "lost": {what: count}}`` where ``lost`` names what the format cannot hold.
+
+``parse`` may set ``info["builtin_categories"]``: ids of categories the format supplies
+whatever the files hold (VOC's 20 classes without a ``labelmap.txt``); ``dsprep validate``
+does not report those as unused.
 
 Formats never import each other: a conversion is always ``parse`` then ``write``
 through :mod:`dsprep.records`. Adding a format is one module plus one line here.
@@ -20,7 +27,7 @@ from typing import Mapping
 
 from ..errors import UnknownNameError, check_choice
 
-__all__ = ["FORMATS", "detect_format", "get_format"]
+__all__ = ["FORMATS", "detect_format", "detect_formats", "get_format"]
 
 # name -> module path. Modules are imported on first use so that `dsprep --help`
 # and a COCO-only conversion do not pay for lxml or the Cityscapes tables.
@@ -63,17 +70,37 @@ def get_format(name: str) -> ModuleType:
     return FORMATS[name]
 
 
+def detect_formats(path) -> list[str]:
+    """Every format that recognises ``path``, in registry order: the candidates.
+
+    A format with ``DETECT_WEAK`` (one whose ``detect`` matches generic trees) is listed
+    only when no other format recognises ``path``. Empty when none does.
+    """
+    strong: list[str] = []
+    weak: list[str] = []
+    for name in FORMATS:
+        module = FORMATS[name]
+        try:
+            found = module.detect(path)
+        except (NotImplementedError, OSError):  # a format without detection, an unreadable folder
+            continue
+        if found:
+            (weak if getattr(module, "DETECT_WEAK", False) else strong).append(name)
+    return strong or weak
+
+
 def detect_format(path) -> str:
-    """The name of the first format whose ``detect(path)`` is true.
+    """The one format that recognises ``path`` (see :func:`detect_formats`).
 
     Raises:
-        UnknownNameError: no format recognises ``path``.
+        UnknownNameError: no format recognises ``path``, or more than one does (the
+            message lists the candidates).
     """
-    for name in FORMATS:
-        try:
-            if FORMATS[name].detect(path):
-                return name
-        except NotImplementedError:
-            continue
-    raise UnknownNameError(f"{path}: no known format recognises this directory "
-                           f"(tried {', '.join(FORMATS)}); name the format explicitly")
+    found = detect_formats(path)
+    if len(found) > 1:
+        raise UnknownNameError(f"{path}: looks like more than one format ({', '.join(found)}); "
+                               "name the format explicitly")
+    if not found:
+        raise UnknownNameError(f"{path}: no known format recognises this path "
+                               f"(tried {', '.join(FORMATS)}); name the format explicitly")
+    return found[0]

@@ -119,6 +119,12 @@ def parse_options_for(target: str) -> dict[str, Any]:
     return {}
 
 
+def info_options() -> dict[str, Any]:
+    """Parse options ``dsprep info`` uses: the objects (instance classes, from instanceIds or
+    polygons.json; no RLE masks), which a plain parse does not read."""
+    return {"instances": "things", "masks": False}
+
+
 def detect(path: str | os.PathLike) -> bool:
     """A directory holding ``leftImg8bit/`` or ``gtFine/``/``gtCoarse/`` with split folders."""
     p = Path(path)

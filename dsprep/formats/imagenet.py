@@ -757,6 +757,11 @@ def _holds_classes(folder: Path) -> bool:
     return any(d not in _JUNK_DIRS for d in dirs) or any(_VAL_NAME.match(f.rpartition(".")[0]) for f in files[:50])
 
 
+# Any folder of image folders is an ImageFolder tree: other formats' trees often are too (a
+# COCO export with train/ and valid/ image folders), so a format that recognises the path wins.
+DETECT_WEAK = True
+
+
 def detect(path) -> bool:
     """True for a folder whose images sit in class folders, or ILSVRC2012 val/Kaggle layouts.
 
@@ -906,6 +911,11 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
                 _list_class_tree(str(folder), prefix, rec_split, sorted(dirs), class_index, listing, counts)
                 layout[s if s is not None else "(root)"] = "class folders"
     counts.report_bad(policy)  # links that cannot be followed, names that are not UTF-8
+    if not len(listing) and not classes and not counts.stray:
+        # an empty folder (or one of other files) is no dataset, as for every other format
+        raise DatasetNotFoundError(
+            f"{root}: no images found; expected class folders of images (<class>/*.jpg), optionally under "
+            f"split folders ({', '.join(SPLIT_DIRS)}), or an ILSVRC2012 / Kaggle layout (docs/formats/imagenet.md)")
 
     # The records stay a compact listing (built on first use of ds.records) unless a step
     # below has to change them.

@@ -524,7 +524,8 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                         raise InvalidAnnotationError(
                             where, f"object {i + 1} ({n!r}) box xmin,ymin,xmax,ymax="
                             f"{_plus1_text(b[0])},{_plus1_text(b[1])},{_fmt(b[2])},{_fmt(b[3])} lies outside the "
-                            f"{w}x{h} image; expected 1 <= x <= {w}, 1 <= y <= {h} (1 px tolerance)")
+                            f"{w}x{h} image; expected 1 <= x <= {w}, 1 <= y <= {h} (1 px tolerance)",
+                            kind="box_outside_image")
                     except FormatError as err:
                         policy.handle(err)
                         continue
@@ -829,6 +830,8 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
             info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
+    else:  # the 20 standard classes, whether the tree uses them or not: not "unused" (dsprep validate)
+        info["builtin_categories"] = list(range(1, len(VOC_CLASSES) + 1))
     policy.summary("VOC objects/files")
     return Dataset(categories, records, splits=ds_splits, info=info, root=root, format=NAME)
 
