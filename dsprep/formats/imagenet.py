@@ -879,14 +879,7 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
         _read_id_table(root, parent, gt_path, tables, needed=bool(flat.intersection(wanted)))
-    class_names = set(tables.words) | set(tables.ids.values())
-    for s, (dirs, _) in scans.items():
-        if s not in flat:
-            class_names.update(dirs)
-    classes = sorted(class_names)
-    class_index = {c: i for i, c in enumerate(classes)}
-    categories = [Category(i, c, extra={"words": tables.words[c]} if tables.words.get(c) else {})
-                  for i, c in enumerate(classes)]
+    classes, class_index, categories = _categories(tables, scans, flat)
 
     # List the images.
     read_csv = lru_cache(maxsize=None)(_read_loc_csv)  # a flat val's CSV gives labels, then boxes
@@ -940,6 +933,20 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     policy.summary("images")
     splits = None if records is listing else listing.split_ids(records)
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _categories(tables: "_Tables", scans: Mapping[str | None, tuple[list[str], list[str]]],
+                flat: set) -> tuple[list[str], dict[str, int], list[Category]]:
+    """The classes (sorted union of the class folders of every non-flat split and the class
+    tables' wnids), their index, and the categories (``extra["words"]`` from the tables)."""
+    class_names = set(tables.words) | set(tables.ids.values())
+    for s, (dirs, _) in scans.items():
+        if s not in flat:
+            class_names.update(dirs)
+    classes = sorted(class_names)
+    categories = [Category(i, c, extra={"words": tables.words[c]} if tables.words.get(c) else {})
+                  for i, c in enumerate(classes)]
+    return classes, {c: i for i, c in enumerate(classes)}, categories
 
 
 def _wanted_splits(root: Path, split_dirs: Mapping[str | None, str], split: str | None,
