@@ -2,7 +2,7 @@
 derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
 
 A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
-JSON, Cityscapes polygons.json), how to lay it out as a dataset tree, and the
+JSON, Cityscapes polygons.json, LVIS JSON, KITTI label rows), how to lay it out as a dataset tree, and the
 formats a parsed dataset is written to. One fuzz input is the seed after a few
 mutations drawn from a :class:`Draw`:
 
@@ -199,6 +199,31 @@ def mutate_bytes(data: bytes, d: Draw) -> bytes:
     return data + d.choice([b" xyz", b"1", b"{}", b"<a/>", b"\xff"])
 
 
+# --------------------------------------------------------------------------- text rows (KITTI)
+
+def mutate_rows(data: bytes, d: Draw) -> bytes:
+    """One mutation of whitespace-separated rows: a token replaced by an awkward value,
+    dropped or doubled, or a line dropped or doubled."""
+    lines = data.decode("utf-8").split("\n")
+    k = d.int(0, len(lines) - 1)
+    tokens = lines[k].split(" ")
+    op = d.int(0, 4)
+    i = d.int(0, max(0, len(tokens) - 1))
+    if op == 0:
+        tokens[i] = d.choice(_WILD_TEXT)
+    elif op == 1:
+        del tokens[i]
+    elif op == 2:
+        tokens.insert(i, tokens[i] if tokens else "1")
+    elif op == 3:
+        del lines[k]
+        return "\n".join(lines).encode("utf-8", "surrogatepass")
+    else:
+        lines.insert(k, lines[k])
+    lines[k] = " ".join(tokens)
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
 # --------------------------------------------------------------------------- XML
 
 _WILD_TEXT = ["nan", "inf", "-inf", "1e400", "1e12", "-5", "0", "2.5", "", "abc", "1" * 30, "x" * 400,
@@ -319,6 +344,25 @@ def _polygons_doc() -> dict:
         {"label": "person", "polygon": [[20, 4], [22, 4], [22, 12], [20, 12]], "deleted": 1}]}
 
 
+def _lvis_doc() -> dict:
+    doc = _coco_doc()
+    for k, im in enumerate(doc["images"]):
+        im["coco_url"] = "http://images.cocodataset.org/val2017/" + im.pop("file_name").replace("/", "_")
+        im["neg_category_ids"], im["not_exhaustive_category_ids"] = ([3], []) if k == 0 else ([], [1])
+    for a in doc["annotations"]:
+        a.pop("iscrowd"), a.pop("keypoints", None), a.pop("num_keypoints", None)
+    for c in doc["categories"]:
+        c.update({"synset": f"{c['name']}.n.01", "synonyms": [c["name"]], "def": "an animal", "frequency": "r",
+                  "image_count": 1, "instance_count": 2})
+        c.pop("keypoints", None)
+    return doc
+
+
+KITTI_ROWS = (b"Car 0.00 0 -1.58 2.50 3.00 12.50 11.00 1.47 1.60 3.69 -3.12 1.72 30.15 -1.67\n"
+              b"DontCare -1 -1 -10 0.00 0.00 4.00 3.00 -1 -1 -1 -1000 -1000 -1000 -10\n"
+              b"Pedestrian 0.31 3 0.21 20.00 1.00 31.99 23.50 1.72 0.50 0.80 1.23 1.61 12.03 0.30 0.97\n")
+
+
 @dataclass(frozen=True)
 class Target:
     """One parser under fuzz."""
@@ -326,10 +370,24 @@ class Target:
     name: str            # scripts/fuzz.py --parser NAME
     fmt: str             # the dsprep format
     seed: Callable[[], Any]
-    kind: str            # "json" or "xml": which structural mutator
+    kind: str            # "json", "xml" or "rows" (KITTI text): which structural mutator
     lay_out: Callable[[Path, bytes], Path]  # writes the input into a tree, returns the root to parse
     options: dict        # parse options (as convert asks for them)
     write_to: tuple[str, ...]
+
+
+def _lvis_tree(root: Path, data: bytes) -> Path:
+    root.mkdir(parents=True)
+    path = root / "lvis_v1_val.json"
+    path.write_bytes(data)
+    return path
+
+
+def _kitti_tree(root: Path, data: bytes) -> Path:
+    (root / "training" / "label_2").mkdir(parents=True)
+    (root / "training" / "label_2" / "000000.txt").write_bytes(data)
+    (root / "training" / "label_2" / "000001.txt").write_bytes(KITTI_ROWS)
+    return root
 
 
 def _voc_tree(root: Path, data: bytes) -> Path:
@@ -370,6 +428,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            ("coco-panoptic", "coco")),
     Target("cityscapes", "cityscapes", _polygons_doc, "json", _cityscapes_tree, {"instances": "things"},
            ("cityscapes", "coco", "voc")),
+    Target("lvis", "lvis", _lvis_doc, "json", _lvis_tree, {}, ("lvis", "coco")),
+    Target("kitti", "kitti", lambda: KITTI_ROWS, "rows", _kitti_tree, {}, ("kitti", "coco")),
 )}
 
 
@@ -379,7 +439,11 @@ _MUTATIONS = (1, 1, 1, 2, 2, 3, 4)  # structural mutations per input: mostly few
 def make_input(target: Target, d: Draw) -> bytes:
     """The seed after 1..4 structural mutations and, one time in four, a byte-level one."""
     doc = target.seed()
-    if target.kind == "xml":
+    if target.kind == "rows":
+        data = doc
+        for _ in range(d.choice(_MUTATIONS)):
+            data = mutate_rows(data, d)
+    elif target.kind == "xml":
         from lxml import etree
 
         root = etree.fromstring(doc)

@@ -26,7 +26,8 @@ def test_all_is_sorted_and_pinned():
 
 
 def test_format_registry_is_read_only_and_complete():
-    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "imagenet", "cityscapes", "shards"]
+    assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "lvis", "kitti", "imagenet", "cityscapes",
+                                    "shards"]
     for name, mod in dsprep.FORMATS.items():
         for attr in ("NAME", "DESCRIPTION", "detect", "parse", "write"):
             assert hasattr(mod, attr), f"{name} lacks {attr}"

@@ -19,6 +19,8 @@ from dsprep.records import Instances, Record, _trusted_constructor
 from fakes_cityscapes import make_cityscapes
 from fakes_coco import make_coco
 from fakes_imagenet import make_kaggle
+from fakes_kitti import make_kitti
+from fakes_lvis import make_lvis
 from fakes_voc import make_voc
 
 RECORD_FIELDS = [f.name for f in dataclasses.fields(Record)]
@@ -135,11 +137,15 @@ def _parsed(kind: str, tmp_path, fixtures) -> list:
         ds = get_format("coco").parse(tmp_path / "src" / "coco", workers=1)
         get_format("shards").write(ds, tmp_path / "shards")
         return [get_format("shards").parse(tmp_path / "shards")]
+    if kind == "lvis":
+        return [get_format("lvis").parse(make_lvis(tmp_path)["root"])]
+    if kind == "kitti":
+        return [get_format("kitti").parse(make_kitti(tmp_path)["root"], workers=1)]
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["coco", "coco-keypoints-captions", "voc", "imagenet", "cityscapes",
-                                  "coco-panoptic", "shards"])
+                                  "coco-panoptic", "shards", "lvis", "kitti"])
 def test_every_parser_builds_records_in_stored_form(kind, tmp_path, request):
     fixtures = request.getfixturevalue("fixtures") if kind == "coco-panoptic" else None
     datasets = _parsed(kind, tmp_path, fixtures)

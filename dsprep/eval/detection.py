@@ -51,7 +51,7 @@ import numpy as np
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
-from ..formats import coco as coco_format
+from .._cocojson import _annotations as _coco_annotations  # the COCO (and LVIS) writer's builder
 from ..records import BoxFormat, Dataset, convert_boxes
 from ._labels import scored_records
 from .keypoints import KEYPOINT_STAT_NAMES, check_keypoint_results, keypoint_count, keypoint_sigmas
@@ -217,7 +217,7 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
     k = keypoint_count(records) if iou_type == "keypoints" else 0
     n = sum(len(r.instances) for r in records)
     # The COCO writer's annotations (one builder), numbered 1..n, without the source's own keys
-    annotations = coco_format._annotations(records, id_map.ints, range(1, n + 1), False, iou_type == "keypoints",
+    annotations = _coco_annotations(records, id_map.ints, range(1, n + 1), False, iou_type == "keypoints",
                                            k, keep_extra=False, raw_json=False)
     boxed = _without_empty_segmentations(records, annotations, iou_type)
     if boxed:

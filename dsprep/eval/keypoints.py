@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import FormatError
-from ..formats.coco import keypoint_fields  # the COCO writer's, one builder of ground truth (re-exported)
+from .._cocojson import keypoint_fields  # the COCO writer's, one builder of ground truth (re-exported)
 
 __all__ = ["KEYPOINT_STAT_NAMES", "check_keypoint_results", "coco_default_sigmas", "keypoint_count",
            "keypoint_fields", "keypoint_sigmas"]

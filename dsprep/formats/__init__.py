@@ -35,6 +35,10 @@ _MODULES = {
     "coco": "dsprep.formats.coco",
     "coco-panoptic": "dsprep.formats.coco_panoptic",
     "voc": "dsprep.formats.voc",
+    # before imagenet: detect_format asks in this order, and a KITTI training/ folder
+    # (image_2/*.png) would also pass for a class-subfolder tree
+    "lvis": "dsprep.formats.lvis",
+    "kitti": "dsprep.formats.kitti",
     "imagenet": "dsprep.formats.imagenet",
     "cityscapes": "dsprep.formats.cityscapes",
     "shards": "dsprep.formats.shards",

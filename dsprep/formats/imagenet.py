@@ -1309,6 +1309,10 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             f"an imagenet tree holds its splits as folders named {', '.join(SPLIT_DIRS)} (any case, optionally "
             f"with a year: train2017); split(s) {', '.join(map(repr, unreadable))} would be read back as "
             f"classes. Rename them (dsprep split ... --ratios train=0.8,val=0.2), or write another format")
+    # a class tree keeps a class's folder name and words; other category fields (LVIS frequency/synset...) are lost
+    cat_fields = sorted({k for c in dataset.categories for k in (c.extra or {}) if k != "words"})
+    lose(f"category fields ({', '.join(cat_fields)})",
+         sum(any(k != "words" for k in (c.extra or {})) for c in dataset.categories))
 
     # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
     # names that become the same folder get their category id appended.

@@ -1166,6 +1166,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     mask_names: list[str] = []
     missing = 0
     n_obj = 0
+    # VOC keeps class names only: other category fields (LVIS frequency/synset, COCO keypoint names) are lost
+    cat_fields = sorted({k for c in dataset.categories for k in (c.extra or {})})
+    if cat_fields:
+        lost[f"category fields ({', '.join(cat_fields)})"] = sum(bool(c.extra) for c in dataset.categories)
     for rec, name in _io.progress(list(zip(records, fnames)), total=len(records), desc="VOC write",
                                   enabled=progress):
         name_of[rec.id] = name
