@@ -27,7 +27,7 @@ from ._io import image_size, progress as _progress
 from ._paths import confine
 from .errors import ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError, MissingFileError
 from .masks import rle_problem, segmentation_area
-from .records import (BoxFormat, Category, Instances, Record, convert_boxes, decode_segmentation,
+from .records import (BoxFormat, Category, Instances, Record, convert_boxes, decimal_sum, decode_segmentation,
                       record_id_from_path, segmentation_json)
 
 # Annotation keys with a home in the record model; any other key goes to Instances.extra.
@@ -720,7 +720,8 @@ class _Columns:
             for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
                 flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
                         f"found {boxes[i].tolist()}")
-            boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy (continuous 0-based pixels: both conventions agree)
+            # xywh -> xyxy (continuous 0-based pixels: both conventions agree), x2 as the decimal the writer meant
+            boxes[:, 2:] = decimal_sum(boxes[:, :2], boxes[:, 2:])
         flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
         if flags is not None:
             iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()

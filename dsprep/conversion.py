@@ -9,13 +9,13 @@ No torch here: the CLI's convert path must start fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from ._category_map import CATEGORY_MAP_FILE, category_map_text
 from ._io import IMAGE_MODES
 from ._outdir import atomic_output, check_output, claim_output, input_folders, write_manifest
 from ._paths import output_path
@@ -27,7 +27,6 @@ from .records import CATEGORY_ID_POLICIES, Dataset
 __all__ = ["CATEGORY_MAP_FILE", "convert", "merge_shards", "write_dataset"]
 
 log = logging.getLogger(__name__)
-CATEGORY_MAP_FILE = "category_map.json"
 
 
 def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: str = "link",
@@ -56,12 +55,7 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
     _check_images(fmt, images)
     check_choice("category-id policy", category_ids, CATEGORY_ID_POLICIES)
     remapped, mapping = dataset.remap_categories(category_ids)
-    cmap = {
-        "policy": category_ids,
-        "source_format": dataset.format,
-        "categories": [{"name": c.name, "source_id": c.id, "id": mapping[c.id]} for c in dataset.categories],
-    }
-    cmap_text = json.dumps(cmap, indent=1, ensure_ascii=False) + "\n"
+    cmap_text = category_map_text(dataset.categories, mapping, category_ids, dataset.format)
     folders = input_folders(dataset, inputs)
     if write_options.get("num_tasks") is not None:  # one task of a job array: OUT is shared, not swapped in
         report = _write_task_share(fmt, remapped, Path(out), images=images, overwrite=overwrite, progress=progress,
@@ -69,10 +63,11 @@ def write_dataset(dataset: Dataset, to: str, out: str | os.PathLike, *, images: 
     else:
         with atomic_output(out, overwrite=overwrite, inputs=folders, command=command) as tmp:
             staged, staging, mode = _unpacked(remapped, tmp, images)
+            # written first: a writer whose format holds names only (VOC) finds the ids kept there
+            output_path(tmp, CATEGORY_MAP_FILE).write_text(cmap_text, encoding="utf-8")
             report = dict(fmt.write(staged, tmp, images=mode, progress=progress, **write_options) or {})
             if staging is not None:
                 _settle_unpacked(tmp, staging, images)
-            output_path(tmp, CATEGORY_MAP_FILE).write_text(cmap_text, encoding="utf-8")
     report["category_map"] = mapping
     lost: Mapping[str, int] = report.get("lost") or {}
     for what, n in sorted(lost.items()):

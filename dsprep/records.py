@@ -49,9 +49,12 @@ __all__ = [
     "SIZE_BUCKETS",
     "box_extents",
     "convert_boxes",
+    "decimal_sum",
     "decode_segmentation",
     "distinct_ids",
+    "is_file_field",
     "make_ids_distinct",
+    "other_split_memberships",
     "record_id_from_path",
     "segmentation_json",
     "size_buckets",
@@ -86,7 +89,7 @@ def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str)
     if src == dst:
         return b
     if src == BoxFormat.XYWH:
-        b[:, 2:] += b[:, :2]
+        b[:, 2:] = decimal_sum(b[:, :2], b[:, 2:])
     elif src == BoxFormat.CXCYWH:
         half = b[:, 2:] / 2
         b[:, :2], b[:, 2:] = b[:, :2] - half, b[:, :2] + half
@@ -102,14 +105,15 @@ def convert_boxes(boxes: np.ndarray, src: BoxFormat | str, dst: BoxFormat | str)
 
 def box_extents(xyxy: np.ndarray) -> np.ndarray:
     """``(N, 2)`` width and height of ``(N, 4)`` xyxy boxes, each the shortest decimal ``w``
-    with ``x1 + w == x2`` (and ``y1 + h == y2``).
+    with ``x1 + w == x2`` in float64 or as decimals (:func:`decimal_sum`); the same for ``h``.
 
-    Reading ``[x, y, w, h]`` stored ``x2 = x + w`` in float64; ``x2 - x`` can
-    differ from ``w`` in the last bit (473.07 + 38.65 - 473.07 is
-    38.64999999999998). The source's ``w`` was the shortest decimal that
-    gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping the
-    first that adds up recovers it exactly; where none does, the plain
-    difference is kept.
+    Reading ``[x, y, w, h]`` stored ``x2 = x + w``; ``x2 - x`` can differ from ``w`` in the
+    last bit (473.07 + 38.65 - 473.07 is 38.64999999999998). The source's ``w`` was the
+    shortest decimal that gives back ``x2``, so rounding to 0, 1, ... 15 decimals and keeping
+    the first that adds up recovers it exactly. Where no float adds up to ``x2`` in float
+    arithmetic (64.09 + w is 331.29999999999995 or 331.30000000000007, never 331.3), the
+    decimal difference does, through :func:`decimal_sum` (which the readers use); where
+    nothing does, the plain difference is kept.
     """
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     out = b[:, 2:] - b[:, :2]
@@ -120,10 +124,51 @@ def box_extents(xyxy: np.ndarray) -> np.ndarray:
             if not todo.any():
                 break
             cand = np.round(w, d)
-            ok = todo & (lo + cand == hi)
+            ok = todo & ((lo + cand == hi) | (decimal_sum(lo, cand) == hi))
             w[ok] = cand[ok]
             todo &= ~ok
     return out
+
+
+def _decimals(v: np.ndarray) -> np.ndarray:
+    """Decimals of each value's shortest form (0..15; 16 where it has none as short)."""
+    d = np.full(v.shape, 16, np.int64)
+    idx = np.flatnonzero(np.isfinite(v))
+    vals = v[idx]
+    for k in range(16):
+        if not idx.size:
+            break
+        ok = np.round(vals, k) == vals
+        d[idx[ok]] = k
+        idx, vals = idx[~ok], vals[~ok]
+    return d
+
+
+def decimal_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` as the sum of their shortest decimals: ``64.09 + 267.21`` is ``331.3``, where
+    float64 gives ``331.29999999999995``. A COCO reader adds ``x + w``; this keeps the corner
+    the writer had (:func:`box_extents`), so that decimals survive COCO both ways.
+
+    Only sums that come out longer than 10 decimals are looked at (one vectorised test), and
+    fixed where both terms are short decimals (the scaled sum stays an exact integer).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    s = a + b
+    if s.ndim == 0:
+        return decimal_sum(a.reshape(1), b.reshape(1))[0]
+    flat = s.reshape(-1)  # a view: s is a new contiguous array
+    with np.errstate(invalid="ignore", over="ignore"):
+        sus = np.flatnonzero(np.round(flat, 10) != flat)
+    if sus.size:
+        aa = np.broadcast_to(a, s.shape).reshape(-1)[sus]
+        bb = np.broadcast_to(b, s.shape).reshape(-1)[sus]
+        d = np.maximum(_decimals(aa), _decimals(bb))
+        with np.errstate(invalid="ignore", over="ignore"):
+            fit = (d < 16) & (np.abs(flat[sus]) * 10.0 ** np.minimum(d, 15) < 2.0 ** 52)
+        for k in np.unique(d[fit]).tolist():
+            m = sus[fit & (d == k)]
+            flat[m] = np.round(flat[m], k)
+    return s
 
 
 def record_id_from_path(relpath: str) -> str:
@@ -176,6 +221,21 @@ def make_ids_distinct(records: "list[Record]") -> None:
     for r, rid, new in zip(records, ids, distinct_ids(ids, [r.path for r in records])):
         if new is not rid:
             r.id = new
+
+
+def is_file_field(key: str, value: Any) -> bool:
+    """Whether ``Record.extra[key]`` names a file relative to the dataset root (Cityscapes'
+    ``color_path``, ``polygons_path``, ``semantic_source``...): carried as a file by a writer that
+    packs files (shards), and meaningless in another format's tree without it."""
+    return (key.endswith("_path") or key == "semantic_source") and isinstance(value, str) and bool(value)
+
+
+def other_split_memberships(dataset: "Dataset") -> int:
+    """How many listings of ``dataset.splits`` name an image outside its own ``Record.split``
+    (VOC's trainval holds train and val): what a format that keeps one split per image (a
+    folder per split) cannot hold, and counts lost."""
+    own = dict(zip(dataset.column("id"), dataset.column("split")))
+    return sum(1 for split, ids in dataset.splits.items() for i in ids if i in own and own[i] != split)
 
 
 def decode_segmentation(segm: Any, where: str = "segmentation") -> Any:

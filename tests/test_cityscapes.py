@@ -463,7 +463,8 @@ def test_write_foreign_records_reports_what_is_lost(tmp_path):
     (tmp_path / "out").mkdir()
     report = cs.write(ds, tmp_path / "out", images="copy")
     assert report == {"images": 1, "objects": 0, "lost": {"objects": 1, "semantic masks": 1,
-                                                          "categories (Cityscapes has a fixed label table)": 1}}
+                                                          "categories (Cityscapes has a fixed label table)": 1,
+                                                          "image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)": 1}}
     assert (tmp_path / "out/leftImg8bit/train/default/default_000000_000000_leftImg8bit.jpg").is_file()
     back = cs.parse(tmp_path / "out", workers=1)
     assert [(r.path, r.width, r.height) for r in back] == \
@@ -481,7 +482,8 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
     n = sum(len(v) for v in tree["train"].values())
     summary = convert("imagenet", tmp_path / "inet", "cityscapes", tmp_path / "out", workers=1, images="link")
     assert summary["lost"] == {"image-level labels": n,
-                               "categories (Cityscapes has a fixed label table)": len(tree["train"])}
+                               "categories (Cityscapes has a fixed label table)": len(tree["train"]),
+                               "image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)": n}
     assert f"cityscapes cannot hold image-level labels: {n} dropped" in caplog.text
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     rec = Record("a", "a.jpg", 8, 8, "train", captions=["a cat", "the cat"], instance_mask_path="a_pan.png")
@@ -489,7 +491,7 @@ def test_write_counts_image_labels_captions_and_instance_pngs_it_cannot_hold(tmp
     report = cs.write(Dataset([Category(1, "cat")], [rec], root=tmp_path, format="coco-panoptic"),
                       tmp_path / "out2", images="link")
     assert report["lost"] == {"captions": 2, "instance mask PNGs": 1,
-                              "categories (Cityscapes has a fixed label table)": 1}
+                              "categories (Cityscapes has a fixed label table)": 1, "image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)": 1}
     # without images a Cityscapes tree of another format's records would be empty: refused, named
     (tmp_path / "out3").mkdir()
     with pytest.raises(InvalidAnnotationError, match="images='none' places none: nothing would be written"):

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,9 @@ def test_parse_generated_tree(tmp_path, image_root, compressed):
         assert (exp["root"] / r.path).is_file()
         assert r.source_id == int(name[:-4]) and r.extra["license"] == 1 and "coco_url" in r.extra
         xywh = np.array(exp["boxes"][(r.split, name)], np.float64).reshape(-1, 4)
-        expected = xywh.copy()
-        expected[:, 2:] += expected[:, :2]
+        # x + w as decimals (issue 12: 64.09 + 267.21 is 331.3, not float64's 331.29999999999995)
+        expected = np.array([[x, y, float(Decimal(repr(x)) + Decimal(repr(w))), float(Decimal(repr(y)) + Decimal(repr(h)))]
+                             for x, y, w, h in xywh.tolist()], np.float64).reshape(-1, 4)
         assert np.array_equal(r.instances.boxes, expected)
         for segm, crowd in zip(r.instances.segmentation or [], r.instances.iscrowd):
             decoded = decode_segmentation(segm)
@@ -215,7 +217,9 @@ def test_write_without_splits_and_voc_like_records(tmp_path):
     assert doc["images"][0]["segmented"] == 1 and doc["images"][0]["file_name"] == "000005.jpg"
     back = coco.parse(out)
     b = back.records[0].instances
-    assert np.array_equal(b.boxes, inst.boxes) and b.difficult.tolist() == [False, True, False]
+    # x2 = 0.1 + 0.2 read as decimals: 0.3 (the record's 0.30000000000000004 is float's sum of the same two)
+    assert b.boxes[0].tolist() == [0.1, 0.2, 0.3, 10.0] and np.array_equal(b.boxes[1:], inst.boxes[1:])
+    assert b.difficult.tolist() == [False, True, False]
     assert b.extra == inst.extra
     assert self_eval_ap(out / report["files"][0], "bbox") == 1.0
 
@@ -271,8 +275,11 @@ def test_split_files_share_ids_when_the_source_has_none(tmp_path):
     assert {**train[0], **val[0]} == trainval[0] and {**train[1], **val[1]} == trainval[1]
     assert sorted(trainval[0].values()) == [1, 2, 3, 4] and sorted(trainval[1].values()) == [1, 2, 3, 4, 5, 6]
     assert train[0] == {"000000.jpg": 1, "000001.jpg": 2}  # numbered in order of first appearance
-    back = {r.path.rpartition("/")[2]: r for r in coco.parse(tmp_path / "out") if r.split == "trainval"}
-    assert len(back) == 4
+    parsed = coco.parse(tmp_path / "out")
+    assert len(parsed) == 4  # one record per image, listed in each of its splits (issue 12)
+    by_id = parsed.record_by_id()
+    back = {by_id[i].path.rpartition("/")[2]: by_id[i] for i in parsed.splits["trainval"]}
+    assert len(back) == 4 and set(parsed.splits["train"]) | set(parsed.splits["val"]) == set(parsed.splits["trainval"])
     for r in ds.records:
         b = back[r.path.rpartition("/")[2]].instances
         assert np.array_equal(b.boxes, r.instances.boxes) and b.extra == r.instances.extra
@@ -414,7 +421,8 @@ def test_tinycoco(tmp_path, fixtures):
         inst = records[(split, a["image_id"])].instances
         j = inst.ids.tolist().index(a["id"])
         x, y, w, h = a["bbox"]
-        assert inst.boxes[j].tolist() == [x, y, x + w, y + h]
+        assert inst.boxes[j].tolist() == [x, y, float(Decimal(repr(x)) + Decimal(repr(w))),
+                                          float(Decimal(repr(y)) + Decimal(repr(h)))]  # decimals, not float's sum
         assert inst.area[j] == a["area"] and inst.labels[j] == a["category_id"]
         assert bool(inst.iscrowd[j]) == bool(a["iscrowd"])
         assert decode_segmentation(inst.segmentation[j]) == a["segmentation"]

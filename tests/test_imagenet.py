@@ -375,6 +375,7 @@ def test_write_reports_what_a_class_tree_cannot_hold(tmp_path):
     rep = imagenet.write(ds, out, images="copy")
     assert rep["lost"] == {"captions": 1, "semantic masks": 1, "object segmentations": 1, "crowd flags": 1,
                            "images missing at the source": 1,
+                           "category ids (a class tree numbers its folders 0..N-1 in sorted order)": 1,
                            "category words and original names (names with spaces cannot go in "
                            "LOC_synset_mapping.txt)": 1}
     xml = (out / "Annotations" / "train" / "traffic light" / "a.xml").read_text()

@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(dsprep.__file__).parent
 LAYERS = [
     ["dsprep.errors"],
     ["dsprep._checks", "dsprep._paths"],
-    ["dsprep._io", "dsprep._outdir", "dsprep._tar"],
+    ["dsprep._io", "dsprep._outdir", "dsprep._tar", "dsprep._category_map"],
     ["dsprep.records"],
     ["dsprep.masks"],
     ["dsprep._shardio", "dsprep._cocojson"],
@@ -47,7 +47,7 @@ TORCH_FREE = ["dsprep._checks", "dsprep._paths", "dsprep._io", "dsprep._outdir",
               "dsprep._cocojson",
               "dsprep.conversion", "dsprep.validate", "dsprep.splitting", "dsprep.synth", "dsprep.catalog",
               "dsprep.formats", "dsprep.loading.decode", "dsprep.loading.table", "dsprep.loading.luts",
-              "dsprep._shardio"]
+              "dsprep._shardio", "dsprep._category_map"]
 
 
 def _modules() -> dict[str, Path]:

@@ -114,12 +114,26 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items()) or "no split lists"
-    line = (f"converted {summary['from']} -> {summary['to']}: {summary['images']} images, "
-            f"{summary['objects']} objects, {summary['categories']} categories ({splits}) "
-            f"in {summary['seconds']:.2f} s -> {summary['out']}")
+    line = (f"converted {summary['from']} -> {summary['to']}: {_written(summary)}, "
+            f"{summary['categories']} categories ({splits}) in {summary['seconds']:.2f} s -> {summary['out']}")
     if summary["skipped"]:
         line += f"; skipped {summary['skipped']} bad items"
         if summary.get("missing_images"):
             line += f" ({summary['missing_images']} records whose image file is missing)"
+    lost = {k: v for k, v in summary["lost"].items() if v}
+    if lost:
+        line += "; not kept: " + ", ".join(f"{k} {v}" for k, v in lost.items())
     print(line, file=sys.stdout)
     return 0
+
+
+def _written(summary: dict) -> str:
+    """``N images, M objects`` written; ``n of N images, ... written`` when the target held fewer
+    than were read (an ImageNet tree holds no unlabelled image): the summary counts what was written."""
+    written = summary.get("written") or {}
+    parts, short = [], False
+    for what in ("images", "objects"):
+        read, wrote = summary[what], written.get(what, summary[what])
+        short |= wrote != read
+        parts.append(f"{wrote} {what}" if wrote == read else f"{wrote} of {read} {what}")
+    return ", ".join(parts) + (" written" if short else "")

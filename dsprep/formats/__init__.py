@@ -10,7 +10,12 @@ Each format module exposes:
 - ``parse(path, *, split=None, on_error="raise", workers=None, progress=None, **options) -> Dataset``;
 - ``write(dataset, dest, *, images="link", progress=None, **options) -> dict``: writes into the
   existing directory ``dest`` and returns a report: ``{"images": n, "objects": n,
-  "lost": {what: count}}`` where ``lost`` names what the format cannot hold.
+  "lost": {what: count}}`` where ``lost`` names what the format cannot hold;
+- ``HOLDS``: the subset of :data:`FIELDS` that ``write`` keeps of *any* dataset, so that
+  parsing the output gives it back equal. Everything else a dataset has is either given back
+  equal anyway or counted in ``lost`` under a key naming it (:data:`LOST_WORDS`); the
+  round-trip matrix (``tests/test_roundtrip_matrix.py``) checks both for every ordered
+  pair of formats and ``docs/records.md`` lists what it observed (``scripts/gen_roundtrip_table.py``).
 
 ``parse`` may set ``info["builtin_categories"]``: ids of categories the format supplies
 whatever the files hold (VOC's 20 classes without a ``labelmap.txt``); ``dsprep validate``
@@ -27,7 +32,46 @@ from typing import Mapping
 
 from ..errors import UnknownNameError, check_choice
 
-__all__ = ["FORMATS", "detect_format", "detect_formats", "get_format"]
+__all__ = ["FIELDS", "FORMATS", "LOST_WORDS", "detect_format", "detect_formats", "get_format"]
+
+# What a format may hold of a dataset: the vocabulary of each module's HOLDS.
+FIELDS: Mapping[str, str] = MappingProxyType({
+    "file_names": "image file names (the name without its folder)",
+    "splits": "split of each image",
+    "overlapping_splits": "an image in several splits (VOC trainval)",
+    "objects": "every object, also those without a mask",
+    "boxes": "object boxes, to the last decimal",
+    "categories": "object categories (by name)",
+    "category_ids": "category ids as given (COCO 1..90 with gaps)",
+    "supercategory": "category supercategories",
+    "crowd": "crowd flags",
+    "difficult": "difficult flags",
+    "masks": "object masks (pixels)",
+    "keypoints": "object keypoints",
+    "image_labels": "image-level labels",
+    "annotation_ids": "annotation ids",
+    "image_ids": "source image ids (ints; Cityscapes' string ids are its file names)",
+})
+
+# A writer's ``lost`` key for a field it cannot hold names the field with one of these
+# (lower-case) words.
+LOST_WORDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "file_names": ("file name",),
+    "splits": ("split",),
+    "overlapping_splits": ("split",),
+    "objects": ("object",),
+    "boxes": ("box",),
+    "categories": ("categor", "object"),
+    "category_ids": ("category id", "categories"),
+    "supercategory": ("supercategor", "categories"),
+    "crowd": ("crowd",),
+    "difficult": ("difficult",),
+    "masks": ("mask", "segmentation"),
+    "keypoints": ("keypoint",),
+    "image_labels": ("image-level label",),
+    "annotation_ids": ("annotation id",),
+    "image_ids": ("image id",),
+})
 
 # name -> module path. Modules are imported on first use so that `dsprep --help`
 # and a COCO-only conversion do not pay for lxml or the Cityscapes tables.

@@ -54,11 +54,13 @@ from .. import _io
 from .._checks import MAX_SIDE, check_canvas, check_side
 from .._paths import output_path
 from ..errors import DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, check_choice
-from ..records import Category, Dataset, Instances, Record, record_id_from_path
+from ..records import Category, Dataset, Instances, Record, other_split_memberships, record_id_from_path
 from . import _cityscapes_labels as L
 
 NAME = "cityscapes"
 DESCRIPTION = "Cityscapes leftImg8bit + gtFine/gtCoarse (labelIds, instanceIds, polygons.json)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"splits"})
 
 __all__ = ["NAME", "DESCRIPTION", "detect", "parse", "write", "parse_options_for", "categories",
            "decode_instance_ids", "instance_map_from_polygons", "read_semantic_mask", "ANNOTATION_TYPES", "LABEL_SPACES",
@@ -690,10 +692,20 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if n:
             lost[what] = lost.get(what, 0) + n
 
+    lose("split memberships beyond each image's own split (overlapping splits: one folder per image)",
+         other_split_memberships(dataset))
+    placed: set[tuple[str, str, str]] = set()
     for i, rec in enumerate(_io.progress(dataset.records, total=len(dataset.records), desc="cityscapes",
                                          enabled=progress)):
         split = rec.split or "default"
         city, base = _names_for(rec, i)
+        if (split, city, base) in placed:  # two foreign images whose names read as one frame
+            city, base = "default", f"default_{i:06d}_000000"
+        placed.add((split, city, base))
+        if rec.source_id is not None and rec.source_id != base:  # read back, the id is the frame name
+            lose("source image ids (a Cityscapes image's id is its frame name)")
+        if base.startswith("default_") and not native:
+            lose("image file names (named default_<index>_000000: Cityscapes names frames <city>_<seq>_<frame>)")
         ext = Path(rec.path).suffix.lower() or ".png"
         img_rel = f"{IMAGE_DIR}/{split}/{city}/{base}_leftImg8bit{ext}"  # never a JPEG named .png
         if _io.place_image(src_root / rec.path, dest, img_rel, images):

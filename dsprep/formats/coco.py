@@ -41,11 +41,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._cocojson import (_IMAGE_KEYS, _INTERNAL_IMAGE_EXTRA, _Source, _annotations, _ann_ids, _check_images,
-                         _image_ids, _keeps_ann_ids, _keeps_image_ids, _parse_file, is_lvis_text, peek)
+                         _image_ids, _join_shared, _keeps_ann_ids, _keeps_image_ids,
+                         _parse_file, is_lvis_text, peek)
 from .._io import gc_paused, json_bytes, place_image, progress as _progress
 from .._paths import output_path, safe_relpath
 from ..errors import DatasetNotFoundError, ErrorPolicy, MalformedFileError, MissingFileError, check_choice
-from ..records import Category, Dataset, Record, make_ids_distinct
+from ..records import Category, Dataset, Record, is_file_field, make_ids_distinct
 
 __all__ = ["NAME", "DESCRIPTION", "TASKS", "detect", "parse", "write"]
 
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 NAME = "coco"
 DESCRIPTION = "MS COCO JSON: instances, person_keypoints, captions (2017 tree, Roboflow, single file)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "crowd", "difficult", "masks", "keypoints", "annotation_ids", "image_ids"})
 
 #: Annotation files dsprep reads, by file-name prefix, in the order ``task=None`` picks them.
 TASKS = ("instances", "person_keypoints", "captions")
@@ -216,6 +220,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     categories: dict[int, Category] = {}
     info: dict[str, Any] = {}
     splits: dict[str, list[str]] = {}
+    seen: dict[tuple[Any, str], Record] = {}  # (image id, file_name) -> its record, over the split files
     with gc_paused(freeze=True):
         for src in sources:
             recs, cats, file_info, file_task = _parse_file(src, task or task_found, policy, progress, root,
@@ -231,9 +236,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             if not info:
                 info = dict(file_info)
                 info["task"] = file_task
+            listed = _join_shared(recs, [(r.source_id, r.path[len(src.prefix):]) for r in recs], seen)
             if src.split is not None:
-                splits.setdefault(src.split, []).extend(r.id for r in recs)
-            records.extend(recs)
+                splits.setdefault(src.split, []).extend(listed)
+            records.extend(r for r, i in zip(recs, listed) if i is r.id)
     if check_images:
         records = _check_images(records, root, policy)
         kept = {r.id for r in records}
@@ -255,6 +261,16 @@ def _unique_names(recs: Sequence[Record]) -> list[str]:
     for b in base:
         seen[b] = seen.get(b, 0) + 1
     return [b if seen[b] == 1 else safe_relpath(r.path) for b, r in zip(base, recs)]
+
+
+def _count_renumbered(recs: Sequence[Record], ann_ids: Sequence[int], out: set[tuple[str, int]]) -> None:
+    """Add ``(record id, object)`` of each object whose source annotation id (>= 0) is not the one written."""
+    k = 0
+    for r in recs:
+        for j, i in enumerate(r.instances.ids.tolist()):
+            if i >= 0 and ann_ids[k] != i:
+                out.add((r.id, j))
+            k += 1
 
 
 def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[int], list[int]] | None:
@@ -291,14 +307,15 @@ def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[
 
 
 def _image_entry(r: Record, iid: Any, name: str) -> dict[str, Any]:
+    """The image's JSON entry: its extra fields too, but not files of another tree (``is_file_field``)."""
     entry = {"id": iid, "width": int(r.width), "height": int(r.height), "file_name": name}
     extra = r.extra
     if extra:
-        if extra.keys().isdisjoint(_IMAGE_RESERVED):
+        if extra.keys().isdisjoint(_IMAGE_RESERVED) and not any(is_file_field(k, v) for k, v in extra.items()):
             entry.update(extra)
         else:
             for k, v in extra.items():
-                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA:
+                if k not in entry and k not in _INTERNAL_IMAGE_EXTRA and not is_file_field(k, v):
                     entry[k] = v
     return entry
 
@@ -393,8 +410,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     r.instances.segmentation is not None and len(r.instances)
                     and all(s is not None for s in r.instances.segmentation))
                 for r in dataset.records)}
+    lost["files named by image fields (Cityscapes color, polygons...: not carried)"] = sum(
+        is_file_field(k, v) for r in dataset.records for k, v in r.extra.items())
     files: list[str] = []
-    n_images = n_objects = 0
+    written_images: set[str] = set()
+    written_objects: set[tuple[str, int]] = set()
+    renumbered: set[str] = set()  # records whose source image id could not be written
+    renumbered_anns: set[tuple[str, int]] = set()  # (record id, object) whose annotation id could not
     task = "person_keypoints" if has_kp else "instances"
     with gc_paused():  # tens of thousands of acyclic dicts: see gc_paused
         split_recs = {split: [by_id[i] for i in rec_ids if i in by_id] for split, rec_ids in groups.items()}
@@ -403,6 +425,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         shared = _shared_ids(split_recs)
         if shared is not None:
             written, shared_img_ids, shared_ann_ids = shared
+            _count_renumbered(written, shared_ann_ids, renumbered_anns)
             img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
             entry_of: dict[str, dict[str, Any]] = {}
             # each record's annotations as JSON text, serialised once for all the files it is in
@@ -432,6 +455,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             else:
                 img_ids = _image_ids(recs)
                 image_entries = [_image_entry(r, iid, name) for r, name, iid in zip(recs, names, img_ids)]
+            renumbered.update(r.id for r, iid in zip(recs, img_ids) if r.source_id is not None and iid != r.source_id)
             if images != "none":
                 for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
                                          enabled=progress):
@@ -444,12 +468,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 if shared is not None:
                     chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
                     anns = orjson.Fragment(b"[" + b",".join(chunks) + b"]")
-                    n_objects += sum(r.instances.boxes.shape[0] for r in recs)
                 else:
                     ids = [r.instances.ids for r in recs]
                     ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
+                    _count_renumbered(recs, ann_ids, renumbered_anns)
                     anns = _annotations(recs, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
-                    n_objects += len(anns)
+                written_objects.update((r.id, len(r.instances)) for r in recs)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
                 out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
@@ -472,7 +496,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
                 out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
                 files.append(out.relative_to(dest).as_posix())
-            n_images += len(recs)
+            written_images.update(r.id for r in recs)
+    # each image and object once, though an image in several splits is in several files
+    n_images, n_objects = len(written_images), sum(n for _, n in written_objects)
+    lost["source image ids (COCO's are unique ints >= 0; numbered 1..N)"] = len(renumbered)
+    lost["annotation ids (COCO's are unique over the dataset and >= 1; numbered 1..N)"] = len(renumbered_anns)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
 

@@ -42,10 +42,13 @@ from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, check_choice)
 from ..records import (BoxFormat, Category, Dataset, Instances, Record, convert_boxes, make_ids_distinct,
-                       record_id_from_path)
+                       other_split_memberships, record_id_from_path)
 
 NAME = "coco-panoptic"
 DESCRIPTION = "COCO panoptic: annotations/panoptic_<split>.json + PNGs (id = R + 256 G + 256^2 B)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "categories", "category_ids", "supercategory", "crowd", "masks",
+                   "annotation_ids", "image_ids"})
 
 __all__ = ["NAME", "DESCRIPTION", "detect", "parse", "parse_options_for", "validate_options", "write",
            "VERIFY_MODES"]
@@ -576,6 +579,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         if n:
             lost[what] = lost.get(what, 0) + n
 
+    lose("split memberships beyond each image's own split (overlapping splits: one folder per image)",
+         other_split_memberships(dataset))
     cats_out = []
     for c in dataset.categories:
         if c.id in dropped_cats:
@@ -741,6 +746,10 @@ def _segments_for(rec: Record, src_root: Path, encoding: str | None, dropped_cat
         area, bbox = counted[sid]
         # area is counted on the painted map: a stored area that differs (COCO's polygon area) is not kept
         lose("stored areas", int(bool(np.isfinite(inst.area[k])) and float(inst.area[k]) != area))
+        # likewise the box: the painted segment's extent, which a box drawn apart from the mask is not
+        x0, y0, bw, bh = (float(v) for v in bbox)
+        lose("boxes (the painted mask's extent is written instead)",
+             int(inst.boxes[k].tolist() != [x0, y0, x0 + bw, y0 + bh]))
         segs.append(_segment_entry(sid, int(inst.labels[k]), area, bbox, bool(inst.iscrowd[k]), inst, k))
     return id_map, segs
 

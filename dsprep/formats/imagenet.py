@@ -44,11 +44,13 @@ from .._io import gc_paused, image_size, parallel_map, place_image
 from .._paths import output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, LazyRecords, Record, distinct_ids
+from ..records import Category, Dataset, Instances, LazyRecords, Record, distinct_ids, other_split_memberships
 
 NAME = "imagenet"
 DESCRIPTION = ("ImageNet/ILSVRC2012 and any class-subfolder (ImageFolder) tree; "
                "devkit or Kaggle val labels, LOC boxes")
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "objects", "boxes", "categories", "difficult", "image_labels"})
 
 log = logging.getLogger(__name__)
 
@@ -1302,6 +1304,8 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         if n:
             lost[what] = lost.get(what, 0) + n
 
+    lose("split memberships beyond each image's own split (overlapping splits: one folder per image)",
+         other_split_memberships(dataset))
     # A split is a folder above the classes; the reader knows it by its name only.
     unreadable = sorted({r.split for r in dataset.records if r.split and not _is_split_name(_safe(r.split))})
     if unreadable:
@@ -1314,14 +1318,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
     lose(f"category fields ({', '.join(cat_fields)})",
          sum(any(k != "words" for k in (c.extra or {})) for c in dataset.categories))
 
-    # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
-    # names that become the same folder get their category id appended.
-    names: dict[int, str] = {}
-    for c in dataset.categories:
-        folder = _safe(c.name)
-        names[c.id] = f"{folder}_{c.id}" if folder in names.values() else folder
-    lose("category names changed into folder names (kept as the words where there were none)",
-         sum(1 for c in dataset.categories if names[c.id] != c.name))
+    names = _class_folders(dataset, lose)
 
     used: set[str] = set()
     n_images = n_objects = 0
@@ -1344,6 +1341,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         if images == "none":
             output_path(dest, folder, what="class folder", folder=True)
         n_images += 1
+        lose("source image ids", int(r.source_id is not None))
         inst = r.instances
         if r.mask_path:
             lose("semantic masks")
@@ -1356,6 +1354,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
             lose("object segmentations", sum(1 for i in keep if inst.segmentation and inst.segmentation[i] is not None))
             lose("keypoints", len(keep) if inst.keypoints is not None else 0)
             lose("crowd flags", int(inst.iscrowd[keep].sum()) if keep else 0)
+            lose("annotation ids", int((inst.ids[keep] >= 0).sum()) if keep else 0)
             if keep:
                 stem = rel.rsplit("/", 1)[-1]
                 stem = stem[:stem.rfind(".")] if "." in stem else stem
@@ -1371,6 +1370,24 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         lose("category words and original names (names with spaces cannot go in LOC_synset_mapping.txt)",
              sum(1 for c in dataset.categories if c.extra.get("words") or names[c.id] != c.name))
     return {"images": n_images, "objects": n_objects, "lost": lost}
+
+
+def _class_folders(dataset: Dataset, lose: Callable[..., None]) -> dict[int, str]:
+    """Category id -> its class folder's name, and what the names and ids lose (``lose``)."""
+    # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
+    # names that become the same folder get their category id appended.
+    names: dict[int, str] = {}
+    for c in dataset.categories:
+        folder = _safe(c.name)
+        names[c.id] = f"{folder}_{c.id}" if folder in names.values() else folder
+    lose("category names changed into folder names (kept as the words where there were none)",
+         sum(1 for c in dataset.categories if names[c.id] != c.name))
+    # a class tree numbers its classes 0..N-1 in sorted folder order (as ImageFolder does)
+    index = {folder: i for i, folder in enumerate(sorted(names.values()))}
+    lose("category ids (a class tree numbers its folders 0..N-1 in sorted order)",
+         sum(1 for c in dataset.categories if c.id != index[names[c.id]]))
+    lose("category supercategories", sum(1 for c in dataset.categories if c.supercategory))
+    return names
 
 
 def _write_loc_xml(path: Path, r: Record, inst: Instances, keep: list[int], names: dict[int, str],

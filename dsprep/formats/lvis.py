@@ -42,7 +42,7 @@ from .._io import check_images_mode, gc_paused, json_bytes, place_image, progres
 from .._paths import output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, check_choice)
-from ..records import Category, Dataset, Record, make_ids_distinct
+from ..records import is_file_field, Category, Dataset, Record, make_ids_distinct
 
 __all__ = ["NAME", "DESCRIPTION", "FREQUENCIES", "detect", "parse", "write"]
 
@@ -312,15 +312,9 @@ def _image_entry(r: Record, iid: Any, rel: str) -> dict[str, Any]:
     for key in _IMAGE_LISTS:
         entry[key] = extra.get(key, [])
     for k, v in extra.items():
-        if k not in entry and k not in ("caption_ids",) and not _names_a_file(k, v):
+        if k not in entry and k not in ("caption_ids",) and not is_file_field(k, v):
             entry[k] = v
     return entry
-
-
-def _names_a_file(key: str, value: Any) -> bool:
-    """An image field naming a file of the source tree (Cityscapes' ``color_path``...): not carried
-    (the JSON would name a file the output does not have)."""
-    return (key.endswith("_path") or key == "semantic_source") and isinstance(value, str) and bool(value)
 
 
 def _lost(dataset: Dataset) -> dict[str, int]:
@@ -331,7 +325,7 @@ def _lost(dataset: Dataset) -> dict[str, int]:
             "image-level labels": sum(r.label is not None for r in recs),
             "mask PNGs": sum((r.mask_path is not None) + (r.instance_mask_path is not None) for r in recs),
             "files named by image fields (Cityscapes color, polygons...: not carried)": sum(
-                _names_a_file(k, v) for r in recs for k, v in (r.extra or {}).items())}
+                is_file_field(k, v) for r in recs for k, v in (r.extra or {}).items())}
     return {k: v for k, v in lost.items() if v}
 
 

@@ -46,7 +46,7 @@ from .._shardio import is_url, read_index, record_from_sample, split_members
 from .._tar import TarShardWriter, member_bytes, padded, read_member
 from ..errors import (DsprepError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
                       MissingFileError, UnknownNameError, check_choice)
-from ..records import Category, Dataset, Instances, Record, decode_segmentation, segmentation_json
+from ..records import Category, Dataset, Instances, Record, decode_segmentation, is_file_field, segmentation_json
 
 __all__ = ["DESCRIPTION", "IMAGE_MODES", "NAME", "detect", "merge", "parse", "parse_size", "sample_doc", "write"]
 
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 NAME = "shards"
 DESCRIPTION = "WebDataset-compatible tar shards + index.json (images kept or re-encoded at a max side)"
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "crowd", "difficult", "masks", "keypoints", "image_labels", "annotation_ids",
+                   "image_ids"})
 INDEX = "index.json"
 FORMAT_TAG = "dsprep-shards"
 VERSION = 1
@@ -369,7 +373,7 @@ def _companion_files(rec: Record) -> list[tuple[str, str, str | None]]:
     k = 0
     for key in sorted(rec.extra or {}):
         rel = rec.extra[key]
-        if (key.endswith("_path") or key == "semantic_source") and isinstance(rel, str) and rel and rel not in seen:
+        if is_file_field(key, rel) and rel not in seen:
             k += 1
             seen[rel] = f"file{k}.{_suffix(rel) or 'bin'}"
             out.append((seen[rel], rel, key))

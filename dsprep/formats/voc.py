@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
+from .._category_map import read_category_map, restorable
 from .._checks import INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
 from .._paths import confine, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
@@ -60,6 +61,12 @@ log = logging.getLogger(__name__)
 
 NAME = "voc"
 DESCRIPTION = "PASCAL VOC devkit tree (Annotations/*.xml, ImageSets, Segmentation PNGs)"
+# Category names that mean VOC's background (index 0), not a class: labelme writes _background_
+# first in class_names.txt, datumaro's labelmap.txt starts with background.
+BACKGROUND_NAMES = ("background", "_background_", "__background__")
+# What write() keeps of any dataset (dsprep.formats.FIELDS; docs/records.md, round-trip table)
+HOLDS = frozenset({"file_names", "splits", "overlapping_splits", "objects", "boxes", "categories", "category_ids",
+                   "supercategory", "crowd", "difficult", "masks"})
 
 # The 20 classes in the canonical order; class index i+1 in SegmentationClass PNGs
 # [detectron2 data/datasets/pascal_voc.py CLASS_NAMES; VOC devkit VOCinit.m].
@@ -192,7 +199,7 @@ def _read_labelmap(root: Path) -> list[str] | None:
         if not line or line.startswith("#"):
             continue
         name = line.split(":", 1)[0]
-        if not names and name == "background":
+        if not names and name in BACKGROUND_NAMES:
             names.append(None)  # index 0: background, not a class
             continue
         names.append(name)
@@ -816,7 +823,6 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                                     "labelmap's classes (fix: add it to labelmap.txt)")
                 chunk["labels"][i] = known[n]
             records.extend(_records_from_chunk(chunk, split_of, masks))
-    categories = [Category(i + 1, n) for i, n in enumerate(names)]
     present = {r.id[len(_IMG) + 1:] for r in records}
     ds_splits = {k: [f"{_IMG}/{s}" for s in dict.fromkeys(v) if s in present] for k, v in splits.items()}
     info: dict[str, Any] = {"skipped": policy.count}
@@ -830,10 +836,27 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
             info["voc_class_list_mismatches"] = _check_class_lists(per_class, records, known, splits, policy)
     if labelmap:
         info["voc_labelmap"] = True
-    else:  # the 20 standard classes, whether the tree uses them or not: not "unused" (dsprep validate)
-        info["builtin_categories"] = list(range(1, len(VOC_CLASSES) + 1))
+    # after the class-list check, which compares labels 1..N (``known``) with the lists
+    categories = _restored_ids([Category(i + 1, n) for i, n in enumerate(names)], records, root)
+    if not labelmap:  # the 20 standard classes, whether the tree uses them or not: not "unused" (dsprep validate)
+        info["builtin_categories"] = [c.id for c in categories[:len(VOC_CLASSES)]]  # (ids as restored)
     policy.summary("VOC objects/files")
     return Dataset(categories, records, splits=ds_splits, info=info, root=root, format=NAME)
+
+
+def _restored_ids(categories: list[Category], records: list[Record], root: Path) -> list[Category]:
+    """The category ids and supercategories ``dsprep convert`` wrote to ``category_map.json``
+    beside the tree, when it names exactly these classes; else ``categories`` as they are
+    (1..N). Object labels follow."""
+    cmap = read_category_map(root)
+    if cmap is None or not {c.name for c in categories} <= set(cmap) or \
+            not set(cmap) - {c.name for c in categories} <= set(BACKGROUND_NAMES):
+        return categories
+    lut = np.array([0] + [cmap[c.name]["id"] for c in categories], np.int64)  # 1..N -> written id
+    for r in records:
+        if len(r.instances):
+            r.instances.labels = lut[r.instances.labels]
+    return [Category(cmap[c.name]["id"], c.name, cmap[c.name]["supercategory"]) for c in categories]
 
 
 def _check_class_lists(per_class: Mapping[str, Path], records: Sequence[Record], known: Mapping[str, int],
@@ -1152,14 +1175,18 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     dest = Path(dest)
     src_root = Path(dataset.root) if dataset.root is not None else None
     names_by_id = {c.id: c.name for c in dataset.categories}
-    # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data).
-    index_of = {c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(dataset.categories)}
+    # SegmentationClass index = position in category order + 1 (canonical VOC order for VOC data);
+    # a background category (labelme's _background_) is VOC's index 0, not class 1.
+    classes = [c for c in dataset.categories if c.name not in BACKGROUND_NAMES]
+    index_of = {c.id: 0 for c in dataset.categories}
+    index_of.update({c.id: (i + 1 if i < 254 else VOID) for i, c in enumerate(classes)})
     foreign_luts = {} if dataset.format == NAME else _foreign_mask_luts(dataset, index_of)
     lost: dict[str, int] = {}
     records = dataset.records
     fnames, renamed = _names_for(records)
     if renamed:
         log.warning("voc: %d images share a file name with another; named after their record id instead", renamed)
+        lost["image file names (shared with another image, or not a VOC name: renamed)"] = renamed
     exact = dataset.format == NAME
     output_path(dest, _ANN, folder=True)
     name_of: dict[str, str] = {}
@@ -1213,17 +1240,30 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     continue
                 output_path(dest, f"{_SEGSETS}/{split}.txt", what="split list").write_text(
                     "".join(f"{n}\n" for n in lines), encoding="utf-8")
-    if [c.name for c in dataset.categories] != list(VOC_CLASSES):
-        _write_labelmap(dest, dataset.categories)
-    # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
-    # order for the 20 VOC classes). Ids that differ do not survive, and say so.
-    changed = sum(1 for i, c in enumerate(dataset.categories) if c.id != i + 1)
-    if changed:
-        lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
+    if [c.name for c in classes] != list(VOC_CLASSES):
+        _write_labelmap(dest, classes)
+    _count_lost_categories(dataset, classes, dest, lost)
     policy.summary("images")
     report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
                               "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
     return report
+
+
+def _count_lost_categories(dataset: Dataset, classes: list[Category], dest: Path, lost: dict[str, int]) -> None:
+    """Count in ``lost`` what the categories lose: background ones, and ids and supercategories
+    that ``category_map.json`` beside ``dest`` does not restore."""
+    if len(classes) < len(dataset.categories):
+        lost["categories named as background (VOC's index 0, not a class)"] = len(dataset.categories) - len(classes)
+    # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
+    # order for the 20 VOC classes). Ids that differ do not survive, and say so.
+    # dsprep convert writes them to category_map.json (beside, first), which parse() reads back.
+    if not restorable(dest, classes):
+        changed = sum(1 for i, c in enumerate(classes) if c.id != i + 1)
+        if changed:
+            lost["category ids (VOC stores names; re-read ids are 1..N in category order)"] = changed
+        supers = sum(1 for c in classes if c.supercategory)
+        if supers:
+            lost["category supercategories (VOC stores names only)"] = supers
 
 
 def _place_image(rec: Record, src_root: Path | None, dest: Path, img_rel: str, images: str,
