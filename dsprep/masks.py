@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from .records import decode_segmentation
 
-__all__ = ["VOC_PALETTE", "Segments", "encode_mask", "id_to_rgb", "mask_palette", "rasterise_polygons",
+__all__ = ["VOC_PALETTE", "Segments", "ellipse_polygon", "encode_mask", "id_to_rgb", "mask_palette", "rasterise_polygons",
            "read_id_png", "read_label_png", "rgb_to_id", "rle_from_counts", "segmentation_area", "segmentation_mask",
            "segmentation_rle", "segments_from_id_map", "semantic_readers"]
 
@@ -390,6 +391,29 @@ def rasterise_polygons(width: int, height: int, shapes: Iterable[tuple[Sequence,
     for polygon, value in shapes:
         draw.polygon([(p[0], p[1]) for p in polygon], fill=int(value))
     return np.asarray(img, dtype=np.int32)
+
+
+def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, degrees: float = 0.0, sides: int = 32) -> list[float]:
+    """A flat ``[x1, y1, ...]`` polygon of ``sides`` vertices with the area of the ellipse (``pi rx ry``),
+    rotated by ``degrees`` clockwise on the image (y down), as CVAT's ``rotation`` turns shapes.
+
+    Used for LabelMe circles and CVAT ellipses, which the record model holds as polygons: the
+    radii are scaled by ``sqrt(2 pi / (n sin(2 pi / n)))`` so that the polygon's area is the
+    ellipse's exactly (an inscribed 32-gon would be 0.6% smaller).
+
+    Example:
+        >>> len(ellipse_polygon(10, 10, 3, 2))
+        64
+    """
+    n = int(sides)
+    k = math.sqrt(2 * math.pi / (n * math.sin(2 * math.pi / n)))
+    t = np.arange(n) * (2 * math.pi / n)
+    x, y = rx * k * np.cos(t), ry * k * np.sin(t)
+    a = math.radians(degrees)
+    ring = np.empty(2 * n)
+    ring[0::2] = cx + x * math.cos(a) - y * math.sin(a)
+    ring[1::2] = cy + x * math.sin(a) + y * math.cos(a)
+    return ring.tolist()
 
 
 # --------------------------------------------------------------------------- object segmentations

@@ -45,6 +45,7 @@ KINDS = {
     "bad_iscrowd": "iscrowd other than 0 or 1 (read as crowd)",
     "duplicate_annotation_id": "two objects with the same annotation id",
     "class_not_in_labelmap": "VOC class missing from labelmap.txt (read after its classes)",
+    "class_not_in_labels": "LabelMe label missing from labels.txt (read after its classes)",
     "unwritable_value": "a value JSON writers cannot hold (an integer beyond 64 bits)",
     "unknown_category": "label not among the categories",
     "unused_category": "category without any object or image label",

@@ -27,7 +27,7 @@ def test_all_is_sorted_and_pinned():
 
 def test_format_registry_is_read_only_and_complete():
     assert list(dsprep.FORMATS) == ["coco", "coco-panoptic", "voc", "lvis", "kitti", "imagenet", "cityscapes",
-                                    "shards"]
+                                    "shards", "labelme", "cvat"]
     for name, mod in dsprep.FORMATS.items():
         for attr in ("NAME", "DESCRIPTION", "detect", "parse", "write"):
             assert hasattr(mod, attr), f"{name} lacks {attr}"

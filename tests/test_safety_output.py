@@ -222,26 +222,27 @@ def test_train_refuses_an_existing_out_unless_resume_or_overwrite(shapes_voc, tm
     (mine / "thesis.tex").write_text("x")
     for kw in ({}, {"overwrite": True}):
         with pytest.raises(dsprep.OutputExistsError, match="thesis.tex" if kw else "already exists"):
-            T.train(ds, None, T.TrainConfig(out=str(mine), **kw))
+            T.train(ds, None, T.TrainConfig(task="crops", out=str(mine), **kw))
     assert os.listdir(mine) == ["thesis.tex"]
     with pytest.raises(dsprep.OutputExistsError, match="inside the input"):
-        T.train(ds, None, T.TrainConfig(out=str(shapes_voc / "run")))
+        T.train(ds, None, T.TrainConfig(task="crops", out=str(shapes_voc / "run")))
     assert not (shapes_voc / "run").exists()
     out = tmp_path / "run"
-    T.train(ds, None, T.TrainConfig(out=str(out)))
+    T.train(ds, None, T.TrainConfig(task="crops", out=str(out)))
     assert json.loads((out / MANIFEST).read_text())["command"] == "train"
     with pytest.raises(dsprep.OutputExistsError, match="already exists"):
-        T.train(ds, None, T.TrainConfig(out=str(out)))
-    T.train(ds, None, T.TrainConfig(out=str(out), resume=True))  # continued in place
+        T.train(ds, None, T.TrainConfig(task="crops", out=str(out)))
+    T.train(ds, None, T.TrainConfig(task="crops", out=str(out), resume=True))  # continued in place
     (out / "curves.png").unlink()  # what a run wrote is replaced whole, partial or not
     (out / "confusion.csv").write_text("an earlier run's")
-    T.train(ds, None, T.TrainConfig(out=str(out), overwrite=True))
+    T.train(ds, None, T.TrainConfig(task="crops", out=str(out), overwrite=True))
     assert sorted(os.listdir(out)) == ["curves.png", MANIFEST, "last.pt"]
-    assert main(["train", "voc", str(shapes_voc), "--out", str(mine), "--quiet"]) == 2  # before parsing
+    # refused before parsing
+    assert main(["train", "voc", str(shapes_voc), "--task", "crops", "--out", str(mine), "--quiet"]) == 2
     # under torchrun every rank checks OUT before any rank writes (rank 0 alone claims it)
     monkeypatch.setattr(T, "_dist_setup", lambda device: (1, 2))
     with pytest.raises(dsprep.OutputExistsError, match="already exists"):
-        T.train(ds, None, T.TrainConfig(out=str(mine)))
+        T.train(ds, None, T.TrainConfig(task="crops", out=str(mine)))
     assert os.listdir(mine) == ["thesis.tex"]
 
 

@@ -248,6 +248,121 @@ def test_help_texts_state_each_default_once():
     assert "val/valid/validation/val2017/test" in train_help and "(default: 10)" in train_help
 
 
+def test_classification_without_image_labels_is_refused_before_training(shapes_voc, tmp_path, capsys):
+    # VOC labels objects and pixels, not images: classification (the default task) used to
+    # train on labels of -1 (loss nan), write best.pt and exit 0
+    out = tmp_path / "run"
+    assert main(["train", "voc", str(shapes_voc), "--out", str(out), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "task 'classification' needs image-level labels" in captured.err
+    assert "it supports: --task crops|segmentation" in captured.err
+    assert "training resnet18" not in captured.out and not out.exists()
+    from dsprep.errors import UnknownNameError
+
+    ds = dsprep.parse("voc", shapes_voc)
+    with pytest.raises(UnknownNameError, match=r"it supports: --task crops\|segmentation"):
+        train(ds.subset("train"), None, _cfg(tmp_path / "api", task="classification"))
+    assert not (tmp_path / "api").exists()  # refused before OUT is claimed
+    # the loader itself: no silent -1 labels
+    with pytest.raises(UnknownNameError, match="none of the 16 records has one; they support task="
+                                               "'crops' | 'detection' | 'segmentation'"):
+        ds.torch(task="classification")
+
+
+def test_classification_with_some_unlabelled_images_warns(tmp_path, caplog):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes_imagenet import make_tree
+
+    make_tree(tmp_path / "tree", splits=("train",))
+    ds = dsprep.parse("imagenet", tmp_path / "tree")
+    ds.records[1].label = None
+    with caplog.at_level("WARNING", logger="dsprep"):
+        tds = ds.torch(task="classification")
+    assert int(tds[1][1]["label"]) == -1
+    assert f"1 of {len(ds)} records have no image label (first: {ds.records[1].id})" in caplog.text
+
+
+@pytest.mark.parametrize("cores, device, workers, plan", [
+    (2, "cpu", None, (0, None)),          # the model's threads get every core; loading in-process
+    (4, "cpu", None, (0, None)),
+    (16, "cpu", None, (4, 12)),           # a quarter of the cores load, the model keeps the rest
+    (2, "cpu", 1, (1, 1)),                # asked-for workers are kept; the model gets what they leave
+    (2, "cpu", 2, (2, 1)),
+    (8, "cuda", None, (4, None)),         # on CUDA the loader feeds the GPU
+])
+def test_cpu_plan_keeps_loader_processes_off_the_models_cores(cores, device, workers, plan, monkeypatch):
+    from dsprep.train import cpu_plan
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert cpu_plan(workers, torch.device(device), cores=cores) == plan
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is never overridden
+    assert cpu_plan(workers, torch.device(device), cores=cores)[1] is None
+
+
+def test_train_runs_with_its_cpu_plan_and_restores_torch_threads(shapes, tmp_path, monkeypatch):
+    # a 2-core machine: no loader process competes with the model's two threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("dsprep._io.default_workers", lambda: 2)
+    ds = dsprep.parse("coco", shapes)
+    before = torch.get_num_threads()
+    train(ds.subset("train"), None, _cfg(tmp_path / "a", epochs=1, workers=None))
+    runtime = json.loads((tmp_path / "a" / "metrics.json").read_text())["runtime"]
+    assert runtime["loader_workers"] == 0 and runtime["torch_threads"] == before
+    # one asked-for loader process: the model takes the other core, and threads come back after
+    train(ds.subset("train"), None, _cfg(tmp_path / "b", epochs=1, workers=1))
+    runtime = json.loads((tmp_path / "b" / "metrics.json").read_text())["runtime"]
+    assert runtime["loader_workers"] == 1 and runtime["torch_threads"] == 1
+    assert torch.get_num_threads() == before
+
+
+def test_progress_lines_without_a_terminal(shapes, tmp_path, monkeypatch, capsys, request):
+    # CI logs and nohup: a line at every 10% of a long epoch, then the epoch line
+    import dsprep.train as T
+
+    monkeypatch.setattr(T, "LONG_EPOCH_S", 0.0)  # every epoch counts as long here
+    # one torch thread: 30 steps of batch 2 take seconds, not minutes, on a busy 2-core machine
+    # (two threads spinning at each barrier while other jobs hold the cores: 5 s a step)
+    request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
+    torch.set_num_threads(1)
+    args = ["train", "coco", str(shapes), "--task", "crops", "--image-size", "16", "--epochs", "1",
+            "--batch-size", "2", "--workers", "0", "--val-split", "none", "--out", str(tmp_path / "a")]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marks = [line for line in lines if line.startswith("epoch 1/1 ") and "% (" in line]
+    assert [m.split()[2] for m in marks] == [f"{k}0%" for k in range(1, 10)]
+    assert all("train loss" in m and "img/s" in m and "s to go" in m for m in marks)
+    assert lines.index(marks[-1]) < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1 |"))
+    assert main([*args[:-1], str(tmp_path / "b"), "--quiet"]) == 0  # --quiet: the epoch lines only
+    assert "% (" not in capsys.readouterr().out
+    monkeypatch.setattr(T, "LONG_EPOCH_S", 1e9)  # a short epoch: no progress lines
+    assert main([*args[:-1], str(tmp_path / "c")]) == 0
+    assert "% (" not in capsys.readouterr().out
+
+
+def test_running_figures_equal_the_classification_metrics_of_every_sample():
+    # summed on the device per step (no host sync), read once per epoch: same figures
+    from dsprep.eval.classification import classification_metrics
+    from dsprep.train import _Running
+
+    g = torch.Generator().manual_seed(0)
+    c, batches = 7, [(torch.randn(9, 7, generator=g), torch.randint(-1, 7, (9,), generator=g)) for _ in range(4)]
+    run = _Running("classification", c, torch.device("cpu"))
+    for logits, y in batches:
+        run.add(torch.tensor(1.5), logits, y)
+    figures, res = run.metrics([str(i) for i in range(c)])
+    logits, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    keep = y >= 0
+    ref = classification_metrics(y[keep].numpy(), scores=logits[keep].numpy(), num_classes=c)
+    assert figures["top1"] == ref.top1 and figures["top5"] == ref.top5 and figures["loss"] == 1.5
+    assert figures["mean_class_accuracy"] == ref.mean_class_accuracy
+    assert (res.confusion == ref.confusion).all()
+    seg = _Running("segmentation", 3, torch.device("cpu"))
+    mask = torch.tensor([[[0, 1], [2, 255]]])
+    seg.add(torch.tensor(0.5), torch.tensor([[[[9, 0], [0, 9]], [[0, 9], [0, 0]], [[0, 0], [9, 0]]]]).float(), mask)
+    assert seg.cm[:9].reshape(3, 3).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]  # 255: not counted
+
+
 def test_validation_metrics_leave_out_void_pixels():
     # The training loop's mIoU counts what the segmentation eval counts: mask value 255 is
     # void (as the loss's ignore_index), whatever the model predicts there.
@@ -262,9 +377,26 @@ def test_validation_metrics_leave_out_void_pixels():
         def forward(self, x):
             return F.one_hot(pred, 2).permute(0, 3, 1, 2).float() * 5
 
-    loader = [(torch.zeros(1, 3, 2, 3), {"mask": mask})]
-    metrics, _ = _validate(Fixed(), loader, "segmentation", 2, ["a", "b"], torch.device("cpu"),
-                           channels_last=False, amp=False, autocast_dtype=torch.bfloat16)
+    from dsprep.train import TrainConfig, _Run
+
+    run = _Run(cfg=TrainConfig(task="segmentation"), device=torch.device("cpu"), world=1, is_main=True,
+               echo=print, progress_mode="off", amp=False, channels_last=False, names=["a", "b"], out=Path("."),
+               model=Fixed(), val_loader=[(torch.zeros(1, 3, 2, 3), {"mask": mask})])
+    metrics, _, _ = _validate(run)
     # counted: 0->0, 1->1, 0->0, 0->1: confusion [[2, 1], [0, 1]]
     assert metrics["per_class_iou"] == pytest.approx({"a": 2 / 3, "b": 1 / 2})
     assert metrics["pixel_accuracy"] == pytest.approx(3 / 4) and metrics["miou"] == pytest.approx(7 / 12)
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_cli_train_lets_openmp_threads_sleep_unless_told_otherwise(shapes_voc, tmp_path, preset, expected):
+    # set before torch is imported (libgomp reads it once); a user's own setting is kept
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(ROOT)
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, sys; from dsprep.cli import main; "
+            f"rc = main(['train', 'voc', {str(shapes_voc)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.stdout.split()[-3:] == ["2", "True", expected], res.stderr  # refused (classification on VOC)

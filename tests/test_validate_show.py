@@ -11,7 +11,7 @@ from PIL import Image
 
 from dsprep.cli import main
 from dsprep.records import Category, Dataset, Instances
-from dsprep.show import show
+from dsprep.show import header_height, show
 from dsprep.synth import make_shapes_dataset
 from dsprep.validate import KINDS, validate_dataset
 
@@ -90,7 +90,7 @@ def test_validate_cli_exit_codes_and_json(clean, tmp_path, monkeypatch, capsys):
 def test_show_draws_boxes_where_the_objects_are(clean, tmp_path):
     out = show(clean, tmp_path / "grid.png", ids=[clean.records[0].id], cell=64)
     grid = np.asarray(Image.open(out).convert("RGB"))
-    assert grid.shape == (64 + 12, 64, 3)
+    assert grid.shape == (64 + header_height(64), 64, 3)  # (pixels on the objects: tests/test_show.py)
     plain = show(clean, tmp_path / "a.png", n=4, seed=3)
     again = show(clean, tmp_path / "b.png", n=4, seed=3)
     assert Path(plain).read_bytes() == Path(again).read_bytes()

@@ -76,6 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its share of the chunks into OUT; 'dsprep shards merge OUT' writes the index after")
     g.add_argument("--task-index", type=int, default=None, metavar="I",
                    help="this invocation's task, 0..N-1 (e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)")
+    g = p.add_argument_group("--to labelme")
+    g.add_argument("--layout", choices=["beside", "folder"], default=None,
+                   help="beside (the default): each JSON beside its image; folder: images/ and annotations/")
+    g.add_argument("--image-data", action="store_true", default=None,
+                   help="embed each image in its JSON as base64 imageData (default: imageData null)")
 
 
 
@@ -96,10 +101,22 @@ def _write_options(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+LABELME_FLAGS = ("layout", "image_data")
+
+
+def _labelme_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The --to labelme flags as write options (refused with another target)."""
+    given = {k: getattr(args, k) for k in LABELME_FLAGS if getattr(args, k, None) is not None}
+    if given and args.to != "labelme":
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise UnknownNameError(f"{flags}: only with --to labelme (this writes {args.to})")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     from ..conversion import convert
 
-    write_options = _write_options(args)
+    write_options = {**_write_options(args), **_labelme_options(args)}
     summary = convert(args.format, args.root, args.to, args.out, split=args.split, images=args.images,
                       category_ids=args.category_ids, overwrite=args.overwrite, workers=args.workers,
                       on_error=args.on_error, progress=False if args.quiet else None,

@@ -7,7 +7,10 @@ from ._common import add_source, source_options
 
 HELP = "draw a grid of samples with boxes, class names, masks and keypoints"
 DESCRIPTION = """Draw a grid of samples with their boxes, class names, translucent masks,
-keypoints and skeletons (Pillow drawing). Deterministic with --seed.
+keypoints and skeletons (Pillow drawing). Deterministic with --seed. Every tile is
+drawn from what the torch loader returns for the record (with --augment: after the
+training augmentation), so the picture shows exactly what a model is fed. Each image
+is scaled to fill a --cell square, small ones enlarged.
 
 examples:
   dsprep show voc VOCdevkit/VOC2012 --out grid.png
@@ -21,11 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
     p.add_argument("--ids", nargs="+", default=None, help="record ids to draw instead of a random pick")
     p.add_argument("--seed", type=int, default=0, help="seed of the random pick (and augmentation)")
-    p.add_argument("--cell", type=int, default=256, help="tile size in pixels")
+    p.add_argument("--cell", type=int, default=320, help="tile side in pixels; images are scaled to fill it")
     p.add_argument("--augment", action="store_true",
                    help="draw samples as the training pipeline's default augmentation feeds them")
-    p.add_argument("--task", default="detection", choices=["detection", "segmentation", "keypoints"],
-                   help="the pipeline task used with --augment")
+    p.add_argument("--task", default=None, choices=["detection", "keypoints", "segmentation", "classification"],
+                   help="what to draw (default: keypoints if any, else objects with their masks, else "
+                        "semantic masks, else image labels)")
 
 
 def run(args: argparse.Namespace) -> int:

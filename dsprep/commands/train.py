@@ -53,7 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine schedule)")
     p.add_argument("--image-size", type=int, default=224, help="input side (segmentation: crop side)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: min(4, cores))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes (default on a CPU: 0, loading in the training process, with 4 "
+                        "cores or fewer, else a quarter of the cores up to 4, the model keeping the rest; "
+                        "with CUDA: min(4, cores))")
     p.add_argument("--seed", type=int, default=0, help="weights, shuffling and augmentation seed")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when available, else CPU")
@@ -67,7 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT if dsprep wrote it (it holds dsprep-manifest.json); "
                         "any other folder is refused")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="only the epoch lines: no progress bar (on a terminal) and no progress lines at every "
+                        "10%% of a long epoch (elsewhere: CI logs, nohup)")
 
 
 # dsprep.load's task per dataset for each training task: crops need the object boxes
@@ -98,7 +103,18 @@ def _pick(splits: dict, wanted: str | None, candidates: tuple[str, ...], what: s
     return None
 
 
+# OpenMP threads that wait at a barrier sleep instead of spinning. A ResNet step is hundreds
+# of short parallel regions; on a CPU that other jobs share, a spinning thread holds a core
+# the thread it waits for needs (2 cores, load 12: 5 s a step instead of 0.4 s). libgomp
+# reads this once, when torch is imported, so it is set before that and only if unset.
+OMP_WAIT_POLICY = "PASSIVE"
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     from .._outdir import check_output, input_folders
     from ..errors import UnknownNameError
 
@@ -118,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         ds = get_format(args.format).parse(args.root, progress=False, **extra)
     else:
         raise UnknownNameError("give FORMAT ROOT, or --dataset NAME")
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, check_task, train
 
     splits = ds.splits
     # Splits whose labels are placeholders (Cityscapes test) train and validate nothing.
@@ -143,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         val_ds = ds.subset(val_name) if val_name and val_name != tr else None
     else:
         train_ds, val_ds, tr, val_name = ds, None, "all", None
+    check_task(train_ds, args.task)  # before the banner: VOC has no image labels for classification
     cfg = TrainConfig(task=args.task, model=args.model, weights=args.weights, finetune=args.finetune,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
                       workers=args.workers, seed=args.seed, device=args.device, amp=args.amp,

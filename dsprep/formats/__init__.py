@@ -86,6 +86,8 @@ _MODULES = {
     "imagenet": "dsprep.formats.imagenet",
     "cityscapes": "dsprep.formats.cityscapes",
     "shards": "dsprep.formats.shards",
+    "labelme": "dsprep.formats.labelme",
+    "cvat": "dsprep.formats.cvat",
 }
 
 

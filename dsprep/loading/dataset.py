@@ -27,14 +27,14 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
-from ..errors import FormatError, InvalidAnnotationError, check_choice
+from ..errors import FormatError, InvalidAnnotationError, UnknownNameError, check_choice
 from . import transforms as T
 from .decode import ImageSource
 from .table import RecordTable
 from .targets import Failed, MaskReader, Skipped, crop_plan, file_bytes, make_target, object_inputs, to_tensor_image
 from .transforms import TASKS
 
-__all__ = ["TASKS", "TorchDataset", "default_flip_map", "infer_task"]
+__all__ = ["TASKS", "TorchDataset", "dataset_tasks", "default_flip_map", "infer_task"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class TorchDataset(tud.Dataset):
         self.table = RecordTable(dataset, keypoints=self.task == "keypoints", segmentation=self.masks,
                                  image_labels=self.task == "classification",
                                  object_labels=self.task in ("crops", "detection", "keypoints"))
+        if self.task == "classification":
+            _check_image_labels(dataset, self.table)
         self.num_classes = self.table.num_classes
         self.class_names = [c.name for c in dataset.categories]
         self.augment_name, self.transform = _augmentation(self.task, augment, preset_options)
@@ -289,20 +291,42 @@ def _crop_index(table: RecordTable, crop_crowd: bool) -> np.ndarray:
     return np.stack([rec, obj - table.obj_start[rec]], axis=1).astype(np.int64)
 
 
+def _check_image_labels(dataset: Any, table: RecordTable) -> None:
+    """Classification needs image labels: none at all is refused, naming the tasks the records
+    do support; images without one (label -1, ignored by ``cross_entropy(ignore_index=-1)``)
+    are counted in a warning."""
+    missing = int((table.label < 0).sum())
+    if missing and missing == len(table):
+        other = [t for t in dataset_tasks(dataset) if t != "classification"]
+        raise UnknownNameError(
+            f"task 'classification' needs image-level labels (Record.label); none of the {missing} records has "
+            f"one" + (f"; they support task={' | '.join(map(repr, other))}" if other else ""))
+    if missing:
+        first = table.ids[int(np.flatnonzero(table.label < 0)[0])]
+        log.warning("%d of %d records have no image label (first: %s): their target label is -1", missing,
+                    len(table), first)
+
+
+def dataset_tasks(dataset: Any) -> list[str]:
+    """The tasks the records hold annotations for, in :data:`TASKS` order: image labels ->
+    classification; objects -> crops and detection; keypoints -> keypoints; mask paths (or
+    label maps a parser draws from another file: Cityscapes polygons.json) -> segmentation."""
+    instances = dataset.column("instances")
+    has = {"classification": any(label is not None for label in dataset.column("label")),
+           "keypoints": any(inst.keypoints is not None and len(inst) for inst in instances),
+           "segmentation": any(dataset.column("mask_path")) or bool(
+               dataset.info.get("mask_readers") and any(e.get("semantic_source") for e in dataset.column("extra")))}
+    has["crops"] = has["detection"] = any(map(len, instances))
+    return [t for t in TASKS if has[t]]
+
+
 def infer_task(dataset: Any) -> str:
     """The task the records are annotated for: image labels -> classification, keypoints ->
     keypoints, objects -> detection, mask paths (or semantic sources) -> segmentation."""
-    if any(label is not None for label in dataset.column("label")):
-        return "classification"
-    instances = dataset.column("instances")
-    if any(inst.keypoints is not None for inst in instances):
-        return "keypoints"
-    if any(map(len, instances)):
-        return "detection"
-    if any(dataset.column("mask_path")):
-        return "segmentation"
-    if dataset.info.get("mask_readers") and any(e.get("semantic_source") for e in dataset.column("extra")):
-        return "segmentation"  # label maps drawn from another file (Cityscapes polygons.json)
+    tasks = dataset_tasks(dataset)
+    for task in ("classification", "keypoints", "detection", "segmentation"):
+        if task in tasks:
+            return task
     raise ValueError("cannot tell the task from the records (no image labels, objects or mask paths); "
                      f"pass task= one of {', '.join(TASKS)}")
 

@@ -3,6 +3,8 @@
 - :func:`build_luts`: the ``mask_lut`` option -> lookup arrays (mask value
   -> class), one per kind of mask file a dataset has (Cityscapes
   ``labelIds`` and ``labelTrainIds`` side by side), and which one each record uses.
+- :func:`segmentation_classes`: the classes ``dsprep train`` and ``dsprep show``
+  give a semantic mask's values, and the ``mask_lut`` that produces them.
 - :func:`mask_readers`: for records whose label map is drawn from another
   file (Cityscapes instanceIds or polygons.json only), the parser-named
   function that draws it.
@@ -18,7 +20,7 @@ import numpy as np
 from ..errors import check_choice
 from ..masks import semantic_readers
 
-__all__ = ["build_lut", "build_luts", "mask_readers"]
+__all__ = ["build_lut", "build_luts", "mask_readers", "segmentation_classes"]
 
 
 def build_lut(mask_lut: Any, dataset: Any) -> np.ndarray | None:
@@ -104,3 +106,17 @@ def mask_readers(dataset: Any) -> tuple[list[tuple[Callable, str]], dict[int, tu
             sources[r] = (index[e["mask_kind"]], str(e["semantic_source"]))
     return readers, sources
 
+
+def segmentation_classes(ds: Any) -> tuple[list[str], dict[str, Any]]:
+    """Class names of the semantic masks and the loader options that produce them.
+
+    Cityscapes: the 19 train ids (``mask_lut="train_id"``). VOC: background plus
+    the categories in order (mask index 0 = background, i = i-th category).
+    Otherwise the category names, masks taken as category positions.
+    """
+    names = ds.info.get("train_id_names")
+    if names:
+        return list(names), {"mask_lut": "train_id"}
+    if ds.format == "voc":
+        return ["background", *ds.class_names()], {}
+    return ds.class_names(), {}
