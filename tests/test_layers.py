@@ -229,8 +229,6 @@ LONG_FOR_NOW = {
     "dsprep._cocojson:_Columns.add",
     "dsprep._cocojson:_parse_file",
     "dsprep._cocojson:_annotations",
-    # split into named steps by the show/train change (issue 13), landing in parallel
-    "dsprep.train:_train",
 }
 
 
