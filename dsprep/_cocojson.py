@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Sequence
+from typing import Annotated, Any, Callable, Iterator, Mapping, Sequence
 
 import msgspec
 import numpy as np
@@ -28,7 +28,7 @@ from ._paths import confine
 from .errors import ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError, MissingFileError
 from .masks import rle_problem, segmentation_area
 from .records import (BoxFormat, Category, Instances, Record, convert_boxes, decimal_sum, decode_segmentation,
-                      record_id_from_path)
+                      record_id_from_path, segmentation_json)
 
 # Annotation keys with a home in the record model; any other key goes to Instances.extra.
 _KNOWN_ANN_KEYS = frozenset({"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation",
@@ -511,34 +511,29 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
     off = offsets.tolist()
     widths_l, heights_l = widths.tolist(), heights.tolist()
     keep_l = keep_img.tolist()
-    # Instances and Records are built without __init__: the arrays above are already
-    # typed and shaped, and re-validating 118k of them would cost seconds.
-    new_inst, new_rec = Instances.__new__, Record.__new__
+    # Built by the trusted constructors (no __init__): the arrays above are already typed and
+    # shaped, and re-validating 118k of them would cost seconds.
+    new_inst, new_rec = Instances._trusted, Record._trusted
     no_kp = keypoints is None
     for i in _progress(range(n_img), total=n_img, desc=f"coco {file.name}", enabled=show_progress):
         if not keep_l[i]:
             continue
         s, e = off[i], off[i + 1]
-        inst = new_inst(Instances)
         if is_captions or s == e:
             s = e = 0
-        inst.__dict__ = {
-            "boxes": boxes[s:e], "labels": labels[s:e], "iscrowd": iscrowd[s:e], "difficult": difficult[s:e],
-            "ids": ids[s:e], "area": area[s:e],
-            "segmentation": None if seg_sorted is None or s == e else seg_sorted[s:e],
-            "keypoints": None if no_kp else keypoints[s:e],
-            "extra": None if extra_sorted is None or s == e else extra_sorted[s:e]}
+        inst = new_inst(
+            boxes=boxes[s:e], labels=labels[s:e], iscrowd=iscrowd[s:e], difficult=difficult[s:e], ids=ids[s:e],
+            area=area[s:e], segmentation=None if seg_sorted is None or s == e else seg_sorted[s:e],
+            keypoints=None if no_kp else keypoints[s:e],
+            extra=None if extra_sorted is None or s == e else extra_sorted[s:e])
         rel = paths[i]
         extra = images[i]  # what is left after id/width/height/file_name were popped
         caps: list[str] = []
         if cap_sorted is not None and off[i] != off[i + 1]:
             caps = cap_sorted[off[i]:off[i + 1]]
             extra["caption_ids"] = cap_ids[off[i]:off[i + 1]]
-        rec = new_rec(Record)
-        rec.__dict__ = {
-            "id": _record_id(rel), "path": rel, "width": widths_l[i], "height": heights_l[i], "split": split,
-            "label": None, "instances": inst, "mask_path": None, "instance_mask_path": None, "captions": caps,
-            "source_id": iid_of[i], "extra": extra}
+        rec = new_rec(id=_record_id(rel), path=rel, width=widths_l[i], height=heights_l[i], split=split,
+                      instances=inst, captions=caps, source_id=iid_of[i], extra=extra)
         records.append(rec)
     return records, cats, info, task
 
@@ -918,15 +913,7 @@ def _segmentation_out(segm: Any) -> Any:
         return []  # bbox-only; see docs/formats/coco.md ("bbox-only ground truth")
     if isinstance(segm, (bytes, bytearray, memoryview)):
         return orjson.Fragment(bytes(segm))
-    if isinstance(segm, dict):
-        counts = segm.get("counts")
-        if isinstance(counts, (bytes, bytearray)):
-            counts = bytes(counts).decode("ascii")
-        elif isinstance(counts, np.ndarray):
-            counts = counts.tolist()
-        size = segm.get("size")
-        return {"size": [int(v) for v in size], "counts": counts}
-    return [np.asarray(p, np.float64).ravel().tolist() for p in segm]
+    return segmentation_json(segm)
 
 
 def _compressed(segm: Any) -> Any:
@@ -975,10 +962,39 @@ _STANDARD_ANN_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "
 _NO_EXTRA: dict[str, Any] = {}
 
 
+def keypoint_fields(keypoints: np.ndarray | None, j: int, k: int, extra: Mapping[str, Any] | None
+                    ) -> dict[str, Any]:
+    """``keypoints`` (``3k`` numbers, zero-padded) and ``num_keypoints`` of object ``j``.
+
+    ``num_keypoints`` is the one the source stored (``extra``), else the count of
+    keypoints with visibility > 0; an object without keypoints gets zeros and 0.
+    The writer's and the evaluator's ground truth (:func:`dsprep.eval.to_coco_gt`).
+    """
+    if keypoints is None or k == 0:
+        return {"keypoints": [0.0] * (3 * k), "num_keypoints": 0}
+    kp = keypoints[j]
+    flat = kp.ravel().tolist() + [0.0] * (3 * (k - kp.shape[0]))
+    stored = extra.get("num_keypoints") if extra else None
+    num = int(stored) if isinstance(stored, int) and not isinstance(stored, bool) else int((kp[:, 2] > 0).sum())
+    return {"keypoints": flat, "num_keypoints": num}
+
+
 def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequence[int], any_difficult: bool,
-                 has_kp: bool, kp_k: int, compress_rle: bool = False) -> list[dict[str, Any]]:
-    """COCO annotation dicts for ``recs``, in record order (``ann_ids`` in the same order)."""
+                 has_kp: bool, kp_k: int, compress_rle: bool = False, *, keep_extra: bool = True,
+                 raw_json: bool = True) -> list[dict[str, Any]]:
+    """COCO annotation dicts for ``recs``, in record order (``ann_ids`` in the same order).
+
+    The one builder of COCO annotations: the writer's (COCO's and LVIS'), and the
+    evaluator's ground truth (:func:`dsprep.eval.to_coco_gt`: ``keep_extra=False``, the
+    source's own per-object keys left out; ``raw_json=False``, a segmentation kept as
+    raw JSON text decoded, where the writer passes it through as it is).
+    """
     from orjson import Fragment
+
+    def segm_out(segm: Any) -> Any:
+        if type(segm) is bytes and raw_json:
+            return Fragment(segm)
+        return _segmentation_out(decode_segmentation(segm) if type(segm) is bytes else segm)
 
     parts = [r.instances for r in recs]
     counts = [p.boxes.shape[0] for p in parts]
@@ -997,7 +1013,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
     diff = cat([p.difficult for p in parts]).astype(np.int64).tolist() if any_difficult else None
     reserved = frozenset(_STANDARD_ANN_KEYS) | ({"keypoints", "num_keypoints"} if has_kp else set()) | (
         {"difficult"} if diff is not None else set())
-    extras = list(chain.from_iterable(p.extra if p.extra is not None else repeat(None, m)
+    extras = list(chain.from_iterable(p.extra if p.extra is not None and keep_extra else repeat(None, m)
                                       for p, m in zip(parts, counts)))
     if not has_kp and all(e is None or e.keys().isdisjoint(reserved) for e in extras):
         # the common case, one comprehension: no keypoints, no extra key shadowing a COCO key
@@ -1013,7 +1029,7 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                             area = segmentation_area(segm, r.height, r.width)
                             if area is not None:
                                 filled[k + j] = area
-                        segms[k + j] = Fragment(segm) if type(segm) is bytes else _segmentation_out(segm)
+                        segms[k + j] = segm_out(segm)
             k += m
         img_col = list(chain.from_iterable(repeat(iid, m) for iid, m in zip(img_ids, counts)))
         # bbox-only objects get "segmentation": [] (see docs/formats/coco.md, "bbox-only ground truth")
@@ -1045,21 +1061,13 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                 if mask_area is not None:
                     area = mask_area
             ann = {"id": ann_ids[k], "image_id": iid, "category_id": labels[k],
-                   "segmentation": Fragment(segm) if type(segm) is bytes else _segmentation_out(segm),
+                   "segmentation": segm_out(segm),
                    "area": area, "bbox": [x, y, w, h], "iscrowd": crowd[k]}
             extra = extras[k]
             if has_kp:
-                if kps is not None:
-                    kp = kps[j]
-                    flat = kp.ravel().tolist()
-                    if kp.shape[0] < kp_k:
-                        flat += [0.0] * (3 * (kp_k - kp.shape[0]))
-                    vis = int((kp[:, 2] > 0).sum())
-                else:
-                    flat, vis = [0.0] * (3 * kp_k), 0
-                ann["keypoints"] = [int(v) if v.is_integer() else v for v in flat]
-                num = extra.get("num_keypoints") if extra else None
-                ann["num_keypoints"] = int(num) if isinstance(num, int) else vis
+                kp = keypoint_fields(kps, j, kp_k, inst.extra[j] if inst.extra else None)
+                ann["keypoints"] = [int(v) if v.is_integer() else v for v in kp["keypoints"]]
+                ann["num_keypoints"] = kp["num_keypoints"]
             if diff is not None:
                 ann["difficult"] = diff[k]
             if extra:

@@ -311,7 +311,9 @@ def record_from_sample(doc: Mapping[str, Any], where: str, *, path: str | None =
     from .errors import InvalidAnnotationError
 
     try:
-        return Record(
+        # The sample's JSON is untrusted: its objects go through Instances' checks (_objects); the
+        # record's own fields are converted here, one by one.
+        return Record._trusted(
             id=str(doc["id"]), path=str(doc["path"] if path is None else path),
             width=int(doc.get("width") or 0), height=int(doc.get("height") or 0), split=doc.get("split"),
             label=doc.get("label"), instances=_objects(doc),

@@ -160,26 +160,6 @@ def read_member(f: BinaryIO, offset: int, name: str, where: str) -> tuple[int, i
     return offset + BLOCK, size
 
 
-def read_range(root: Path, shard: str, offset: int, size: int) -> bytes:
-    """``size`` bytes at ``offset`` of ``root/shard``.
-
-    Raises:
-        MissingFileError: the shard is absent.
-        MalformedFileError: the shard ends before the range does.
-    """
-    path = root / shard
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-    except FileNotFoundError:
-        raise MissingFileError(str(path), "shard named by index.json not found") from None
-    if len(data) != size:
-        raise MalformedFileError(str(path), f"truncated: {size} bytes expected at byte {offset}, "
-                                            f"{len(data)} found")
-    return data
-
-
 def unpack_files(root: str | os.PathLike, files: Mapping[str, Sequence], dest: str | os.PathLike,
                  only: Iterable[str] | None = None) -> int:
     """Extract packed files: ``files`` maps a relative path to ``[shard, data_offset, size, kind]``.

@@ -32,7 +32,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -313,6 +313,12 @@ class Instances:
     keypoints: np.ndarray | None = None
     extra: list | None = None
 
+    # The per-object arrays: ``None`` in ``__init__`` means "fill with the default", so a
+    # trusted constructor, which stores what it is given, needs each of them.
+    _ARRAY_FIELDS: ClassVar[tuple[str, ...]] = ("boxes", "labels", "iscrowd", "difficult", "ids", "area")
+    # Set below the class: see _trusted_constructor.
+    _trusted: ClassVar[Callable[..., "Instances"]]
+
     def __post_init__(self) -> None:
         self.boxes = _as_array("boxes", self.boxes, np.float64, (4,), None)
         n = self.boxes.shape[0]
@@ -400,7 +406,7 @@ def _normalise_segm(s: Any) -> Any:
             counts = counts.tolist()
         return {"size": [int(v) for v in s.get("size", ())], "counts": counts}
     if isinstance(s, (list, tuple)):
-        return [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in s]
+        return [np.asarray(p, dtype=np.float64).ravel().tolist() for p in s]
     return s
 
 
@@ -441,6 +447,9 @@ class Record:
     source_id: int | str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # Set below the class: see _trusted_constructor.
+    _trusted: ClassVar[Callable[..., "Record"]]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
             return NotImplemented
@@ -463,6 +472,56 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+
+
+def _trusted_constructor(cls: type, required: Sequence[str] = ()) -> Callable[..., Any]:
+    """A fast keyword-only constructor of the dataclass ``cls`` that stores its arguments as given.
+
+    ``__init__`` and ``__post_init__`` do not run: nothing is checked or converted,
+    so a caller passes every value in its stored form (arrays of the field's dtype
+    and shape, lists where the field is a list). Parsers that have built typed,
+    shaped columns use it: validating 118k COCO images again costs seconds.
+
+    The constructor is generated from :func:`dataclasses.fields` (as ``dataclasses``
+    generates ``__init__``), so the field list is written once, in the class: a
+    field added there is in every record it builds, with its default (a fresh one
+    from ``default_factory``) where a caller does not name it; a name that is not a
+    field is a ``TypeError``, and so is a field of ``required`` left out (fields
+    whose ``__init__`` default is not their stored form, such as ``Instances.iscrowd``).
+    """
+    names = ", ".join(f.name for f in dataclasses.fields(cls))
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_MISSING": dataclasses.MISSING}
+    params, items = [], []
+    for f in dataclasses.fields(cls):
+        value = f.name
+        if f.name in required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            params.append(f.name)
+        elif f.default_factory is not dataclasses.MISSING:
+            ns[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_MISSING")
+            value = f"_factory_{f.name}() if {f.name} is _MISSING else {f.name}"
+        else:
+            ns[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        items.append(f"{f.name!r}: {value}")
+    unknown = set(required) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    src = (f"def _trusted(*, {', '.join(params)}):\n"
+           f"    obj = _new(_cls)\n"
+           f"    obj.__dict__ = {{{', '.join(items)}}}\n"
+           f"    return obj\n")
+    exec(src, ns)  # noqa: S102 - source built above from the class's own field names
+    fn = ns["_trusted"]
+    fn.__qualname__ = f"{cls.__qualname__}._trusted"
+    fn.__module__ = cls.__module__
+    fn.__doc__ = (f"A {cls.__name__} from values already in their stored form, unchecked "
+                  f"(:func:`dsprep.records._trusted_constructor`). Keyword-only: {names}.")
+    return fn
+
+
+Instances._trusted = staticmethod(_trusted_constructor(Instances, required=Instances._ARRAY_FIELDS))
+Record._trusted = staticmethod(_trusted_constructor(Record))
 
 
 class LazyRecords:

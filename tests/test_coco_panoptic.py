@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError
+from dsprep.errors import DatasetNotFoundError, InvalidAnnotationError, MalformedFileError, MissingFileError
 from dsprep.formats import coco_panoptic as cp
 from dsprep.masks import encode_mask, id_to_rgb, read_id_png, rgb_to_id
 from dsprep.records import Category, Dataset, Instances, Record
@@ -271,6 +271,9 @@ def test_things_only_takes_isthing_from_a_categories_file(fixtures, no_isthing):
     (path.parent / "wrong.json").write_text(json.dumps(wrong))
     with pytest.raises(InvalidAnnotationError, match=r"category 1.*named 'human' there but 'person'"):
         cp.parse(path, categories_file=path.parent / "wrong.json")
+    # a categories file that is not there is named (it was a NameError)
+    with pytest.raises(MissingFileError, match=r"absent\.json: categories file not found"):
+        cp.parse(path, categories_file=path.parent / "absent.json")
 
 
 def test_things_only_on_a_json_with_isthing_and_through_the_cli(sample, fixtures, no_isthing, tmp_path, capsys):

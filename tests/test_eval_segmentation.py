@@ -46,6 +46,29 @@ def test_uneven_example_and_predictions_outside_the_classes():
     assert res.miou == pytest.approx((0.5 + 2 / 3) / 2)
 
 
+def test_confusion_cells_count_tensors_on_the_device_as_the_evaluator_counts_arrays():
+    """One confusion matrix: a training loop counts a batch's torch tensors through
+    confusion_cells and torch.bincount (no indexing by a mask, so no host sync on a GPU),
+    and gets the evaluator's matrix, ignored pixels left out."""
+    torch = pytest.importorskip("torch")
+    from dsprep.eval.segmentation import confusion_cells
+
+    rng = np.random.default_rng(3)
+    masks = rng.integers(0, 4, (3, 5, 6))
+    masks[0, 0, :] = 255
+    masks[2, :, 1] = 255
+    preds = rng.integers(-1, 6, (3, 5, 6))  # some outside the 4 classes
+    expected = sum(confusion_matrix(m, p, 4) for m, p in zip(masks, preds))
+    assert expected[:, 4].sum() > 0 and expected.sum() == (masks != 255).sum()
+    cells = confusion_cells(torch.tensor(masks), torch.tensor(preds), 4)
+    counted = torch.bincount(cells.flatten(), minlength=4 * 5 + 1)
+    assert counted[:20].reshape(4, 5).tolist() == expected.tolist() and int(counted[20]) == (masks == 255).sum()
+    # the same cells from tensors as from arrays; ignored pixels one past the matrix
+    gt, pred = np.array([0, 1, 255, 1, 2]), np.array([0, 0, 1, 7, -3])
+    assert confusion_cells(torch.tensor(gt), torch.tensor(pred), 3).tolist() == [0, 4, 12, 7, 11]
+    assert confusion_cells(gt, pred, 3).tolist() == [0, 4, 12, 7, 11]
+
+
 def test_absent_class_is_nan_and_left_out_of_the_mean():
     gt = np.zeros((2, 2), np.uint8)
     res = evaluate_segmentation([(gt, gt)], 3)

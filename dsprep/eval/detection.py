@@ -20,7 +20,7 @@ conversions that ``COCOeval`` needs but never checks are done here:
   raises ``KeyError: 'info'`` without them);
 - ``area`` is the stored area where the source had one (COCO buckets
   small/medium/large by it), else the mask area, else the box area;
-- ``xyxy`` boxes go back to ``xywh`` exactly (see :func:`_xyxy_to_xywh`);
+- ``xyxy`` boxes go back to ``xywh`` exactly (:func:`dsprep.records.convert_boxes`);
 - image ids are the records' integer ``source_id`` (COCO's own ids) when every
   record has one, else 1..N in record order; either way predictions may also
   name an image by its ``source_id`` string or record id (:class:`ImageIdMap`).
@@ -30,8 +30,10 @@ without non-difficult ground truth scores 0 and counts in the mean); see
 :func:`voc_evaluate` and ``docs/eval.md`` for the devkit lines and the two
 corner cases where MATLAB's NaN arithmetic gives NaN and dsprep gives 0.
 
-This converter lives here, not in ``dsprep.formats.coco``, because formats and
-metrics are separate layers; it may later reuse the COCO writer's dict builder.
+The annotations are the COCO writer's (``dsprep.formats.coco``: one builder
+of COCO annotation dicts; metrics sit above formats in the layers), without
+the source's own per-object keys and with the box standing in as the mask of
+an object that has none in ``segm`` evaluation.
 """
 from __future__ import annotations
 
@@ -49,10 +51,10 @@ import numpy as np
 from .._io import gc_paused
 from ..errors import FormatError, MalformedFileError, check_choice
 from ..masks import segmentation_area
-from ..records import BoxFormat, Dataset, convert_boxes, decode_segmentation
+from .._cocojson import _annotations as _coco_annotations  # the COCO (and LVIS) writer's builder
+from ..records import BoxFormat, Dataset, convert_boxes
 from ._labels import scored_records
-from .keypoints import (KEYPOINT_STAT_NAMES, check_keypoint_results, keypoint_count, keypoint_fields,
-                        keypoint_sigmas)
+from .keypoints import KEYPOINT_STAT_NAMES, check_keypoint_results, keypoint_count, keypoint_sigmas
 
 __all__ = [
     "COCO_STAT_NAMES",
@@ -180,12 +182,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """``xyxy`` -> ``xywh`` with exact decimals (:func:`dsprep.records.convert_boxes`, as the
-    COCO writer converts): the box handed to COCOeval is the one the source file held."""
-    return convert_boxes(boxes, BoxFormat.XYXY, BoxFormat.XYWH)
-
-
 def _records_of(dataset: Dataset, split: str | None) -> list:
     return scored_records(dataset, split)
 
@@ -218,11 +214,12 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
     id_map = ImageIdMap(records, image_ids)
     images = [{"id": i, "width": int(r.width), "height": int(r.height), "file_name": r.path}
               for r, i in zip(records, id_map.ints)]
-    k = keypoint_count(records) if iou_type == "keypoints" else None
-    annotations: list[dict[str, Any]] = []
-    boxed = 0
-    for r, img_id in zip(records, id_map.ints):
-        boxed += _record_annotations(r, img_id, iou_type, k, annotations)
+    k = keypoint_count(records) if iou_type == "keypoints" else 0
+    n = sum(len(r.instances) for r in records)
+    # The COCO writer's annotations (one builder), numbered 1..n, without the source's own keys
+    annotations = _coco_annotations(records, id_map.ints, range(1, n + 1), False, iou_type == "keypoints",
+                                           k, keep_extra=False, raw_json=False)
+    boxed = _without_empty_segmentations(records, annotations, iou_type)
     if boxed:
         log.warning("%d object(s) have no segmentation; their boxes stand in for masks in segm evaluation",
                     boxed)
@@ -234,45 +231,26 @@ def to_coco_gt(dataset: Dataset, *, split: str | None = None, iou_type: str = "b
     return gt, id_map
 
 
-def _record_annotations(r: Any, img_id: int, iou_type: str, k: int | None, out: list[dict[str, Any]]) -> int:
-    """Append one record's objects to ``out`` as COCO annotations (ids continue from
-    ``len(out) + 1``); returns how many got their box as a stand-in mask."""
-    inst = r.instances
-    if len(inst) == 0:
-        return 0
-    xywh = _xyxy_to_xywh(inst.boxes).tolist()
-    labels, crowd, stored_area = inst.labels.tolist(), inst.iscrowd.tolist(), inst.area.tolist()
-    segms = inst.segmentation
+def _without_empty_segmentations(records: Sequence[Any], annotations: list[dict[str, Any]], iou_type: str) -> int:
+    """Drop the writer's ``"segmentation": []`` of bbox-only objects; for ``segm`` evaluation, their
+    box as a polygon stands in (its pixel area where the source stored none). Returns how many."""
     boxed = 0
-    for j in range(len(inst)):
-        x, y, w, h = xywh[j]
-        ann: dict[str, Any] = {"id": len(out) + 1, "image_id": img_id, "category_id": labels[j],
-                               "bbox": xywh[j], "iscrowd": int(crowd[j])}
-        segm = decode_segmentation(segms[j]) if segms is not None else None
-        if segm is not None and not (isinstance(segm, list) and len(segm) == 0):
-            ann["segmentation"] = _coco_segm(segm, r)
-        elif iou_type == "segm":
+    objects = (j for r in records for j in range(len(r.instances)))
+    owners = (r for r in records for _ in range(len(r.instances)))
+    for ann, r, j in zip(annotations, owners, objects):
+        segm = ann["segmentation"]
+        if isinstance(segm, dict) and not segm.get("size"):  # an RLE without its size: the image's
+            ann["segmentation"] = {**segm, "size": [int(r.height), int(r.width)]}
+        if segm != []:
+            continue
+        del ann["segmentation"]
+        if iou_type == "segm":
             boxed += 1
+            x, y, w, h = ann["bbox"]
             ann["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
-        area = stored_area[j]
-        if math.isnan(area):
-            area = segmentation_area(ann.get("segmentation"), r.height, r.width) if "segmentation" in ann else w * h
-        ann["area"] = float(area)
-        if k is not None:
-            ann.update(keypoint_fields(inst.keypoints, j, k, inst.extra[j] if inst.extra else None))
-        out.append(ann)
+            if math.isnan(r.instances.area[j]):
+                ann["area"] = float(segmentation_area(ann["segmentation"], r.height, r.width))
     return boxed
-
-
-def _coco_segm(segm: Any, record: Any) -> Any:
-    """Normalise one segmentation for pycocotools: polygons as float lists, RLE counts as str/list."""
-    if isinstance(segm, dict):
-        counts = segm.get("counts")
-        if isinstance(counts, (bytes, bytearray)):
-            counts = bytes(counts).decode("ascii")
-        size = segm.get("size") or [record.height, record.width]
-        return {"size": [int(size[0]), int(size[1])], "counts": counts}
-    return [p if isinstance(p, list) else np.asarray(p, np.float64).ravel().tolist() for p in segm]
 
 
 def load_predictions(predictions: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -589,8 +567,8 @@ def _voc_match(dets: Sequence[Mapping[str, Any]], gt: Mapping[int, tuple[np.ndar
     n = len(dets)
     scores = np.array([d["score"] for d in dets], np.float64)
     order = np.argsort(-scores, kind="stable")
-    boxes = np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order]
-    boxes[:, 2:] += boxes[:, :2]
+    boxes = convert_boxes(np.array([d["bbox"] for d in dets], np.float64).reshape(-1, 4)[order],
+                          BoxFormat.XYWH, BoxFormat.XYXY)
     imgs = [dets[i]["image_id"] for i in order]
     tp, fp = np.zeros(n), np.zeros(n)
     taken = {img: np.zeros(len(v[0]), bool) for img, v in gt.items()}

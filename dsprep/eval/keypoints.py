@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import FormatError
+from .._cocojson import keypoint_fields  # the COCO writer's, one builder of ground truth (re-exported)
 
 __all__ = ["KEYPOINT_STAT_NAMES", "check_keypoint_results", "coco_default_sigmas", "keypoint_count",
            "keypoint_fields", "keypoint_sigmas"]
@@ -88,22 +89,6 @@ def _checked(values: Any, k: int, where: str) -> np.ndarray:
         raise FormatError(where, f"expected {k} positive numbers (one per keypoint), found "
                                  f"{arr.size}: {arr.tolist()[:20]}")
     return arr
-
-
-def keypoint_fields(keypoints: np.ndarray | None, j: int, k: int, extra: Mapping[str, Any] | None
-                    ) -> dict[str, Any]:
-    """``keypoints`` (``3k`` numbers, zero-padded) and ``num_keypoints`` of object ``j``.
-
-    ``num_keypoints`` is the one the source stored (``extra``), else the count of
-    keypoints with visibility > 0; an object without keypoints gets zeros and 0.
-    """
-    if keypoints is None or k == 0:
-        return {"keypoints": [0.0] * (3 * k), "num_keypoints": 0}
-    kp = keypoints[j]
-    flat = kp.ravel().tolist() + [0.0] * (3 * (k - kp.shape[0]))
-    stored = extra.get("num_keypoints") if extra else None
-    num = int(stored) if isinstance(stored, int) and not isinstance(stored, bool) else int((kp[:, 2] > 0).sum())
-    return {"keypoints": flat, "num_keypoints": num}
 
 
 def check_keypoint_results(preds: Sequence[Mapping[str, Any]], k: int, where: str) -> None:

@@ -159,17 +159,37 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, *, gt_lut: np.ndarray
         g = _apply_lut(gt_lut, g, where, "ground truth")
     if pred_lut is not None:
         p = _apply_lut(pred_lut, p, where, "prediction")
-    keep = g != ignore_index
-    g = g[keep]
-    p = p[keep]
-    if g.size and (g.min() < 0 or g.max() >= num_classes):
-        bad = np.unique(g[(g < 0) | (g >= num_classes)])[:10].tolist()
+    outside = (g != ignore_index) & ((g < 0) | (g >= num_classes))
+    if outside.any():
+        bad = np.unique(g[outside])[:10].tolist()
         raise FormatError(where or "ground truth",
                           f"ground-truth values {bad} are neither classes 0..{num_classes - 1} nor ignore "
                           f"({ignore_index}); pass a lut that maps them")
-    p = np.where((p >= 0) & (p < num_classes), p, num_classes)
-    cm = np.bincount(g * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
+    cells = num_classes * (num_classes + 1)
+    cm = np.bincount(confusion_cells(g, p, num_classes, ignore_index).ravel(), minlength=cells + 1)[:cells]
     return cm.reshape(num_classes, num_classes + 1)
+
+
+def confusion_cells(gt: Any, pred: Any, num_classes: int, ignore_index: int = IGNORE) -> Any:
+    """Each pixel's cell of the ``(C, C + 1)`` confusion matrix, flat: ``gt * (C + 1) + pred``.
+
+    A prediction outside ``0..C-1`` goes to column ``C``; a pixel whose ground
+    truth is ``ignore_index`` goes to cell ``C * (C + 1)``, one past the matrix
+    (count with ``minlength=C * (C + 1) + 1`` and drop the last bin). ``gt`` and
+    ``pred`` are signed integer arrays of one shape, the ground truth in
+    ``0..C-1`` or ``ignore_index``. Elementwise arithmetic only, no indexing by
+    a mask, so the same code serves numpy arrays (:func:`confusion_matrix`) and
+    torch tensors on a GPU without a host sync (a training loop counts them
+    with ``torch.bincount``).
+
+    Example:
+        >>> confusion_cells(np.array([0, 1, 255, 1]), np.array([0, 0, 1, 7]), 2).tolist()
+        [0, 3, 6, 5]
+    """
+    c1 = num_classes + 1
+    keep = gt != ignore_index
+    p = pred.clip(-1, num_classes) % c1  # -1 and C both land in column C
+    return (gt * c1 + p) * keep + (num_classes * c1) * ~keep
 
 
 def _apply_lut(lut: np.ndarray, a: np.ndarray, where: str, what: str) -> np.ndarray:

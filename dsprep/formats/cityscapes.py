@@ -46,7 +46,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -389,8 +389,9 @@ def _frame_instances(root: Path, frame: dict, mode: str, masks: bool,
     h, w = id_map.shape
     seg = segments_from_id_map(id_map, lambda v: _keep_mask(v, mode), with_rle=masks)
     vals, cls, crowd = _keep_values(seg.values, mode)
-    inst = Instances(boxes=seg.boxes, labels=cls, iscrowd=crowd, ids=vals,
-                     area=seg.areas.astype(np.float64), segmentation=seg.rles)
+    inst = Instances._trusted(boxes=seg.boxes, labels=np.asarray(cls, np.int64), iscrowd=crowd,
+                              difficult=np.zeros(len(vals), bool), ids=np.asarray(vals, np.int64),
+                              area=seg.areas.astype(np.float64), segmentation=seg.rles)
     return inst, h, w
 
 
@@ -475,9 +476,9 @@ def _make_record(root: Path, frame: dict, opts: dict) -> Record:
         elif h and (h, w) != (height, width):
             raise InvalidAnnotationError(gt.get("instanceIds") or gt.get("polygons", ""),
                                          f"label map is {w}x{h}, expected {width}x{height}")
-    return Record(id=record_id_from_path(frame["image"]), path=frame["image"], width=width, height=height,
-                  split=frame["split"], instances=inst, mask_path=mask,
-                  instance_mask_path=gt.get("instanceIds"), source_id=frame["base"], extra=extra)
+    return Record._trusted(id=record_id_from_path(frame["image"]), path=frame["image"], width=width, height=height,
+                           split=frame["split"], instances=inst, mask_path=mask,
+                           instance_mask_path=gt.get("instanceIds"), source_id=frame["base"], extra=extra)
 
 
 # --------------------------------------------------------------------------- parse
@@ -671,10 +672,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     Returns:
         ``{"images", "objects", "lost"}``.
     """
-    from PIL import Image
-
-    from ..masks import read_label_png
-
     if annotations is None:  # keep what was read (gtCoarse stays gtCoarse)
         annotations = str(dataset.info.get("annotations") or "gtFine")
     check_choice("annotations", annotations, ANNOTATION_TYPES)
@@ -729,42 +726,57 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             lose("semantic masks", int(rec.mask_path is not None))
             lose("instance mask PNGs", int(rec.instance_mask_path is not None))
             continue
-        kind = rec.extra.get("mask_kind")
-        label_ids = rec.extra.get("labelIds_path") or (rec.mask_path if kind == "labelIds" else None)
-        train_src = rec.extra.get("labelTrainIds_path") or (rec.mask_path if kind == "labelTrainIds" else None)
-        for key, suffix in (("color_path", "color.png"), ("polygons_path", "polygons.json")):
-            if rec.extra.get(key):
-                shutil.copyfile(src_root / rec.extra[key], gt(suffix))
-        if label_ids:
-            shutil.copyfile(src_root / label_ids, gt("labelIds.png"))
-            if train_ids:
-                ids = read_label_png(src_root / label_ids)
-                if ids.dtype != np.uint8:
-                    ids = np.clip(ids, 0, 255).astype(np.uint8)
-                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
-        elif train_src:
-            shutil.copyfile(src_root / train_src, gt("labelTrainIds.png"))
-            lose("labelIds (source has labelTrainIds only)")
-        elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
-            # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
-            ids = (_label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
-                                            rec.extra["polygons_path"])
-                   if rec.extra.get("polygons_path")
-                   else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
-            Image.fromarray(ids).save(gt("labelIds.png"))
-            if train_ids:
-                Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
-        if rec.instance_mask_path:
-            shutil.copyfile(src_root / rec.instance_mask_path, gt("instanceIds.png"))
-            n_obj += len(rec.instances)
-        elif rec.extra.get("polygons_path"):
-            n_obj += len(rec.instances)  # polygons.json holds them
-        else:
-            lose("objects (no instanceIds or polygons.json source)", len(rec.instances))
+        n_obj += _write_ground_truth(rec, src_root, gt, lut_train if train_ids else None, lose)
     if not native:  # Cityscapes' classes are its fixed label table: a foreign category list has no place
         lose("categories (Cityscapes has a fixed label table)", len(dataset.categories))
     return {"images": n_img, "objects": n_obj, "lost": lost}
 
+
+def _write_ground_truth(rec: Record, src_root: Path, gt: Callable[[str], Path], lut_train: np.ndarray | None,
+                        lose: Callable[..., None]) -> int:
+    """Copy (or make) one Cityscapes record's ground-truth files; returns the objects they hold.
+
+    labelIds, color and polygons.json are copied; labelTrainIds generated from
+    labelIds (or copied when only they exist); labelIds drawn from the polygons
+    or decoded from instanceIds where no labelIds PNG exists; instanceIds copied.
+    ``gt(suffix)`` is the output path of one file; ``lut_train`` None: no labelTrainIds made.
+    """
+    from PIL import Image
+
+    from ..masks import read_label_png
+
+    kind = rec.extra.get("mask_kind")
+    label_ids = rec.extra.get("labelIds_path") or (rec.mask_path if kind == "labelIds" else None)
+    train_src = rec.extra.get("labelTrainIds_path") or (rec.mask_path if kind == "labelTrainIds" else None)
+    for key, suffix in (("color_path", "color.png"), ("polygons_path", "polygons.json")):
+        if rec.extra.get(key):
+            shutil.copyfile(src_root / rec.extra[key], gt(suffix))
+    if label_ids:
+        shutil.copyfile(src_root / label_ids, gt("labelIds.png"))
+        if lut_train is not None:
+            ids = read_label_png(src_root / label_ids)
+            if ids.dtype != np.uint8:
+                ids = np.clip(ids, 0, 255).astype(np.uint8)
+            Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
+    elif train_src:
+        shutil.copyfile(src_root / train_src, gt("labelTrainIds.png"))
+        lose("labelIds (source has labelTrainIds only)")
+    elif rec.extra.get("polygons_path") or (kind == "instanceIds" and rec.extra.get("semantic_source")):
+        # labelIds drawn from the polygons, as json2labelImg does, or decoded from instanceIds
+        ids = (_label_map_from_polygons(_io.read_json_object(src_root / rec.extra["polygons_path"]),
+                                        rec.extra["polygons_path"])
+               if rec.extra.get("polygons_path")
+               else read_semantic_mask(src_root / rec.extra["semantic_source"], kind))
+        Image.fromarray(ids).save(gt("labelIds.png"))
+        if lut_train is not None:
+            Image.fromarray(lut_train[ids]).save(gt("labelTrainIds.png"))
+    if rec.instance_mask_path:
+        shutil.copyfile(src_root / rec.instance_mask_path, gt("instanceIds.png"))
+        return len(rec.instances)
+    if rec.extra.get("polygons_path"):
+        return len(rec.instances)  # polygons.json holds them
+    lose("objects (no instanceIds or polygons.json source)", len(rec.instances))
+    return 0
 
 def _label_map_from_polygons(doc: dict, where: str) -> np.ndarray:
     """labelIds (uint8) from polygons.json, as cityscapesScripts' ``json2labelImg`` draws it."""

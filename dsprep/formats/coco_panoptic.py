@@ -228,8 +228,8 @@ def _instances(ann: dict, cat_ids: set[int], where: str, policy: ErrorPolicy | N
         extra.append({k: v for k, v in s.items() if k not in _SEGMENT_KEYS})
     if len(set(ids.tolist())) != n:
         raise InvalidAnnotationError(where, "segment ids repeat within the image")
-    return Instances(boxes=boxes, labels=labels, iscrowd=crowd, ids=ids, area=area,
-                     extra=extra if any(extra) else None)
+    return Instances._trusted(boxes=boxes, labels=labels, iscrowd=crowd, difficult=np.zeros(n, bool), ids=ids,
+                              area=area, extra=extra if any(extra) else None)
 
 
 def _check_png(path: Path, ids: np.ndarray, masks: bool, areas: np.ndarray | None = None,
@@ -420,6 +420,8 @@ def _fill_isthing(categories: list[Category], path: Path) -> None:
     """Give ``isthing`` from a panopticapi categories file to the categories that lack it."""
     import orjson
 
+    from ..errors import MissingFileError
+
     try:
         doc = orjson.loads(path.read_bytes())
     except FileNotFoundError:
@@ -494,7 +496,8 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
     extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
     if ann is None:
         log.debug("%s: image %r has no panoptic annotation", jpath, image_id)
-        return Record(record_id_from_path(rel), rel, width, height, split, source_id=image_id, extra=extra)
+        return Record._trusted(id=record_id_from_path(rel), path=rel, width=width, height=height, split=split,
+                               source_id=image_id, extra=extra)
     png_name = ann.get("file_name") or f"{Path(file_name).stem}.png"
     if not isinstance(png_name, str):
         raise InvalidAnnotationError(where, f"the annotation's file_name must be a string, found {png_name!r}"[:300])
@@ -503,8 +506,8 @@ def _record(img: dict, ann: dict | None, root: Path, img_dir: Path, png_dir: Pat
                                          where=f"{jpath}: annotation of image id {image_id!r}"))
     extra["panoptic_file_name"] = png_name
     inst = _instances(ann, cat_ids, f"{jpath}: image_id {image_id!r}", policy)
-    return Record(record_id_from_path(rel), rel, width, height, split, instances=inst,
-                  instance_mask_path=png_rel, source_id=image_id, extra=extra)
+    return Record._trusted(id=record_id_from_path(rel), path=rel, width=width, height=height, split=split,
+                           instances=inst, instance_mask_path=png_rel, source_id=image_id, extra=extra)
 
 
 def _verify(recs: list[Record], root: Path, verify: str, masks: bool, workers: int | None,
@@ -616,22 +619,12 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                                            enabled=progress):
             image_id = rec.source_id if use_source else i + 1
             file_name = name if flat_names else safe_relpath(rec.path)
-            if not (rec.width and rec.height):
-                # a panoptic PNG covers the whole image: its size must be known (ImageNet
-                # records carry none unless parsed with read_sizes=True)
-                raise InvalidAnnotationError(
-                    str(rec.path), f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); "
-                    "coco-panoptic needs it to draw the segment PNG (for imagenet, parse with read_sizes=True)")
+            _check_has_size(rec)
             if _io.place_image(src_root / rec.path, dest, f"{split}/{file_name}", images):
                 n_img += 1
             else:
                 lose("images (source missing)")
-            png_name = safe_relpath(str(rec.extra.get("panoptic_file_name")
-                                        or f"{Path(file_name).with_suffix('').as_posix()}.png"))
-            png_name = "/".join(fit_name(part) for part in png_name.split("/"))
-            if png_name in used_png:
-                png_name = f"{i:08d}_{Path(png_name).name}"
-            used_png.add(png_name)
+            png_name = _png_name(rec, file_name, i, used_png)
             img_entry = {"id": image_id, "width": rec.width, "height": rec.height, "file_name": file_name}
             _count_lost(rec, native, lose)
             for k, v in rec.extra.items():
@@ -647,6 +640,27 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                "images": images_out, "annotations": anns_out, "categories": cats_out}
         _dump_json(output_path(dest, f"annotations/panoptic_{split}.json", what="annotation file"), doc)
     return {"images": n_img, "objects": n_obj, "lost": lost}
+
+
+def _check_has_size(rec: Record) -> None:
+    """A panoptic PNG covers the whole image: its size must be known (ImageNet records carry
+    none unless parsed with read_sizes=True)."""
+    if not (rec.width and rec.height):
+        raise InvalidAnnotationError(
+            str(rec.path), f"record {rec.id!r} has no image size ({rec.width}x{rec.height}); "
+            "coco-panoptic needs it to draw the segment PNG (for imagenet, parse with read_sizes=True)")
+
+
+def _png_name(rec: Record, file_name: str, i: int, used: set[str]) -> str:
+    """The segment PNG's name: the one the record was read with, else the image's stem; made safe,
+    each part fitted to the file system, and distinct within its split (``used``, updated)."""
+    png_name = safe_relpath(str(rec.extra.get("panoptic_file_name")
+                                or f"{Path(file_name).with_suffix('').as_posix()}.png"))
+    png_name = "/".join(fit_name(part) for part in png_name.split("/"))
+    if png_name in used:
+        png_name = f"{i:08d}_{Path(png_name).name}"
+    used.add(png_name)
+    return png_name
 
 
 def _count_lost(rec: Record, native: bool, lose) -> None:

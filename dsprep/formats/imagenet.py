@@ -25,6 +25,7 @@ them or ``read_sizes=True`` is passed (header only, EXIF-aware).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -34,7 +35,7 @@ import re
 from bisect import bisect_left
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class _EmptyInstances(Instances):
         return "Instances" + super().__repr__()[len(type(self).__qualname__):]
 
     def seal(self) -> "_EmptyInstances":
-        for name in ("boxes", "labels", "iscrowd", "difficult", "ids", "area"):
+        for name in Instances._ARRAY_FIELDS:
             view = getattr(self, name).view()  # a view cannot be resized in place
             view.flags.writeable = False
             setattr(self, name, view)
@@ -123,18 +124,30 @@ class _ListedRecord(Record):
 
     Only ``id``, ``path``, ``split`` and ``label`` are set per file; the other
     fields read the dataclass defaults from the class, ``instances`` is the
-    shared empty one, and ``captions``/``extra`` are created on first use.
-    One costs about half a microsecond to build (``docs/benchmarks.md``,
-    "ImageNet tree listing"). It compares equal to a plain ``Record`` with
-    the same fields, and ``replace`` works as on any record.
+    shared empty one, and the fields with a ``default_factory`` (``captions``,
+    ``extra``) are created on first use. One costs about half a microsecond to
+    build (``docs/benchmarks.md``, "ImageNet tree listing"), a third of
+    :meth:`Record._trusted <dsprep.records.Record>`, the constructor every other
+    parser uses. It compares equal to a plain ``Record`` with the same fields,
+    and ``replace`` works as on any record.
     """
 
     instances = _NO_OBJECTS
-    captions = cached_property(lambda self: [])
-    extra = cached_property(lambda self: {})
 
     def __repr__(self) -> str:
         return "Record" + super().__repr__()[len(type(self).__qualname__):]
+
+
+def _made_on_first_use(cls: type, name: str, factory: Callable[[], Any]) -> None:
+    prop = cached_property(lambda self: factory())
+    prop.__set_name__(cls, name)
+    setattr(cls, name, prop)
+
+
+# From Record's own field list, so that a field added there is never missing here.
+for _f in dataclasses.fields(Record):
+    if _f.default_factory is not dataclasses.MISSING and _f.name != "instances":
+        _made_on_first_use(_ListedRecord, _f.name, _f.default_factory)
 
 
 _new = object.__new__
@@ -219,8 +232,8 @@ class _Listing(LazyRecords):
                 out += _ids([prefix + n for n in names])
             elif name in ("label", "split"):
                 out += [label if name == "label" else split] * len(names)
-            elif name in ("captions", "extra"):  # created per record, as build() would
-                out += [[] if name == "captions" else {} for _ in names]
+            elif isinstance(made := _ListedRecord.__dict__.get(name), cached_property):
+                out += [made.func(None) for _ in names]  # made per record (captions, extra), as build() would
             else:  # a field every listed record reads from the class: width 0, no objects...
                 out += [getattr(_ListedRecord, name)] * len(names)
         return out
@@ -856,66 +869,19 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     base, split_dirs, root_images, stray_folders = _layout(root, counts)
     base_rel = "" if base == root else base.relative_to(root).as_posix() + "/"
     stray_folders = [base_rel + d for d in stray_folders]
-    if validation_split is not None:
-        if not 0 < validation_split < 1:
-            raise ValueError(f"validation_split must be between 0 and 1, found {validation_split}")
-        if seed is None:
-            raise ValueError("validation_split needs a seed (the same seed gives the same split everywhere)")
-        if None not in split_dirs:
-            raise ValueError(f"validation_split applies to a tree without split folders; {root} already has "
-                             f"{', '.join(map(str, split_dirs))}; choose one with split=")
-    if split is not None:
-        valid = ["train", "validation"] if validation_split is not None else [s for s in split_dirs if s]
-        if not valid:
-            raise UnknownNameError(f"{root} has no split folders ({', '.join(SPLIT_DIRS)}), so split={split!r} "
-                                   f"cannot be chosen; pass validation_split= and seed= to make train/validation")
-        check_choice("split", split, valid)
-    wanted = [s for s in split_dirs if validation_split is not None or split is None or s == split]
-
-    # Scan every split folder once (class folders, or a flat folder of images), the ones
-    # split= leaves out too: classes are numbered over the whole tree, whatever split= asks.
-    scans: dict[str | None, tuple[list[str], list[str]]] = {}
-    for s in split_dirs:
-        folder = base / split_dirs[s] if split_dirs[s] else base
-        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
-        dirs, files = _scan(str(folder), counts if split_dirs[s] and s in wanted else None, prefix)
-        if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
-            dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
-        elif s in wanted:
-            stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
-        scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
+    wanted = _wanted_splits(root, split_dirs, split, validation_split, seed)
+    scans = _scan_splits(base, base_rel, split_dirs, wanted, counts, stray_folders)
     if split is None or validation_split is not None:
         counts.stray.extend(base_rel + f for f in root_images)
 
     # The class tables, then the categories: sorted union of class folders and table wnids.
     flat = {s for s, (dirs, files) in scans.items() if not dirs and files}
     parent = None in flat  # the root is a flat folder: look beside it too
-    tables = _Tables()
-    if mapping is not None:
-        _read_mapping(Path(mapping), tables)
-    else:
-        for name in (SYNSET_MAPPING_FILE, CLSLOC_FILE):
-            found = _find(root, name, parent)
-            if found is not None:
-                _read_mapping(found, tables)
+    tables = _class_tables(root, mapping, parent)
     gt_path, csv_paths = _label_files(root, ground_truth, flat, split_dirs, parent)
     if gt_path is not None and not tables.ids:
-        meta = _find(root, META_FILE, parent)
-        if meta is not None:
-            _read_meta_mat(meta, tables)
-        elif flat.intersection(wanted):  # a flat split read here needs the ID -> wnid table
-            looked = ", ".join(str(d) for d in _search_dirs(root, parent))
-            raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
-                                                 f"(meta.mat or map_clsloc.txt) to become wnids; none found "
-                                                 f"in {looked}; pass mapping=")
-    class_names = set(tables.words) | set(tables.ids.values())
-    for s, (dirs, _) in scans.items():
-        if s not in flat:
-            class_names.update(dirs)
-    classes = sorted(class_names)
-    class_index = {c: i for i, c in enumerate(classes)}
-    categories = [Category(i, c, extra={"words": tables.words[c]} if tables.words.get(c) else {})
-                  for i, c in enumerate(classes)]
+        _read_id_table(root, parent, gt_path, tables, needed=bool(flat.intersection(wanted)))
+    classes, class_index, categories = _categories(tables, scans, flat)
 
     # List the images.
     read_csv = lru_cache(maxsize=None)(_read_loc_csv)  # a flat val's CSV gives labels, then boxes
@@ -969,6 +935,84 @@ def parse(path, *, split: str | None = None, on_error: str = "raise", workers: i
     policy.summary("images")
     splits = None if records is listing else listing.split_ids(records)
     return Dataset(categories, records, splits=splits, info=info, root=root, format=NAME)
+
+
+def _categories(tables: "_Tables", scans: Mapping[str | None, tuple[list[str], list[str]]],
+                flat: set) -> tuple[list[str], dict[str, int], list[Category]]:
+    """The classes (sorted union of the class folders of every non-flat split and the class
+    tables' wnids), their index, and the categories (``extra["words"]`` from the tables)."""
+    class_names = set(tables.words) | set(tables.ids.values())
+    for s, (dirs, _) in scans.items():
+        if s not in flat:
+            class_names.update(dirs)
+    classes = sorted(class_names)
+    categories = [Category(i, c, extra={"words": tables.words[c]} if tables.words.get(c) else {})
+                  for i, c in enumerate(classes)]
+    return classes, {c: i for i, c in enumerate(classes)}, categories
+
+
+def _wanted_splits(root: Path, split_dirs: Mapping[str | None, str], split: str | None,
+                   validation_split: float | None, seed: int | None) -> list[str | None]:
+    """The split folders to list (all, or the one ``split=`` asks for), the arguments checked."""
+    if validation_split is not None:
+        if not 0 < validation_split < 1:
+            raise ValueError(f"validation_split must be between 0 and 1, found {validation_split}")
+        if seed is None:
+            raise ValueError("validation_split needs a seed (the same seed gives the same split everywhere)")
+        if None not in split_dirs:
+            raise ValueError(f"validation_split applies to a tree without split folders; {root} already has "
+                             f"{', '.join(map(str, split_dirs))}; choose one with split=")
+    if split is not None:
+        valid = ["train", "validation"] if validation_split is not None else [s for s in split_dirs if s]
+        if not valid:
+            raise UnknownNameError(f"{root} has no split folders ({', '.join(SPLIT_DIRS)}), so split={split!r} "
+                                   f"cannot be chosen; pass validation_split= and seed= to make train/validation")
+        check_choice("split", split, valid)
+    return [s for s in split_dirs if validation_split is not None or split is None or s == split]
+
+
+def _scan_splits(base: Path, base_rel: str, split_dirs: Mapping[str | None, str], wanted: Sequence[str | None],
+                 counts: _Counts, stray_folders: list[str]) -> dict[str | None, tuple[list[str], list[str]]]:
+    """Split -> (class folders, files), each split folder scanned once (class folders, or a flat
+    folder of images), the ones split= leaves out too: classes are numbered over the whole tree,
+    whatever split= asks. Junk folders of the wanted splits go to ``stray_folders``."""
+    scans: dict[str | None, tuple[list[str], list[str]]] = {}
+    for s in split_dirs:
+        folder = base / split_dirs[s] if split_dirs[s] else base
+        prefix = base_rel + (f"{split_dirs[s]}/" if split_dirs[s] else "")
+        dirs, files = _scan(str(folder), counts if split_dirs[s] and s in wanted else None, prefix)
+        if not split_dirs[s]:  # the root itself holds the classes: its metadata folders are not classes
+            dirs = [d for d in dirs if d not in _META_DIRS and not d.startswith("ILSVRC2012_devkit")]
+        elif s in wanted:
+            stray_folders += [prefix + d for d in dirs if d in _JUNK_DIRS]
+        scans[s] = ([d for d in dirs if d not in _JUNK_DIRS], files)
+    return scans
+
+
+def _class_tables(root: Path, mapping: Any, parent: bool) -> "_Tables":
+    """The wnid tables: the ``mapping=`` file, else LOC_synset_mapping.txt and map_clsloc.txt found."""
+    tables = _Tables()
+    if mapping is not None:
+        _read_mapping(Path(mapping), tables)
+    else:
+        for name in (SYNSET_MAPPING_FILE, CLSLOC_FILE):
+            found = _find(root, name, parent)
+            if found is not None:
+                _read_mapping(found, tables)
+    return tables
+
+
+def _read_id_table(root: Path, parent: bool, gt_path: Path, tables: "_Tables", needed: bool) -> None:
+    """The ILSVRC2012_ID -> wnid table a ground-truth file needs, from meta.mat; its absence is an
+    error when a flat split read here needs it (``needed``)."""
+    meta = _find(root, META_FILE, parent)
+    if meta is not None:
+        _read_meta_mat(meta, tables)
+    elif needed:
+        looked = ", ".join(str(d) for d in _search_dirs(root, parent))
+        raise MissingFileError(str(gt_path), f"the ground truth holds ILSVRC2012_IDs, which need a table "
+                                             f"(meta.mat or map_clsloc.txt) to become wnids; none found "
+                                             f"in {looked}; pass mapping=")
 
 
 def _built(records: "list[Record] | _Listing") -> list[Record]:
@@ -1274,19 +1318,7 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
     lose(f"category fields ({', '.join(cat_fields)})",
          sum(any(k != "words" for k in (c.extra or {})) for c in dataset.categories))
 
-    # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
-    # names that become the same folder get their category id appended.
-    names: dict[int, str] = {}
-    for c in dataset.categories:
-        folder = _safe(c.name)
-        names[c.id] = f"{folder}_{c.id}" if folder in names.values() else folder
-    lose("category names changed into folder names (kept as the words where there were none)",
-         sum(1 for c in dataset.categories if names[c.id] != c.name))
-    # a class tree numbers its classes 0..N-1 in sorted folder order (as ImageFolder does)
-    index = {folder: i for i, folder in enumerate(sorted(names.values()))}
-    lose("category ids (a class tree numbers its folders 0..N-1 in sorted order)",
-         sum(1 for c in dataset.categories if c.id != index[names[c.id]]))
-    lose("category supercategories", sum(1 for c in dataset.categories if c.supercategory))
+    names = _class_folders(dataset, lose)
 
     used: set[str] = set()
     n_images = n_objects = 0
@@ -1338,6 +1370,24 @@ def write(dataset: Dataset, dest, *, images: str = "link", progress: bool | None
         lose("category words and original names (names with spaces cannot go in LOC_synset_mapping.txt)",
              sum(1 for c in dataset.categories if c.extra.get("words") or names[c.id] != c.name))
     return {"images": n_images, "objects": n_objects, "lost": lost}
+
+
+def _class_folders(dataset: Dataset, lose: Callable[..., None]) -> dict[int, str]:
+    """Category id -> its class folder's name, and what the names and ids lose (``lose``)."""
+    # Folder names: a "/" in a class name ("tv/monitor", labelme) cannot be one; two
+    # names that become the same folder get their category id appended.
+    names: dict[int, str] = {}
+    for c in dataset.categories:
+        folder = _safe(c.name)
+        names[c.id] = f"{folder}_{c.id}" if folder in names.values() else folder
+    lose("category names changed into folder names (kept as the words where there were none)",
+         sum(1 for c in dataset.categories if names[c.id] != c.name))
+    # a class tree numbers its classes 0..N-1 in sorted folder order (as ImageFolder does)
+    index = {folder: i for i, folder in enumerate(sorted(names.values()))}
+    lose("category ids (a class tree numbers its folders 0..N-1 in sorted order)",
+         sum(1 for c in dataset.categories if c.id != index[names[c.id]]))
+    lose("category supercategories", sum(1 for c in dataset.categories if c.supercategory))
+    return names
 
 
 def _write_loc_xml(path: Path, r: Record, inst: Instances, keep: list[int], names: dict[int, str],

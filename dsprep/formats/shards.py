@@ -354,8 +354,8 @@ def _rescaled_record(rec: Record, orig: tuple[int, int], new: tuple[int, int], w
         kp = inst.keypoints.copy()
         kp[..., 0] *= sx
         kp[..., 1] *= sy
-    scaled = Instances(boxes=boxes, labels=inst.labels, iscrowd=inst.iscrowd, difficult=inst.difficult,
-                       ids=inst.ids, area=area, segmentation=segm, keypoints=kp, extra=inst.extra)
+    scaled = Instances._trusted(boxes=boxes, labels=inst.labels, iscrowd=inst.iscrowd, difficult=inst.difficult,
+                                ids=inst.ids, area=area, segmentation=segm, keypoints=kp, extra=inst.extra)
     return rec.replace(instances=scaled, width=new[0], height=new[1])
 
 

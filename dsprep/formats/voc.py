@@ -494,19 +494,7 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
     policy = ErrorPolicy(mode)
     rootp = Path(root)
     root_s = str(rootp) + "/"
-    unknown: list[tuple[int, str]] = []
-    c_stem: list[str] = []
-    c_rel: list[str] = []
-    c_w: list[int] = []
-    c_h: list[int] = []
-    c_extra: list[dict] = []
-    c_count: list[int] = []
-    c_segm: list[list | None] = []
-    c_boxes: list[list[float]] = []
-    c_labels: list[int] = []
-    c_diff: list[bool] = []
-    c_crowd: list[bool] = []
-    c_oex: list[dict] = []
+    chunk = _Chunk()
     obj_masks = masks[1]
     for stem, kind in items:
         where = f"{_ANN}/{stem}.xml"
@@ -525,35 +513,14 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                 where = rel
                 extra["filename"] = rel.rsplit("/", 1)[1]  # what write() puts in the XML it creates
             if not have_size:
-                img = rootp / rel
-                if img.is_file():
-                    w, h = _io.image_size(img)
-                elif missing_size == "zero":
-                    w = h = 0  # unknown size, accepted on request (datumaro's voc_dataset2)
-                else:
-                    raise InvalidAnnotationError(
-                        where, f"no <size> (or an empty one) and no image {rel} to read the size from; "
-                        "expected <size><width>W</width><height>H</height></size> (pass "
-                        "missing_size='zero' to accept an unknown size)")
+                w, h = _size_from_image(rootp, rel, where, missing_size)
             segm = None
             if stem in obj_masks and (kind != "xml" or segmentation):
                 got = _mask_rles(rootp, stem, f"{_SEGOBJ}/{stem}.png")
                 if kind == "xml":  # object k of the XML <-> value k+1 of the PNG
                     segm = [got[k + 1][0] if k + 1 in got else None for k in range(len(names))]
                 else:  # no XML: the masks are the only annotation; objects come from them
-                    for k in sorted(got):
-                        rle, box, c = got[k]
-                        if not 1 <= c <= len(cat_names):
-                            policy.handle(InvalidAnnotationError(
-                                f"{_SEGOBJ}/{stem}.png", f"object {k} has class index {c} in {_SEGCLS}; "
-                                f"expected 1..{len(cat_names)}"))
-                            continue
-                        names.append(cat_names[c - 1])
-                        boxes.append(box)
-                        diff.append(False)
-                        crowd.append(False)
-                        oex.append({})
-                    segm = [got[k][0] for k in sorted(got) if 1 <= got[k][2] <= len(cat_names)]
+                    segm = _objects_from_masks(got, stem, cat_names, policy, names, boxes, diff, crowd, oex)
             labels = []
             keep = []
             for i, n in enumerate(names):
@@ -576,30 +543,89 @@ def _parse_chunk(items: Sequence[tuple[str, str]], *, root: str, known: Mapping[
                 names, boxes, diff, crowd, oex = pick(names), pick(boxes), pick(diff), pick(crowd), pick(oex)
                 if segm is not None:
                     segm = pick(segm)
-            # Flat per-chunk lists: pickling one Record per image back from a worker costs
-            # as much as parsing the XML; flat lists and one array per chunk do not.
-            c_stem.append(stem)
-            c_rel.append(rel)
-            c_w.append(w)
-            c_h.append(h)
-            c_extra.append(extra)
-            c_count.append(len(names))
-            c_segm.append(segm)
-            for i, lab in enumerate(labels):
-                if lab == -1:
-                    unknown.append((len(c_labels) + i, names[i]))
-            c_boxes.extend(boxes)
-            c_labels.extend(labels)
-            c_diff.extend(diff)
-            c_crowd.extend(crowd)
-            c_oex.extend(oex)
+            chunk.add(stem, rel, w, h, extra, segm, names, labels, boxes, diff, crowd, oex)
         except FormatError as err:
             policy.handle(err)
-    m = len(c_labels)
-    return {"stem": c_stem, "rel": c_rel, "w": c_w, "h": c_h, "extra": c_extra, "count": c_count,
-            "segm": c_segm, "boxes": np.array(c_boxes, np.float64).reshape(m, 4),
-            "labels": np.array(c_labels, np.int64), "difficult": np.array(c_diff, bool),
-            "iscrowd": np.array(c_crowd, bool), "oex": c_oex, "unknown": unknown, "policy": policy}
+    return chunk.finish(policy)
+
+
+def _size_from_image(rootp: Path, rel: str, where: str, missing_size: str) -> tuple[int, int]:
+    """(width, height) of an annotation without ``<size>``: the image's header, else 0x0 when
+    ``missing_size="zero"`` (datumaro's voc_dataset2), else an error."""
+    img = rootp / rel
+    if img.is_file():
+        return _io.image_size(img)
+    if missing_size == "zero":
+        return 0, 0
+    raise InvalidAnnotationError(
+        where, f"no <size> (or an empty one) and no image {rel} to read the size from; "
+        "expected <size><width>W</width><height>H</height></size> (pass "
+        "missing_size='zero' to accept an unknown size)")
+
+
+def _objects_from_masks(got: Mapping[int, tuple], stem: str, cat_names: Sequence[str], policy: ErrorPolicy,
+                        names: list, boxes: list, diff: list, crowd: list, oex: list) -> list:
+    """The objects of an image without an XML, from its masks (:func:`_mask_rles`' ``got``),
+    appended to the object lists; returns their RLEs. A class index outside the classes is
+    handled by ``policy`` and its object left out."""
+    for k in sorted(got):
+        rle, box, c = got[k]
+        if not 1 <= c <= len(cat_names):
+            policy.handle(InvalidAnnotationError(
+                f"{_SEGOBJ}/{stem}.png", f"object {k} has class index {c} in {_SEGCLS}; "
+                f"expected 1..{len(cat_names)}"))
+            continue
+        names.append(cat_names[c - 1])
+        boxes.append(box)
+        diff.append(False)
+        crowd.append(False)
+        oex.append({})
+    return [got[k][0] for k in sorted(got) if 1 <= got[k][2] <= len(cat_names)]
+
+
+class _Chunk:
+    """A worker's parsed images as flat per-chunk lists: pickling one Record per image back
+    from a worker costs as much as parsing the XML; flat lists and one array per chunk do not."""
+
+    def __init__(self) -> None:
+        self.stem: list[str] = []
+        self.rel: list[str] = []
+        self.w: list[int] = []
+        self.h: list[int] = []
+        self.extra: list[dict] = []
+        self.count: list[int] = []
+        self.segm: list[list | None] = []
+        self.boxes: list[list[float]] = []
+        self.labels: list[int] = []
+        self.diff: list[bool] = []
+        self.crowd: list[bool] = []
+        self.oex: list[dict] = []
+        self.unknown: list[tuple[int, str]] = []
+
+    def add(self, stem: str, rel: str, w: int, h: int, extra: dict, segm: list | None, names: list,
+            labels: list, boxes: list, diff: list, crowd: list, oex: list) -> None:
+        self.stem.append(stem)
+        self.rel.append(rel)
+        self.w.append(w)
+        self.h.append(h)
+        self.extra.append(extra)
+        self.count.append(len(names))
+        self.segm.append(segm)
+        for i, lab in enumerate(labels):
+            if lab == -1:
+                self.unknown.append((len(self.labels) + i, names[i]))
+        self.boxes.extend(boxes)
+        self.labels.extend(labels)
+        self.diff.extend(diff)
+        self.crowd.extend(crowd)
+        self.oex.extend(oex)
+
+    def finish(self, policy: ErrorPolicy) -> dict[str, Any]:
+        m = len(self.labels)
+        return {"stem": self.stem, "rel": self.rel, "w": self.w, "h": self.h, "extra": self.extra,
+                "count": self.count, "segm": self.segm, "boxes": np.array(self.boxes, np.float64).reshape(m, 4),
+                "labels": np.array(self.labels, np.int64), "difficult": np.array(self.diff, bool),
+                "iscrowd": np.array(self.crowd, bool), "oex": self.oex, "unknown": self.unknown, "policy": policy}
 
 
 def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
@@ -611,23 +637,18 @@ def _records_from_chunk(c: Mapping[str, Any], split_of: Mapping[str, str],
     boxes, labels, diff, crowd, oex = c["boxes"], c["labels"], c["difficult"], c["iscrowd"], c["oex"]
     m = len(labels)
     ids, area = np.full(m, -1, np.int64), np.full(m, np.nan)  # VOC has neither; one array per chunk
-    # Built without __init__ (as coco.parse does): the arrays are typed and shaped per chunk
-    # already, and validating them again per image costs as much as a fifth of the parse.
-    new_inst, new_rec = Instances.__new__, Record.__new__
+    # Built by the trusted constructors (as coco.parse does): the arrays are typed and shaped per
+    # chunk already, and validating them again per image costs as much as a fifth of the parse.
+    new_inst, new_rec = Instances._trusted, Record._trusted
     for stem, rel, w, h, extra, n, segm in zip(c["stem"], c["rel"], c["w"], c["h"], c["extra"], c["count"],
                                                c["segm"]):
         b = a + n
         ex = oex[a:b]
-        inst = new_inst(Instances)
-        inst.__dict__ = {"boxes": boxes[a:b], "labels": labels[a:b], "iscrowd": crowd[a:b], "difficult": diff[a:b],
-                         "ids": ids[a:b], "area": area[a:b], "segmentation": segm, "keypoints": None,
-                         "extra": ex if any(ex) else None}
-        rec = new_rec(Record)
-        rec.__dict__ = {"id": f"{_IMG}/{stem}", "path": rel, "width": w, "height": h, "split": split_of.get(stem),
-                        "label": None, "instances": inst,
-                        "mask_path": f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
-                        "instance_mask_path": f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None,
-                        "captions": [], "source_id": None, "extra": extra}
+        inst = new_inst(boxes=boxes[a:b], labels=labels[a:b], iscrowd=crowd[a:b], difficult=diff[a:b],
+                        ids=ids[a:b], area=area[a:b], segmentation=segm, extra=ex if any(ex) else None)
+        rec = new_rec(id=f"{_IMG}/{stem}", path=rel, width=w, height=h, split=split_of.get(stem), instances=inst,
+                      mask_path=f"{_SEGCLS}/{stem}.png" if stem in cls_masks else None,
+                      instance_mask_path=f"{_SEGOBJ}/{stem}.png" if stem in obj_masks else None, extra=extra)
         out.append(rec)
         a = b
     return out
@@ -686,6 +707,26 @@ def parse_options_for(target: str) -> dict[str, Any]:
     return {"segmentation": True} if target in ("coco", "coco-panoptic") else {}
 
 
+def _png_stems(folder: Path) -> frozenset:
+    """The stems of the PNGs in a mask folder (empty when there is none)."""
+    return frozenset(n[:-4] for n in os.listdir(folder) if n.endswith(".png")) if folder.is_dir() else frozenset()
+
+
+def _items_to_read(xml_stems: list[str], splits: Mapping[str, list[str]], split: str | None,
+                   masks: tuple[frozenset, frozenset]) -> list[tuple[str, str]]:
+    """``(stem, "xml" | "image")`` of the images to read: every XML (or only the asked split's),
+    plus split-listed ids and, in a tree without XMLs, mask PNGs, that have no XML."""
+    xml_set = set(xml_stems)
+    if split is not None:
+        wanted = list(dict.fromkeys(splits[split]))
+    else:
+        extra_ids = [s for ids in splits.values() for s in ids if s not in xml_set]
+        if not xml_stems:
+            extra_ids += sorted(masks[0] | masks[1])
+        wanted = xml_stems + list(dict.fromkeys(s for s in extra_ids if s not in xml_set))
+    return [(s, "xml" if s in xml_set else "image") for s in wanted]
+
+
 def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = "raise",
           workers: int | None = None, progress: bool | None = None, class_lists: str = "check",
           missing_size: str = "error", segmentation: bool = False, allow_outside_root: bool = False,
@@ -742,11 +783,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
     splits = _confined_ids(splits, _MAIN, root, policy, allow_outside_root)
     seg_splits = _confined_ids(seg_splits, _SEGSETS, root, policy, allow_outside_root)
 
-    def listing(sub: str) -> frozenset:
-        d = root / sub
-        return frozenset(n[:-4] for n in os.listdir(d) if n.endswith(".png")) if d.is_dir() else frozenset()
-
-    masks = (listing(_SEGCLS), listing(_SEGOBJ))
+    masks = (_png_stems(root / _SEGCLS), _png_stems(root / _SEGOBJ))
     if not splits and not xml_stems and seg_splits:
         splits = dict(seg_splits)  # a segmentation-only tree: its lists are the splits
     if split is not None:
@@ -755,16 +792,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: Any = 
                                    "(every image is read when split is None)")
         check_choice("split", split, splits)
         splits = {split: splits[split]}
-    # Which images: every XML, plus split-listed ids and mask PNGs without an XML.
-    xml_set = set(xml_stems)
-    if split is not None:
-        wanted = list(dict.fromkeys(splits[split]))
-    else:
-        extra_ids = [s for ids in splits.values() for s in ids if s not in xml_set]
-        if not xml_stems:
-            extra_ids += sorted(masks[0] | masks[1])
-        wanted = xml_stems + list(dict.fromkeys(s for s in extra_ids if s not in xml_set))
-    items = [(s, "xml" if s in xml_set else "image") for s in wanted]
+    items = _items_to_read(xml_stems, splits, split, masks)
     # Record.split: a single name (the first split, in train/val/trainval/test order, that lists it).
     split_of: dict[str, str] = {}
     for name, ids in splits.items():
@@ -1175,69 +1203,10 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         ext = os.path.splitext(rec.path)[1] or ".jpg"
         img_rel = f"{_IMG}/{name}{ext}"
         if images != "none":
-            src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-            if not _io.place_image(src, dest, img_rel, images):
-                try:
-                    raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
-                                           f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
-                except FormatError as err:
-                    policy.handle(err)
-                    missing += 1
+            missing += _place_image(rec, src_root, dest, img_rel, images, policy)
         segmented = None
         inst = rec.instances
-        # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
-        # segmentation=True): SegmentationObject value k is then XML object k by construction.
-        full_segm = (len(inst) and inst.segmentation is not None
-                     and all(x is not None for x in inst.segmentation))
-        made = None
-        if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
-            made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
-
-        def mask_src(rel: str) -> Path:
-            return (src_root / rel) if src_root is not None else Path(rel)
-
-        # SegmentationClass: a VOC class mask file wins (it keeps its 255 void borders); another
-        # format's semantic mask is mapped pixel by pixel when its values name categories
-        # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
-        has_class = False
-        if (rec.extra or {}).get("dummy_labels") and not exact and (
-                rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
-            # Cityscapes test gt files are placeholders: written as SegmentationClass they would
-            # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
-            what = "dummy label masks (Cityscapes test: not ground truth)"
-            lost[what] = lost.get(what, 0) + 1
-        elif rec.mask_path and exact:
-            _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-            has_class = True
-        elif rec.mask_path or _semantic_source(dataset, rec):
-            kind = (rec.extra or {}).get("mask_kind")
-            to_voc = foreign_luts.get(kind)
-            if to_voc is not None:
-                values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
-                                            kind).astype(np.int64, copy=False)
-                _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
-                           output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-                has_class = True
-            else:
-                # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
-                # category ids: never copied as if they were VOC class indices.
-                what = f"{dataset.format or 'source'} mask PNGs (semantic)"
-                lost[what] = lost.get(what, 0) + 1
-        if not has_class and made is not None:
-            _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
-            has_class = True
-        # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
-        if made is not None:
-            _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
-        elif (rec.extra or {}).get("dummy_labels") and not exact:
-            pass  # counted above
-        elif rec.instance_mask_path and exact:
-            _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
-        elif rec.instance_mask_path:
-            # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
-            # their own polygons/RLE cannot be rasterised in XML order.
-            what = f"{dataset.format or 'source'} mask PNGs (instance)"
-            lost[what] = lost.get(what, 0) + 1
+        has_class = _write_masks(rec, name, dataset, dest, src_root, index_of, foreign_luts, lost)
         if has_class:  # ImageSets/Segmentation lists exactly the images with a SegmentationClass
             mask_names.append(name)
             segmented = 1
@@ -1273,6 +1242,16 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                     "".join(f"{n}\n" for n in lines), encoding="utf-8")
     if [c.name for c in classes] != list(VOC_CLASSES):
         _write_labelmap(dest, classes)
+    _count_lost_categories(dataset, classes, dest, lost)
+    policy.summary("images")
+    report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
+                              "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
+    return report
+
+
+def _count_lost_categories(dataset: Dataset, classes: list[Category], dest: Path, lost: dict[str, int]) -> None:
+    """Count in ``lost`` what the categories lose: background ones, and ids and supercategories
+    that ``category_map.json`` beside ``dest`` does not restore."""
     if len(classes) < len(dataset.categories):
         lost["categories named as background (VOC's index 0, not a class)"] = len(dataset.categories) - len(classes)
     # VOC XML holds class names; a VOC reader numbers them 1..N in category order (canonical
@@ -1285,10 +1264,82 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         supers = sum(1 for c in classes if c.supercategory)
         if supers:
             lost["category supercategories (VOC stores names only)"] = supers
-    policy.summary("images")
-    report: dict[str, Any] = {"images": len(records), "objects": n_obj, "lost": lost,
-                              "renamed": renamed, "missing_images": missing, "masks": len(mask_names)}
-    return report
+
+
+def _place_image(rec: Record, src_root: Path | None, dest: Path, img_rel: str, images: str,
+                 policy: ErrorPolicy) -> int:
+    """Place one record's image at ``img_rel``; 1 when it is missing (handled by ``policy``), else 0."""
+    src = (src_root / rec.path) if src_root is not None else Path(rec.path)
+    if _io.place_image(src, dest, img_rel, images):
+        return 0
+    try:
+        raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} "
+                               f"it to {img_rel} (use --images none, images='none' in Python, to write annotations only)")
+    except FormatError as err:
+        policy.handle(err)
+        return 1
+
+
+def _write_masks(rec: Record, name: str, dataset: Dataset, dest: Path, src_root: Path | None,
+                 index_of: Mapping[int, int], foreign_luts: Mapping[str, np.ndarray], lost: dict[str, int]) -> bool:
+    """One record's SegmentationClass and SegmentationObject PNGs (what is not written is counted in
+    ``lost``); returns whether it has a SegmentationClass (ImageSets/Segmentation lists those)."""
+    exact = dataset.format == NAME
+    inst = rec.instances
+    # Object masks from polygons/RLE when every object has one (COCO, or VOC parsed with
+    # segmentation=True): SegmentationObject value k is then XML object k by construction.
+    full_segm = (len(inst) and inst.segmentation is not None
+                 and all(x is not None for x in inst.segmentation))
+    made = None
+    if rec.width and rec.height and (full_segm or not (rec.mask_path or rec.instance_mask_path)):
+        made = _rasterise(inst, int(rec.height), int(rec.width), index_of, lost)
+
+    def mask_src(rel: str) -> Path:
+        return (src_root / rel) if src_root is not None else Path(rel)
+
+    # SegmentationClass: a VOC class mask file wins (it keeps its 255 void borders); another
+    # format's semantic mask is mapped pixel by pixel when its values name categories
+    # (Cityscapes labelIds), else the objects' masks are rasterised; else there is none.
+    has_class = False
+    if (rec.extra or {}).get("dummy_labels") and not exact and (
+            rec.mask_path or rec.instance_mask_path or _semantic_source(dataset, rec)):
+        # Cityscapes test gt files are placeholders: written as SegmentationClass they would
+        # read back as ground truth. Not written, not listed in ImageSets/Segmentation; said.
+        what = "dummy label masks (Cityscapes test: not ground truth)"
+        lost[what] = lost.get(what, 0) + 1
+    elif rec.mask_path and exact:
+        _copy_mask(mask_src(rec.mask_path), output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+        has_class = True
+    elif rec.mask_path or _semantic_source(dataset, rec):
+        kind = (rec.extra or {}).get("mask_kind")
+        to_voc = foreign_luts.get(kind)
+        if to_voc is not None:
+            values = _read_foreign_mask(dataset, mask_src(rec.mask_path or _semantic_source(dataset, rec)),
+                                        kind).astype(np.int64, copy=False)
+            _save_mask(to_voc[np.minimum(values, len(to_voc) - 1)],
+                       output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+            has_class = True
+        else:
+            # Cityscapes labelTrainIds of an unknown kind, or any mask whose values are not
+            # category ids: never copied as if they were VOC class indices.
+            what = f"{dataset.format or 'source'} mask PNGs (semantic)"
+            lost[what] = lost.get(what, 0) + 1
+    if not has_class and made is not None:
+        _save_mask(made[0], output_path(dest, f"{_SEGCLS}/{name}.png", what="mask"))
+        has_class = True
+    # SegmentationObject: rasterised objects (value k+1 = XML object k), else a VOC file
+    if made is not None:
+        _save_mask(made[1], output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
+    elif (rec.extra or {}).get("dummy_labels") and not exact:
+        pass  # counted above
+    elif rec.instance_mask_path and exact:
+        _copy_mask(mask_src(rec.instance_mask_path), output_path(dest, f"{_SEGOBJ}/{name}.png", what="mask"))
+    elif rec.instance_mask_path:
+        # Cityscapes instanceIds, panoptic ids: not VOC object indices, and objects without
+        # their own polygons/RLE cannot be rasterised in XML order.
+        what = f"{dataset.format or 'source'} mask PNGs (instance)"
+        lost[what] = lost.get(what, 0) + 1
+    return has_class
 
 
 def _checked_xml(rec: Record, filename: str, names: Mapping[int, str], segmented: int | None,
@@ -1375,9 +1426,9 @@ def _read_foreign_mask(dataset: Dataset, path: Path, kind: str | None) -> np.nda
         from ..masks import semantic_readers
 
         return np.asarray(semantic_readers(dataset)[kind](path, kind))
-    from ..masks import read_label_png
+    from ..masks import mask_palette, read_label_png
 
-    return read_label_png(path)
+    return read_label_png(path, palette=mask_palette(dataset))  # the rule every mask reader follows
 
 
 def _count_lost(rec: Record, lost: dict[str, int]) -> None:
