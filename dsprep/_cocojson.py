@@ -667,17 +667,12 @@ class _Columns:
         return anns, (extras if any(extras) else None), where
 
     def add(self, raws: list[msgspec.Raw], start: int) -> None:
+        """Decode one chunk, check it, and append the annotations that pass (the others to the policy)."""
         anns, extras, where = self._decode(raws, start)
         if not anns:
             return
         n = len(anns)
-        if self.task is None:  # from the first annotation's keys
-            if anns[0].caption is not None:
-                self.task = "captions"
-            elif anns[0].keypoints is not None or self.cats_have_keypoints:
-                self.task = "person_keypoints"
-            else:
-                self.task = "instances"
+        self._settle_task(anns)
         is_captions = self.task == "captions"
         bad: dict[int, str] = {}
         flag = bad.setdefault
@@ -694,78 +689,10 @@ class _Columns:
             labels = np.zeros(n, np.int64)
             boxes = np.zeros((n, 4))
         else:
-            labels = ints[:, 2].copy() if ints is not None else _column(anns, _get_category, np.int64, -1)
-            for i in np.flatnonzero(labels == -1).tolist():
-                if anns[i].category_id is None:
-                    flag(i, "missing 'category_id'")
-            for i in np.flatnonzero(~_member(labels, self.known)).tolist():
-                flag(i, f"unknown category_id {labels[i]} (categories have ids "
-                        f"{', '.join(map(str, self.known[:12].tolist()))}{', ...' if len(self.known) > 12 else ''})")
-            bb = list(map(_get_bbox, anns))
-            try:
-                if not (np.fromiter(map(len, bb), np.int64, n) == 4).all():
-                    raise ValueError("not [x, y, w, h]")
-                boxes = np.fromiter(chain.from_iterable(bb), np.float64, 4 * n).reshape(n, 4)
-            except (TypeError, ValueError):
-                boxes = np.zeros((n, 4))
-                for i, b in enumerate(bb):
-                    if b is None:
-                        flag(i, "missing 'bbox'")
-                    elif len(b) != 4:
-                        flag(i, f"bbox must be [x, y, width, height]; found {len(b)} numbers: {b}")
-                    else:
-                        boxes[i] = b
-            del bb
-            finite = np.isfinite(boxes).all(1)
-            for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
-                flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
-                        f"found {boxes[i].tolist()}")
-            # xywh -> xyxy (continuous 0-based pixels: both conventions agree), x2 as the decimal the writer meant
-            boxes[:, 2:] = decimal_sum(boxes[:, :2], boxes[:, 2:])
-        flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
-        if flags is not None:
-            iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
-        else:
-            iscrowd = _column(anns, _get_iscrowd, bool, False)
-            difficult = _column(anns, _get_difficult, bool, False)
-            area = _column(anns, _get_area, np.float64, math.nan)
-        crowd_raw = flags[:, 0] if flags is not None else _column(anns, _get_iscrowd, np.float64, 0)
-        for i in np.flatnonzero((crowd_raw != 0) & (crowd_raw != 1)).tolist():
-            self.policy.note("bad_iscrowd", _where(self.file, anns[i].id, where[i]),
-                             f"iscrowd is {anns[i].iscrowd!r}; expected 0 or 1 (read as crowd, as pycocotools "
-                             "takes any value but 0)")
-
-        segs: list[bytes | None] = [None] * n
-        if not is_captions:
-            segs = list(map(bytes, map(_get_segmentation, anns)))
-            problems, kinds = _check_segmentations(segs)
-            for i, problem in problems.items():
-                flag(i, problem)
-            for i in np.flatnonzero(kinds == _SEG_RLE).tolist():
-                problem = _check_rle(segs[i], img_idx[i], self.heights, self.widths)
-                if problem:
-                    flag(i, problem + f" (image id {anns[i].image_id})")
-            if (kinds == _SEG_NONE).all():
-                segs = [None] * n
-            else:
-                self.any_seg = True
-                for i in np.flatnonzero(kinds == _SEG_NONE).tolist():
-                    segs[i] = None
-
-        kps = list(map(_get_keypoints, anns))
-        kp_rows = [] if kps.count(None) == n else [i for i, kp in enumerate(kps) if kp is not None]
-        keypoints = None
-        if kp_rows:
-            k_max = max(len(kps[i]) for i in kp_rows) // 3
-            keypoints = np.zeros((n, k_max, 3))
-            for i in kp_rows:
-                kp = kps[i]
-                if len(kp) % 3 or len(kp) // 3 != k_max:
-                    flag(i, f"keypoints must be {k_max} (x, y, v) triples; found {len(kp)} numbers")
-                    continue
-                keypoints[i] = np.asarray(kp, np.float64).reshape(k_max, 3)
-        del kps
-        num_kp = list(map(_get_num_keypoints, anns)) if (kp_rows or self.num_kp is not None) else None
+            labels, boxes = self._labels_boxes(anns, ints, flag)
+        iscrowd, difficult, area = self._flags(anns, where)
+        segs: list[bytes | None] = [None] * n if is_captions else self._segmentations(anns, img_idx, flag)
+        keypoints, num_kp = self._keypoints(anns, flag)
         captions = [a.caption for a in anns] if is_captions else None
 
         keep = np.ones(n, bool)
@@ -781,8 +708,111 @@ class _Columns:
             keypoints = None if keypoints is None else keypoints[sel]
             segs, num_kp, captions, extras = pick(segs), pick(num_kp), pick(captions), pick(extras)
             n = len(sel)
-        for k, v in zip(("ids", "labels", "boxes", "iscrowd", "difficult", "area", "img_idx"),
-                        (ids, labels, boxes, iscrowd, difficult, area, img_idx)):
+        self._append(n, (ids, labels, boxes, iscrowd, difficult, area, img_idx), segs, keypoints, num_kp,
+                     captions, extras)
+
+    def _settle_task(self, anns: list[_Ann]) -> None:
+        """The file's task, when not given, from the first annotation's keys."""
+        if self.task is None:
+            if anns[0].caption is not None:
+                self.task = "captions"
+            elif anns[0].keypoints is not None or self.cats_have_keypoints:
+                self.task = "person_keypoints"
+            else:
+                self.task = "instances"
+
+    def _labels_boxes(self, anns: list[_Ann], ints: np.ndarray | None, flag: Any
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Category ids and xyxy boxes of one chunk; bad ones flagged (``flag(row, problem)``)."""
+        n = len(anns)
+        labels = ints[:, 2].copy() if ints is not None else _column(anns, _get_category, np.int64, -1)
+        for i in np.flatnonzero(labels == -1).tolist():
+            if anns[i].category_id is None:
+                flag(i, "missing 'category_id'")
+        for i in np.flatnonzero(~_member(labels, self.known)).tolist():
+            flag(i, f"unknown category_id {labels[i]} (categories have ids "
+                    f"{', '.join(map(str, self.known[:12].tolist()))}{', ...' if len(self.known) > 12 else ''})")
+        bb = list(map(_get_bbox, anns))
+        try:
+            if not (np.fromiter(map(len, bb), np.int64, n) == 4).all():
+                raise ValueError("not [x, y, w, h]")
+            boxes = np.fromiter(chain.from_iterable(bb), np.float64, 4 * n).reshape(n, 4)
+        except (TypeError, ValueError):
+            boxes = np.zeros((n, 4))
+            for i, b in enumerate(bb):
+                if b is None:
+                    flag(i, "missing 'bbox'")
+                elif len(b) != 4:
+                    flag(i, f"bbox must be [x, y, width, height]; found {len(b)} numbers: {b}")
+                else:
+                    boxes[i] = b
+        del bb
+        finite = np.isfinite(boxes).all(1)
+        for i in np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)).tolist():
+            flag(i, f"bbox [x, y, width, height] must be finite with width, height >= 0; "
+                    f"found {boxes[i].tolist()}")
+        # xywh -> xyxy (continuous 0-based pixels: both conventions agree), x2 as the decimal the writer meant
+        boxes[:, 2:] = decimal_sum(boxes[:, :2], boxes[:, 2:])
+        return labels, boxes
+
+    def _flags(self, anns: list[_Ann], where: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """iscrowd, difficult and area of one chunk (an iscrowd other than 0/1 noted)."""
+        flags = _columns(anns, _get_flags, np.float64, 3)  # iscrowd, difficult, area
+        if flags is not None:
+            iscrowd, difficult, area = flags[:, 0] != 0, flags[:, 1] != 0, flags[:, 2].copy()
+        else:
+            iscrowd = _column(anns, _get_iscrowd, bool, False)
+            difficult = _column(anns, _get_difficult, bool, False)
+            area = _column(anns, _get_area, np.float64, math.nan)
+        crowd_raw = flags[:, 0] if flags is not None else _column(anns, _get_iscrowd, np.float64, 0)
+        for i in np.flatnonzero((crowd_raw != 0) & (crowd_raw != 1)).tolist():
+            self.policy.note("bad_iscrowd", _where(self.file, anns[i].id, where[i]),
+                             f"iscrowd is {anns[i].iscrowd!r}; expected 0 or 1 (read as crowd, as pycocotools "
+                             "takes any value but 0)")
+        return iscrowd, difficult, area
+
+    def _segmentations(self, anns: list[_Ann], img_idx: np.ndarray, flag: Any) -> list[bytes | None]:
+        """Each annotation's segmentation as raw JSON (None when it has none); bad ones flagged."""
+        n = len(anns)
+        segs = list(map(bytes, map(_get_segmentation, anns)))
+        problems, kinds = _check_segmentations(segs)
+        for i, problem in problems.items():
+            flag(i, problem)
+        for i in np.flatnonzero(kinds == _SEG_RLE).tolist():
+            problem = _check_rle(segs[i], img_idx[i], self.heights, self.widths)
+            if problem:
+                flag(i, problem + f" (image id {anns[i].image_id})")
+        if (kinds == _SEG_NONE).all():
+            segs = [None] * n
+        else:
+            self.any_seg = True
+            for i in np.flatnonzero(kinds == _SEG_NONE).tolist():
+                segs[i] = None
+        return segs
+
+    def _keypoints(self, anns: list[_Ann], flag: Any) -> tuple[np.ndarray | None, list | None]:
+        """Keypoints ``(n, K, 3)`` of one chunk (None without any) and num_keypoints; bad ones flagged."""
+        n = len(anns)
+        kps = list(map(_get_keypoints, anns))
+        kp_rows = [] if kps.count(None) == n else [i for i, kp in enumerate(kps) if kp is not None]
+        keypoints = None
+        if kp_rows:
+            k_max = max(len(kps[i]) for i in kp_rows) // 3
+            keypoints = np.zeros((n, k_max, 3))
+            for i in kp_rows:
+                kp = kps[i]
+                if len(kp) % 3 or len(kp) // 3 != k_max:
+                    flag(i, f"keypoints must be {k_max} (x, y, v) triples; found {len(kp)} numbers")
+                    continue
+                keypoints[i] = np.asarray(kp, np.float64).reshape(k_max, 3)
+        del kps
+        num_kp = list(map(_get_num_keypoints, anns)) if (kp_rows or self.num_kp is not None) else None
+        return keypoints, num_kp
+
+    def _append(self, n: int, arrays: tuple, segs: list, keypoints: np.ndarray | None, num_kp: list | None,
+                captions: list | None, extras: list | None) -> None:
+        """Add the chunk's ``n`` kept annotations to the columns."""
+        for k, v in zip(("ids", "labels", "boxes", "iscrowd", "difficult", "area", "img_idx"), arrays):
             self.parts[k].append(v)
         before = len(self.segs)
         self.segs.extend(segs)
@@ -1017,31 +1047,50 @@ def _annotations(recs: Sequence[Record], img_ids: Sequence[Any], ann_ids: Sequen
                                       for p, m in zip(parts, counts)))
     if not has_kp and all(e is None or e.keys().isdisjoint(reserved) for e in extras):
         # the common case, one comprehension: no keypoints, no extra key shadowing a COCO key
-        segms: list[Any] = [None] * n
-        k = 0
-        for r, p, m in zip(recs, parts, counts):
-            if p.segmentation is not None:
-                for j, segm in enumerate(p.segmentation):
-                    if segm is not None:
-                        if compress_rle:
-                            segm = _compressed(segm)
-                        if unknown[k + j]:
-                            area = segmentation_area(segm, r.height, r.width)
-                            if area is not None:
-                                filled[k + j] = area
-                        segms[k + j] = segm_out(segm)
-            k += m
-        img_col = list(chain.from_iterable(repeat(iid, m) for iid, m in zip(img_ids, counts)))
-        # bbox-only objects get "segmentation": [] (see docs/formats/coco.md, "bbox-only ground truth")
-        if diff is None:
-            return [{"id": i, "image_id": im, "category_id": c, "segmentation": [] if s is None else s,
-                     "area": a, "bbox": b, "iscrowd": cr, **(e or _NO_EXTRA)}
-                    for i, im, c, s, a, b, cr, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
-                                                        crowd, extras)]
+        return _plain_annotations(recs, parts, counts, img_ids, ann_ids, labels, crowd, diff, box_list,
+                                  filled, unknown, extras, segm_out, compress_rle)
+    return _full_annotations(recs, parts, img_ids, ann_ids, labels, crowd, diff, box_list, filled,
+                             unknown, extras, segm_out, compress_rle, has_kp, kp_k)
+
+
+def _plain_annotations(recs: Sequence[Record], parts: list, counts: list[int], img_ids: Sequence[Any],
+                       ann_ids: Sequence[int], labels: list, crowd: list, diff: list | None, box_list: list,
+                       filled: list, unknown: np.ndarray, extras: list, segm_out: Any, compress_rle: bool
+                       ) -> list[dict[str, Any]]:
+    """:func:`_annotations` without keypoints or extra keys shadowing COCO's: one comprehension."""
+    n = len(box_list)
+    segms: list[Any] = [None] * n
+    k = 0
+    for r, p, m in zip(recs, parts, counts):
+        if p.segmentation is not None:
+            for j, segm in enumerate(p.segmentation):
+                if segm is not None:
+                    if compress_rle:
+                        segm = _compressed(segm)
+                    if unknown[k + j]:
+                        area = segmentation_area(segm, r.height, r.width)
+                        if area is not None:
+                            filled[k + j] = area
+                    segms[k + j] = segm_out(segm)
+        k += m
+    img_col = list(chain.from_iterable(repeat(iid, m) for iid, m in zip(img_ids, counts)))
+    # bbox-only objects get "segmentation": [] (see docs/formats/coco.md, "bbox-only ground truth")
+    if diff is None:
         return [{"id": i, "image_id": im, "category_id": c, "segmentation": [] if s is None else s,
-                 "area": a, "bbox": b, "iscrowd": cr, "difficult": d, **(e or _NO_EXTRA)}
-                for i, im, c, s, a, b, cr, d, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
-                                                       crowd, diff, extras)]
+                 "area": a, "bbox": b, "iscrowd": cr, **(e or _NO_EXTRA)}
+                for i, im, c, s, a, b, cr, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
+                                                    crowd, extras)]
+    return [{"id": i, "image_id": im, "category_id": c, "segmentation": [] if s is None else s,
+             "area": a, "bbox": b, "iscrowd": cr, "difficult": d, **(e or _NO_EXTRA)}
+            for i, im, c, s, a, b, cr, d, e in zip(ann_ids, img_col, labels, segms, filled, box_list,
+                                                   crowd, diff, extras)]
+
+
+def _full_annotations(recs: Sequence[Record], parts: list, img_ids: Sequence[Any], ann_ids: Sequence[int],
+                      labels: list, crowd: list, diff: list | None, box_list: list, filled: list,
+                      unknown: np.ndarray, extras: list, segm_out: Any, compress_rle: bool, has_kp: bool,
+                      kp_k: int) -> list[dict[str, Any]]:
+    """:func:`_annotations` with keypoints or extra keys to merge: object by object."""
     out: list[dict[str, Any]] = []
     k = 0
     for r, iid, inst in zip(recs, img_ids, parts):
