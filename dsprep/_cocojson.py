@@ -452,14 +452,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
         top = _read_top(file, data)
         images = _decode_raw(top["images"], list[dict[str, Any]], str(file), "'images' must be a list of objects")
         cats = _categories(top.get("categories"), file)
-        info: dict[str, Any] = {}
-        for key in ("info", "licenses"):
-            if key in top:
-                info[key] = _decode(top[key], None, f"{file}: '{key}'")
-        others = {k: _decode(v, None, f"{file}: '{k}'") for k, v in top.items()
-                  if k not in ("info", "licenses", "images", "annotations", "categories")}
-        if others:
-            info["top_level"] = others
+        info = _file_info(top, file)
         index, keep_img, widths, heights, names = _read_images(images, file, policy, image_name)
         paths = _image_paths(names, index, keep_img, src, root, allow_outside_root, policy)
         ann_raws = top.get("annotations", [])
@@ -471,14 +464,39 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
             release()
         del ann_raws
     task = cols.task or "instances"
-    (ids, labels, boxes, iscrowd, difficult, area, img_idx, segs, keypoints, num_kp, captions,
-     ann_extra) = cols.finish()
-
     # (annotations of dropped images were never added: a dropped image is not in `index`,
     # so _Columns.add flags their image id as unknown)
+    by_image = _by_image(cols.finish(), len(images))
+    iid_of: list[Any] = [None] * len(images)
+    for iid, pos in index.items():
+        iid_of[pos] = iid
+    records = _file_records(by_image, task == "captions", images, paths, iid_of, widths.tolist(),
+                            heights.tolist(), keep_img.tolist(), src.split, f"coco {file.name}", show_progress)
+    return records, cats, info, task
 
-    # ---- group by image: a stable argsort keeps each image's annotations in file order
-    n_img = len(images)
+
+def _file_info(top: dict[str, Any], file: Path) -> dict[str, Any]:
+    """The file's ``info`` and ``licenses``, and its other top-level keys as ``top_level``."""
+    info: dict[str, Any] = {}
+    for key in ("info", "licenses"):
+        if key in top:
+            info[key] = _decode(top[key], None, f"{file}: '{key}'")
+    others = {k: _decode(v, None, f"{file}: '{k}'") for k, v in top.items()
+              if k not in ("info", "licenses", "images", "annotations", "categories")}
+    if others:
+        info["top_level"] = others
+    return info
+
+
+def _by_image(columns: tuple, n_img: int) -> tuple:
+    """:meth:`_Columns.finish`'s columns grouped by image, and each image's row offsets.
+
+    A stable argsort keeps each image's annotations in file order. Returns ``(offsets,
+    ids, labels, boxes, iscrowd, difficult, area, segmentations, keypoints, extras,
+    captions, caption ids)``, the lists None when no annotation has one.
+    """
+    (ids, labels, boxes, iscrowd, difficult, area, img_idx, segs, keypoints, num_kp, captions,
+     ann_extra) = columns
     order = np.argsort(img_idx, kind="stable")
     counts = np.bincount(img_idx, minlength=n_img) if len(img_idx) else np.zeros(n_img, np.int64)
     offsets = np.zeros(n_img + 1, np.int64)
@@ -499,23 +517,25 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
             extra_sorted.append(e)
     else:
         extra_sorted = None
-    is_captions = task == "captions"
     cap_sorted = _take(captions, ordl) if captions is not None else None
     cap_ids = ids.tolist() if captions is not None else None
+    return (offsets.tolist(), ids, labels, boxes, iscrowd, difficult, area, seg_sorted, keypoints, extra_sorted,
+            cap_sorted, cap_ids)
 
-    iid_of: list[Any] = [None] * n_img
-    for iid, pos in index.items():
-        iid_of[pos] = iid
+
+def _file_records(by_image: tuple, is_captions: bool, images: list[dict], paths: list, iid_of: list,
+                  widths_l: list, heights_l: list, keep_l: list, split: str | None, desc: str,
+                  show_progress: bool | None) -> list[Record]:
+    """One record per kept image, its objects the slices of ``by_image`` (:func:`_by_image`)."""
+    (off, ids, labels, boxes, iscrowd, difficult, area, seg_sorted, keypoints, extra_sorted, cap_sorted,
+     cap_ids) = by_image
+    n_img = len(images)
     records: list[Record] = []
-    split = src.split
-    off = offsets.tolist()
-    widths_l, heights_l = widths.tolist(), heights.tolist()
-    keep_l = keep_img.tolist()
     # Built by the trusted constructors (no __init__): the arrays above are already typed and
     # shaped, and re-validating 118k of them would cost seconds.
     new_inst, new_rec = Instances._trusted, Record._trusted
     no_kp = keypoints is None
-    for i in _progress(range(n_img), total=n_img, desc=f"coco {file.name}", enabled=show_progress):
+    for i in _progress(range(n_img), total=n_img, desc=desc, enabled=show_progress):
         if not keep_l[i]:
             continue
         s, e = off[i], off[i + 1]
@@ -535,7 +555,7 @@ def _parse_file(src: _Source, task: str | None, policy: ErrorPolicy, show_progre
         rec = new_rec(id=_record_id(rel), path=rel, width=widths_l[i], height=heights_l[i], split=split,
                       instances=inst, captions=caps, source_id=iid_of[i], extra=extra)
         records.append(rec)
-    return records, cats, info, task
+    return records
 
 
 def _read_images(images: list[dict], file: Path, policy: ErrorPolicy, image_name: ImageName | None = None

@@ -226,7 +226,6 @@ SHORT_FUNCTION_MODULES = ("dsprep.formats.", "dsprep.loading.", "dsprep._cocojso
 # builder (dsprep/_cocojson.py, shared with LVIS) and coco.write are to be split next.
 LONG_FOR_NOW = {
     "dsprep.formats.coco:write",
-    "dsprep._cocojson:_parse_file",
 }
 
 
