@@ -370,26 +370,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         raise TypeError(f"unknown COCO write option(s): {', '.join(sorted(options))}")
     dest = Path(dest)
     by_id = dataset.record_by_id()
-    groups = dataset.splits or {"all": [r.id for r in dataset.records]}
-    in_a_split = {i for ids in groups.values() for i in ids}
-    unsplit = [r.id for r in dataset.records if r.id not in in_a_split]
-    if unsplit:  # e.g. a VOC XML no ImageSets/Main list names: written, not dropped
-        name = next(n for n in ("default", "unsplit", "unassigned") if n not in groups)
-        groups = {**groups, name: unsplit}
-        log.warning("%d image(s) in no split (e.g. %s) are written as split %r", len(unsplit), unsplit[0], name)
+    groups = _write_groups(dataset)
     root = Path(dataset.root) if dataset.root is not None else None
-    categories = [{"id": int(c.id), "name": c.name, "supercategory": c.supercategory or "",
-                   **{k: v for k, v in c.extra.items() if k not in ("id", "name", "supercategory")}}
-                  for c in dataset.categories]
-    src_info = dataset.info.get("info")
-    coco_info = dict(info) if info is not None else (dict(src_info) if isinstance(src_info, dict) else {
-        "description": f"written by dsprep from {dataset.format or 'records'}", "url": "", "version": "1.0",
-        "year": "", "contributor": "", "date_created": ""})
-    licenses = dataset.info.get("licenses")
-    licenses = licenses if isinstance(licenses, list) else []
-    top_level = dataset.info.get("top_level") if isinstance(dataset.info.get("top_level"), dict) else {}
-    top_level = {k: v for k, v in top_level.items() if k not in ("info", "licenses", "images", "annotations",
-                                                                "categories")}
+    categories, coco_info, licenses, top_level = _file_header(dataset, info)
     has_kp = any(r.instances.keypoints is not None for r in dataset.records)
     has_captions = any(r.captions for r in dataset.records)
     has_objects = any(len(r.instances) for r in dataset.records)
@@ -398,20 +381,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         np.concatenate([r.instances.difficult for r in dataset.records]).any())
     kp_k = max((r.instances.keypoints.shape[1] for r in dataset.records if r.instances.keypoints is not None),
                default=0)
-    lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
-            "semantic mask PNGs (mask_path)": sum(r.mask_path is not None for r in dataset.records),
-            # an image field of the source named like one of COCO's own (LVIS v0.5's 2014 file_name)
-            "image fields named like COCO's (file_name, id, width, height)": sum(
-                not r.extra.keys().isdisjoint(_IMAGE_KEYS) for r in dataset.records if r.extra),
-            # an instance mask PNG is carried when its objects hold their masks (VOC parsed with
-            # segmentation=True, as convert does); only records whose objects have none lose it
-            "instance mask PNGs (instance_mask_path)": sum(
-                r.instance_mask_path is not None and not (
-                    r.instances.segmentation is not None and len(r.instances)
-                    and all(s is not None for s in r.instances.segmentation))
-                for r in dataset.records)}
-    lost["files named by image fields (Cityscapes color, polygons...: not carried)"] = sum(
-        is_file_field(k, v) for r in dataset.records for k, v in r.extra.items())
+    lost = _write_losses(dataset)
     files: list[str] = []
     written_images: set[str] = set()
     written_objects: set[tuple[str, int]] = set()
@@ -429,41 +399,19 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
             entry_of: dict[str, dict[str, Any]] = {}
             # each record's annotations as JSON text, serialised once for all the files it is in
-            ann_json: dict[str, bytes] = {}
-            if write_instances:
-                all_anns = _annotations(written, shared_img_ids, shared_ann_ids, any_difficult, has_kp, kp_k,
-                                        compress_rle)
-                a = 0
-                for r in written:
-                    b = a + r.instances.boxes.shape[0]
-                    if b > a:
-                        ann_json[r.id] = json_bytes(all_anns[a:b], f"{r.id}: annotations")[1:-1]
-                    a = b
-                del all_anns
+            ann_json = _shared_ann_json(written, shared_img_ids, shared_ann_ids, any_difficult, has_kp, kp_k,
+                                        compress_rle) if write_instances else {}
         for split, recs in split_recs.items():
             names = _unique_names(recs)
             if shared is not None:
                 img_ids = [img_id_of[r.id] for r in recs]
-                image_entries = []
-                for r, name, iid in zip(recs, names, img_ids):
-                    entry = entry_of.get(r.id)
-                    if entry is None:
-                        entry = entry_of[r.id] = _image_entry(r, iid, name)
-                    elif entry["file_name"] != name:  # a basename unique in one split, not another
-                        entry = {**entry, "file_name": name}
-                    image_entries.append(entry)
+                image_entries = _shared_image_entries(recs, names, img_ids, entry_of)
             else:
                 img_ids = _image_ids(recs)
                 image_entries = [_image_entry(r, iid, name) for r, name, iid in zip(recs, names, img_ids)]
             renumbered.update(r.id for r, iid in zip(recs, img_ids) if r.source_id is not None and iid != r.source_id)
             if images != "none":
-                for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}",
-                                         enabled=progress):
-                    src = (root / r.path) if root is not None else Path(r.path)
-                    if not place_image(src, dest, f"{split}/{name}", images):
-                        raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
-                                                         f"place it as {split}/{name}; use --images none "
-                                                         "(images='none' in Python) to write annotations only)")
+                _place_split_images(recs, names, split, root, dest, images, progress)
             if write_instances:
                 if shared is not None:
                     chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
@@ -476,26 +424,13 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 written_objects.update((r.id, len(r.instances)) for r in recs)
                 doc = {"info": coco_info, "licenses": licenses, **top_level, "images": image_entries,
                        "annotations": anns, "categories": categories}
-                out = output_path(dest, f"annotations/{task}_{split}.json", what="annotation file")
-                out.write_bytes(json_bytes(doc, f"annotations/{task}_{split}.json: "))
-                files.append(out.relative_to(dest).as_posix())
+                files.append(_write_json(dest, f"annotations/{task}_{split}.json", doc))
             if has_captions:
-                caps = []
-                for r, iid in zip(recs, img_ids):
-                    cids = r.extra.get("caption_ids")
-                    for j, text in enumerate(r.captions):
-                        cid = cids[j] if isinstance(cids, list) and len(cids) == len(r.captions) else None
-                        caps.append({"id": cid, "image_id": iid, "caption": text})
-                ids = [c["id"] for c in caps]
-                if not (all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)):
-                    for k, c in enumerate(caps, 1):
-                        c["id"] = k
                 # no 'categories' key: pycocotools indexes category_id of every annotation when it is
                 # present, and captions have none (the real captions_*.json has no 'categories' either)
-                doc = {"info": coco_info, "licenses": licenses, "images": image_entries, "annotations": caps}
-                out = output_path(dest, f"annotations/captions_{split}.json", what="annotation file")
-                out.write_bytes(json_bytes(doc, f"annotations/captions_{split}.json: "))
-                files.append(out.relative_to(dest).as_posix())
+                doc = {"info": coco_info, "licenses": licenses, "images": image_entries,
+                       "annotations": _caption_entries(recs, img_ids)}
+                files.append(_write_json(dest, f"annotations/captions_{split}.json", doc))
             written_images.update(r.id for r in recs)
     # each image and object once, though an image in several splits is in several files
     n_images, n_objects = len(written_images), sum(n for _, n in written_objects)
@@ -503,6 +438,116 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     lost["annotation ids (COCO's are unique over the dataset and >= 1; numbered 1..N)"] = len(renumbered_anns)
     return {"images": n_images, "objects": n_objects, "lost": {k: v for k, v in lost.items() if v},
             "files": files}
+
+
+def _write_groups(dataset: Dataset) -> dict[str, list[str]]:
+    """Record ids per split file: the dataset's splits, ``all`` without any, records in none as ``default``."""
+    groups = dataset.splits or {"all": [r.id for r in dataset.records]}
+    in_a_split = {i for ids in groups.values() for i in ids}
+    unsplit = [r.id for r in dataset.records if r.id not in in_a_split]
+    if unsplit:  # e.g. a VOC XML no ImageSets/Main list names: written, not dropped
+        name = next(n for n in ("default", "unsplit", "unassigned") if n not in groups)
+        groups = {**groups, name: unsplit}
+        log.warning("%d image(s) in no split (e.g. %s) are written as split %r", len(unsplit), unsplit[0], name)
+    return groups
+
+
+def _file_header(dataset: Dataset, info: Mapping[str, Any] | None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any], list, dict[str, Any]]:
+    """``(categories, info, licenses, other top-level keys)`` of every file written."""
+    categories = [{"id": int(c.id), "name": c.name, "supercategory": c.supercategory or "",
+                   **{k: v for k, v in c.extra.items() if k not in ("id", "name", "supercategory")}}
+                  for c in dataset.categories]
+    src_info = dataset.info.get("info")
+    coco_info = dict(info) if info is not None else (dict(src_info) if isinstance(src_info, dict) else {
+        "description": f"written by dsprep from {dataset.format or 'records'}", "url": "", "version": "1.0",
+        "year": "", "contributor": "", "date_created": ""})
+    licenses = dataset.info.get("licenses")
+    licenses = licenses if isinstance(licenses, list) else []
+    top_level = dataset.info.get("top_level") if isinstance(dataset.info.get("top_level"), dict) else {}
+    top_level = {k: v for k, v in top_level.items() if k not in ("info", "licenses", "images", "annotations",
+                                                                "categories")}
+    return categories, coco_info, licenses, top_level
+
+
+def _write_losses(dataset: Dataset) -> dict[str, int]:
+    """What COCO cannot hold, counted before writing (the ids renumbered are added after)."""
+    lost = {"image-level labels": sum(r.label is not None for r in dataset.records),
+            "semantic mask PNGs (mask_path)": sum(r.mask_path is not None for r in dataset.records),
+            # an image field of the source named like one of COCO's own (LVIS v0.5's 2014 file_name)
+            "image fields named like COCO's (file_name, id, width, height)": sum(
+                not r.extra.keys().isdisjoint(_IMAGE_KEYS) for r in dataset.records if r.extra),
+            # an instance mask PNG is carried when its objects hold their masks (VOC parsed with
+            # segmentation=True, as convert does); only records whose objects have none lose it
+            "instance mask PNGs (instance_mask_path)": sum(
+                r.instance_mask_path is not None and not (
+                    r.instances.segmentation is not None and len(r.instances)
+                    and all(s is not None for s in r.instances.segmentation))
+                for r in dataset.records)}
+    lost["files named by image fields (Cityscapes color, polygons...: not carried)"] = sum(
+        is_file_field(k, v) for r in dataset.records for k, v in r.extra.items())
+    return lost
+
+
+def _shared_ann_json(written: list[Record], img_ids: list[int], ann_ids: list[int], any_difficult: bool,
+                     has_kp: bool, kp_k: int, compress_rle: bool) -> dict[str, bytes]:
+    """Each record's annotations as JSON text (without brackets), built once for every file it is in."""
+    ann_json: dict[str, bytes] = {}
+    all_anns = _annotations(written, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
+    a = 0
+    for r in written:
+        b = a + r.instances.boxes.shape[0]
+        if b > a:
+            ann_json[r.id] = json_bytes(all_anns[a:b], f"{r.id}: annotations")[1:-1]
+        a = b
+    return ann_json
+
+
+def _shared_image_entries(recs: list[Record], names: list[str], img_ids: list[int],
+                          entry_of: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The split's image entries, each record's built once (``entry_of``) for all the files it is in."""
+    image_entries = []
+    for r, name, iid in zip(recs, names, img_ids):
+        entry = entry_of.get(r.id)
+        if entry is None:
+            entry = entry_of[r.id] = _image_entry(r, iid, name)
+        elif entry["file_name"] != name:  # a basename unique in one split, not another
+            entry = {**entry, "file_name": name}
+        image_entries.append(entry)
+    return image_entries
+
+
+def _place_split_images(recs: list[Record], names: list[str], split: str, root: Path | None, dest: Path,
+                        images: str, progress: bool | None) -> None:
+    """Place the split's image files as ``dest/<split>/<file_name>``."""
+    for r, name in _progress(list(zip(recs, names)), total=len(recs), desc=f"images {split}", enabled=progress):
+        src = (root / r.path) if root is not None else Path(r.path)
+        if not place_image(src, dest, f"{split}/{name}", images):
+            raise MissingFileError(str(src), f"image file of record {r.id!r} not found (needed to "
+                                             f"place it as {split}/{name}; use --images none "
+                                             "(images='none' in Python) to write annotations only)")
+
+
+def _caption_entries(recs: list[Record], img_ids: list[int]) -> list[dict[str, Any]]:
+    """The split's caption annotations; source caption ids kept when all are valid and unique."""
+    caps = []
+    for r, iid in zip(recs, img_ids):
+        cids = r.extra.get("caption_ids")
+        for j, text in enumerate(r.captions):
+            cid = cids[j] if isinstance(cids, list) and len(cids) == len(r.captions) else None
+            caps.append({"id": cid, "image_id": iid, "caption": text})
+    ids = [c["id"] for c in caps]
+    if not (all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)):
+        for k, c in enumerate(caps, 1):
+            c["id"] = k
+    return caps
+
+
+def _write_json(dest: Path, rel: str, doc: dict[str, Any]) -> str:
+    """Write ``doc`` as ``dest/rel``; returns ``rel``."""
+    out = output_path(dest, rel, what="annotation file")
+    out.write_bytes(json_bytes(doc, f"{rel}: "))
+    return out.relative_to(dest).as_posix()
 
 
 _IMAGE_RESERVED = frozenset(_IMAGE_KEYS) | _INTERNAL_IMAGE_EXTRA
