@@ -235,6 +235,37 @@ def test_write_renumbers_duplicate_basenames(tmp_path):
     assert [im["id"] for im in doc["images"]] == [1, 2]
 
 
+def test_shared_image_entry_takes_each_splits_file_name(tmp_path):
+    """An image whose basename collides in one split (train: a/x, b/x) but not in another (val: a/x
+    alone) is written once, with the same id, yet named per file: a/x.jpg in train, x.jpg in val."""
+    recs = [Record("a/x", "a/x.jpg", 8, 8, instances=Instances([[0, 0, 4, 4]], [1])),
+            Record("b/x", "b/x.jpg", 8, 8, instances=Instances([[1, 1, 4, 4]], [1]))]
+    out = tmp_path / "out"
+    out.mkdir()
+    coco.write(Dataset([Category(1, "a")], recs, splits={"train": ["a/x", "b/x"], "val": ["a/x"]}), out,
+               images="none")
+    train = json.loads((out / "annotations/instances_train.json").read_text())["images"]
+    val = json.loads((out / "annotations/instances_val.json").read_text())["images"]
+    assert [(im["id"], im["file_name"]) for im in train] == [(1, "a/x.jpg"), (2, "b/x.jpg")]
+    assert [(im["id"], im["file_name"]) for im in val] == [(1, "x.jpg")]
+
+
+def test_caption_ids_numbered_when_the_source_has_none_or_repeats_them(tmp_path):
+    recs = [Record("a", "a.jpg", 8, 8, captions=["one", "two"]),
+            Record("b", "b.jpg", 8, 8, captions=["three"], extra={"caption_ids": [5]}),
+            Record("c", "c.jpg", 8, 8, captions=["four"], extra={"caption_ids": [7]})]
+    out = tmp_path / "out"
+    out.mkdir()
+    coco.write(Dataset([], recs), out, images="none")
+    anns = json.loads((out / "annotations/captions_all.json").read_text())["annotations"]
+    assert [(a["id"], a["caption"]) for a in anns] == [(1, "one"), (2, "two"), (3, "three"), (4, "four")]
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    coco.write(Dataset([], recs[1:]), out2, images="none")  # valid and unique: kept
+    anns = json.loads((out2 / "annotations/captions_all.json").read_text())["annotations"]
+    assert [a["id"] for a in anns] == [5, 7]
+
+
 def _split_dataset(image_ids=(None,) * 4, ann_ids=None) -> Dataset:
     """Four records, train = 0, 1; val = 2, 3; trainval = all four, interleaved (as VOC lists them)."""
     recs = []
