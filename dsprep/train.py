@@ -174,10 +174,13 @@ class _Running:
         self.task, self.c = task, c
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.n = 0
-        self.cm = torch.zeros(c * c + 1, dtype=torch.int64, device=device)  # + 1: the bin of ignored ones
+        # eval.segmentation.confusion_cells' flat (C, C + 1) matrix, + 1: the bin of ignored ones
+        self.cm = torch.zeros(c * (c + 1) + 1, dtype=torch.int64, device=device)
         self.top5 = torch.zeros((), dtype=torch.int64, device=device)
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        from .eval.segmentation import confusion_cells  # the metric's own arithmetic (docs/architecture.md)
+
         c = self.c
         self.n += int(y.shape[0])
         self.loss += loss.detach().double() * y.shape[0]
@@ -185,10 +188,17 @@ class _Running:
         pred = logits.argmax(1)
         ignored = 255 if self.task == "segmentation" else -1
         gt = y.long()
-        idx = torch.where(gt != ignored, gt * c + pred.clamp(0, c - 1), c * c)
-        self.cm += torch.bincount(idx.flatten(), minlength=c * c + 1)
+        self.cm += torch.bincount(confusion_cells(gt, pred, c, ignored).flatten(), minlength=c * (c + 1) + 1)
         if self.task != "segmentation" and c >= 5:
             self.top5 += (logits.topk(5, dim=1).indices == gt[:, None]).any(1).sum()
+
+    def matrix(self) -> np.ndarray:
+        """The ``C x C`` confusion (rows: truth), on the host; ignored pixels or samples left out.
+
+        (confusion_cells' column ``C``, predictions outside ``0..C-1``, stays empty: argmax is within.)
+        """
+        c = self.c
+        return self.cm[:c * (c + 1)].cpu().numpy().reshape(c, c + 1)[:, :c]
 
     def mean_loss(self) -> float:
         return float(self.loss) / max(self.n, 1)
@@ -196,7 +206,7 @@ class _Running:
     def metrics(self, names: list[str]) -> tuple[dict[str, Any], Any]:
         """``({"loss", figures...}, the classification result or None)``."""
         c = self.c
-        cm = self.cm[:c * c].cpu().numpy().reshape(c, c)
+        cm = self.matrix()
         out: dict[str, Any] = {"loss": self.mean_loss()}
         if self.task == "segmentation":
             from .eval.segmentation import segmentation_metrics
