@@ -236,7 +236,10 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             if not info:
                 info = dict(file_info)
                 info["task"] = file_task
-            listed = _join_shared(recs, [(r.source_id, r.path[len(src.prefix):]) for r in recs], seen)
+            if len(sources) == 1:  # image ids are unique within a file: every record is its own
+                listed = [r.id for r in recs]
+            else:
+                listed = _join_shared(recs, [(r.source_id, r.path[len(src.prefix):]) for r in recs], seen)
             if src.split is not None:
                 splits.setdefault(src.split, []).extend(listed)
             records.extend(r for r, i in zip(recs, listed) if i is r.id)
