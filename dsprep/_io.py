@@ -193,7 +193,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_MODES = frozenset({(1, 0), (2, 0), (4, 0), (8, 0), (16, 0), (8, 2), (16, 2), (1, 3), (2, 3), (4, 3), (8, 3),
                         (8, 4), (16, 4), (8, 6), (16, 6)})
 # PNG chunks before IDAT whose Pillow handler cannot fail once its length is checked: min length.
-_PNG_SIMPLE = {b"sRGB": 1, b"gAMA": 4, b"pHYs": 9}
+_PNG_SIMPLE = {b"sRGB": 1, b"gAMA": 4, b"pHYs": 9, b"PLTE": 0}  # tRNS: by colour type
 # TIFF field types Pillow loads, with their unit size (TiffImagePlugin._load_dispatch, classic TIFF).
 _TIFF_UNIT = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 # EXIF IFD0 tags Pillow reads while opening a JPEG (_read_dpi_from_exif) or we read: required (type, count).
@@ -298,7 +298,7 @@ def _jpeg_head(b: bytes):
                 xmp = True
             elif m == 0xE2 and (s.startswith(b"MPF\0") or (s.startswith(b"ICC_PROFILE\0") and len(s) < 14)):
                 return None
-            elif m == 0xED and s.startswith(b"Photoshop 3.0\x00"):
+            elif m == 0xED and s.startswith(b"Photoshop 3.0\x00") and not _photoshop_ok(s):
                 return None
             elif m == 0xEE and s.startswith(b"Adobe") and len(s) < 7:
                 return None
@@ -314,6 +314,24 @@ def _jpeg_head(b: bytes):
         return None  # Pillow reads tiff:Orientation from XMP then
     o = tags.get(0x0112, 1)
     return size[0], size[1], (o if 1 <= o <= 8 else 1)
+
+
+def _photoshop_ok(s: bytes) -> bool:
+    """False where Pillow's APP13 resource walk would raise (it only catches ``struct.error``)."""
+    off = 14
+    while s[off:off + 4] == b"8BIM":
+        off += 6
+        if off > len(s):
+            return True  # struct.error reading the code: Pillow stops there
+        if off >= len(s):
+            return False  # IndexError reading the name length
+        off += 1 + s[off]
+        off += off & 1
+        if off + 4 > len(s):
+            return True
+        off += 4 + int.from_bytes(s[off:off + 4], "big")
+        off += off & 1
+    return True
 
 
 def _exif_ifd0(s: bytes) -> dict[int, int] | None:
@@ -388,6 +406,10 @@ def _png_head(b: bytes):
             if size is not None or i != 8 or length != 13 or (data[8], data[9]) not in _PNG_MODES or data[11]:
                 return None
             size = (int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"))
+            ctype = data[9]
+        elif cid == b"tRNS" and size is not None:
+            if length < {0: 2, 2: 6}.get(ctype, 0):
+                return None
         elif size is None or length < _PNG_SIMPLE.get(cid, 1 << 40):
             return None
         i = end + 4
