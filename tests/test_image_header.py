@@ -183,3 +183,35 @@ def test_mutated_headers_match_pillow(tmp_path, fmt):
         sizes.add(out if isinstance(out[0], int) else out[0])
     assert (30, 40) in sizes or (40, 30) in sizes
     assert "MalformedFileError" in sizes  # the mutations reach the error paths too
+
+
+def _png_chunk(cid: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + cid + data + zlib.crc32(data, zlib.crc32(cid)).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("trns", [b"\0\1", b"\0\1\0\2\0\3"])
+def test_png_short_trns_chunk_is_pillows_error(tmp_path, trns):
+    buf = io.BytesIO()
+    Image.new("RGB", (41, 29)).save(buf, "PNG")
+    data = buf.getvalue()
+    i = data.index(b"IDAT") - 4
+    p = tmp_path / "t.png"
+    p.write_bytes(data[:i] + _png_chunk(b"tRNS", trns) + data[i:])
+    out = _same(p)
+    assert (out[0] == "MalformedFileError") == (len(trns) < 6)
+
+
+@pytest.mark.parametrize("resources,ok", [(b"8BIM\x04\x04", False),  # name length past the end: IndexError
+                                          (b"8BIM\x04", True),  # code cut: struct.error, Pillow goes on
+                                          (b"8BIM\x03\xed\x00\x00" + (16).to_bytes(4, "big") + b"\0" * 16, True)])
+def test_jpeg_photoshop_block_is_pillows_decision(tmp_path, resources, ok):
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buf, "JPEG")
+    data = buf.getvalue()
+    s = b"Photoshop 3.0\x00" + resources
+    p = tmp_path / "ps.jpg"
+    p.write_bytes(data[:2] + b"\xff\xed" + (len(s) + 2).to_bytes(2, "big") + s + data[2:])
+    out = _same(p)
+    assert (out == (40, 30)) == ok
