@@ -10,7 +10,9 @@ import functools
 import logging
 import os
 import shutil
+import struct
 import sys
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
@@ -216,22 +218,27 @@ def _fast_size(path) -> tuple[int, int, int] | None:
     Pillow path, so sizes and errors are Pillow's exactly.
     """
     try:
-        with open(path, "rb") as f:
-            buf = f.read(_HEAD_BYTES)
-            if buf[:3] == b"\xff\xd8\xff":
-                r = _jpeg_head(buf)
-                while r is _MORE and len(buf) < _HEAD_MAX:
-                    more = f.read(len(buf))
-                    if not more:
-                        return None
-                    buf += more
-                    r = _jpeg_head(buf)
-            elif buf[:8] == _PNG_MAGIC:
-                r = _png_head(buf)
-            else:
-                return None
-    except Exception:  # unreadable: the Pillow path raises the named error
+        fd = os.open(path, _O_RDONLY)
+    except Exception:  # missing or unreadable: the Pillow path raises the named error
         return None
+    try:
+        buf = os.read(fd, _HEAD_BYTES)
+        if buf[:3] == b"\xff\xd8\xff":
+            r = _jpeg_head(buf)
+            while r is _MORE and len(buf) < _HEAD_MAX:
+                more = os.read(fd, 4 * len(buf))
+                if not more:
+                    return None
+                buf += more
+                r = _jpeg_head(buf)
+        elif buf[:8] == _PNG_MAGIC:
+            r = _png_head(buf)
+        else:
+            return None
+    except Exception:
+        return None
+    finally:
+        os.close(fd)
     if r is None or r is _MORE:
         return None
     w, h, _ = r
@@ -244,6 +251,10 @@ def _fast_size(path) -> tuple[int, int, int] | None:
 
 
 _MORE = object()
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xDE})
+# markers Pillow reads without a length (SOI, EOI, RSTn, JPG, JPGn): we let Pillow walk those files
+_NO_LENGTH = frozenset({0xC8, 0xD8, 0xD9, *range(0xD0, 0xD8), *range(0xF0, 0xFE)})
 
 
 def _jpeg_head(b: bytes):
@@ -253,7 +264,6 @@ def _jpeg_head(b: bytes):
     size = None
     exif = None
     xmp = False
-    dpi = False
     while True:
         if i + 4 > n:
             return _MORE
@@ -263,45 +273,46 @@ def _jpeg_head(b: bytes):
         if m == 0xFF:
             i += 1  # fill byte
             continue
-        if m < 0xC0 or m in (0xC8, 0xD8, 0xD9) or 0xD0 <= m <= 0xD7 or 0xF0 <= m <= 0xFD:
-            return None  # markers without a length, or not markers
+        if m < 0xC0 or m in _NO_LENGTH:
+            return None
         seg_len = (b[i + 2] << 8) | b[i + 3]
         if seg_len < 2:
             return None
+        j = i + 4  # the segment's data: b[j:end]
         end = i + 2 + seg_len
         if end > n:
             return _MORE
-        s = b[i + 4:end]
-        if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xDE):
-            if size is not None or len(s) < 6 or s[0] != 8 or s[5] not in (1, 3, 4):
+        if m in _SOF:
+            if size is not None or end - j < 6 or b[j] != 8 or b[j + 5] not in (1, 3, 4):
                 return None
-            size = ((s[3] << 8) | s[4], (s[1] << 8) | s[2])
+            size = ((b[j + 3] << 8) | b[j + 4], (b[j + 1] << 8) | b[j + 2])
         elif m == 0xDB:  # DQT: Pillow raises on a short table
-            while s:
-                q = 1 + (1 if s[0] < 16 else 2) * 64
-                if len(s) < q:
-                    return None
-                s = s[q:]
+            while j < end:
+                j += 65 if b[j] < 16 else 129
+            if j > end:
+                return None
         elif m == 0xDA:  # SOS: the header ends here
             break
-        elif 0xE0 <= m <= 0xEF:
-            if m == 0xE0 and s.startswith(b"JFIF"):
-                if len(s) < 12:
+        elif m >= 0xE0 and m != 0xFE:
+            if m == 0xE0:
+                if b.startswith(b"JFIF", j, end) and end - j < 12:
                     return None
-                if s[7] in (1, 2):
-                    dpi = True
-            elif m == 0xE1 and s.startswith(b"Exif\0\0"):
-                if exif is not None:
-                    return None  # Pillow joins several: rare, let it
-                exif = s
-            elif m == 0xE1 and s.startswith(b"http://ns.adobe.com/xap/1.0/\x00"):
-                xmp = True
-            elif m == 0xE2 and (s.startswith(b"MPF\0") or (s.startswith(b"ICC_PROFILE\0") and len(s) < 14)):
-                return None
-            elif m == 0xED and s.startswith(b"Photoshop 3.0\x00") and not _photoshop_ok(s):
-                return None
-            elif m == 0xEE and s.startswith(b"Adobe") and len(s) < 7:
-                return None
+            elif m == 0xE1:
+                if b.startswith(b"Exif\0\0", j, end):
+                    if exif is not None:
+                        return None  # Pillow joins several: rare, let it
+                    exif = b[j:end]
+                elif b.startswith(b"http://ns.adobe.com/xap/1.0/\x00", j, end):
+                    xmp = True
+            elif m == 0xE2:
+                if b.startswith(b"MPF\0", j, end) or (b.startswith(b"ICC_PROFILE\0", j, end) and end - j < 14):
+                    return None
+            elif m == 0xED:
+                if b.startswith(b"Photoshop 3.0\x00", j, end) and not _photoshop_ok(b[j:end]):
+                    return None
+            elif m == 0xEE:
+                if b.startswith(b"Adobe", j, end) and end - j < 7:
+                    return None
         i = end
     if size is None:
         return None
@@ -346,8 +357,6 @@ def _exif_ifd0(s: bytes) -> dict[int, int] | None:
         e = ">"
     else:
         return None
-    import struct
-
     n = len(t)
     (off,) = struct.unpack(e + "L", t[4:8])
     if off + 2 > n:
@@ -384,8 +393,6 @@ def _exif_ifd0(s: bytes) -> dict[int, int] | None:
 
 def _png_head(b: bytes):
     """IHDR of a PNG whose chunks before IDAT are few and simple (CRCs checked, as Pillow does)."""
-    import zlib
-
     n = len(b)
     i = 8
     size = None
