@@ -12,7 +12,7 @@ misaligned). One epoch loop, one validation pass, and everything written to
 - ``metrics.json``: the config, the classes and every epoch's figures;
 - ``confusion.csv`` and ``per_class.csv`` for the best epoch (classification);
 - ``curves.png`` (loss and accuracy, train vs val) and ``predictions.png`` (a
-  grid of validation samples with true and predicted labels). matplotlib draws
+  grid of validation samples, one per class, mistakes first, with true and predicted labels). matplotlib draws
   the curves when installed (the ``plot`` extra), Pillow otherwise.
 
 Under ``torchrun --nproc_per_node N`` it runs DistributedDataParallel (gloo on
@@ -614,22 +614,51 @@ def _validate(run: _Run) -> tuple[dict, Any, list]:
     model.eval()
     stats = _Running(task, len(run.names), run.device)
     samples: list = []
-    want = 4 if task == "segmentation" else 16
+    picks = _SamplePicks(16)
     for images, targets in run.val_loader:
         x = to_device(images, run.device, dtype=torch.float32, channels_last=run.channels_last)
         y, ignore = _labels(targets, task, run.device)
         with torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.amp):
             logits = model(x).float()
         stats.add(F.cross_entropy(logits, y, ignore_index=ignore), logits, y)
-        if len(samples) < want:  # only the first batch or two cross to the host
-            pred = logits.argmax(1).cpu()
-            truth = targets["mask"] if task == "segmentation" else targets["label"].tolist()
-            for k in range(min(want - len(samples), x.shape[0])):
-                p = pred[k] if task == "segmentation" else int(pred[k])
-                samples.append((images[k].contiguous(), truth[k], p))
+        if task == "segmentation":
+            if len(samples) < 4:  # only the first batch crosses to the host
+                pred = logits.argmax(1).cpu()
+                for k in range(min(4 - len(samples), x.shape[0])):
+                    samples.append((images[k].clone(), targets["mask"][k], pred[k]))
+        elif picks.open:
+            picks.offer(images, targets["label"].tolist(), logits.argmax(1).tolist())
     model.train()
     figures, res = stats.metrics(run.names)
-    return figures, res, samples
+    return figures, res, (samples if task == "segmentation" else picks.samples())
+
+
+class _SamplePicks:
+    """The validation samples ``predictions.png`` draws: one per class, as many classes as fit,
+    a wrong prediction preferred to a right one (a validation split is usually in class order,
+    so its first batch would show one class only), then more samples to fill the grid."""
+
+    def __init__(self, want: int):
+        self.want = want
+        self.by_class: dict[int, tuple] = {}  # class -> (image, true, predicted), first seen or a mistake
+        self.spare: list[tuple] = []          # further samples, to fill the grid
+        self.open = True
+
+    def offer(self, images: torch.Tensor, truth: list[int], pred: list[int]) -> None:
+        for k, (t, p) in enumerate(zip(truth, pred)):
+            if t < 0:
+                continue
+            have = self.by_class.get(t)
+            if (have is None and len(self.by_class) < self.want) or (have is not None and have[1] == have[2] != p):
+                self.by_class[t] = (images[k].clone(), t, p)
+            elif len(self.spare) < self.want:
+                self.spare.append((images[k].clone(), t, p))
+        # once every slot holds a distinct class and a mistake, later batches change nothing
+        self.open = not (len(self.by_class) == self.want and all(v[1] != v[2] for v in self.by_class.values()))
+
+    def samples(self) -> list[tuple]:
+        out = [self.by_class[c] for c in sorted(self.by_class)]
+        return out + self.spare[:self.want - len(out)]
 
 
 def _save_epoch(run: _Run, entry: dict, epoch: int, best: dict, history: list, res: Any, samples: list) -> dict:

@@ -400,3 +400,20 @@ def test_cli_train_lets_openmp_threads_sleep_unless_told_otherwise(shapes_voc, t
             "print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.stdout.split()[-3:] == ["2", "True", expected], res.stderr  # refused (classification on VOC)
+
+
+def test_prediction_grid_samples_spread_over_classes_and_show_mistakes():
+    """A validation split in class order: the grid shows one sample per class (not 16 of the
+    first class), a wrong prediction in place of a right one, and fills up with the rest."""
+    from dsprep.train import _SamplePicks
+
+    picks = _SamplePicks(4)
+    imgs = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 2, 2)
+    picks.offer(imgs, [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 2, 1, 1, 1, 1])
+    picks.offer(imgs, [2, 2, 2, 2, 2, 2, 2, 2], [2] * 8)
+    got = picks.samples()
+    assert [(t, p) for _, t, p in got] == [(0, 2), (1, 1), (2, 2), (0, 0)]
+    assert int(got[0][0][0, 0, 0]) == 3  # the mistake's own image
+    picks = _SamplePicks(2)
+    picks.offer(imgs, [0, 1, 2, 3, -1, 0, 1, 1], [1, 0, 2, 3, 0, 0, 1, 1])
+    assert [(t, p) for _, t, p in picks.samples()] == [(0, 1), (1, 0)] and not picks.open
