@@ -96,6 +96,22 @@ def json_bytes(obj: Any, where: str) -> bytes:
                                      + problem[1]) from None
 
 
+def read_bytes(path: str) -> bytes:
+    """The whole file, by ``os.open``/``os.read`` (half the cost of ``open(path, "rb").read()``
+    for the small files read one per image: YOLO label rows). Raises ``OSError`` as ``open``."""
+    fd = os.open(path, _O_RDONLY)
+    try:
+        parts = []
+        while True:
+            part = os.read(fd, _HEAD_BYTES)
+            if not part:
+                break
+            parts.append(part)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 @contextlib.contextmanager
 def gc_paused(*, freeze: bool = False) -> Iterator[None]:
     """Pause Python's cyclic garbage collector while many acyclic objects are made.

@@ -632,3 +632,14 @@ def test_benchmark_generator_small_scale(tmp_path):
     gt = _load_gt(out)
     crowd = next(a for a in raw["annotations"] if a["iscrowd"])
     assert gt.annToMask(crowd).sum() == crowd["area"]  # RLE counts sum to h*w and decode
+
+
+def test_renumbered_annotation_ids_are_named_by_record_and_object():
+    # source ids 5, -1 (none) | none | 7, 9 | 9, written as 5, 6 | 8, 9 | 10: (b, 0) and (c, 0) lost theirs
+    def rec(rid, ids):
+        return Record(rid, f"{rid}.jpg", 8, 8, instances=Instances([[0, 0, 4, 4]] * len(ids), [1] * len(ids),
+                                                                    ids=ids))
+    recs = [rec("a", [5, -1]), rec("empty", []), rec("b", [7, 9]), rec("c", [9])]
+    out: set = set()
+    coco._count_renumbered(recs, [5, 6, 8, 9, 10], out)
+    assert out == {("b", 0), ("c", 0)}

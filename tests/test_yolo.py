@@ -191,6 +191,16 @@ def test_workers_give_the_same_records(tmp_path):
     assert one.records == two.records and len(one) == 700
 
 
+def test_label_file_past_one_read_keeps_every_row(tmp_path):
+    # 3,000 rows, ~75 KiB: more than the 64 KiB a single os.read returns (_io.read_bytes loops)
+    text = "".join(f"{k % 2} 0.5 0.5 0.{k % 9 + 1}00000000000 0.25\n" for k in range(3000))
+    assert len(text.encode()) > 1 << 16
+    make_yolo(tmp_path / "d", [("train", "big", 40, 20, text)])
+    inst = yolo.parse(tmp_path / "d", workers=1).records[0].instances
+    assert len(inst) == 3000 and inst.labels[-1] == 2999 % 2
+    assert inst.boxes[-1].tolist() == [20 - 40 * (2999 % 9 + 1) / 20, 7.5, 20 + 40 * (2999 % 9 + 1) / 20, 12.5]
+
+
 def test_exif_rotated_image_size(tmp_path):
     make_yolo(tmp_path / "d", [("train", "r", 20, 10, "0 0.5 0.5 1 1\n")])
     (tmp_path / "d/images/train/r.png").unlink()

@@ -268,12 +268,16 @@ def _unique_names(recs: Sequence[Record]) -> list[str]:
 
 def _count_renumbered(recs: Sequence[Record], ann_ids: Sequence[int], out: set[tuple[str, int]]) -> None:
     """Add ``(record id, object)`` of each object whose source annotation id (>= 0) is not the one written."""
-    k = 0
-    for r in recs:
-        for j, i in enumerate(r.instances.ids.tolist()):
-            if i >= 0 and ann_ids[k] != i:
-                out.add((r.id, j))
-            k += 1
+    counts = [len(r.instances.ids) for r in recs]
+    if not sum(counts):
+        return
+    ids = np.concatenate([r.instances.ids for r in recs])
+    changed = np.flatnonzero((ids >= 0) & (ids != np.asarray(ann_ids, np.int64)))
+    if changed.size:  # only these are looked up by record (none where the source had no ids: YOLO, VOC)
+        starts = np.cumsum([0] + counts)
+        for k in changed.tolist():
+            i = int(np.searchsorted(starts, k, side="right")) - 1
+            out.add((recs[i].id, k - int(starts[i])))
 
 
 def _shared_ids(groups: Mapping[str, list[Record]]) -> tuple[list[Record], list[int], list[int]] | None:
@@ -364,7 +368,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         >>> write(parse("VOC2012-as-coco"), "out")  # doctest: +SKIP
         {'images': 17125, 'objects': 40138, 'lost': {}, 'files': [...]}
     """
-    import orjson
 
     from .._io import check_images_mode
 
@@ -401,9 +404,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             _count_renumbered(written, shared_ann_ids, renumbered_anns)
             img_id_of = {r.id: iid for r, iid in zip(written, shared_img_ids)}
             entry_of: dict[str, dict[str, Any]] = {}
-            # each record's annotations as JSON text, serialised once for all the files it is in
-            ann_json = _shared_ann_json(written, shared_img_ids, shared_ann_ids, any_difficult, has_kp, kp_k,
-                                        compress_rle) if write_instances else {}
+            shared_anns = _shared_annotations(split_recs, written, shared_img_ids, shared_ann_ids, any_difficult,
+                                              has_kp, kp_k, compress_rle) if write_instances else {}
         for split, recs in split_recs.items():
             names = _unique_names(recs)
             if shared is not None:
@@ -417,8 +419,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                 _place_split_images(recs, names, split, root, dest, images, progress)
             if write_instances:
                 if shared is not None:
-                    chunks = [ann_json[r.id] for r in recs if r.id in ann_json]
-                    anns = orjson.Fragment(b"[" + b",".join(chunks) + b"]")
+                    anns = _split_annotations(shared_anns, recs)
                 else:
                     ids = [r.instances.ids for r in recs]
                     ann_ids = _ann_ids(np.concatenate(ids)) if ids else []
@@ -435,6 +436,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
                        "annotations": _caption_entries(recs, img_ids)}
                 files.append(_write_json(dest, f"annotations/captions_{split}.json", doc))
             written_images.update(r.id for r in recs)
+        # dropped inside the pause: the collection as it ends would otherwise scan every dict written
+        doc = anns = image_entries = shared_anns = entry_of = None
     # each image and object once, though an image in several splits is in several files
     n_images, n_objects = len(written_images), sum(n for _, n in written_objects)
     lost["source image ids (COCO's are unique ints >= 0; numbered 1..N)"] = len(renumbered)
@@ -492,11 +495,17 @@ def _write_losses(dataset: Dataset) -> dict[str, int]:
     return lost
 
 
-def _shared_ann_json(written: list[Record], img_ids: list[int], ann_ids: list[int], any_difficult: bool,
-                     has_kp: bool, kp_k: int, compress_rle: bool) -> dict[str, bytes]:
-    """Each record's annotations as JSON text (without brackets), built once for every file it is in."""
-    ann_json: dict[str, bytes] = {}
+def _shared_annotations(split_recs: Mapping[str, list[Record]], written: list[Record], img_ids: list[int],
+                        ann_ids: list[int], any_difficult: bool, has_kp: bool, kp_k: int, compress_rle: bool
+                        ) -> list[dict[str, Any]] | dict[str, bytes]:
+    """The annotations of every record, built once for all the files it is in: the list of
+    dicts itself when one file holds every record once (one split, the common case: no
+    per-record serialising), else each record's as JSON text (without brackets) by record id,
+    for :func:`_split_annotations` to join per file."""
     all_anns = _annotations(written, img_ids, ann_ids, any_difficult, has_kp, kp_k, compress_rle)
+    if len(split_recs) == 1 and len(written) == len(next(iter(split_recs.values()))):
+        return all_anns
+    ann_json: dict[str, bytes] = {}
     a = 0
     for r in written:
         b = a + r.instances.boxes.shape[0]
@@ -504,6 +513,15 @@ def _shared_ann_json(written: list[Record], img_ids: list[int], ann_ids: list[in
             ann_json[r.id] = json_bytes(all_anns[a:b], f"{r.id}: annotations")[1:-1]
         a = b
     return ann_json
+
+
+def _split_annotations(shared: list[dict[str, Any]] | dict[str, bytes], recs: list[Record]) -> Any:
+    """One split file's ``annotations`` from :func:`_shared_annotations`."""
+    if isinstance(shared, list):
+        return shared
+    import orjson
+
+    return orjson.Fragment(b"[" + b",".join(shared[r.id] for r in recs if r.id in shared) + b"]")
 
 
 def _shared_image_entries(recs: list[Record], names: list[str], img_ids: list[int],

@@ -135,11 +135,13 @@ def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
 
 
 def _subset(root: Path, limit: int | None, tmp: Path) -> Path:
-    """``root`` itself, or a tree of links to its first ``limit`` images and their labels."""
-    if not limit:
+    """``root`` itself (no ``limit``, or one that takes every image: links would add a ``readlink``
+    per file to every contender), or a tree of links to its first ``limit`` images and their labels."""
+    names = sorted(os.listdir(root / "images" / "train2017"))
+    if not limit or limit >= len(names):
         return root
     sub = tmp / "subset"
-    names = sorted(os.listdir(root / "images" / "train2017"))[:limit]
+    names = names[:limit]
     for d in ("images", "labels"):
         (sub / d / "train2017").mkdir(parents=True)
     for name in names:
@@ -189,7 +191,8 @@ def peers(root: Path, limit: int, repeat: int, with_dsprep: bool) -> None:
     try:
         sub = _subset(root, limit, tmp)
         names = os.listdir(sub / "images" / "train2017")
-        (sub / "data.yaml").write_text((root / "data.yaml").read_text().replace("path: .", f"path: {sub}"))
+        peers_yaml = tmp / "data.yaml"  # the tree's own, with an absolute path (supervision reads names only)
+        peers_yaml.write_text((root / "data.yaml").read_text().replace("path: .", f"path: {sub}"))
 
         def ultralytics() -> None:
             from ultralytics.data.dataset import YOLODataset
@@ -198,7 +201,7 @@ def peers(root: Path, limit: int, repeat: int, with_dsprep: bool) -> None:
                 cache.unlink()
             import yaml
 
-            data = yaml.safe_load((sub / "data.yaml").read_text())
+            data = yaml.safe_load(peers_yaml.read_text())
             data["names"] = {int(k): v for k, v in data["names"].items()}
             data["nc"] = len(data["names"])
             data["channels"] = 3
@@ -211,15 +214,15 @@ def peers(root: Path, limit: int, repeat: int, with_dsprep: bool) -> None:
                 for c, (x, y, bw, bh) in zip(lb["cls"][:, 0].tolist(), lb["bboxes"].tolist()):
                     anns.append({"image_id": k, "category_id": int(c), "bbox": [(x - bw / 2) * w, (y - bh / 2) * h,
                                                                                  bw * w, bh * h]})
-            (sub / "u.json").write_bytes(orjson.dumps({"images": images, "annotations": anns}))
+            (tmp / "u.json").write_bytes(orjson.dumps({"images": images, "annotations": anns}))
 
         def supervision() -> None:
             import supervision as sv
 
             ds = sv.DetectionDataset.from_yolo(images_directory_path=str(sub / "images" / "train2017"),
                                                annotations_directory_path=str(sub / "labels" / "train2017"),
-                                               data_yaml_path=str(sub / "data.yaml"))
-            ds.as_coco(annotations_path=str(sub / "sv.json"))
+                                               data_yaml_path=str(peers_yaml))
+            ds.as_coco(annotations_path=str(tmp / "sv.json"))
 
         contenders = [("floor, 1 process", lambda: floor(sub, tmp / "floor.json", 1)),
                       ("Ultralytics YOLODataset label scan + orjson", ultralytics),
