@@ -3,7 +3,8 @@ derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
 
 A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
 JSON, Cityscapes polygons.json, LVIS JSON, KITTI label rows, an Ultralytics YOLO dataset
-YAML written as JSON, YOLO label rows as JSON lists written out as text), how to lay it out
+YAML written as JSON, YOLO label rows as JSON lists written out as text, a LabelMe JSON,
+a CVAT for images 1.1 XML), how to lay it out
 as a dataset tree, and the
 formats a parsed dataset is written to. One fuzz input is the seed after a few
 mutations drawn from a :class:`Draw`:
@@ -233,7 +234,13 @@ _WILD_TEXT = ["nan", "inf", "-inf", "1e400", "1e12", "-5", "0", "2.5", "", "abc"
               "1.0", "2", " dog ", "cat:dog", "a/b", "24.5", "-0.5"]
 _TAGS = ["object", "size", "width", "height", "depth", "bndbox", "xmin", "ymin", "xmax", "ymax", "name",
          "difficult", "truncated", "occluded", "iscrowd", "part", "point", "actions", "attributes",
-         "attribute", "value", "filename", "segmented", "source", "x"]
+         "attribute", "value", "filename", "segmented", "source", "x",
+         "image", "box", "polygon", "polyline", "points", "mask", "tag", "ellipse", "label", "meta", "labels"]
+# CVAT attribute values and names: point lists, RLE runs, rotations
+_WILD_ATTR = ["1,1;2,2", "1,1;2,2;3", "0,0;1e400,1;2,2", "nan,1;2,2;3,3", "1,1;;2,2;3,3", "1;2;3",
+              "-5,-5;1e9,0;3,3", "1, 2, 2, 1", "0, 99999999", "-1, 3", "1,2,3", "", "361", "-90", "1e308"]
+_ATTRS = ["label", "xtl", "ytl", "xbr", "ybr", "points", "rle", "left", "top", "width", "height", "rotation",
+          "occluded", "z_order", "group_id", "name", "id", "cx", "cy", "rx", "ry", "source", "subset"]
 
 
 def mutate_xml(root: Any, d: Draw) -> None:
@@ -242,7 +249,7 @@ def mutate_xml(root: Any, d: Draw) -> None:
 
     elements = list(root.iter())
     el = d.choice(elements)
-    op = d.int(0, 7)
+    op = d.int(0, 8)
     if op <= 2:
         el.text = d.choice(_WILD_TEXT)
     elif op == 3 and el is not root:
@@ -256,6 +263,15 @@ def mutate_xml(root: Any, d: Draw) -> None:
         cur = el
         for _ in range(d.choice([3, 300, 3000])):
             cur = etree.SubElement(cur, d.choice(_TAGS))
+    elif op == 7 and el.attrib:  # an attribute (where CVAT keeps its values): awkward, dropped or added
+        key = d.choice(sorted(el.attrib))
+        what = d.int(0, 3)
+        if what <= 1:
+            el.set(key, d.choice(_WILD_TEXT + _WILD_ATTR))
+        elif what == 2:
+            del el.attrib[key]
+        else:
+            el.set(d.choice(_ATTRS), d.choice(_WILD_TEXT + _WILD_ATTR))
     else:
         el.tag = d.choice(_TAGS)
 
@@ -363,6 +379,70 @@ def _lvis_doc() -> dict:
 KITTI_ROWS = (b"Car 0.00 0 -1.58 2.50 3.00 12.50 11.00 1.47 1.60 3.69 -3.12 1.72 30.15 -1.67\n"
               b"DontCare -1 -1 -10 0.00 0.00 4.00 3.00 -1 -1 -1 -1000 -1000 -1000 -10\n"
               b"Pedestrian 0.31 3 0.21 20.00 1.00 31.99 23.50 1.72 0.50 0.80 1.23 1.61 12.03 0.30 0.97\n")
+
+
+def _labelme_doc() -> dict:
+    """A LabelMe JSON with every shape type, a group and an embedded mask."""
+    import base64
+
+    buf = io.BytesIO()
+    Image.fromarray(np.array([[0, 1, 1], [1, 1, 0]], np.uint8) * 255).convert("1").save(buf, format="PNG")
+    mask = base64.b64encode(buf.getvalue()).decode()
+
+    def shape(label: str, points: list, kind: str, group_id: Any = None, **more: Any) -> dict:
+        return {"label": label, "points": points, "group_id": group_id, "description": "", "shape_type": kind,
+                "flags": {}, "mask": None, **more}
+
+    return {"version": "5.7.0", "flags": {"sunny": True}, "imagePath": "a.png", "imageData": None,
+            "imageHeight": 12, "imageWidth": 16, "shapes": [
+                shape("cat", [[1, 1], [6.5, 1], [6.5, 5]], "polygon"),
+                shape("dog", [[14, 10], [8, 2]], "rectangle"),
+                shape("cat", [[0, 8], [3, 8], [3, 11]], "polygon", 7),
+                shape("cat", [[10, 0], [15, 0], [15, 1.25]], "polygon", 7),
+                shape("ball", [[5, 5], [7, 5]], "circle"),
+                shape("rope", [[0, 0], [4, 4]], "line"),
+                shape("rope", [[0, 0], [4, 4], [8, 0]], "linestrip"),
+                shape("dog", [[5, 5]], "point"),
+                shape("blob", [[2, 3], [4, 4]], "mask", mask=mask)]}
+
+
+def _labelme_tree(root: Path, data: bytes) -> Path:
+    root.mkdir(parents=True)
+    Image.new("RGB", (16, 12), (90, 120, 30)).save(root / "a.png")
+    (root / "a.json").write_bytes(data)
+    return root
+
+
+CVAT_XML = b"""<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><name>fuzz</name><size>2</size><labels>
+    <label><name>cat</name><color>#ff0000</color><type>any</type><attributes>
+      <attribute><name>pose</name><mutable>False</mutable><input_type>select</input_type>
+        <default_value>sit</default_value><values>sit
+run</values></attribute></attributes></label>
+    <label><name>dog</name><color>#00ff00</color><type>any</type><attributes/></label>
+  </labels></task></meta>
+  <image id="0" name="a.jpg" width="32" height="24" subset="train">
+    <box label="cat" source="manual" occluded="0" xtl="2.5" ytl="3" xbr="20" ybr="15" z_order="0" group_id="1">
+      <attribute name="pose">run</attribute></box>
+    <polygon label="cat" occluded="1" points="1,1;6.5,1;6.5,5" z_order="1" group_id="1"/>
+    <polyline label="dog" occluded="0" points="0,0;4,4;8,0" z_order="0"/>
+    <points label="dog" occluded="0" points="5,5;6,7" z_order="0"/>
+    <mask label="dog" source="manual" occluded="0" rle="1, 2, 2, 1" left="1" top="1" width="3" height="2" z_order="0"/>
+    <box label="dog" occluded="0" xtl="10" ytl="10" xbr="30" ybr="20" rotation="45" z_order="0"/>
+    <ellipse label="cat" occluded="0" cx="16" cy="12" rx="4" ry="2" rotation="0" z_order="0"/>
+    <tag label="dog" source="manual"/>
+  </image>
+  <image id="1" name="sub/b.jpg" width="16" height="12" subset="val"/>
+</annotations>
+"""
+
+
+def _cvat_tree(root: Path, data: bytes) -> Path:
+    root.mkdir(parents=True)
+    (root / "annotations.xml").write_bytes(data)
+    return root
 
 
 @dataclass(frozen=True)
@@ -487,6 +567,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("kitti", "kitti", lambda: KITTI_ROWS, "rows", _kitti_tree, {}, ("kitti", "coco")),
     Target("yolo-yaml", "yolo", _yolo_yaml_doc, "json", _yolo_yaml_tree, {}, ("yolo", "coco")),
     Target("yolo-labels", "yolo", _yolo_labels_doc, "json", _yolo_labels_tree, {}, ("yolo", "coco")),
+    Target("labelme", "labelme", _labelme_doc, "json", _labelme_tree, {}, ("labelme", "coco")),
+    Target("cvat", "cvat", lambda: CVAT_XML, "xml", _cvat_tree, {}, ("cvat", "coco")),
 )}
 
 

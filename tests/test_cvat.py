@@ -111,6 +111,19 @@ def test_detect(fixtures, tmp_path):
     assert not cvat.detect(make_coco(tmp_path, splits=("val2017",))["root"])
 
 
+@pytest.mark.parametrize("text", [b"<", b"<?xml version='1.0'?>  <", b"\xef\xbb\xbf<!-- x --><", b"", b"<>"])
+def test_truncated_xml_is_not_cvat_and_names_no_traceback(tmp_path, text):
+    # found by the fuzzer: a lone "<" at the end of the head raised IndexError in detect and parse
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "annotations.xml").write_bytes(text)
+    assert not cvat.detect(folder) and not cvat.detect(folder / "annotations.xml")
+    with pytest.raises(MalformedFileError):
+        cvat.parse(folder / "annotations.xml")
+    with pytest.raises(DatasetNotFoundError):
+        cvat.parse(folder)
+
+
 # --------------------------------------------------------------------------- masks, rotation
 
 def _xml(tmp_path, body: str, meta: str = "<meta><task><labels><label><name>cat</name></label></labels></task></meta>",

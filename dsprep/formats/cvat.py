@@ -81,9 +81,10 @@ def _root_tag(path: Path) -> str | None:
     start = head.find(b"<")
     while start != -1 and head[start + 1:start + 2] in (b"!", b"?"):  # comments, doctype, PIs
         start = head.find(b"<", start + 1)
-    if start == -1:
+    name = head[start + 1:].split(None, 1)  # empty after a lone "<" at the end
+    if start == -1 or not name:
         return None
-    return head[start + 1:].split(None, 1)[0].split(b">", 1)[0].decode("ascii", "replace")
+    return name[0].split(b">", 1)[0].decode("ascii", "replace")
 
 
 def detect(path: str | os.PathLike) -> bool:
