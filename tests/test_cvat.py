@@ -278,6 +278,15 @@ BAD = [
      r"add up to width x height = 4, found a sum of 3"),
     (_image('<mask label="cat" rle="1, -1, 4" left="0" top="0" width="2" height="2"/>'), InvalidAnnotationError,
      r"runs must be >= 0"),
+    (_image('<mask label="cat" rle="18446744073709551616" left="0" top="0" width="2" height="1"/>'),
+     InvalidAnnotationError, r"rle must be comma-separated run lengths"),  # past 64 bits
+    # int64 runs summing to 2^64 + 2 wrapped round to 2 = width x height: found by the fuzzer's cousin
+    (_image('<mask label="cat" rle="9223372036854775807, 9223372036854775807, 4" left="0" top="0" width="2" '
+            'height="1"/>'), InvalidAnnotationError, r"found a sum of 18446744073709551618"),
+    (_image('<box label="cat" xtl="1" ytl="1" xbr="2" ybr="3" rotation="1;2;3"/>'), InvalidAnnotationError,
+     r"<box> rotation must be a number, found '1;2;3'"),
+    (_image('<ellipse label="cat" cx="1" cy="1" rx="2" ry="3" rotation="nan"/>'), InvalidAnnotationError,
+     r"<ellipse> rotation must be a finite number"),
     (_image('<mask label="cat" rle="6" left="2" top="0" width="6" height="1"/>'), InvalidAnnotationError,
      r"patch 2,0 \+6x1 reaches past the 5x4 image"),
     (_image('<mask label="cat" rle="4" left="0" top="0" width="two" height="2"/>'), InvalidAnnotationError,

@@ -291,6 +291,8 @@ BAD = [
     (_doc(shapes=[shape("cat", [[1, 1], [5, True], [5, 5]])]), InvalidAnnotationError, r"y must be a number, found True"),
     (_doc(shapes=[shape("cat", [[1, 1], [5, 1], [5, 5]], "ellipse")]), InvalidAnnotationError,
      r"unknown shape_type 'ellipse'; expected one of polygon"),
+    (_doc(shapes=[shape("cat", [[1, 1], [5, 1], [5, 5]], [[1, 2]])]), InvalidAnnotationError,
+     r"unknown shape_type \[\[1, 2\]\]; expected one of polygon"),  # unhashable: was a TypeError (fuzzer)
     (_doc(shapes=[shape("", [[1, 1], [5, 1], [5, 5]])]), InvalidAnnotationError, r"label must be a non-empty"),
     (_doc(shapes=[shape("cat", [[1, 1], [5, 1], [5, 5]], group_id="a")]), InvalidAnnotationError,
      r"group_id must be an integer or null"),

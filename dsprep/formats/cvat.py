@@ -131,16 +131,19 @@ def _read_xml(path: Path, where: str):
 
 # --------------------------------------------------------------------------- values
 
-def _num(el, name: str, where: str) -> float:
+def _num(el, name: str, where: str, limit: float = MAX_SIDE) -> float:
+    """A number attribute: a finite pixel coordinate within +-MAX_SIDE, or (a rotation in degrees,
+    ``limit=math.inf``) any finite number."""
     text = el.get(name)
     try:
         v = float(text)
     except (TypeError, ValueError):
         raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> {name} must be a number, found "
                                                                  f"{text!r}"[:300]) from None
-    if not (math.isfinite(v) and -MAX_SIDE <= v <= MAX_SIDE):
-        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> {name} must be a finite pixel "
-                                     f"coordinate within +-{MAX_SIDE}, found {text!r} (fix: correct it)"[:300])
+    if not (math.isfinite(v) and -limit <= v <= limit):
+        what = f"finite pixel coordinate within +-{MAX_SIDE}" if limit == MAX_SIDE else "finite number"
+        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"<{el.tag}> {name} must be a {what}, found "
+                                     f"{text!r} (fix: correct it)"[:300])
     return v
 
 
@@ -208,12 +211,13 @@ def _mask_rle(el, where: str, w: int, h: int) -> dict:
     check_canvas(w, h, at, "mask canvas")
     try:
         runs = np.array([int(v) for v in (el.get("rle") or "").split(",")], np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # not integers, or past 64 bits
         raise InvalidAnnotationError(at, f"<mask> rle must be comma-separated run lengths, found "
                                          f"{(el.get('rle') or '')[:60]!r}") from None
-    if (runs < 0).any() or int(runs.sum()) != mw * mh:
+    total = sum(runs.tolist())  # Python ints: an int64 sum of huge runs could wrap round to width x height
+    if (runs < 0).any() or total != mw * mh:
         raise InvalidAnnotationError(at, f"<mask> rle runs must be >= 0 and add up to width x height = {mw * mh}, "
-                                         f"found a sum of {int(runs.sum())}; expected CVAT's row-by-row runs, 0s first")
+                                         f"found a sum of {total}; expected CVAT's row-by-row runs, 0s first")
     values = np.zeros(len(runs), bool)
     values[1::2] = True
     patch = np.repeat(values, runs).reshape(mh, mw)  # row by row (C order), as CVAT writes it
@@ -239,9 +243,7 @@ def _common(el, where: str) -> dict[str, Any]:
 def _area_shape(el, where: str, w: int, h: int) -> tuple[list[float], Any, dict]:
     """``(box, segmentation, cvat extra)`` of a box, polygon, ellipse or mask."""
     ex = _common(el, where)
-    rot = float(ex["rotation"]) if "rotation" in ex and el.tag in ("box", "ellipse") else 0.0
-    if not math.isfinite(rot):
-        raise InvalidAnnotationError(f"{where}:{el.sourceline}", f"rotation must be a finite number, found {rot}")
+    rot = _num(el, "rotation", where, limit=math.inf) if "rotation" in ex and el.tag in ("box", "ellipse") else 0.0
     segm: Any = None
     if el.tag == "box":
         x1, y1, x2, y2 = (_num(el, k, where) for k in _GEOMETRY["box"])

@@ -267,7 +267,7 @@ def _shape(raw: Any, k: int, where: str) -> tuple[str, str, list[list[float]], i
         raise InvalidAnnotationError(at, f"label must be a non-empty string, found {label!r}"[:300])
     kind = raw.get("shape_type")
     kind = "polygon" if kind is None else kind  # labelme 3.x wrote no shape_type: polygons only
-    if kind not in SHAPE_TYPES:
+    if not isinstance(kind, str) or kind not in SHAPE_TYPES:  # a list is unhashable: a TypeError, not this
         raise InvalidAnnotationError(at, f"unknown shape_type {kind!r}; expected one of "
                                          f"{', '.join(SHAPE_TYPES)}"[:300])
     pts = _points(raw, kind, at)
