@@ -9,8 +9,8 @@ Exit codes: 0 success, 1 errors found by ``validate`` (warnings too with ``--str
 input or usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both leave OUT as it was.
 
 Messages are said in the CLI's words: a Python option a message suggests is shown as its
-flag (:func:`dsprep.commands._common.cli_text`). ``convert``, ``info``, ``validate`` and
-``split`` detect FORMAT when it is left out (:func:`dsprep.commands._common.resolve_source`).
+flag (:func:`dsprep.commands._common.cli_text`). ``convert``, ``info``, ``validate``,
+``split``, ``show`` and ``train`` detect FORMAT when it is left out (:func:`dsprep.commands._common.resolve_source`).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .commands._common import cli_text, resolve_source
 
     try:
-        resolve_source(args)  # FORMAT left out: detected from ROOT (info, validate, convert, split)
+        resolve_source(args)  # FORMAT left out: detected from ROOT (info, validate, convert, split, show, train)
         return int(args._run(args) or 0)
     except DsprepError as err:  # said as the CLI says it: the flags, not the Python options
         print(f"dsprep {args.command}: error: {cli_text(str(err))}", file=sys.stderr)

@@ -178,6 +178,18 @@ def test_info_validate_and_convert_detect_the_format(tmp_path, capsys):
     assert len(dsprep.parse("coco", out)) == 3
 
 
+def test_show_and_train_detect_the_format_and_train_dataset_still_needs_none(tmp_path, capsys):
+    root = make_voc(tmp_path, n=3)["root"]
+    grid = tmp_path / "grid.png"
+    assert main(["show", str(root), "--out", str(grid), "-n", "2"]) == 0
+    assert "detected format voc" in capsys.readouterr().err and grid.stat().st_size > 0
+    (tmp_path / "notes").mkdir()
+    assert main(["train", str(tmp_path / "notes"), "--out", str(tmp_path / "t")]) == 2
+    assert "no format recognises this path" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "t2")]) == 2  # neither ROOT nor --dataset: named, no traceback
+    assert "give FORMAT ROOT, or --dataset NAME" in capsys.readouterr().err
+
+
 def test_an_ambiguous_tree_names_the_candidates(fixtures, capsys):
     """datumaro's coco/ holds instances_*.json and panoptic_*.json: COCO or COCO panoptic."""
     root = fixtures / DATUMARO_COCO / "coco"

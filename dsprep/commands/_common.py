@@ -153,7 +153,7 @@ def resolve_source(args: argparse.Namespace) -> None:
         UnknownNameError: FORMAT is not a format; or ROOT looks like none or several formats
             (the message names the candidates and how to choose).
     """
-    if not getattr(args, "_detect_format", False):
+    if not getattr(args, "_detect_format", False) or args.format is None:  # train --dataset: no positionals
         return
     if args.root is not None:
         check_choice("format", args.format, FORMATS)

@@ -19,7 +19,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, detect=True)
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
     p.add_argument("--ids", nargs="+", default=None, help="record ids to draw instead of a random pick")

@@ -31,9 +31,11 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("format", nargs="?", choices=list(FORMATS), metavar="FORMAT",
-                   help=f"the dataset's format ({', '.join(FORMATS)}); or use --dataset")
+    p.add_argument("format", nargs="?", metavar="[FORMAT]",
+                   help=f"the dataset's format ({', '.join(FORMATS)}); left out (one argument, ROOT), it is "
+                        "detected from ROOT; or use --dataset")
     p.add_argument("root", nargs="?", metavar="ROOT", help="the dataset root")
+    p.set_defaults(_detect_format=True)  # [FORMAT] ROOT: commands._common.resolve_source
     p.add_argument("--dataset", default=None, help="a known dataset name for dsprep.load (imagenet, coco, voc, cityscapes)")
     p.add_argument("--data-root", default=None, help="with --dataset: its root (default: $DSPREP_DATA/<name> or ~/datasets/<name>)")
     p.add_argument("--split", default=None,
