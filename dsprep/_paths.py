@@ -34,7 +34,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from .errors import PathEscapeError
+from .errors import InvalidAnnotationError, PathEscapeError
 
 __all__ = ["ALLOW_HINT", "checked_output_path", "confine", "escapes", "output_path", "safe_relpath"]
 
@@ -153,6 +153,8 @@ def checked_output_path(out: str | os.PathLike, rel: str, *, what: str = "output
                         placing: bool = False) -> str:
     """:func:`output_path` as a ``str`` (no ``Path`` built: a writer placing 100k images calls it per image)."""
     base = _absolute(os.fspath(out))
+    if len(rel) > 63:  # 4 bytes a character at most: only a name this long can pass 255 bytes
+        _check_name_lengths(rel, what)
     path = os.path.normpath(os.path.join(base, rel))
     if not path.startswith(base + os.sep):  # os.path's own rules: "..", absolute, and on Windows "\\" and drives
         raise PathEscapeError(str(rel), f"{what} would be written at {path}, outside the output folder {base}; "
@@ -166,6 +168,18 @@ def checked_output_path(out: str | os.PathLike, rel: str, *, what: str = "output
 
 
 _absolute = functools.lru_cache(maxsize=64)(os.path.abspath)
+NAME_MAX = 255  # bytes in one file or folder name on Linux, macOS and Windows file systems
+
+
+def _check_name_lengths(rel: str, what: str) -> None:
+    """A named error, not ``OSError: File name too long``, for a name no file system holds (the
+    writers shorten the names they make with ``_checks.fit_name``; this is the backstop)."""
+    for part in rel.replace("\\", "/").split("/"):
+        n = len(part.encode("utf-8", "surrogatepass"))
+        if n > NAME_MAX:
+            raise InvalidAnnotationError(rel[:80] + "...", f"{what} name {part[:40]!r}... is {n} bytes; a file "
+                                         f"system holds {NAME_MAX} bytes a name (fix: shorten the name in the "
+                                         "input)")
 
 
 _MADE: dict[tuple[str, str], None] = {}  # (base, folder) checked and made; bounded below

@@ -348,3 +348,17 @@ def test_the_cli_detects_a_kitti_tree_when_the_format_is_left_out(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 0 and "detected format kitti" in err
     assert len(json.loads((tmp_path / "o/annotations/instances_val.json").read_text())["images"]) == len(exp["val"])
+
+
+def test_stems_past_255_bytes_are_written_as_short_ids(tmp_path):
+    # a 300-character image name (sizes from a COCO JSON, images="none") was written as label_2/<it>.txt:
+    # OSError "File name too long"; now it goes the renaming path and is counted
+    from dsprep.records import Category, Dataset, Instances, Record
+
+    rec = Record("x" * 300, "x" * 300 + ".png", 8, 8, instances=Instances([[1, 1, 3, 3]], [1]))
+    out = tmp_path / "out"
+    out.mkdir()
+    report = kitti.write(Dataset([Category(1, "Car")], [rec]), out, images="none")
+    assert sum(v for k, v in report["lost"].items() if k.startswith("file names")) == 1
+    (label,) = (out / "training" / "label_2").iterdir()
+    assert len(label.name.encode()) <= 255 and label.read_text().startswith("Car ")

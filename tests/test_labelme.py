@@ -416,3 +416,18 @@ def test_cli_detects_labelme_when_the_format_is_left_out(fixtures, capsys):
     assert main(["info", str(fixtures / EX / "bbox_detection/data_annotated")]) == 0
     out = capsys.readouterr()
     assert "detected format labelme" in out.err and "9 objects" in out.out
+
+
+def test_image_names_past_255_bytes_are_shortened_and_counted(tmp_path):
+    # found by the fuzzer: a 400-character imagePath (sizes in the JSON, no image needed) parsed,
+    # and the writer's <name>.json then raised OSError "File name too long"
+    long_x, long_e = "x" * 300 + ".jpg", "sub/" + "\u00e9" * 200 + ".jpg"  # 304 characters; 400 bytes
+    recs = [Record(p.rsplit(".", 1)[0], p, 8, 8, instances=Instances([[1, 1, 3, 3]], [1])) for p in (long_x, long_e)]
+    out = tmp_path / "out"
+    out.mkdir()
+    report = labelme.write(Dataset([Category(1, "cat")], recs), out, images="none")
+    assert report["lost"]["image file names (longer than a file system holds: shortened)"] == 2
+    back = labelme.parse(out)
+    assert len(back) == 2 and back.num_objects() == 2
+    assert all(len(part.encode()) <= 255 for r in back.records for part in (r.path + ".json").split("/"))
+    assert sorted(r.path.split("/")[0][:3] for r in back.records) == ["sub", "xxx"]

@@ -439,3 +439,15 @@ def test_a_writer_called_again_on_a_deleted_and_remade_folder_writes_everything(
         dest.mkdir()
         get_format("voc").write(ds, dest, images="none", progress=False)
         assert len(list((dest / "Annotations").glob("*.xml"))) == len(ds.records)
+
+
+def test_an_output_name_past_255_bytes_is_a_named_error(tmp_path):
+    """The backstop under every writer: no OSError 'File name too long' from a name the data gave."""
+    from dsprep._paths import output_path
+    from dsprep.errors import InvalidAnnotationError
+
+    assert output_path(tmp_path, "a/" + "x" * 251 + ".txt").parent.is_dir()  # 255 bytes: fine
+    with pytest.raises(InvalidAnnotationError, match=r"is 256 bytes; a file system holds 255 bytes a name"):
+        output_path(tmp_path, "a/" + "x" * 252 + ".txt", what="label file")
+    with pytest.raises(InvalidAnnotationError, match=r"is 260 bytes"):  # bytes, not characters: 130 x 2
+        output_path(tmp_path, "\u00e9" * 130 + "/a.txt", folder=False)

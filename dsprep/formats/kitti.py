@@ -543,14 +543,15 @@ def _part(rec: Record) -> str:
 
 def _names(records: Sequence[Record], renumber: bool) -> list[str]:
     """The file stem of each record: its own stem, unless another image of its folder
-    (``training``/``testing``) has it too or it is not a plain name, then its id made a name (as
-    the VOC writer does); ``renumber``: ``000000``, ``000001``... in record order (what
+    (``training``/``testing``) has it too or it is not a plain name (or too long for a file name),
+    then its id made a name (as the VOC writer does); ``renumber``: ``000000``, ``000001``... in record order (what
     mmdetection3d's converter reads)."""
     if renumber:
         return [f"{i:06d}" for i in range(len(records))]
     keys = [(_part(r), r.path.rpartition("/")[2].rpartition(".")[0]) for r in records]
     count = Counter(keys)
-    used = {k for k in keys if count[k] == 1 and k[1] and k[1] == safe_relpath(k[1]) and "/" not in k[1]}
+    used = {k for k in keys if count[k] == 1 and k[1] and k[1] == safe_relpath(k[1]) and "/" not in k[1]
+            and fit_name(k[1]) == k[1]}  # a stem past a file system's 255 bytes goes the renaming path
     out: list[str] = []
     for r, key in zip(records, keys):
         if key in used and count[key] == 1:

@@ -52,7 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _io
-from .._checks import MAX_SIDE, INT64_MAX, INT64_MIN, check_side, check_utf8_name, image_error, read_utf8
+from .._checks import MAX_SIDE, INT64_MAX, INT64_MIN, check_side, check_utf8_name, fit_name, image_error, read_utf8
 from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)
@@ -685,7 +685,10 @@ def _json_names(records: Sequence[Record], layout: str) -> list[tuple[str, str]]
     beside it (``beside``) or mirrors it under ``annotations/`` (``folder``, images under ``images/``)."""
     out, taken = [], set()
     for r in records:
-        img = safe_relpath(r.path)
+        # each folder and file name cut to what a file system holds, 255 bytes, with room for the
+        # JSON's "#n.json" (a 400-character name from a COCO file_name with images="none":
+        # fit_name keeps it distinct)
+        img = "/".join(fit_name(part, 245) for part in safe_relpath(r.path).split("/"))
         if layout == "folder":
             img = f"images/{img}"
         stem = posixpath.splitext(img)[0]
@@ -749,8 +752,11 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     lost: dict[str, int] = {}
     records = dataset.records
     missing = n_obj = 0
-    for rec, (img_rel, json_rel) in _io.progress(list(zip(records, _json_names(records, layout))),
-                                                 total=len(records), desc="LabelMe write", enabled=progress):
+    places = _json_names(records, layout)
+    _add(lost, "image file names (longer than a file system holds: shortened)",
+         sum(img.rpartition("/")[2] != safe_relpath(r.path).rpartition("/")[2] for r, (img, _) in zip(records, places)))
+    for rec, (img_rel, json_rel) in _io.progress(list(zip(records, places)), total=len(records), desc="LabelMe write",
+                                                 enabled=progress):
         src = src_root / rec.path
         if images != "none" and not _embedded_in(rec) and not _io.place_image(src, dest, img_rel, images):
             try:
