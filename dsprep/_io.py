@@ -121,7 +121,7 @@ def gc_paused(*, freeze: bool = False) -> Iterator[None]:
     all of them: for COCO train2017 that costs as much as parsing. These
     objects hold no reference cycles, so reference counting frees them all
     the same (Mercurial's ``util.nogc`` does this around manifest parsing).
-    The previous state is restored even on error. ``freeze=True`` then moves
+    The previous state is restored even on error. ``freeze=True`` then (on success only) moves
     everything alive to the permanent generation (``gc.freeze``), so later
     collections skip it and forked DataLoader workers do not touch its pages.
     """
@@ -129,11 +129,15 @@ def gc_paused(*, freeze: bool = False) -> Iterator[None]:
 
     was_enabled = gc.isenabled()
     gc.disable()
+    done = False
     try:
         yield
+        done = True
     finally:
         if was_enabled:
-            if freeze:
+            # Frozen only on success: while an error propagates, its traceback's frames (and
+            # the memory-mapped JSON they hold: one open file each) would be frozen for good.
+            if freeze and done:
                 gc.freeze()
             gc.enable()
 

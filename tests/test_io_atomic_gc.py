@@ -160,3 +160,36 @@ def test_coco_evaluation_runs_with_the_gc_paused(gc_seen, fixtures):
     ds = dsprep.parse("coco", fixtures / "super-gradients/tests/data/tinycoco")
     detection.coco_evaluate(ds, [])
     assert seen["_coco_evaluate"] == [False]
+
+
+@pytest.mark.parametrize("fmt", ["coco", "lvis"])
+def test_a_refused_json_leaves_no_open_file_and_no_frozen_traceback(tmp_path, fmt):
+    """Found by the fuzzer (100k LVIS inputs ended in 'Too many open files'): parse froze the garbage
+    collector's objects (gc_paused(freeze=True)) while a refused file's error propagated, so the
+    error's traceback, its frames and the memory-mapped JSON they held (one descriptor each) were
+    never freed. A long-running process reading bad files ran out of descriptors."""
+    import json
+    import os
+
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        pytest.skip("counts open files through /proc (Linux)")
+    path = tmp_path / "bad.json"
+    doc = {"images": [{"id": 1, "width": 8, "height": 8, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "c"}],
+           # an unknown key sends the annotation the one-by-one path, whose bad bbox is then refused
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": 3.5, "area": 1, "iscrowd": 0, "x": 1}]}
+    if fmt == "lvis":
+        doc["images"][0]["coco_url"] = "http://images.cocodataset.org/val2017/" + doc["images"][0].pop("file_name")
+        doc["images"][0].update(neg_category_ids=[], not_exhaustive_category_ids=[])
+        doc["annotations"][0].pop("iscrowd")
+        path = tmp_path / "lvis_v1_val.json"
+    path.write_text(json.dumps(doc))
+    parse = dsprep.formats.get_format(fmt).parse
+    frozen = gc.get_freeze_count()
+    before = len(os.listdir(fd_dir))
+    for _ in range(20):
+        with pytest.raises(FormatError, match="bbox"):
+            parse(path, workers=1, progress=False)
+    gc.collect()
+    assert len(os.listdir(fd_dir)) - before < 3  # was 20: one leaked memory map per refused file
+    assert gc.get_freeze_count() == frozen  # nothing frozen by a failed parse
