@@ -368,7 +368,6 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
         >>> write(parse("VOC2012-as-coco"), "out")  # doctest: +SKIP
         {'images': 17125, 'objects': 40138, 'lost': {}, 'files': [...]}
     """
-
     from .._io import check_images_mode
 
     check_images_mode(images)
