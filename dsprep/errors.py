@@ -185,11 +185,17 @@ class ErrorPolicy:
     def handle(self, err: FormatError) -> None:
         """Re-raise ``err`` in raise mode; otherwise record it."""
         if self.mode == "raise":
-            raise err
+            try:
+                raise err
+            finally:  # this frame would hold the error its own traceback holds: a cycle only the GC frees
+                del err
         self.count += 1
         self.kinds[type(err).__name__] += 1
         if len(self.examples) < self.show:
             self.examples.append(str(err))
+            # kept for what it says: its traceback's frames (and the file data their locals hold, a
+            # memory-mapped JSON included) would live as long as the policy, in a cycle through it
+            err.__traceback__ = err.__context__ = None
             self.errors.append(err)
 
     def note(self, kind: str, where: str, message: str) -> None:

@@ -162,12 +162,14 @@ def test_coco_evaluation_runs_with_the_gc_paused(gc_seen, fixtures):
     assert seen["_coco_evaluate"] == [False]
 
 
+@pytest.mark.parametrize("on_error", ["raise", "warn"])
 @pytest.mark.parametrize("fmt", ["coco", "lvis"])
-def test_a_refused_json_leaves_no_open_file_and_no_frozen_traceback(tmp_path, fmt):
-    """Found by the fuzzer (100k LVIS inputs ended in 'Too many open files'): parse froze the garbage
-    collector's objects (gc_paused(freeze=True)) while a refused file's error propagated, so the
-    error's traceback, its frames and the memory-mapped JSON they held (one descriptor each) were
-    never freed. A long-running process reading bad files ran out of descriptors."""
+def test_a_refused_json_leaves_no_open_file_and_no_frozen_traceback(tmp_path, fmt, on_error):
+    """Found by the fuzzer (100k LVIS inputs ended in 'Too many open files'): an error's traceback
+    (its frames, and the memory-mapped JSON their locals hold: one descriptor each) sat in a cycle
+    (the policy re-raising its own argument; in warn mode, the policy keeping the error), and the
+    next parse's gc.freeze() kept that cycle for good; parse also froze while an error propagated.
+    A long-running process reading bad files ran out of descriptors."""
     import json
     import os
 
@@ -185,11 +187,30 @@ def test_a_refused_json_leaves_no_open_file_and_no_frozen_traceback(tmp_path, fm
         path = tmp_path / "lvis_v1_val.json"
     path.write_text(json.dumps(doc))
     parse = dsprep.formats.get_format(fmt).parse
-    frozen = gc.get_freeze_count()
+    good = tmp_path / "good"
+    good.mkdir()
+    good_doc = dict(doc, annotations=[])
+    (good / path.name).write_text(json.dumps(good_doc))
     before = len(os.listdir(fd_dir))
-    for _ in range(20):
-        with pytest.raises(FormatError, match="bbox"):
-            parse(path, workers=1, progress=False)
-    gc.collect()
-    assert len(os.listdir(fd_dir)) - before < 3  # was 20: one leaked memory map per refused file
-    assert gc.get_freeze_count() == frozen  # nothing frozen by a failed parse
+    try:
+        for _ in range(20):
+            if on_error == "raise":
+                with pytest.raises(FormatError, match="bbox"):
+                    parse(path, workers=1, progress=False)
+            else:  # skipped and kept as an example by the policy: the parse succeeds, and freezes
+                assert parse(path, workers=1, progress=False, on_error="warn").info["skipped"] == 1
+            parse(good / path.name, workers=1, progress=False)  # succeeds: gc.freeze()
+        gc.collect()
+        assert len(os.listdir(fd_dir)) - before < 3  # was 20: one leaked memory map per refused file
+    finally:
+        gc.unfreeze()
+
+
+def test_gc_paused_freezes_nothing_when_its_block_fails():
+    """An error leaving the block is not frozen with everything else: its traceback's frames (and
+    any cycle they sit in) stay collectable."""
+    frozen = gc.get_freeze_count()
+    with pytest.raises(ValueError):
+        with _io.gc_paused(freeze=True):
+            raise ValueError("bad file")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
