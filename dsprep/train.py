@@ -249,8 +249,11 @@ def _plot_curves(history: list[dict], path: Path, key: str) -> None:
     for name, vals in series.items():
         if vals and all(v is not None for v in vals):
             (a if "loss" in name else b).plot(epochs[: len(vals)], vals, marker="o", label=name)
-    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
-    b.set_xlabel("epoch"), b.set_ylabel(key), b.legend(), b.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, label in ((a, "loss"), (b, key)):
+        ax.set_xlabel("epoch"), ax.set_ylabel(label), ax.legend(), ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3: no 1.5
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -418,3 +418,21 @@ def test_prediction_grid_samples_spread_over_classes_and_show_mistakes():
     picks = _SamplePicks(2)
     picks.offer(imgs, [0, 1, 2, 3, -1, 0, 1, 1], [1, 0, 2, 3, 0, 0, 1, 1])
     assert [(t, p) for _, t, p in picks.samples()] == [(0, 1), (1, 0)] and not picks.open
+
+
+def test_curves_mark_whole_epochs_only(tmp_path, monkeypatch):
+    """A user reads epochs 1, 2, 3, 4 on the x axis, not 1.5 (matplotlib's default ticks for four points)."""
+    import matplotlib.pyplot as plt
+
+    from dsprep.train import _plot_curves
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axes
+    history = [{"epoch": e, "train": {"loss": 1.0 / e, "top1": 0.2 * e}, "val": {"loss": 1.2 / e, "top1": 0.2 * e}}
+               for e in (1, 2, 3, 4)]
+    _plot_curves(history, tmp_path / "curves.png", "top1")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    for ax in figures[0].axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
