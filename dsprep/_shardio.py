@@ -192,7 +192,43 @@ def read_index(root: str | os.PathLike) -> dict:
         if not isinstance(index.get(key), kind):
             raise MalformedFileError(url, f"\"{key}\" must be a JSON {kind.__name__}, found "
                                           f"{type(index.get(key)).__name__}")
+    _check_entries(index, url)
     return index
+
+
+def _count(v: Any) -> bool:
+    """A JSON integer usable as a byte offset, a length or a count (no bool, no float, no string)."""
+    return type(v) is int and 0 <= v < 2 ** 62
+
+
+def _check_entries(index: Mapping[str, Any], url: str) -> None:
+    """The numbers readers seek and index by: each shard's ``members`` ``[key, offset, length]``,
+    its ``bytes``, the split counts and the ``samples`` pairs ``[shard, member]`` in range; a hand-edited
+    or crafted index is a named error here, not an ``OSError`` or ``IndexError`` in a reader."""
+    def bad(what: str, found: Any) -> MalformedFileError:
+        return MalformedFileError(url, f"{what}, found {str(found)[:80]}; is index.json hand-edited? Rewrite "
+                                       "it (dsprep shards merge) or convert again")
+
+    for i, sh in enumerate(index["shards"]):
+        members = sh.get("members") if isinstance(sh, dict) else None
+        if not isinstance(members, list):
+            raise bad(f"shard {i}: expected an object with a 'members' list", sh)
+        if "bytes" in sh and not _count(sh["bytes"]):
+            raise bad(f"shard {i}: 'bytes' must be a whole number >= 0", sh["bytes"])
+        for m in members:
+            if not (isinstance(m, list) and len(m) == 3 and type(m[0]) is str and _count(m[1]) and _count(m[2])):
+                raise bad(f"shard {i}: each member must be [key, offset, length] with whole numbers >= 0", m)
+    for name, n in index["splits"].items():
+        if not _count(n):
+            raise bad(f"split {name!r}: the count must be a whole number >= 0", n)
+    samples = index.get("samples") or {}
+    for name, pairs in (samples.items() if isinstance(samples, dict) else ()):
+        if not isinstance(pairs, list):
+            raise bad(f"samples of split {name!r}: expected a list of [shard, member] pairs", pairs)
+        for p in pairs:
+            if not (isinstance(p, list) and len(p) == 2 and _count(p[0]) and _count(p[1])
+                    and p[0] < len(index["shards"]) and p[1] < len(index["shards"][p[0]]["members"])):
+                raise bad(f"samples of split {name!r}: expected [shard, member] of a listed member", p)
 
 
 def split_members(index: Mapping[str, Any], split: str | None) -> list[tuple[int, list[int]]]:

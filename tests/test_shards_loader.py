@@ -396,6 +396,47 @@ def test_read_index_refuses_what_is_not_a_shards_index(tmp_path):
         sio.read_index(tmp_path)
 
 
+def _edit(index, what):
+    """A crafted or hand-edited index (found by hand: a negative offset reached the reader as
+    OSError, a string length as TypeError)."""
+    i = json.loads(json.dumps(index))
+    sh = i["shards"][0]
+    if what == "negative offset":
+        sh["members"][1][1] = -512
+    elif what == "string length":
+        sh["members"][1][2] = "12"
+    elif what == "member pair":
+        sh["members"][1] = sh["members"][1][:2]
+    elif what == "float bytes":
+        sh["bytes"] = 1.5
+    elif what == "negative split":
+        i["splits"]["train"] = -3
+    elif what == "sample past the shard":
+        i["samples"] = {"train": [[0, 99]]}
+    return i
+
+
+@pytest.mark.parametrize("what,match", [
+    ("negative offset", r"each member must be \[key, offset, length\] with whole numbers >= 0, found \['"),
+    ("string length", r"each member must be \[key, offset, length\]"),
+    ("member pair", r"each member must be \[key, offset, length\]"),
+    ("float bytes", r"'bytes' must be a whole number >= 0, found 1\.5"),
+    ("negative split", r"split 'train': the count must be a whole number >= 0, found -3"),
+    ("sample past the shard", r"expected \[shard, member\] of a listed member, found \[0, 99\]"),
+])
+def test_a_crafted_index_is_a_named_error_for_parse_and_stream(shards, tmp_path, what, match):
+    import shutil
+
+    _, out, index = shards
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "index.json").write_text(json.dumps(_edit(index, what)))
+    with pytest.raises(MalformedFileError, match=match):
+        dsprep.parse("shards", bad)
+    with pytest.raises(MalformedFileError, match=match):
+        list(dsprep.load(format="shards", root=bad, split="train").loader(2, num_workers=0))
+
+
 def test_split_members_checks_the_counts(shards):
     _, _, index = shards
     assert sio.split_members(index, "train") == [(0, [0, 1, 2]), (1, [0, 1, 2]), (2, [0, 1, 2]), (3, [0])]
