@@ -215,9 +215,12 @@ def _check_entries(index: Mapping[str, Any], url: str) -> None:
             raise bad(f"shard {i}: expected an object with a 'members' list", sh)
         if "bytes" in sh and not _count(sh["bytes"]):
             raise bad(f"shard {i}: 'bytes' must be a whole number >= 0", sh["bytes"])
+        end = sh.get("bytes", 2 ** 62)
         for m in members:
             if not (isinstance(m, list) and len(m) == 3 and type(m[0]) is str and _count(m[1]) and _count(m[2])):
                 raise bad(f"shard {i}: each member must be [key, offset, length] with whole numbers >= 0", m)
+            if m[1] + m[2] > end:  # a reader would ask for bytes past the shard (a huge read)
+                raise bad(f"shard {i}: a member reaches past the shard's {end} bytes", m)
     for name, n in index["splits"].items():
         if not _count(n):
             raise bad(f"split {name!r}: the count must be a whole number >= 0", n)

@@ -411,6 +411,8 @@ def _edit(index, what):
         sh["bytes"] = 1.5
     elif what == "negative split":
         i["splits"]["train"] = -3
+    elif what == "member past the shard":
+        sh["members"][1][2] = 2 ** 40
     elif what == "sample past the shard":
         i["samples"] = {"train": [[0, 99]]}
     return i
@@ -422,6 +424,7 @@ def _edit(index, what):
     ("member pair", r"each member must be \[key, offset, length\]"),
     ("float bytes", r"'bytes' must be a whole number >= 0, found 1\.5"),
     ("negative split", r"split 'train': the count must be a whole number >= 0, found -3"),
+    ("member past the shard", r"shard 0: a member reaches past the shard's \d+ bytes, found \['"),
     ("sample past the shard", r"expected \[shard, member\] of a listed member, found \[0, 99\]"),
 ])
 def test_a_crafted_index_is_a_named_error_for_parse_and_stream(shards, tmp_path, what, match):
