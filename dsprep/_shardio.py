@@ -221,6 +221,16 @@ def _check_entries(index: Mapping[str, Any], url: str) -> None:
                 raise bad(f"shard {i}: each member must be [key, offset, length] with whole numbers >= 0", m)
             if m[1] + m[2] > end:  # a reader would ask for bytes past the shard (a huge read)
                 raise bad(f"shard {i}: a member reaches past the shard's {end} bytes", m)
+    ids = set()
+    for c in index["categories"]:
+        if not (isinstance(c, dict) and type(c.get("id")) is int and -2 ** 63 <= c["id"] < 2 ** 63
+                and isinstance(c.get("name"), str) and isinstance(c.get("supercategory") or "", str)
+                and isinstance(c.get("extra") or {}, dict)):
+            raise bad("each category must be {\"id\": integer, \"name\": string[, \"supercategory\": string, "
+                      "\"extra\": object]}", c)
+        if c["id"] in ids:
+            raise bad("category ids must be unique", c)
+        ids.add(c["id"])
     for name, n in index["splits"].items():
         if not _count(n):
             raise bad(f"split {name!r}: the count must be a whole number >= 0", n)

@@ -4,7 +4,7 @@ derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
 A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
 JSON, Cityscapes polygons.json, LVIS JSON, KITTI label rows, an Ultralytics YOLO dataset
 YAML written as JSON, YOLO label rows as JSON lists written out as text, a LabelMe JSON,
-a CVAT for images 1.1 XML), how to lay it out
+a CVAT for images 1.1 XML, a shards index.json beside real shards), how to lay it out
 as a dataset tree, and the
 formats a parsed dataset is written to. One fuzz input is the seed after a few
 mutations drawn from a :class:`Draw`:
@@ -445,6 +445,37 @@ def _cvat_tree(root: Path, data: bytes) -> Path:
     return root
 
 
+_SHARDS: dict[str, Any] = {}
+
+
+def _shards_seed() -> dict[str, Any]:
+    """A real shards folder (3 generated VOC images with masks, 2 shards), made once per process:
+    ``{"index": the index.json document, "files": {relative path: bytes}}``."""
+    if not _SHARDS:
+        import tempfile
+
+        from dsprep.conversion import convert
+        from dsprep.synth import synth
+
+        with tempfile.TemporaryDirectory(prefix="dsprep-fuzz-shards-") as tmp:
+            synth("voc", Path(tmp) / "voc", images=3, seed=5, size=32, progress=False)
+            convert("voc", Path(tmp) / "voc", "shards", Path(tmp) / "sh", images="keep", progress=False,
+                    write_options={"shard_size": 2 ** 14})
+            root = Path(tmp) / "sh"
+            _SHARDS["files"] = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.tar")}
+            _SHARDS["index"] = json.loads((root / "index.json").read_text())
+    return copy.deepcopy(_SHARDS["index"])
+
+
+def _shards_tree(root: Path, data: bytes) -> Path:
+    _shards_seed()
+    for rel, content in _SHARDS["files"].items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+    (root / "index.json").write_bytes(data)
+    return root
+
+
 @dataclass(frozen=True)
 class Target:
     """One parser under fuzz."""
@@ -569,6 +600,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("yolo-labels", "yolo", _yolo_labels_doc, "json", _yolo_labels_tree, {}, ("yolo", "coco")),
     Target("labelme", "labelme", _labelme_doc, "json", _labelme_tree, {}, ("labelme", "coco")),
     Target("cvat", "cvat", lambda: CVAT_XML, "xml", _cvat_tree, {}, ("cvat", "coco")),
+    Target("shards-index", "shards", _shards_seed, "json", _shards_tree, {}, ("coco", "yolo")),
 )}
 
 

@@ -411,6 +411,10 @@ def _edit(index, what):
         sh["bytes"] = 1.5
     elif what == "negative split":
         i["splits"]["train"] = -3
+    elif what == "duplicate category":
+        i["categories"].append(dict(i["categories"][0]))
+    elif what == "string category id":
+        i["categories"][0]["id"] = "1"
     elif what == "member past the shard":
         sh["members"][1][2] = 2 ** 40
     elif what == "sample past the shard":
@@ -424,6 +428,8 @@ def _edit(index, what):
     ("member pair", r"each member must be \[key, offset, length\]"),
     ("float bytes", r"'bytes' must be a whole number >= 0, found 1\.5"),
     ("negative split", r"split 'train': the count must be a whole number >= 0, found -3"),
+    ("duplicate category", r"category ids must be unique"),  # was ValueError from Dataset
+    ("string category id", r"each category must be \{\"id\": integer"),
     ("member past the shard", r"shard 0: a member reaches past the shard's \d+ bytes, found \['"),
     ("sample past the shard", r"expected \[shard, member\] of a listed member, found \[0, 99\]"),
 ])
@@ -438,6 +444,29 @@ def test_a_crafted_index_is_a_named_error_for_parse_and_stream(shards, tmp_path,
         dsprep.parse("shards", bad)
     with pytest.raises(MalformedFileError, match=match):
         list(dsprep.load(format="shards", root=bad, split="train").loader(2, num_workers=0))
+
+
+def test_labels_that_are_no_category_of_the_index_are_named_or_skipped(shards, tmp_path):
+    """Found by the fuzzer: an index whose categories lost an id the samples use parsed, and the
+    COCO written from it was refused when read back ('unknown category_id')."""
+    import shutil
+
+    _, out, index = shards
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    i = json.loads(json.dumps(index))
+    used = {c["id"] for c in i["categories"]} & {int(v) for r in dsprep.parse("shards", out).records
+                                                  for v in r.instances.labels}
+    gone = min(used)
+    i["categories"] = [c for c in i["categories"] if c["id"] != gone]
+    (bad / "index.json").write_text(json.dumps(i))
+    with pytest.raises(dsprep.InvalidAnnotationError, match=rf"labels \[{gone}\] are not category ids of the index"):
+        dsprep.parse("shards", bad)
+    ds = dsprep.parse("shards", bad, on_error="warn")
+    whole = dsprep.parse("shards", out)
+    assert 0 < ds.info["skipped"] == sum(gone in r.instances.labels.tolist() for r in whole.records)
+    assert len(ds) == len(whole) - ds.info["skipped"]
+    assert all(gone not in r.instances.labels.tolist() for r in ds.records)
 
 
 def test_split_members_checks_the_counts(shards):

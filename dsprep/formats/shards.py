@@ -889,6 +889,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
     for s in _io.progress(wanted, total=len(wanted), desc="shards", enabled=progress, unit="shard"):
         records.extend(_read_shard(root, shards[s], files, policy))
     records.sort(key=lambda t: t[0])  # the source's record order (the key's index)
+    records = _known_labels(records, {int(c["id"]) for c in index["categories"]}, root, policy)
     id_of = {i: r.id for i, r in records}
     splits = {name: _split_ids(shards, runs, id_of) for name, runs in members.items() if name is not None}
     recs = [r for _, r in records]
@@ -902,6 +903,26 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
         info["skipped"] = policy.count
         policy.summary("samples")
     return Dataset(cats, recs, splits=splits, info=info, root=root, format=index.get("source_format") or NAME)
+
+
+def _known_labels(records: list[tuple[int, Record]], ids: set[int], root: Path, policy: ErrorPolicy
+                  ) -> list[tuple[int, Record]]:
+    """The records whose object labels (and image label) are category ids of the index; another is
+    an error naming it (``on_error="warn"``: skipped), as the stream names it, and as every other
+    format's reader would refuse it once written."""
+    known = np.fromiter(ids, np.int64, len(ids))
+    out = []
+    for i, r in records:
+        labels = r.instances.labels
+        bad = sorted(set(labels[~np.isin(labels, known)].tolist()))
+        if r.label is not None and r.label not in ids:
+            bad.append(r.label)
+        if bad:
+            policy.handle(InvalidAnnotationError(f"{root / INDEX}: sample {r.id}", f"labels {bad[:5]} are not "
+                                                 "category ids of the index; expected one of its categories"))
+            continue
+        out.append((i, r))
+    return out
 
 
 def _check_split(root: Any, index: Mapping[str, Any], split: str | None) -> None:
