@@ -221,6 +221,9 @@ def _check_entries(index: Mapping[str, Any], url: str) -> None:
                 raise bad(f"shard {i}: each member must be [key, offset, length] with whole numbers >= 0", m)
             if m[1] + m[2] > end:  # a reader would ask for bytes past the shard (a huge read)
                 raise bad(f"shard {i}: a member reaches past the shard's {end} bytes", m)
+    for key, kind in (("info", dict), ("source_format", str), ("samples", dict)):
+        if index.get(key) is not None and not isinstance(index[key], kind):
+            raise bad(f"\"{key}\" must be a JSON {'object' if kind is dict else 'string'}", index[key])
     ids = set()
     for c in index["categories"]:
         if not (isinstance(c, dict) and type(c.get("id")) is int and -2 ** 63 <= c["id"] < 2 ** 63

@@ -415,6 +415,10 @@ def _edit(index, what):
         i["categories"].append(dict(i["categories"][0]))
     elif what == "string category id":
         i["categories"][0]["id"] = "1"
+    elif what == "info a list":
+        i["info"] = [["a", 1, 2]]
+    elif what == "shard name too long":
+        sh["path"] = "shards/" + "x" * 300 + ".tar"
     elif what == "member past the shard":
         sh["members"][1][2] = 2 ** 40
     elif what == "sample past the shard":
@@ -430,6 +434,8 @@ def _edit(index, what):
     ("negative split", r"split 'train': the count must be a whole number >= 0, found -3"),
     ("duplicate category", r"category ids must be unique"),  # was ValueError from Dataset
     ("string category id", r"each category must be \{\"id\": integer"),
+    ("info a list", r"\"info\" must be a JSON object"),  # was TypeError / ValueError (fuzzer)
+    ("shard name too long", r"(cannot read the shard named by index.json|File name too long)"),  # was OSError
     ("member past the shard", r"shard 0: a member reaches past the shard's \d+ bytes, found \['"),
     ("sample past the shard", r"expected \[shard, member\] of a listed member, found \[0, 99\]"),
 ])

@@ -997,6 +997,8 @@ def _read_shard(root: Path, e: Mapping[str, Any], files: dict[str, list],
         size = path.stat().st_size
     except FileNotFoundError:
         raise MissingFileError(where, "shard named by index.json not found") from None
+    except OSError as err:  # a name too long, a loop of links...
+        raise MalformedFileError(where, f"cannot read the shard named by index.json ({err.strerror or err})") from None
     if size != e.get("bytes"):
         raise MalformedFileError(where, f"{size} bytes, index.json says {e.get('bytes')}: the shard was changed "
                                         "or cut short, or index.json is another conversion's")
