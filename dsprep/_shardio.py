@@ -340,8 +340,16 @@ def _objects(doc: Mapping[str, Any]) -> Instances:
     area = cols.get("area")
     kp = cols.get("keypoints")
     segm = cols.get("segmentation")
+    arr = np.asarray(boxes, np.float64).reshape(n, 4)
+    with np.errstate(invalid="ignore"):
+        if n and not (np.isfinite(arr).all() and (np.abs(arr) <= 2 ** 31 - 1).all()
+                      and (arr[:, 2] >= arr[:, 0]).all() and (arr[:, 3] >= arr[:, 1]).all()):
+            bad = arr[~(np.isfinite(arr).all(1) & (np.abs(arr) <= 2 ** 31 - 1).all(1) & (arr[:, 2] >= arr[:, 0])
+                        & (arr[:, 3] >= arr[:, 1]))][0]
+            raise ValueError(f"boxes must be finite [x1, y1, x2, y2] within +-2^31 - 1 with x2 >= x1, y2 >= y1; "
+                             f"found {bad.tolist()}")
     return Instances(
-        boxes=np.asarray(boxes, np.float64).reshape(n, 4), labels=np.asarray(cols.get("labels") or [], np.int64),
+        boxes=arr, labels=np.asarray(cols.get("labels") or [], np.int64),
         iscrowd=cols.get("iscrowd"), difficult=cols.get("difficult"), ids=cols.get("ids"),
         area=None if area is None else np.array([np.nan if a is None else a for a in area], np.float64),
         segmentation=None if segm is None or all(s is None for s in segm) else list(segm),
@@ -362,20 +370,69 @@ def record_from_sample(doc: Mapping[str, Any], where: str, *, path: str | None =
     """
     from .errors import InvalidAnnotationError
 
+    problem = _sample_problem(doc)
+    if problem is not None:
+        raise InvalidAnnotationError(where, f"the sample's JSON is not a dsprep record: {problem}"[:400])
     try:
-        # The sample's JSON is untrusted: its objects go through Instances' checks (_objects); the
-        # record's own fields are converted here, one by one.
+        # The sample's JSON is untrusted: its fields' types are checked above (_sample_problem), its
+        # objects go through Instances' checks (_objects).
         return Record._trusted(
-            id=str(doc["id"]), path=str(doc["path"] if path is None else path),
-            width=int(doc.get("width") or 0), height=int(doc.get("height") or 0), split=doc.get("split"),
+            id=doc["id"], path=doc["path"] if path is None else path,
+            width=doc.get("width") or 0, height=doc.get("height") or 0, split=doc.get("split"),
             label=doc.get("label"), instances=_objects(doc),
             mask_path=doc.get("mask_path") if mask_path is None else mask_path,
             instance_mask_path=doc.get("instance_mask_path") if instance_mask_path is None else instance_mask_path,
             captions=list(doc.get("captions") or []), source_id=doc.get("source_id"),
             extra=dict(doc.get("extra") or {}))
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
         raise InvalidAnnotationError(where, f"the sample's JSON is not a dsprep record "
-                                            f"({type(err).__name__}: {err})") from None
+                                            f"({type(err).__name__}: {err})"[:400]) from None
+
+
+_INT64 = 2 ** 63
+
+
+def _is_int(v: Any, lo: int = -_INT64, hi: int = _INT64 - 1) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _sample_problem(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with the types of a sample's JSON fields (as the writer writes them), or None."""
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, found {type(doc).__name__}"
+    checks = (
+        ("id", isinstance(doc.get("id"), str), "a string"),
+        ("path", isinstance(doc.get("path"), str), "a string"),
+        ("width", doc.get("width") is None or _is_int(doc["width"], 0, 2 ** 31 - 1), "an integer 0..2^31 - 1"),
+        ("height", doc.get("height") is None or _is_int(doc["height"], 0, 2 ** 31 - 1), "an integer 0..2^31 - 1"),
+        ("split", doc.get("split") is None or isinstance(doc["split"], str), "a string or null"),
+        ("splits", isinstance(doc.get("splits") or [], list) and all(isinstance(x, str) for x in doc.get("splits") or []),
+         "a list of strings"),
+        ("label", doc.get("label") is None or _is_int(doc["label"]), "an integer or null"),
+        ("source_id", doc.get("source_id") is None or _is_int(doc["source_id"]) or isinstance(doc["source_id"], str),
+         "an integer, a string or null"),
+        ("mask_path", doc.get("mask_path") is None or isinstance(doc["mask_path"], str), "a string or null"),
+        ("instance_mask_path", doc.get("instance_mask_path") is None or isinstance(doc["instance_mask_path"], str),
+         "a string or null"),
+        ("captions", isinstance(doc.get("captions") or [], list), "a list"),
+        ("extra", isinstance(doc.get("extra") or {}, dict), "an object"),
+        ("image", doc.get("image") is None or isinstance(doc["image"], str), "a string"),
+        ("files", isinstance(doc.get("files") or {}, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in (doc.get("files") or {}).items()),
+         "an object of strings"),
+        ("instances", isinstance(doc.get("instances") or {}, dict), "an object"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            return f"{key} must be {expected}, found {str(doc.get(key))[:60]}"
+    cols = doc.get("instances") or {}
+    labels = cols.get("labels") or []
+    if not (isinstance(labels, list) and all(_is_int(v) for v in labels)):
+        return f"instances.labels must be a list of integers, found {str(labels)[:60]}"
+    extra = cols.get("extra")
+    if extra is not None and not (isinstance(extra, list) and all(e is None or isinstance(e, dict) for e in extra)):
+        return f"instances.extra must be a list of objects or nulls, found {str(extra)[:60]}"
+    return None
 
 
 def member_table(index: Mapping[str, Any]) -> tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@ derandomised, a few hundred inputs per parser) and scripts/fuzz.py (long runs).
 A *target* is one parser: a valid seed document (VOC XML, COCO JSON, COCO panoptic
 JSON, Cityscapes polygons.json, LVIS JSON, KITTI label rows, an Ultralytics YOLO dataset
 YAML written as JSON, YOLO label rows as JSON lists written out as text, a LabelMe JSON,
-a CVAT for images 1.1 XML, a shards index.json beside real shards), how to lay it out
+a CVAT for images 1.1 XML, a shards index.json beside real shards, one sample's JSON member
+inside a real shard), how to lay it out
 as a dataset tree, and the
 formats a parsed dataset is written to. One fuzz input is the seed after a few
 mutations drawn from a :class:`Draw`:
@@ -476,6 +477,48 @@ def _shards_tree(root: Path, data: bytes) -> Path:
     return root
 
 
+def _shards_sample_seed() -> dict[str, Any]:
+    """The JSON member of the first sample of :func:`_shards_seed`'s first shard."""
+    import tarfile
+
+    _shards_seed()
+    first = _SHARDS["index"]["shards"][0]
+    with tarfile.open(fileobj=io.BytesIO(_SHARDS["files"][first["path"]])) as tf:
+        member = tf.getmembers()[0]
+        return json.loads(tf.extractfile(member).read())
+
+
+def _shards_sample_tree(root: Path, data: bytes) -> Path:
+    """The seed shards with the first sample's JSON member replaced by ``data``: the first shard
+    rewritten (plain ustar, members in order) and its index entry's offsets, lengths and bytes
+    made to match, so that the reader gets as far as the JSON."""
+    import tarfile
+
+    _shards_tree(root, _dump_json(_SHARDS["index"]))
+    index = copy.deepcopy(_SHARDS["index"])
+    entry = index["shards"][0]
+    src = io.BytesIO(_SHARDS["files"][entry["path"]])
+    out = io.BytesIO()
+    with tarfile.open(fileobj=src) as tin, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tout:
+        for k, m in enumerate(tin.getmembers()):
+            body = data if k == 0 else tin.extractfile(m).read()
+            info = tarfile.TarInfo(m.name)
+            info.size, info.mtime, info.mode = len(body), m.mtime, m.mode
+            tout.addfile(info, io.BytesIO(body))
+    blob = out.getvalue()
+    spans: dict[str, list[int]] = {}
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:
+        for m in tf.getmembers():
+            key = m.name.split(".", 1)[0]
+            end = m.offset_data + (m.size + 511) // 512 * 512
+            spans.setdefault(key, [m.offset, end])[1] = end
+    entry["members"] = [[key, a, b - a] for key, (a, b) in spans.items()]
+    entry["bytes"] = len(blob)
+    (root / entry["path"]).write_bytes(blob)
+    (root / "index.json").write_text(json.dumps(index))
+    return root
+
+
 @dataclass(frozen=True)
 class Target:
     """One parser under fuzz."""
@@ -601,6 +644,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("labelme", "labelme", _labelme_doc, "json", _labelme_tree, {}, ("labelme", "coco")),
     Target("cvat", "cvat", lambda: CVAT_XML, "xml", _cvat_tree, {}, ("cvat", "coco")),
     Target("shards-index", "shards", _shards_seed, "json", _shards_tree, {}, ("coco", "yolo")),
+    Target("shards-sample", "shards", _shards_sample_seed, "json", _shards_sample_tree, {}, ("coco", "yolo")),
 )}
 
 

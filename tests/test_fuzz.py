@@ -1,6 +1,6 @@
 """Issue 10 item 8: structure-aware fuzzing of the VOC XML, COCO JSON, COCO panoptic JSON,
 Cityscapes polygons.json, LVIS JSON, KITTI label-row, YOLO YAML and label-row, LabelMe JSON,
-CVAT XML and shards index.json parsers (the engine: tests/fuzzing.py; long runs: scripts/fuzz.py).
+CVAT XML, shards index.json and shard sample parsers (the engine: tests/fuzzing.py; long runs: scripts/fuzz.py).
 
 Derandomised, so CI runs the same inputs every time; a failure shrinks to a small input and
 hypothesis prints the draws that make it. Each input is parsed as ``dsprep info`` does,

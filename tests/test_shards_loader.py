@@ -475,6 +475,36 @@ def test_labels_that_are_no_category_of_the_index_are_named_or_skipped(shards, t
     assert all(gone not in r.instances.labels.tolist() for r in ds.records)
 
 
+_SAMPLE = {"id": "a/x", "path": "a/x.jpg", "width": 8, "height": 6, "split": "train", "label": None,
+           "instances": {"boxes": [[1, 1, 4, 5]], "labels": [1], "iscrowd": [False], "difficult": [False], "ids": [-1],
+                         "area": [None], "segmentation": None, "keypoints": None, "extra": None}}
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"id": 7}, r"id must be a string, found 7"),
+    ({"path": ["a"]}, r"path must be a string"),
+    ({"width": 2 ** 70}, r"width must be an integer 0\.\.2\^31 - 1"),  # was OverflowError in stats
+    ({"height": -1}, r"height must be an integer"),
+    ({"label": {"a": 1}}, r"label must be an integer or null"),  # was TypeError (unhashable)
+    ({"split": ["train"]}, r"split must be a string or null"),  # was TypeError in the YOLO writer
+    ({"source_id": [1]}, r"source_id must be an integer, a string or null"),
+    ({"extra": 3}, r"extra must be an object"),
+    ({"files": "mask.png"}, r"files must be an object of strings"),  # was AttributeError
+    ({"mask_path": 5}, r"mask_path must be a string or null"),  # was TypeError in the path check
+    ({"instances": {"boxes": [[1, 1, 4, 5]], "labels": [2 ** 64]}}, r"instances\.labels must be a list of integers"),
+    ({"instances": {"boxes": [[1, 1, 4, 5]], "labels": [1], "extra": [3]}}, r"instances\.extra must be a list"),
+    ({"instances": {"boxes": [[1e300, 0, -1e300, 1]], "labels": [1]}}, r"boxes must be finite \[x1, y1, x2, y2\]"),
+    ({"instances": {"boxes": [[18, 2 ** 31, 31, 30]], "labels": [1]}}, r"within \+-2\^31 - 1"),
+])
+def test_a_sample_json_of_the_wrong_shape_is_named(change, match):
+    """Found by the fuzzer (shards-sample: one sample's JSON member inside a real shard): each of these
+    reached a reader or writer as a foreign exception, or was written and then refused back."""
+    doc = {**json.loads(json.dumps(_SAMPLE)), **change}
+    assert sio.record_from_sample(_SAMPLE, "s.json").instances.boxes.tolist() == [[1, 1, 4, 5]]
+    with pytest.raises(dsprep.InvalidAnnotationError, match=match):
+        sio.record_from_sample(doc, "shard.tar: member k.json")
+
+
 def test_split_members_checks_the_counts(shards):
     _, _, index = shards
     assert sio.split_members(index, "train") == [(0, [0, 1, 2]), (1, [0, 1, 2]), (2, [0, 1, 2]), (3, [0])]

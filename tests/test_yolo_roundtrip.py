@@ -75,3 +75,21 @@ def test_yolo_to_coco_to_yolo_and_voc_to_yolo_give_the_same_rows(tmp_path):
             assert [[float(v) for v in ln.split()] for ln in (tmp_path / out / rel).read_text().splitlines()] == want
     ds = yolo.parse(tmp_path / "src", workers=1)
     assert np.concatenate([r.instances.boxes for r in ds]).shape == (11, 4)
+
+
+def test_keypoints_of_zero_points_are_no_pose_data(tmp_path):
+    """Found by the fuzzer: records whose keypoints hold 0 points an object (a shards sample may)
+    were written as pose with 'kpt_shape: [0, 3]', which the YOLO reader then refused."""
+    import numpy as np
+
+    from dsprep.formats import yolo
+    from dsprep.records import Category, Dataset, Instances, Record
+
+    rec = Record("a", "a.jpg", 8, 6, split="train",
+                 instances=Instances([[1, 1, 4, 5]], [1], keypoints=np.zeros((1, 0, 3))))
+    out = tmp_path / "out"
+    out.mkdir()
+    yolo.write(Dataset([Category(1, "cat")], [rec], splits={"train": ["a"]}), out, images="none")
+    assert "kpt_shape" not in (out / "data.yaml").read_text()
+    (label,) = (out / "labels").rglob("a.txt")
+    assert [len(row.split()) for row in label.read_text().splitlines()] == [5]  # a detect row

@@ -483,7 +483,8 @@ def _snap(v: np.ndarray, size: np.ndarray | float) -> np.ndarray:
     # whichever images share its chunk.
     scale = np.maximum(np.abs(np.asarray(size, np.float64)), 1.0) * (1 + 2 * TOLERANCE)
     p = 10.0 ** np.clip(np.floor(np.log10(2.0 ** 52 / scale)), 0, 15)
-    cand = np.round(v * p) / p
+    with np.errstate(over="ignore", invalid="ignore"):  # a value far past its image: inf here, kept as computed
+        cand = np.round(v * p) / p
     return np.where(np.abs(cand - v) <= 8 * np.spacing(scale), cand, v)
 
 
@@ -1166,7 +1167,8 @@ def _task_of(dataset: Dataset, task: str | None) -> str:
     recs = dataset.records
     if recs and all(len(r.instances) == 0 for r in recs) and any(r.label is not None for r in recs):
         return "classify"
-    if any(r.instances.keypoints is not None and len(r.instances) for r in recs):
+    # keypoints with K = 0 points an object (a shards sample may say so) are no pose data: kpt_shape is [K >= 1, D]
+    if any(r.instances.keypoints is not None and r.instances.keypoints.shape[1] and len(r.instances) for r in recs):
         return "pose"
     if any(r.instances.segmentation is not None and any(s is not None for s in r.instances.segmentation)
            for r in recs):
@@ -1178,7 +1180,7 @@ def _pose_shape(dataset: Dataset, task: str) -> tuple[int, int] | None:
     if task != "pose":
         return None
     ks = {r.instances.keypoints.shape[1] for r in dataset.records if r.instances.keypoints is not None
-          and len(r.instances)}
+          and len(r.instances) and r.instances.keypoints.shape[1]}
     if len(ks) > 1:
         raise InvalidAnnotationError("keypoints", f"records hold {sorted(ks)} keypoints per object; YOLO pose "
                                                   "rows hold one K for the dataset (kpt_shape)")
