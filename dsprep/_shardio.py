@@ -406,8 +406,8 @@ def _sample_problem(doc: Mapping[str, Any]) -> str | None:
         ("width", doc.get("width") is None or _is_int(doc["width"], 0, 2 ** 31 - 1), "an integer 0..2^31 - 1"),
         ("height", doc.get("height") is None or _is_int(doc["height"], 0, 2 ** 31 - 1), "an integer 0..2^31 - 1"),
         ("split", doc.get("split") is None or isinstance(doc["split"], str), "a string or null"),
-        ("splits", isinstance(doc.get("splits") or [], list) and all(isinstance(x, str) for x in doc.get("splits") or []),
-         "a list of strings"),
+        ("splits", isinstance(doc.get("splits") or [], list)
+         and all(isinstance(x, str) for x in doc.get("splits") or []), "a list of strings"),
         ("label", doc.get("label") is None or _is_int(doc["label"]), "an integer or null"),
         ("source_id", doc.get("source_id") is None or _is_int(doc["source_id"]) or isinstance(doc["source_id"], str),
          "an integer, a string or null"),
