@@ -871,9 +871,10 @@ class _Columns:
                 self.num_kp, self.captions, self.extra)
 
 
-def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
-    """The records whose image file exists (the others through the policy); a size the JSON
-    lacks is read from the image header."""
+def _check_images(records: list[Record], splits: dict[str, list[str]], root: Path, policy: ErrorPolicy
+                  ) -> tuple[list[Record], dict[str, list[str]]]:
+    """The records whose image file exists (the others through the policy) and the splits
+    without the others; a size the JSON lacks is read from the image header."""
     out = []
     for r in records:
         p = root / r.path
@@ -886,7 +887,8 @@ def _check_images(records: list[Record], root: Path, policy: ErrorPolicy) -> lis
             policy.handle(err)
             continue
         out.append(r)
-    return out
+    kept = {r.id for r in out}
+    return out, {s: [i for i in ids if i in kept] for s, ids in splits.items()}
 
 
 def _same_image(a: Record, b: Record, extra_keys: Sequence[str] = ()) -> bool:

@@ -479,6 +479,21 @@ def place_image(src: Path, out: Path, rel: str, mode: str) -> bool:
     return True
 
 
+def place_record_image(src: Path, out: Path, rel: str, mode: str, rec_id: str, only: str,
+                       policy: Any = None) -> bool:
+    """:func:`place_image` for a writer: a missing image is a ``MissingFileError`` naming the record
+    and how to write the ``only`` part (``"labels"``, ``"annotations"``) without images; with an
+    ``ErrorPolicy`` it goes through it (warn mode: counted, False returned), else it is raised."""
+    if place_image(src, out, rel, mode):
+        return True
+    err = MissingFileError(str(src), f"image of record {rec_id!r} not found; cannot {mode} it to {rel} (use "
+                                     f"--images none, images='none' in Python, to write {only} only)")
+    if policy is None:
+        raise err
+    policy.handle(err)
+    return False
+
+
 def _placed_from(dst: str, src: Path, mode: str) -> bool:
     """Whether ``dst`` is ``src`` placed by ``mode`` already (a link to it, or its copy: copy2
     keeps size and modification time)."""

@@ -30,14 +30,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import posixpath
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .. import _io
-from .._checks import MAX_SIDE, check_canvas, check_side, image_error
+from .._checks import MAX_SIDE, check_canvas, check_side
 from .._paths import confine, output_path, safe_relpath
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError,
                       MalformedFileError, MissingFileError, UnknownNameError, check_choice)

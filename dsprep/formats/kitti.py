@@ -629,9 +629,7 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
 
 def _place(rec: Record, src_root: Path | None, dest: Path, rel: str, images: str) -> None:
     src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-    if not _io.place_image(src, dest, rel, images):
-        raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} it to {rel} "
-                                         "(use --images none, images='none' in Python, to write labels only)")
+    _io.place_record_image(src, dest, rel, images, rec.id, "labels")
 
 
 def _copy_calib(src_root: Path | None, calib: str, dest: Path, rel: str, lost: dict[str, int]) -> None:

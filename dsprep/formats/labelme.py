@@ -758,14 +758,9 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
     for rec, (img_rel, json_rel) in _io.progress(list(zip(records, places)), total=len(records), desc="LabelMe write",
                                                  enabled=progress):
         src = src_root / rec.path
-        if images != "none" and not _embedded_in(rec) and not _io.place_image(src, dest, img_rel, images):
-            try:
-                raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} it to "
-                                                 f"{img_rel} (use --images none, images='none' in Python, to write "
-                                                 "annotations only)")
-            except FormatError as err:
-                policy.handle(err)
-                missing += 1
+        if images != "none" and not _embedded_in(rec) and not _io.place_record_image(
+                src, dest, img_rel, images, rec.id, "annotations", policy):
+            missing += 1
         doc = _document(rec, names, lost, posixpath.relpath(img_rel, posixpath.dirname(json_rel) or "."),
                         _image_data(rec, src, src_root, image_data, policy, lost))
         output_path(dest, json_rel, what="annotation").write_bytes(_io.json_bytes(doc, json_rel))

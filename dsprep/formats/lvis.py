@@ -183,9 +183,7 @@ def parse(path: str | os.PathLike, *, split: str | None = None, on_error: str = 
             splits.setdefault(src.split, []).extend(listed)
             records.extend(r for r, i in zip(recs, listed) if i is r.id)
     if check_images:
-        records = _check_images(records, root, policy)
-        kept = {r.id for r in records}
-        splits = {s: [i for i in ids if i in kept] for s, ids in splits.items()}
+        records, splits = _check_images(records, splits, root, policy)
     if policy.count:
         info["skipped"] = policy.count
         info["skipped_summary"] = policy.summary("LVIS items")

@@ -42,7 +42,7 @@ from .. import _io
 from .._checks import check_utf8_name, fit_name, read_utf8
 from .._paths import confine, escapes, output_path
 from ..errors import (DatasetNotFoundError, ErrorPolicy, FormatError, InvalidAnnotationError, MalformedFileError,
-                      MissingFileError, PathEscapeError, UnknownNameError, check_choice)
+                      MissingFileError, check_choice)
 from ..records import (Category, Dataset, Instances, Record, box_extents, decimal_sum, make_ids_distinct,
                        record_id_from_path)
 
@@ -1276,14 +1276,8 @@ def write(dataset: Dataset, dest: str | os.PathLike, *, images: str = "link", pr
             output_path(dest, label_path(rel), what="label file").write_text(text, encoding="utf-8")
         n_obj += n
         src = (src_root / rec.path) if src_root is not None else Path(rec.path)
-        if not _io.place_image(src, dest, rel, images):
-            try:
-                raise MissingFileError(str(src), f"image of record {rec.id!r} not found; cannot {images} it to "
-                                                 f"{rel} (use --images none, images='none' in Python, to write "
-                                                 "labels only)")
-            except FormatError as err:
-                policy.handle(err)
-                missing += 1
+        if not _io.place_record_image(src, dest, rel, images, rec.id, "labels", policy):
+            missing += 1
         if images == "none":
             output_path(dest, posixpath.dirname(rel), what="image folder", folder=True)
         img_rel[rec.id] = rel
