@@ -18,13 +18,14 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved  # noqa: E402
 
 import numpy as np
 
@@ -97,19 +98,6 @@ def floor_cvat(path: Path, out: Path) -> None:
             anns.append({"image_id": i, "category": s.get("label"), "segmentation": [flat],
                          "bbox": [x0, y0, x1 - x0, y1 - y0]})
     out.write_bytes(orjson.dumps({"images": images, "annotations": anns}, option=orjson.OPT_SERIALIZE_NUMPY))
-
-
-def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
-    walls = [[] for _ in fns]
-    cpus = [[] for _ in fns]
-    for _ in range(repeat):
-        for k, fn in enumerate(fns):
-            gc.collect()
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            walls[k].append(time.perf_counter() - t0)
-            cpus[k].append(time.process_time() - c0)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 def main() -> None:

@@ -19,14 +19,15 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import gc
 import multiprocessing as mp
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -67,21 +68,6 @@ def floor(paths: list[str], out: Path, procs: int) -> None:
 def best(fn, repeat: int) -> tuple[float, float]:
     """(best wall seconds, best CPU seconds of this process) over ``repeat`` runs."""
     return interleaved([fn], repeat)[0]
-
-
-def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
-    """:func:`best` of each of ``fns``, run round-robin (fn0, fn1, ..., fn0, fn1, ...) so that
-    a change in the machine's load during the run reaches every contender alike."""
-    walls: list[list[float]] = [[] for _ in fns]
-    cpus: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for k, fn in enumerate(fns):
-            gc.collect()
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            walls[k].append(time.perf_counter() - t0)
-            cpus[k].append(time.process_time() - c0)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 def main() -> None:

@@ -28,16 +28,17 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import gc
 import io
 import multiprocessing as mp
 import os
 import shutil
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, print_rate_table  # noqa: E402
 
 N_IMAGES = 118_287
 N_ROWS = 860_001
@@ -121,19 +122,6 @@ def floor(root: Path, out: Path, procs: int) -> None:
                                   "categories": [{"id": k, "name": f"class{k}"} for k in range(80)]}))
 
 
-def interleaved(fns, repeat: int) -> list[tuple[float, float]]:
-    walls: list[list[float]] = [[] for _ in fns]
-    cpus: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for k, (_, fn) in enumerate(fns):
-            gc.collect()
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            walls[k].append(time.perf_counter() - t0)
-            cpus[k].append(time.process_time() - c0)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
-
-
 def _subset(root: Path, limit: int | None, tmp: Path) -> Path:
     """``root`` itself (no ``limit``, or one that takes every image: links would add a ``readlink``
     per file to every contender), or a tree of links to its first ``limit`` images and their labels."""
@@ -171,13 +159,8 @@ def run(root: Path, repeat: int, limit: int | None) -> None:
                   ("dsprep convert yolo -> coco, workers=2", lambda: ours(2))]
     try:
         print(f"{n} images; load {os.getloadavg()}")
-        results = interleaved(contenders, repeat)
-        base = results[0][0]
-        print(f"| what | wall s | images/s | x floor (1 process) | CPU s (this process) |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for (name, _), (wall, cpu) in zip(contenders, results):
-            print(f"| {name} | {wall:.2f} | {n / wall:,.0f} | {wall / base:.2f} | {cpu:.2f} |")
-        print(f"load after: {os.getloadavg()}")
+        results = interleaved([fn for _, fn in contenders], repeat)
+        print_rate_table([name for name, _ in contenders], results, n)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -236,13 +219,8 @@ def peers(root: Path, limit: int, repeat: int, with_dsprep: bool) -> None:
                     convert, "yolo", sub, "coco", tmp / "coco", split="train", images="none", workers=workers,
                     overwrite=True, progress=False)))
         print(f"{len(names)} images; load {os.getloadavg()}")
-        results = interleaved(contenders, repeat)
-        base = results[0][0]
-        print("| what | wall s | images/s | x floor (1 process) | CPU s (this process) |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for (name, _), (wall, cpu) in zip(contenders, results):
-            print(f"| {name} | {wall:.2f} | {len(names) / wall:,.0f} | {wall / base:.2f} | {cpu:.2f} |")
-        print(f"load after: {os.getloadavg()}")
+        results = interleaved([fn for _, fn in contenders], repeat)
+        print_rate_table([name for name, _ in contenders], results, len(names))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
