@@ -211,8 +211,8 @@ def _check_entries(index: Mapping[str, Any], url: str) -> None:
 
     for i, sh in enumerate(index["shards"]):
         members = sh.get("members") if isinstance(sh, dict) else None
-        if not isinstance(members, list):
-            raise bad(f"shard {i}: expected an object with a 'members' list", sh)
+        if not isinstance(members, list) or not isinstance(sh.get("path"), str):
+            raise bad(f"shard {i}: expected an object with a 'path' string and a 'members' list", sh)
         if "bytes" in sh and not _count(sh["bytes"]):
             raise bad(f"shard {i}: 'bytes' must be a whole number >= 0", sh["bytes"])
         end = sh.get("bytes", 2 ** 62)

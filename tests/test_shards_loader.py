@@ -419,6 +419,8 @@ def _edit(index, what):
         i["info"] = [["a", 1, 2]]
     elif what == "shard name too long":
         sh["path"] = "shards/" + "x" * 300 + ".tar"
+    elif what == "no path":
+        del sh["path"]
     elif what == "member past the shard":
         sh["members"][1][2] = 2 ** 40
     elif what == "sample past the shard":
@@ -436,6 +438,7 @@ def _edit(index, what):
     ("string category id", r"each category must be \{\"id\": integer"),
     ("info a list", r"\"info\" must be a JSON object"),  # was TypeError / ValueError (fuzzer)
     ("shard name too long", r"(cannot read the shard named by index.json|File name too long)"),  # was OSError
+    ("no path", r"shard 0: expected an object with a 'path' string and a 'members' list"),
     ("member past the shard", r"shard 0: a member reaches past the shard's \d+ bytes, found \['"),
     ("sample past the shard", r"expected \[shard, member\] of a listed member, found \[0, 99\]"),
 ])
